@@ -1,0 +1,1 @@
+"""Side-by-side comparisons of the reference factories and engine speed benchmarks."""

@@ -1,0 +1,136 @@
+"""The `twin` command end to end: tables, JSON, output files, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twin.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "two_machine.toml"
+
+
+def test_run_json(capsys):
+    rc = main(["run", str(EXAMPLE), "--horizon", "1d", "--warmup", "2h", "--replications", "3", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("throughput_per_hour", "lead_time_mean_s", "lead_time_p95_s", "wip_mean", "oee"):
+        assert set(out["kpis"][k]) == {"mean", "ci95"}
+    assert set(out["stations"]) == {"smt", "assembly"}
+    assert out["bottleneck"] in {"smt", "assembly"}
+    assert out["replications"] == 3 and out["horizon"] == 86400
+    # the bottleneck of this line is the slower, failing smt (60 s mean vs 55 s)
+    assert out["bottleneck"] == "smt"
+    assert 0 < out["kpis"]["throughput_per_hour"]["mean"] < 3600 / 55
+
+
+def test_run_table_and_out_files(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = main(["run", str(EXAMPLE), "--horizon", "12h", "--warmup", "1h", "--replications", "2", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "throughput" in text and "bottleneck" in text and "smt" in text
+    names = {p.name for p in out.iterdir()}
+    assert {"kpis.json", "replications.csv", "stations.csv", "lots.csv", "states.csv", "timeseries.csv"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    meta = json.loads((out / "kpis.json").read_text())["meta"]
+    assert meta["spec_sha256"] and meta["command"].startswith("twin run")
+
+
+def test_same_seed_byte_identical_kpis(tmp_path):
+    for d in ("a", "b"):
+        assert main(["run", str(EXAMPLE), "--horizon", "6h", "--warmup", "0", "--replications", "2", "--seed", "4",
+                     "--out", str(tmp_path / d)]) == 0
+    a = json.loads((tmp_path / "a" / "kpis.json").read_text())
+    b = json.loads((tmp_path / "b" / "kpis.json").read_text())
+    a.pop("meta"), b.pop("meta")
+    assert a == b
+    assert (tmp_path / "a" / "lots.csv").read_bytes() == (tmp_path / "b" / "lots.csv").read_bytes()
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", str(EXAMPLE)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+BAD = """
+name = "bad"
+[source]
+kind = "poison"
+[[products]]
+name = "p"
+route = ["a", "bb"]
+[[stations]]
+name = "a"
+servrs = 2
+process_time = { dist = "expo", mean = "1s" }
+[[stations]]
+name = "b"
+servers = 0
+buffer = -1
+process_time = { dist = "gamma", mean = "-5s", cv = 0.5 }
+"""
+
+
+def test_bad_spec_lists_every_problem_exit_2_no_output(tmp_path, capsys):
+    f = tmp_path / "bad.toml"
+    f.write_text(BAD)
+    out = tmp_path / "out"
+    rc = main(["run", str(f), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert not out.exists()
+    assert "Traceback" not in err
+    expected = [
+        "source.kind",
+        "stations.a.servrs: unknown key (did you mean 'servers'?)",
+        "stations.a.process_time: unknown distribution 'expo'",
+        "stations.b.servers",
+        "stations.b.buffer",
+        "stations.b.process_time.mean: must be > 0",
+    ]
+    for e in expected:
+        assert f"{f}: {e}" in err, e
+
+
+def test_semantic_errors(tmp_path, capsys):
+    f = tmp_path / "sem.toml"
+    f.write_text('name = "s"\n[run]\nhorizon = "1h"\nwarmup = "2h"\n[[products]]\nname = "p"\nroute = ["a", "bb"]\n'
+                 '[[stations]]\nname = "a"\nprocess_time = 1\n[[stations]]\nname = "b"\nprocess_time = 1\n')
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}: products.p.route.1: unknown station 'bb' (did you mean 'b'?)" in err
+    assert f"{f}: run.warmup: warm-up" in err
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "file is empty"),
+    (b"name = \n", "invalid TOML"),
+    (b"\x00\x01\x02\xff", "not a text file"),
+])
+def test_bad_files(tmp_path, capsys, content, needle):
+    f = tmp_path / "x.toml"
+    f.write_bytes(content)
+    assert main(["run", str(f)]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_missing_file_and_bad_flags(capsys):
+    assert main(["run", "/no/such/spec.toml"]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert main(["run", str(EXAMPLE), "--horizon", "-3h"]) == 2
+    assert main(["run", str(EXAMPLE), "--replications", "0"]) == 2
+    assert main(["run", str(EXAMPLE), "--horizon", "1h", "--warmup", "2h"]) == 2
+    assert "--warmup" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "run", str(EXAMPLE), "--horizon", "2h", "--warmup", "0",
+                        "--replications", "1", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["kpis"]["throughput_per_hour"]["mean"] > 0

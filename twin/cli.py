@@ -1,0 +1,187 @@
+"""The ``twin`` command.
+
+Exit codes: 0 success, 2 bad input (every problem listed, no traceback, nothing
+written), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .dists import parse_duration
+from .spec import SpecError, load, resolve
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _duration_arg(name: str):
+    def conv(v: str) -> float:
+        try:
+            d = parse_duration(v)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{name}: {e}") from None
+        if d < 0:
+            raise argparse.ArgumentTypeError(f"{name}: must be >= 0")
+        return d
+
+    return conv
+
+
+def _positive_int(name: str):
+    def conv(v: str) -> int:
+        try:
+            n = int(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected an integer, got {v!r}") from None
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"{name}: must be >= 1, got {n}")
+        return n
+
+    return conv
+
+
+def _seed(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed: expected an integer, got {v!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("--seed: must be >= 0")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="twin", description="Factory digital-twin simulator (model time in seconds).")
+    p.add_argument("--version", action="version", version=f"twin {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="simulate a spec (file or built-in name) and print its KPIs")
+    r.add_argument("spec", help="spec file (TOML) or built-in factory name (static-line, dark-factory, microfactory)")
+    r.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
+    r.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs, e.g. 1d")
+    r.add_argument("--replications", type=_positive_int("--replications"), help="independent replications")
+    r.add_argument("--seed", type=_seed, help="base seed (same seed => identical results)")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    r.add_argument("--out", help="folder for kpis.json and tidy CSVs")
+
+    v = sub.add_parser("validate", help="check a spec without running it")
+    v.add_argument("spec")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "validate":
+            return cmd_validate(args)
+    except SpecError as e:
+        for line in e.problems:
+            sys.stderr.write(f"error: {line}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return 1  # pragma: no cover
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load(args.spec)
+    _, warnings = spec.problems()
+    for p, m in warnings:
+        sys.stderr.write(f"warning: {resolve(args.spec)}: {p}: {m}\n")
+    print(f"{resolve(args.spec)}: ok ({len(spec.stations)} stations, {len(spec.products)} products)")
+    return 0
+
+
+def spec_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from .experiment import simulate, summarize
+    from .io import dumps, write_csv, write_json
+
+    path = resolve(args.spec)
+    spec = load(path)
+    horizon = spec.run.horizon if args.horizon is None else args.horizon
+    warmup = spec.run.warmup if args.warmup is None else args.warmup
+    if horizon <= 0:
+        raise SpecError([f"--horizon: must be > 0, got {horizon:g} s"])
+    if warmup >= horizon:
+        origin = "--warmup" if args.warmup is not None else f"{path}: run.warmup"
+        raise SpecError([f"{origin}: warm-up ({warmup:g} s) must be shorter than the horizon ({horizon:g} s);"
+                         " pass a shorter --warmup or a longer --horizon"])
+    res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+                   progress=not args.json)
+    summary = summarize(res)
+    summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+                       "command": "twin " + shlex.join(argv)}
+    if args.out:
+        out = Path(args.out)
+        write_json(out / "kpis.json", summary)
+        write_csv(out / "replications.csv", res.kpis)
+        write_csv(out / "stations.csv", res.stations)
+        write_csv(out / "lots.csv", res.lots)
+        write_csv(out / "states.csv", res.states)
+        write_csv(out / "timeseries.csv", res.timeseries)
+    if args.json:
+        sys.stdout.write(dumps(summary))
+    else:
+        print(format_table(summary))
+    return 0
+
+
+def _pm(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+    m, h = d["mean"], d["ci95"]
+    if m != m:  # NaN
+        return "n/a"
+    s = fmt.format(m * scale)
+    if h == h:
+        s += " ± " + fmt.format(h * scale)
+    return s
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    k = summary["kpis"]
+    lines = [
+        f"{summary.get('spec', '')}: {summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, "
+        f"warm-up {summary['warmup'] / 3600:g} h, seed {summary['seed']} (mean ± 95 % CI)",
+        f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
+        f"  lead time mean  {_pm(k['lead_time_mean_s'], fmt='{:.1f}')} s",
+        f"  lead time p95   {_pm(k['lead_time_p95_s'], fmt='{:.1f}')} s",
+        f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
+        f"  OEE             {_pm(k['oee'])}",
+        f"  bottleneck      {summary['bottleneck']}",
+        "",
+        f"  {'station':<18}{'busy':>8}{'setup':>8}{'idle':>8}{'blocked':>9}{'down':>8}{'maint':>8}{'off':>8}"
+        f"{'avail':>8}{'OEE':>8}",
+    ]
+    for name, st in summary["stations"].items():
+        row = f"  {name[:17]:<18}"
+        for f, w in (("busy", 8), ("setup", 8), ("idle", 8), ("blocked", 9), ("down", 8), ("maintenance", 8),
+                     ("off_shift", 8), ("availability", 8), ("oee", 8)):
+            row += f"{st[f]['mean']:>{w}.3f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

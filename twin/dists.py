@@ -1,0 +1,368 @@
+"""Durations and probability distributions.
+
+Model time is seconds. A duration in a spec is a number (seconds) or a string
+with a unit: ``"500ms"``, ``"90s"``, ``"20min"``, ``"2.5h"``, ``"3d"``, ``"1w"``.
+
+A distribution in a spec is either a bare duration (a constant) or a table
+``{dist = "...", ...}``.  Each spec class knows its mean and variance and
+compiles to a :class:`Sampler` bound to one named random stream.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+UNITS: dict[str, float] = {
+    "ms": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "min": 60.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "wk": 604800.0,
+}
+_DURATION_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Return ``value`` in seconds; accepts numbers and strings such as ``"2.5h"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration (number of seconds or a string like '90s'), got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"malformed duration {value!r} (use e.g. '90s', '20min', '2.5h', '3d', '1w')")
+        number, unit = m.groups()
+        unit = unit.lower() or "s"
+        if unit not in UNITS:
+            raise ValueError(f"unknown time unit {unit!r} in {value!r} (known: {', '.join(UNITS)})")
+        return float(number) * UNITS[unit]
+    raise ValueError(f"expected a duration (number of seconds or a string like '90s'), got {type(value).__name__}")
+
+
+def _check_duration(v: Any) -> float:
+    d = parse_duration(v)
+    if not math.isfinite(d):
+        raise ValueError("duration must be finite")
+    return d
+
+
+def _positive(v: Any) -> float:
+    d = _check_duration(v)
+    if d <= 0:
+        raise ValueError(f"must be > 0, got {d:g} s")
+    return d
+
+
+def _non_negative(v: Any) -> float:
+    d = _check_duration(v)
+    if d < 0:
+        raise ValueError(f"must be >= 0, got {d:g} s")
+    return d
+
+
+Duration = Annotated[float, BeforeValidator(_non_negative)]
+"""A duration >= 0 in seconds (number or string with unit)."""
+PositiveDuration = Annotated[float, BeforeValidator(_positive)]
+"""A duration > 0 in seconds (number or string with unit)."""
+
+
+class _DistBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def mean(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def var(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def to_toml_value(self) -> dict[str, Any] | float:
+        return {k: v for k, v in self.model_dump().items()}
+
+
+class Constant(_DistBase):
+    """Always ``value`` seconds."""
+
+    dist: Literal["constant"] = "constant"
+    value: Duration
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def var(self) -> float:
+        return 0.0
+
+    def to_toml_value(self) -> float:
+        return self.value
+
+
+class Exponential(_DistBase):
+    """Exponential with the given mean (s)."""
+
+    dist: Literal["exponential"]
+    mean_: PositiveDuration = Field(alias="mean")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    @property
+    def var(self) -> float:
+        return self.mean_**2
+
+    def to_toml_value(self) -> dict[str, Any]:
+        return {"dist": "exponential", "mean": self.mean_}
+
+
+class _MeanCv(_DistBase):
+    mean_: PositiveDuration = Field(alias="mean")
+    cv: float = Field(ge=0.0, le=10.0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    @property
+    def var(self) -> float:
+        return (self.cv * self.mean_) ** 2
+
+    def to_toml_value(self) -> dict[str, Any]:
+        return {"dist": self.dist, "mean": self.mean_, "cv": self.cv}  # type: ignore[attr-defined]
+
+
+class Normal(_MeanCv):
+    """Normal with ``mean`` (s) and ``cv`` (sd/mean), truncated at 0 by redrawing."""
+
+    dist: Literal["normal"]
+
+
+class Lognormal(_MeanCv):
+    """Lognormal parametrised by its own mean (s) and cv."""
+
+    dist: Literal["lognormal"]
+
+
+class Gamma(_MeanCv):
+    """Gamma parametrised by mean (s) and cv (shape = 1/cv^2)."""
+
+    dist: Literal["gamma"]
+
+
+class Weibull(_DistBase):
+    """Weibull with ``shape`` k and ``scale`` (s); shape > 1 means wear-out (rising hazard)."""
+
+    dist: Literal["weibull"]
+    shape: float = Field(gt=0.0)
+    scale: PositiveDuration
+
+    @property
+    def mean(self) -> float:
+        return self.scale * math.gamma(1 + 1 / self.shape)
+
+    @property
+    def var(self) -> float:
+        return self.scale**2 * (math.gamma(1 + 2 / self.shape) - math.gamma(1 + 1 / self.shape) ** 2)
+
+
+class Triangular(_DistBase):
+    """Triangular on [low, high] with the given mode (s)."""
+
+    dist: Literal["triangular"]
+    low: Duration
+    mode: Duration
+    high: PositiveDuration
+
+    @model_validator(mode="after")
+    def _order(self) -> "Triangular":
+        if not (self.low <= self.mode <= self.high) or self.low == self.high:
+            raise ValueError("triangular needs low <= mode <= high and low < high")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.mode + self.high) / 3
+
+    @property
+    def var(self) -> float:
+        a, c, b = self.low, self.mode, self.high
+        return (a * a + b * b + c * c - a * b - a * c - b * c) / 18
+
+
+class Uniform(_DistBase):
+    """Uniform on [low, high] (s)."""
+
+    dist: Literal["uniform"]
+    low: Duration
+    high: PositiveDuration
+
+    @model_validator(mode="after")
+    def _order(self) -> "Uniform":
+        if self.low >= self.high:
+            raise ValueError("uniform needs low < high")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    @property
+    def var(self) -> float:
+        return (self.high - self.low) ** 2 / 12
+
+
+class Empirical(_DistBase):
+    """Resamples the observed ``values`` (s) with equal probability."""
+
+    dist: Literal["empirical"]
+    values: list[Duration] = Field(min_length=1)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def var(self) -> float:
+        return float(np.var(self.values))
+
+
+DIST_CLASSES = {
+    c.model_fields["dist"].annotation.__args__[0]: c  # type: ignore[union-attr]
+    for c in (Constant, Exponential, Normal, Lognormal, Gamma, Weibull, Triangular, Uniform, Empirical)
+}
+
+
+def _coerce_dist(v: Any) -> Any:
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return {"dist": "constant", "value": v}
+    if isinstance(v, dict):
+        name = v.get("dist")
+        if name is None:
+            raise ValueError(f"a distribution table needs a 'dist' key (one of: {', '.join(DIST_CLASSES)})")
+        if name not in DIST_CLASSES:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(DIST_CLASSES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown distribution {name!r}{hint}; known: {', '.join(DIST_CLASSES)}")
+    return v
+
+
+Dist = Annotated[
+    Annotated[
+        Union[Constant, Exponential, Normal, Lognormal, Gamma, Weibull, Triangular, Uniform, Empirical],
+        Field(discriminator="dist"),
+    ],
+    BeforeValidator(_coerce_dist),
+]
+"""Any distribution of durations (seconds)."""
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+class Sampler:
+    """Draws durations (s) from one distribution using one random stream.
+
+    ``one()`` draws a unit time; ``lot(qty)`` draws the time for ``qty`` units in one
+    step from a gamma with mean ``qty*m`` and variance ``qty*var`` (exact for
+    exponential and gamma units; constants scale exactly), per DESIGN §6.
+    Unit draws come from the stream in blocks of :data:`BLOCK` (one numpy call
+    per block instead of per draw); the sequence is still fixed by the seed.
+    """
+
+    __slots__ = ("mean", "var", "_rng", "_constant", "_draw", "_buf")
+
+    def __init__(self, dist: _DistBase, rng: np.random.Generator):
+        self._rng = rng
+        self.mean = dist.mean
+        self.var = dist.var
+        self._constant = isinstance(dist, Constant) or self.var == 0.0
+        self._draw = _make_block(dist, rng)
+        self._buf: list[float] = []
+
+    def one(self) -> float:
+        buf = self._buf
+        if not buf:
+            buf.extend(self._draw(BLOCK).tolist())
+        return buf.pop()
+
+    def lot(self, qty: int) -> float:
+        if qty == 1:
+            return self.one()
+        if self._constant:
+            return self.mean * qty
+        m, v = self.mean * qty, self.var * qty
+        shape = m * m / v
+        return float(self._rng.gamma(shape, v / m))
+
+
+BLOCK = 512
+
+
+def _make_block(d: _DistBase, rng: np.random.Generator):
+    """A function ``n -> ndarray`` of ``n`` independent draws."""
+    if isinstance(d, Constant):
+        c = d.value
+        return lambda n: np.full(n, c)
+    if isinstance(d, Exponential):
+        m = d.mean
+        return lambda n: rng.exponential(m, n)
+    if isinstance(d, Normal):
+        mu, sd = d.mean, d.mean * d.cv
+
+        def normal(n: int) -> np.ndarray:
+            x = rng.normal(mu, sd, n)
+            neg = x < 0.0
+            while neg.any():  # truncation at 0 by redrawing the negative ones
+                x[neg] = rng.normal(mu, sd, int(neg.sum()))
+                neg = x < 0.0
+            return x
+
+        return normal
+    if isinstance(d, Lognormal):
+        s2 = math.log(1 + d.cv**2)
+        mu_l, s = math.log(d.mean) - s2 / 2, math.sqrt(s2)
+        return lambda n: rng.lognormal(mu_l, s, n)
+    if isinstance(d, Gamma):
+        if d.cv == 0:
+            c = d.mean
+            return lambda n: np.full(n, c)
+        k = 1 / d.cv**2
+        theta = d.mean / k
+        return lambda n: rng.gamma(k, theta, n)
+    if isinstance(d, Weibull):
+        k, lam = d.shape, d.scale
+        return lambda n: lam * rng.weibull(k, n)
+    if isinstance(d, Triangular):
+        a, c, b = d.low, d.mode, d.high
+        return lambda n: rng.triangular(a, c, b, n)
+    if isinstance(d, Uniform):
+        a, b = d.low, d.high
+        return lambda n: rng.uniform(a, b, n)
+    if isinstance(d, Empirical):
+        vals = np.asarray(d.values, dtype=float)
+        return lambda n: vals[rng.integers(len(vals), size=n)]
+    raise TypeError(f"no sampler for {type(d).__name__}")  # pragma: no cover
+
+
+def constant(seconds: float) -> Constant:
+    """A constant distribution of ``seconds``."""
+    return Constant(value=seconds)

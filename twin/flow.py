@@ -1,0 +1,120 @@
+"""What moves and where it waits: lots, buffers, sinks (runtime objects, SimPy-based).
+
+The buffers are a small rendezvous on SimPy events rather than ``simpy.Store``:
+capacity 0 (direct hand-off, the upstream server stays blocked until a
+downstream server takes the lot) is not expressible with a Store, and the
+synchronous ``try_get``/``try_put`` fast path avoids scheduling an event for
+every hand-off that can happen at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import simpy
+
+
+class Lot:
+    """``qty`` units of one product moving along its route."""
+
+    __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defective", "order")
+
+    def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float):
+        self.id = id
+        self.product = product
+        self.qty = qty
+        self.route = route  # tuple of stations (or routers) to visit, then the sink
+        self.step = 0
+        self.t_release = t_release
+        self.defective = False
+        self.order = None
+
+
+class Buffer:
+    """Waiting room in front of a station: ``capacity`` places (``None`` = unlimited, 0 = hand-off).
+
+    Lots wait in FIFO order. A put that finds the room full waits (the putter is
+    *blocked*); a get that finds it empty waits (the getter is *starved*).
+    """
+
+    __slots__ = ("env", "capacity", "items", "getters", "putters", "on_put")
+
+    def __init__(self, env: simpy.Environment, capacity: int | None):
+        self.env = env
+        self.capacity = float("inf") if capacity is None else capacity
+        self.items: deque[Lot] = deque()
+        self.getters: deque[simpy.Event] = deque()
+        self.putters: deque[tuple[simpy.Event, Lot]] = deque()
+        self.on_put: Callable[[Lot], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.putters)
+
+    def try_put(self, lot: Lot) -> bool:
+        """Put at once if possible (hand to a waiting getter or into a free place)."""
+        if self.getters:
+            self.getters.popleft().succeed(lot)
+            return True
+        if len(self.items) < self.capacity:
+            self.items.append(lot)
+            return True
+        return False
+
+    def put_event(self, lot: Lot) -> simpy.Event:
+        """An event that fires when ``lot`` has been accepted (call after ``try_put`` failed)."""
+        ev = self.env.event()
+        self.putters.append((ev, lot))
+        return ev
+
+    def try_get(self) -> Lot | None:
+        """Take the next lot at once if there is one (a place or a blocked upstream lot)."""
+        if self.items:
+            lot = self.items.popleft()
+            if self.putters:
+                ev, waiting = self.putters.popleft()
+                self.items.append(waiting)
+                ev.succeed()
+            return lot
+        if self.putters:  # capacity 0: take straight from the blocked upstream server
+            ev, waiting = self.putters.popleft()
+            ev.succeed()
+            return waiting
+        return None
+
+    def get_event(self) -> simpy.Event:
+        """An event whose value is the next lot (call after ``try_get`` returned None)."""
+        ev = self.env.event()
+        self.getters.append(ev)
+        return ev
+
+
+class SaturatedBuffer(Buffer):
+    """The first station's buffer under a saturated source: never empty.
+
+    Lots put back into it (routes that revisit the station) go first; otherwise a
+    fresh lot is released on demand by ``make_lot``.
+    """
+
+    __slots__ = ("make_lot",)
+
+    def __init__(self, env: simpy.Environment, capacity: int | None, make_lot: Callable[[], Lot]):
+        super().__init__(env, capacity)
+        self.make_lot = make_lot
+
+    def try_get(self) -> Lot:  # type: ignore[override]
+        lot = super().try_get()
+        return lot if lot is not None else self.make_lot()
+
+
+class Sink:
+    """End of every route: records the finished lot (good or scrapped) and frees it."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[Lot], None]):
+        self.finish = finish
+
+    def try_put(self, lot: Lot) -> bool:
+        self.finish(lot)
+        return True
