@@ -1,9 +1,9 @@
 """Calendars: when a station (and its operators) may work.
 
 A calendar is a weekly pattern of open windows; model time 0 is Monday 00:00.
-It has up to three levels that a capacity policy can switch between at run
-time: ``base`` shifts (minus breaks), ``base + overtime`` windows, and
-``base + overtime + extra_shift`` (a shift added after a hiring lag).
+It has three levels that a capacity policy can switch between at run time:
+``base`` shifts (minus breaks), ``base + overtime`` windows, and
+``base + extra_shift`` (a shift added after a hiring lag, which replaces overtime).
 Stations without a calendar work around the clock (lights-out, 24/7).
 """
 
@@ -104,9 +104,9 @@ class CalendarSpec(BaseModel):
     def pattern(self, level: int) -> np.ndarray:
         """Merged open intervals (n × 2 array, s within the week) at ``level`` 0, 1 or 2."""
         ivs = [iv for w in self.shifts for iv in w.intervals()]
-        if level >= 1:
+        if level == 1:
             ivs += [iv for w in self.overtime for iv in w.intervals()]
-        if level >= 2:
+        if level == 2:  # the hired shift replaces overtime
             ivs += [iv for w in self.extra_shift for iv in w.intervals()]
         merged = _merge(ivs)
         for w in self.breaks:
@@ -242,3 +242,22 @@ class Calendar:
             p = self.patterns[level]
             total += p.open_seconds(b) - p.open_seconds(a)
         return total
+
+    def paid_seconds(self, t0: float, t1: float) -> tuple[float, float]:
+        """(regular, overtime) open seconds within ``[t0, t1]``: overtime is what level 1 adds to the base."""
+        regular = overtime = 0.0
+        bounds = [c[0] for c in self.changes] + [float("inf")]
+        base = self.patterns[0]
+        for k, (start, level) in enumerate(self.changes):
+            a, b = min(max(t0, start), bounds[k + 1]), min(max(t1, start), bounds[k + 1])
+            if b <= a:
+                continue
+            p = self.patterns[level]
+            opened = float(p.open_seconds(b) - p.open_seconds(a))
+            if level == 1:
+                reg = float(base.open_seconds(b) - base.open_seconds(a))
+                regular += reg
+                overtime += opened - reg
+            else:
+                regular += opened
+        return regular, overtime

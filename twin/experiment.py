@@ -49,7 +49,7 @@ def replication_seed(seed: int, replication: int) -> int:
 
 def run_once(spec: Spec, horizon: float, warmup: float, seed: int) -> Results:
     """Build and run one replication with the given seed."""
-    model = Model(spec, seed)
+    model = Model(spec, seed, horizon)
     model.run(horizon, warmup)
     return build(model, warmup, horizon)
 

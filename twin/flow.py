@@ -18,17 +18,20 @@ import simpy
 class Lot:
     """``qty`` units of one product moving along its route."""
 
-    __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defective", "order")
+    __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defects", "work", "lane", "target")
 
-    def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float):
+    def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float,
+                 lane: int | None = None):
         self.id = id
         self.product = product
-        self.qty = qty
-        self.route = route  # tuple of stations (or routers) to visit, then the sink
+        self.qty = qty  # good-so-far units (scrapped units leave the lot)
+        self.route = route  # tuple of station inputs (buffers or dispatchers) to visit, then the sink
         self.step = 0
         self.t_release = t_release
-        self.defective = False
-        self.order = None
+        self.defects = 0  # defective units not (yet) found
+        self.work = 0.0  # ideal processing seconds per unit done so far (the value scrap destroys)
+        self.lane = lane  # the line or cell it was released to (fixed dispatch), None = any
+        self.target = 0  # lane chosen by the last dispatcher
 
 
 class Buffer:

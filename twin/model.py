@@ -9,8 +9,12 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
+from collections import deque
+
 import simpy
 
+from . import policies
+from .calendar import Calendar
 from .dists import Exponential, Sampler
 from .flow import Buffer, Lot, SaturatedBuffer, Sink
 from .spec import Spec
@@ -30,8 +34,8 @@ class State(IntEnum):
 
 
 STATE_NAMES = [s.name.lower() for s in State]
-_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN = (int(State.IDLE), int(State.SETUP), int(State.BUSY),
-                                         int(State.BLOCKED), int(State.DOWN))
+_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF = (int(s) for s in State)
+INF = float("inf")
 
 
 class Recorder:
@@ -39,94 +43,238 @@ class Recorder:
 
     - ``states``: ``(t, server_index, state)`` at each state change;
     - ``releases``: ``(lot_id, product_index, qty, t)``;
-    - ``finishes``: ``(lot_id, t, good)`` with ``good`` 1 or 0 (scrapped).
+    - ``finishes``: ``(lot_id, t, units, escaped_defects, code)``; code 1 finished,
+      0 wholly scrapped, -1 turned away at a full first buffer;
+    - ``scraps``: ``(lot_id, t, station_index, units, work_s_per_unit)``;
+    - ``maint``: ``(t, server_index, kind, duration)``, kind 0 repair, 1 planned;
+    - ``orders``: ``(order_id, product_index, qty, t, due)``; ``deliveries``: ``(order_id, t)``;
+    - ``events``: rare control events ``(t, kind, detail)``.
     """
 
-    __slots__ = ("states", "releases", "finishes", "servers", "products", "events")
+    __slots__ = ("states", "releases", "finishes", "scraps", "maint", "orders", "deliveries",
+                 "servers", "products", "events")
 
     def __init__(self) -> None:
         self.states: list[tuple[float, int, int]] = []
         self.releases: list[tuple[int, int, int, float]] = []
-        self.finishes: list[tuple[int, float, int]] = []
+        self.finishes: list[tuple[int, float, int, int, int]] = []
+        self.scraps: list[tuple[int, float, int, int, float]] = []
+        self.maint: list[tuple[float, int, int, float]] = []
+        self.orders: list[tuple[int, int, int, float, float]] = []
+        self.deliveries: list[tuple[int, float]] = []
         self.servers: list[tuple[str, int]] = []  # (station name, server number)
         self.products: list[str] = []
-        self.events: list[tuple[float, str, str]] = []  # rare control events (t, kind, detail)
+        self.events: list[tuple[float, str, str]] = []
 
 
 class Server:
-    """One machine of a station; ``run()`` is its SimPy process."""
+    """One machine of a station; the station's ``run*()`` is its SimPy process."""
 
-    __slots__ = ("station", "index", "sid", "last_product", "ttf_left", "next_fail", "units", "ideal")
+    __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
+                 "units", "ideal", "state", "busy_until", "down_until")
 
-    def __init__(self, station: "StationRT", index: int, sid: int):
+    def __init__(self, station: "StationRT", lane: "Lane", index: int, sid: int):
         self.station = station
+        self.lane = lane
         self.index = index
         self.sid = sid
         self.last_product: int | None = None
-        self.ttf_left = float("inf")
-        self.next_fail = float("inf")
+        self.ttf_left = INF  # operating seconds to the next failure
+        self.next_fail = INF  # calendar-basis failure time
+        self.pm_left = INF  # operating seconds to planned maintenance
         self.units = 0  # units processed
         self.ideal = 0.0  # their ideal (mean) processing time, s, for ISO 22400 effectiveness
+        self.state = -1
+        self.busy_until = 0.0  # expected end of the work in hand (for dispatching)
+        self.down_until = 0.0
+
+
+class Lane:
+    """One of a station's parallel copies (a line's or cell's machine group): a buffer and servers."""
+
+    __slots__ = ("station", "index", "buffer", "servers", "speed", "active")
+
+    def __init__(self, station: "StationRT", index: int, buffer: Buffer, speed: float):
+        self.station = station
+        self.index = index
+        self.buffer = buffer
+        self.servers: list[Server] = []
+        self.speed = speed
+        self.active = True
+
+    def in_process(self) -> int:
+        return sum(1 for s in self.servers if s.state in (_BUSY, _SETUP, _DOWN, _MAINT))
+
+    def expected_completion(self, lot: Lot, now: float) -> float:
+        """Expected time (s from now) at which ``lot`` would finish here."""
+        st = self.station
+        means = st.means
+        work = 0.0
+        last = None
+        for s in self.servers:
+            if s.busy_until > now:
+                work += s.busy_until - now
+            if s.down_until > now:
+                work += s.down_until - now
+            last = s.last_product if last is None else last
+        for q in self.buffer.items:
+            work += means[q.product] * q.qty
+            last = q.product
+        for q in self.buffer.putters:
+            work += means[q[1].product] * q[1].qty
+            last = q[1].product
+        own = means[lot.product] * lot.qty
+        if st.setup_means is not None and last is not None and last != lot.product:
+            own += st.setup_means[last][lot.product]
+        return (work / len(self.servers) + own) / self.speed
+
+
+class Dispatcher:
+    """A station's input when it has several lanes: a rule picks the lane for each lot."""
+
+    __slots__ = ("lanes", "rule")
+
+    def __init__(self, lanes: list[Lane], rule: Any):
+        self.lanes = lanes
+        self.rule = rule
+
+    def __len__(self) -> int:
+        return sum(len(ln.buffer) for ln in self.lanes)
+
+    def try_put(self, lot: Lot) -> bool:
+        lot.target = self.rule.choose(lot)
+        return self.lanes[lot.target].buffer.try_put(lot)
+
+    def put_event(self, lot: Lot) -> simpy.Event:
+        return self.lanes[lot.target].buffer.put_event(lot)
 
 
 class StationRT:
-    """Runtime of one station: buffer, samplers, servers."""
+    """Runtime of one station: lanes (buffers and servers), samplers, policies."""
 
-    def __init__(self, model: "Model", spec_station: Any, product_names: list[str]):
+    def __init__(self, model: "Model", spec_station: Any, product_names: list[str], index: int):
         self.model = model
         self.spec = spec_station
         self.name = spec_station.name
+        self.index = index
         env = model.env
-        self.buffer: Buffer = Buffer(env, spec_station.buffer)
         rng = model.streams.get(f"process:{self.name}")
         self.samplers: list[Sampler | None] = []
+        self.means: list[float] = []
         for p in product_names:
             d = spec_station.process_time_by_product.get(p, spec_station.process_time)
             self.samplers.append(Sampler(d, rng) if d is not None else None)
+            self.means.append(d.mean if d is not None else 0.0)
         self.setup: list[list[Sampler | None]] | None = None
+        self.setup_means: list[list[float]] | None = None
         if spec_station.setup is not None:
             srng = model.streams.get(f"setup:{self.name}")
             st = spec_station.setup
             default = Sampler(st.default, srng) if st.default.mean > 0 else None
             self.setup = []
+            self.setup_means = []
             for a in product_names:
-                row = []
+                row, mrow = [], []
                 for b in product_names:
                     d = st.matrix.get(a, {}).get(b)
                     if a == b:
                         row.append(None)
+                        mrow.append(0.0)
                     elif d is not None:
                         row.append(Sampler(d, srng) if d.mean > 0 else None)
+                        mrow.append(d.mean)
                     else:
                         row.append(default)
+                        mrow.append(st.default.mean)
                 self.setup.append(row)
+                self.setup_means.append(mrow)
         self.failures = spec_station.failures
         self.ttf: Sampler | None = None
         self.ttr: Sampler | None = None
+        self.ttr_mean = 0.0
+        spec_all = model.spec
+        # an operator's calendar is the station's calendar: nothing is done without the operator
+        self.pool: simpy.Resource | None = None
+        cal_name = spec_station.calendar
+        if spec_station.operators is not None:
+            self.pool = model.pools[spec_station.operators]
+            cal_name = cal_name or spec_all.pool(spec_station.operators).calendar
+        self.calendar: Calendar | None = model.calendars.get(cal_name) if cal_name else None
+        self.technicians: simpy.Resource | None = (model.pools[spec_station.technicians]
+                                                   if spec_station.technicians else None)
+        self.maint_spec = spec_station.maintenance
+        self.maint_policy = None
+        if self.maint_spec is not None and self.failures is not None:
+            self.maint_policy = policies.get("maintenance", self.maint_spec.policy)(
+                self.maint_spec, model.streams.get(f"maintenance:{self.name}"))
+            self.pm_time = Sampler(self.maint_spec.duration, model.streams.get(f"pm:{self.name}"))
+        self.quality = spec_station.quality if (spec_station.quality is not None and (
+            spec_station.quality.defect_rate > 0 or spec_station.quality.inspect == "end_of_line")) else None
+        self.qrng = model.streams.get(f"quality:{self.name}") if self.quality is not None else None
+        self.stop_until = 0.0  # disruption: no lot starts before this time
+        speeds = spec_station.speeds or [1.0] * spec_station.lanes
+        self.lanes: list[Lane] = []
         self.servers: list[Server] = []
-        for i in range(spec_station.servers):
-            sid = len(model.rec.servers)
-            model.rec.servers.append((self.name, i))
-            self.servers.append(Server(self, i, sid))
+        for j in range(spec_station.lanes):
+            lane = Lane(self, j, Buffer(env, spec_station.buffer), speeds[j])
+            self.lanes.append(lane)
+            for k in range(spec_station.servers):
+                sid = len(model.rec.servers)
+                number = j * spec_station.servers + k
+                model.rec.servers.append((self.name, number))
+                srv = Server(self, lane, number, sid)
+                lane.servers.append(srv)
+                self.servers.append(srv)
+        self.input: Any
+        if len(self.lanes) == 1:
+            self.input = self.lanes[0].buffer
+        else:
+            self.input = Dispatcher(self.lanes, policies.get("dispatch", spec_station.dispatch)(self))
         if self.failures is not None:
             frng = model.streams.get(f"failure:{self.name}")
             self.ttf = Sampler(self.failures.ttf, frng)
             self.ttr = Sampler(self.failures.ttr, frng)
+            self.ttr_mean = self.failures.ttr.mean
             for s in self.servers:
                 if self.failures.basis == "operating":
                     s.ttf_left = self.ttf.one()
+                    if self.maint_policy is not None:
+                        s.pm_left = self.maint_policy.plan(s.ttf_left)
                 else:
                     s.next_fail = self.ttf.one()
 
-    # ------------------------------------------------------------------ process
+    @property
+    def buffer(self) -> Any:
+        """The input of the station (a buffer, or a dispatcher over the lanes' buffers)."""
+        return self.input
+
+    @buffer.setter
+    def buffer(self, b: Any) -> None:
+        self.input = b
+        self.lanes[0].buffer = b
+
+    def needs_general_loop(self) -> bool:
+        sp = self.spec
+        return bool(self.calendar is not None or self.pool is not None or self.technicians is not None
+                    or self.maint_policy is not None or self.quality is not None or len(self.lanes) > 1
+                    or sp.speeds or self.model.disrupted(self.name) or self.model.lane_structured)
+
+    def process(self, srv: Server):
+        return self.run_general(srv) if self.needs_general_loop() else self.run(srv)
+
+    # ------------------------------------------------------------------ fast loop
     def run(self, srv: Server):
-        """The server loop: get a lot, set up if the product changed, process, pass it on."""
+        """The plain server loop: get a lot, set up if the product changed, process, pass it on.
+
+        Used by stations without calendars, workers, policies or quality checks (the
+        hot path of big models; the general loop below does everything).
+        """
         env = self.model.env
         rec = self.model.rec.states.append
-        buf = self.buffer
+        buf = srv.lane.buffer
         sid = srv.sid
         samplers = self.samplers
-        ideal = [x.mean if x is not None else 0.0 for x in samplers]
+        ideal = self.means
         setup = self.setup
         operating_failures = self.failures is not None and self.failures.basis == "operating"
         calendar_failures = self.failures is not None and self.failures.basis == "calendar"
@@ -158,7 +306,9 @@ class StationRT:
                     yield timeout(srv.ttf_left)
                     d -= srv.ttf_left
                     rec((env.now, sid, _DOWN))
-                    yield timeout(self.ttr.one())  # type: ignore[union-attr]
+                    r = self.ttr.one()  # type: ignore[union-attr]
+                    self.model.rec.maint.append((env.now, sid, 0, r))
+                    yield timeout(r)
                     rec((env.now, sid, _BUSY))
                     srv.ttf_left = self.ttf.one()  # type: ignore[union-attr]
                 srv.ttf_left -= d
@@ -170,6 +320,7 @@ class StationRT:
                     d -= worked
                     rec((env.now, sid, _DOWN))
                     repair = self.ttr.one()  # type: ignore[union-attr]
+                    self.model.rec.maint.append((env.now, sid, 0, repair))
                     yield timeout(repair)
                     srv.next_fail = env.now + self.ttf.one()  # type: ignore[union-attr]
                     rec((env.now, sid, _BUSY))
@@ -191,56 +342,251 @@ class StationRT:
         rec = self.model.rec.states.append
         while srv.next_fail <= env.now:
             rec((srv.next_fail, srv.sid, _DOWN))
-            repaired = srv.next_fail + self.ttr.one()  # type: ignore[union-attr]
+            r = self.ttr.one()  # type: ignore[union-attr]
+            self.model.rec.maint.append((srv.next_fail, srv.sid, 0, r))
+            repaired = srv.next_fail + r
             srv.next_fail = repaired + self.ttf.one()  # type: ignore[union-attr]
             if repaired > env.now:
                 yield env.timeout(repaired - env.now)
             else:
                 rec((repaired, srv.sid, state if state >= 0 else _IDLE))
 
+    # ------------------------------------------------------------------ general loop
+    def _set(self, srv: Server, state: int) -> None:
+        if srv.state != state:
+            self.model.rec.states.append((self.model.env.now, srv.sid, state))
+            srv.state = state
+
+    def run_general(self, srv: Server):
+        """Server loop with calendars, operators, technicians, maintenance policies,
+        quality checks, lanes and disruptions."""
+        model = self.model
+        env = model.env
+        lane = srv.lane
+        buf = lane.buffer
+        samplers = self.samplers
+        means = self.means
+        setup = self.setup
+        cal = self.calendar
+        pool = self.pool
+        quality = self.quality
+        calendar_failures = self.failures is not None and self.failures.basis == "calendar"
+        while True:
+            lot = buf.try_get()
+            if lot is None:
+                self._set(srv, _IDLE if lane.active else _OFF)
+                lot = yield buf.get_event()
+                buf = lane.buffer
+            if calendar_failures and srv.next_fail <= env.now:
+                yield from self._catch_up_calendar(srv, max(srv.state, 0))
+            if srv.pm_left <= 0.0:
+                yield from self._planned_maintenance(srv)
+            if self.stop_until > env.now:
+                self._set(srv, _DOWN)
+                srv.down_until = self.stop_until
+                yield env.timeout(self.stop_until - env.now)
+            p = lot.product
+            speed = lane.speed
+            d = samplers[p].lot(lot.qty) / speed  # type: ignore[union-attr]
+            su = 0.0
+            if setup is not None and srv.last_product is not None and srv.last_product != p:
+                s = setup[srv.last_product][p]
+                if s is not None:
+                    su = s.lot(1)
+            srv.busy_until = env.now + su + d
+            req = None
+            if pool is not None:
+                if cal is not None and cal.open_until(env.now) is None:
+                    self._set(srv, _OFF)
+                    yield from cal.wait_open()
+                req = pool.request()
+                if not req.triggered:
+                    self._set(srv, _IDLE)
+                    yield req
+            if su > 0.0:
+                yield from self._work(srv, su, _SETUP, ages=False)
+            srv.last_product = p
+            yield from self._work(srv, d, _BUSY, ages=True)
+            if req is not None:
+                pool.release(req)  # type: ignore[union-attr]
+            srv.units += lot.qty
+            srv.ideal += means[p] * lot.qty
+            lot.work += means[p]
+            if quality is not None:
+                self._inspect(lot)
+                if lot.qty == 0:
+                    model.scrapped_lot(lot)
+                    continue
+            lot.step += 1
+            nxt = lot.route[lot.step]
+            if not nxt.try_put(lot):
+                self._set(srv, _BLOCKED)
+                yield nxt.put_event(lot)
+
+    def _work(self, srv: Server, d: float, state: int, ages: bool):
+        """Spend ``d`` seconds of work in ``state``: paused off shift, interrupted by failures."""
+        env = self.model.env
+        cal = self.calendar
+        operating = ages and self.failures is not None and self.failures.basis == "operating"
+        calendar_failures = self.failures is not None and self.failures.basis == "calendar"
+        self._set(srv, state)
+        while d > 1e-9:
+            chunk = d
+            if cal is not None:
+                until = cal.open_until(env.now)
+                if until is None:
+                    self._set(srv, _OFF)
+                    yield from cal.wait_open()
+                    self._set(srv, state)
+                    continue
+                chunk = min(chunk, until - env.now)
+            if operating and srv.ttf_left <= chunk:
+                yield env.timeout(srv.ttf_left)
+                d -= srv.ttf_left
+                srv.pm_left -= srv.ttf_left
+                yield from self._repair(srv)
+                self._set(srv, state)
+                continue
+            if calendar_failures and env.now + chunk >= srv.next_fail:
+                worked = max(0.0, srv.next_fail - env.now)
+                yield env.timeout(worked)
+                d -= worked
+                yield from self._repair(srv)
+                srv.next_fail = env.now + self.ttf.one()  # type: ignore[union-attr]
+                self._set(srv, state)
+                continue
+            yield env.timeout(chunk)
+            d -= chunk
+            if operating:
+                srv.ttf_left -= chunk
+                srv.pm_left -= chunk
+
+    def _repair(self, srv: Server):
+        env = self.model.env
+        self._set(srv, _DOWN)
+        t0 = env.now
+        r = self.ttr.one()  # type: ignore[union-attr]
+        srv.down_until = t0 + r
+        if self.technicians is not None:
+            with self.technicians.request() as req:
+                yield req
+                srv.down_until = env.now + r
+                yield env.timeout(r)
+        else:
+            yield env.timeout(r)
+        self.model.rec.maint.append((t0, srv.sid, 0, env.now - t0))
+        self._renew(srv)
+
+    def _planned_maintenance(self, srv: Server):
+        env = self.model.env
+        self._set(srv, _MAINT)
+        t0 = env.now
+        dur = self.pm_time.one()
+        srv.down_until = t0 + dur
+        if self.technicians is not None:
+            with self.technicians.request() as req:
+                yield req
+                yield env.timeout(dur)
+        else:
+            yield env.timeout(dur)
+        self.model.rec.maint.append((t0, srv.sid, 1, env.now - t0))
+        self._renew(srv)
+
+    def _renew(self, srv: Server) -> None:
+        """Repair and planned maintenance both leave the machine as good as new."""
+        if self.failures is not None and self.failures.basis == "operating":
+            srv.ttf_left = self.ttf.one()  # type: ignore[union-attr]
+            srv.pm_left = self.maint_policy.plan(srv.ttf_left) if self.maint_policy is not None else INF
+
+    def _inspect(self, lot: Lot) -> None:
+        q = self.quality
+        rng = self.qrng
+        new = int(rng.binomial(lot.qty - lot.defects, q.defect_rate)) if q.defect_rate > 0 else 0  # type: ignore[union-attr]
+        caught = 0
+        if q.inspect == "inline":  # type: ignore[union-attr]
+            caught = int(rng.binomial(new, q.detection)) if new else 0  # type: ignore[union-attr]
+            lot.defects += new - caught
+        elif q.inspect == "end_of_line":  # type: ignore[union-attr]
+            total = lot.defects + new
+            caught = int(rng.binomial(total, q.detection)) if total else 0  # type: ignore[union-attr]
+            lot.defects = total - caught
+        else:
+            lot.defects += new
+        if caught:
+            lot.qty -= caught
+            self.model.scrap(lot, self.index, caught)
+
 
 class Model:
     """One run's world: environment, streams, recorder and runtime objects."""
 
-    def __init__(self, spec: Spec, seed: int):
+    def __init__(self, spec: Spec, seed: int, horizon: float | None = None):
         self.spec = spec
         self.seed = seed
+        self.horizon = float(horizon if horizon is not None else spec.run.horizon)
         self.env = simpy.Environment()
         self.streams = Streams(seed)
         self.rec = Recorder()
         self.product_names = [p.name for p in spec.products]
         self.rec.products = list(self.product_names)
+        self.calendars = {c.name: Calendar(self.env, c) for c in spec.calendars}
+        self.pools = {w.name: simpy.Resource(self.env, capacity=w.size) for w in spec.workers}
+        self.orders_mode = spec.source.kind == "orders"
+        self.lane_structured = self.orders_mode and spec.planning.lanes > 1
+        self._disrupted = set()
+        if spec.demand is not None:
+            self._disrupted = {sh.target for sh in spec.demand.shifts if sh.kind == "disruption"}
         self.stations: dict[str, StationRT] = {}
-        for s in spec.stations:
-            self.stations[s.name] = StationRT(self, s, self.product_names)
+        for i, s in enumerate(spec.stations):
+            self.stations[s.name] = StationRT(self, s, self.product_names, i)
         self.sink = Sink(self._finish)
         self._next_id = 0
-        self.routes: list[tuple[Any, ...]] = []
-        for p in spec.products:
-            self.routes.append(tuple(self.stations[n].buffer for n in p.route) + (self.sink,))
         self.lot_sizes = [p.lot_size for p in spec.products]
         shares = [p.share for p in spec.products]
         total = sum(shares)
         self.shares = [s / total for s in shares]
         self._source_rng = self.streams.get("source")
-        self.wip_units = 0
+        n = len(self.product_names)
+        self.wip = [0] * n  # units released and not finished or scrapped, per product
         self._build_source()
+        self.routes = [tuple(self.stations[nm].input for nm in p.route) + (self.sink,) for p in spec.products]
         for st in self.stations.values():
             for srv in st.servers:
-                self.env.process(st.run(srv))
+                self.env.process(st.process(srv))
+        if self.orders_mode:
+            self._build_orders()
+        self.capacity = policies.get("capacity", spec.capacity.policy)(self)
+        self.capacity.start()
+
+    def disrupted(self, station: str) -> bool:
+        return station in self._disrupted
 
     # ------------------------------------------------------------------ flow
-    def release(self, product: int, qty: int | None = None) -> Lot:
+    def release(self, product: int, qty: int | None = None, lane: int | None = None) -> Lot:
         """Create a lot of ``product`` at the current time and record its release."""
         lot_id = self._next_id
         self._next_id += 1
         q = self.lot_sizes[product] if qty is None else qty
-        lot = Lot(lot_id, product, q, self.routes[product], self.env.now)
+        lot = Lot(lot_id, product, q, self.routes[product], self.env.now, lane)
         self.rec.releases.append((lot_id, product, q, self.env.now))
+        self.wip[product] += q
         return lot
 
     def _finish(self, lot: Lot) -> None:
-        self.rec.finishes.append((lot.id, self.env.now, 0 if lot.defective else 1))
+        self.rec.finishes.append((lot.id, self.env.now, lot.qty, lot.defects, 1))
+        self.wip[lot.product] -= lot.qty
+        if self.orders_mode:
+            self.stock[lot.product] += lot.qty
+            self._fill(lot.product)
+
+    def scrap(self, lot: Lot, station_index: int, units: int) -> None:
+        """``units`` of ``lot`` were found defective at a station and scrapped."""
+        self.rec.scraps.append((lot.id, self.env.now, station_index, units, lot.work))
+        self.wip[lot.product] -= units
+
+    def scrapped_lot(self, lot: Lot) -> None:
+        """Every unit of ``lot`` was scrapped: it leaves the line."""
+        self.rec.finishes.append((lot.id, self.env.now, 0, 0, 0))
 
     def pick_product(self, products: list[int] | None = None) -> int:
         """Draw a product by share from the ``source`` stream (restricted to ``products``)."""
@@ -258,6 +604,7 @@ class Model:
 
     def _build_source(self) -> None:
         src = self.spec.source
+        self.lost_lots = 0
         if src.kind == "saturated":
             starts: dict[str, list[int]] = {}
             for i, p in enumerate(self.spec.products):
@@ -265,12 +612,12 @@ class Model:
             for st_name, prods in starts.items():
                 st = self.stations[st_name]
                 make = self._saturated_maker(prods)
-                sat = SaturatedBuffer(self.env, st.spec.buffer, make)
-                # routes hold buffer objects: point them at the saturated one
-                st.buffer = sat
-            self.routes = [tuple(self.stations[n].buffer for n in p.route) + (self.sink,) for p in self.spec.products]
-        else:
-            self.lost_lots = 0
+                if len(st.lanes) > 1:
+                    for ln in st.lanes:
+                        ln.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
+                else:
+                    st.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
+        elif src.kind in ("poisson", "renewal"):
             self.env.process(self._arrivals())
 
     def _saturated_maker(self, prods: list[int]):
@@ -294,19 +641,131 @@ class Model:
             if not lot.route[0].try_put(lot):
                 # a full first buffer turns the arrival away (M/M/1/K semantics)
                 self.lost_lots += 1
-                self.rec.finishes.append((lot.id, env.now, -1))
+                self.wip[lot.product] -= lot.qty
+                self.rec.finishes.append((lot.id, env.now, 0, 0, -1))
+
+    # ------------------------------------------------------------------ orders (make-to-order)
+    def _build_orders(self) -> None:
+        from .demand import order_stream
+
+        spec = self.spec
+        n = len(self.product_names)
+        self.stock = [0] * n  # finished units not yet delivered
+        self.open_units = [0] * n  # ordered units not yet delivered
+        self.book: list[deque[list[Any]]] = [deque() for _ in range(n)]
+        self.supply_stop_until = 0.0
+        self.order_list = order_stream(spec.demand, self.product_names, self.horizon, self.streams.get("demand"))  # type: ignore[arg-type]
+        self.available_from = [0.0] * n
+        for sh in spec.demand.shifts:  # type: ignore[union-attr]
+            if sh.kind == "new_product" and sh.product in self.product_names:
+                i = self.product_names.index(sh.product)
+                self.available_from[i] = sh.at + spec.planning.npi_lead_time
+            elif sh.kind == "disruption":
+                self.env.process(self._disruption(sh))
+        self.env.process(self._order_arrivals())
+        self.planner = policies.get("planning", spec.planning.policy)(self)
+        self.lanes_active = [True] * spec.planning.lanes
+        self.lane_wakeup = [self.env.event() for _ in range(spec.planning.lanes)]
+        self.planner.start()
+        if spec.planning.lanes > 1:
+            for lane in range(spec.planning.lanes):
+                self.env.process(self._feeder(lane))
+        else:
+            self.env.process(self._feeder(None))
+
+    def _order_arrivals(self):
+        env = self.env
+        rec = self.rec.orders
+        for oid, (t, p, qty, due) in enumerate(self.order_list):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            rec.append((oid, p, qty, t, due))
+            self.book[p].append([oid, qty, due])
+            self.open_units[p] += qty
+            if self.stock[p]:
+                self._fill(p)
+
+    def _fill(self, p: int) -> None:
+        """Deliver finished stock to the oldest open orders of product ``p``."""
+        book = self.book[p]
+        while book and self.stock[p] > 0:
+            o = book[0]
+            take = min(o[1], self.stock[p])
+            o[1] -= take
+            self.stock[p] -= take
+            self.open_units[p] -= take
+            if o[1] == 0:
+                self.rec.deliveries.append((o[0], self.env.now))
+                book.popleft()
+
+    def need(self, p: int) -> int:
+        """Units of ``p`` ordered and neither delivered, in stock nor in process."""
+        return self.open_units[p] - self.stock[p] - self.wip[p]
+
+    def _feeder(self, lane: int | None):
+        """Release the planner's lots into the line (or line/cell ``lane``) as the first buffer takes them."""
+        env = self.env
+        planner = self.planner
+        while True:
+            if lane is not None and not self.lanes_active[lane]:
+                yield self.lane_wakeup[lane]
+                continue
+            p = yield from planner.take(lane)
+            if self.supply_stop_until > env.now:
+                yield env.timeout(self.supply_stop_until - env.now)
+            lot = self.release(p, lane=lane)
+            first = lot.route[0]
+            if not first.try_put(lot):
+                yield first.put_event(lot)
+
+    def set_lane_active(self, lane: int, active: bool) -> None:
+        """Capacity policy: deploy (``True``) or idle a line/cell; idle ones get no new lots."""
+        if self.lanes_active[lane] == active:
+            return
+        self.lanes_active[lane] = active
+        for st in self.stations.values():
+            if len(st.lanes) == len(self.lanes_active):
+                ln = st.lanes[lane]
+                ln.active = active
+                for srv in ln.servers:
+                    if srv.state in (_IDLE, _OFF):
+                        st._set(srv, _IDLE if active else _OFF)
+        if active:
+            ev, self.lane_wakeup[lane] = self.lane_wakeup[lane], self.env.event()
+            ev.succeed()
+        self.rec.events.append((self.env.now, "lanes", str(sum(self.lanes_active))))
+
+    def _disruption(self, sh: Any):
+        env = self.env
+        if sh.at > 0:
+            yield env.timeout(sh.at)
+        end = sh.at + sh.duration
+        self.rec.events.append((env.now, "disruption", f"{sh.target} until {end:g}"))
+        if sh.target == "supply":
+            self.supply_stop_until = max(self.supply_stop_until, end)
+        else:
+            st = self.stations[sh.target]
+            st.stop_until = max(st.stop_until, end)
+            for srv in st.servers:
+                if srv.state in (_IDLE, _OFF):
+                    st._set(srv, _DOWN)
+            yield env.timeout(sh.duration)
+            for srv in st.servers:
+                if srv.state == _DOWN and srv.down_until <= env.now:
+                    st._set(srv, _IDLE if srv.lane.active else _OFF)
 
     # ------------------------------------------------------------------ run
     def counters(self) -> list[tuple[int, float]]:
         """Per server ``(units processed, ideal processing time)`` so far."""
         return [(s.units, s.ideal) for st in self.stations.values() for s in st.servers]
 
-    def run(self, until: float, warmup: float = 0.0) -> Recorder:
-        """Advance the model to ``until`` seconds and return the recorder.
+    def run(self, until: float | None = None, warmup: float = 0.0) -> Recorder:
+        """Advance the model to ``until`` seconds (default: its horizon) and return the recorder.
 
         The per-server counters are snapshotted at ``warmup`` so that KPIs can
         exclude the warm-up period.
         """
+        until = self.horizon if until is None else until
         if 0 < warmup < until:
             self.env.run(until=warmup)
         self.counters_at_warmup = self.counters()

@@ -39,6 +39,7 @@ class Results:
     timeseries: pd.DataFrame
     kpis: pd.DataFrame
     stations: pd.DataFrame
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -49,17 +50,26 @@ class Results:
 
 
 def lots_frame(model: Model, horizon: float) -> pd.DataFrame:
+    """One row per released lot: units released, finished good, scrapped, escaped defects, times (s)."""
     rec = model.rec
     rel = np.array(rec.releases, dtype=float).reshape(-1, 4)
-    fin = np.array(rec.finishes, dtype=float).reshape(-1, 3)
+    fin = np.array(rec.finishes, dtype=float).reshape(-1, 5)
+    sc = np.array(rec.scraps, dtype=float).reshape(-1, 5)
     n = len(rel)
     t_done = np.full(n, np.nan)
+    good = np.zeros(n)
+    escaped = np.zeros(n)
+    scrap = np.zeros(n)
     status = np.full(n, "wip", dtype=object)
     if len(fin):
         ids = fin[:, 0].astype(np.int64)
         t_done[ids] = fin[:, 1]
-        codes = fin[:, 2].astype(np.int64)
+        good[ids] = fin[:, 2]
+        escaped[ids] = fin[:, 3]
+        codes = fin[:, 4].astype(np.int64)
         status[ids] = np.where(codes == 1, "good", np.where(codes == 0, "scrap", "lost"))
+    if len(sc):
+        np.add.at(scrap, sc[:, 0].astype(np.int64), sc[:, 3])
     products = np.array(rec.products, dtype=object)
     df = pd.DataFrame(
         {
@@ -69,10 +79,26 @@ def lots_frame(model: Model, horizon: float) -> pd.DataFrame:
             "t_release": rel[:, 3],
             "t_done": t_done,
             "status": status,
+            "good": good.astype(np.int64),
+            "scrap": scrap.astype(np.int64),
+            "escaped": escaped.astype(np.int64),
         }
     )
     df["lead_time_s"] = df["t_done"] - df["t_release"]
     return df
+
+
+def scraps_frame(model: Model) -> pd.DataFrame:
+    """One row per scrapping: lot, time (s), station, units, ideal work per unit lost (s)."""
+    sc = np.array(model.rec.scraps, dtype=float).reshape(-1, 5)
+    names = np.array(list(model.stations), dtype=object)
+    return pd.DataFrame({
+        "lot": sc[:, 0].astype(np.int64),
+        "t": sc[:, 1],
+        "station": names[sc[:, 2].astype(np.int64)] if len(sc) else np.array([], dtype=object),
+        "units": sc[:, 3].astype(np.int64),
+        "work_s": sc[:, 4],
+    })
 
 
 def states_frame(model: Model, horizon: float) -> pd.DataFrame:
@@ -105,11 +131,40 @@ def states_frame(model: Model, horizon: float) -> pd.DataFrame:
     )
 
 
+def reclassify_closed(model: Model, states: pd.DataFrame) -> pd.DataFrame:
+    """Idle or blocked time while a station's calendar is closed is ``off_shift``.
+
+    Servers record idle/blocked when they wait; whether the plant was open then
+    is known from the calendar, so the split is made here, once, vectorised.
+    """
+    cal_of = {n: st.calendar for n, st in model.stations.items() if st.calendar is not None}
+    if not cal_of or states.empty:
+        return states.copy()
+    parts = []
+    keep = np.ones(len(states), dtype=bool)
+    for name, cal in cal_of.items():
+        m = ((states["station"] == name) & states["state"].isin(["idle", "blocked"])).to_numpy()
+        if not m.any():
+            continue
+        sub = states[m]
+        opened = cal.open_seconds(sub["start"].to_numpy(), sub["end"].to_numpy())
+        closed = (sub["end"].to_numpy() - sub["start"].to_numpy()) - opened
+        # keep the interval's open share under its state, move the closed share to off_shift
+        a = sub.copy()
+        a["end"] = a["start"] + opened
+        b = sub.copy()
+        b["state"] = "off_shift"
+        b["start"] = b["end"] - closed
+        parts += [a, b]
+        keep &= ~m
+    return pd.concat([states[keep]] + parts, ignore_index=True)
+
+
 def station_table(model: Model, states: pd.DataFrame, warmup: float, horizon: float,
                   scrap_units: dict[str, int] | None = None) -> pd.DataFrame:
     """Per station: state fractions, utilisation, availability, effectiveness, OEE."""
     window = horizon - warmup
-    s = states.copy()
+    s = reclassify_closed(model, states)
     s["dur"] = np.clip(s["end"], warmup, horizon) - np.clip(s["start"], warmup, horizon)
     tot = s.groupby(["station", "state"], sort=False)["dur"].sum().unstack(fill_value=0.0)
     names = list(model.stations)
@@ -146,21 +201,20 @@ def station_table(model: Model, states: pd.DataFrame, warmup: float, horizon: fl
     return out
 
 
-def timeseries_frame(lots: pd.DataFrame, horizon: float, step: float = 3600.0) -> pd.DataFrame:
-    """Per time bin of ``step`` s: units released, good units out, scrap, WIP at bin end."""
+def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = 3600.0) -> pd.DataFrame:
+    """Per time bin of ``step`` s: units released, good units out, units scrapped, WIP at bin end."""
     edges = np.append(np.arange(0.0, horizon, step), horizon)
     qty = lots["qty"].to_numpy(dtype=float)
     rel = lots["t_release"].to_numpy()
     done = lots["t_done"].to_numpy()
-    good = (lots["status"] == "good").to_numpy()
-    scrap = (lots["status"] == "scrap").to_numpy()
+    good_units = lots["good"].to_numpy(dtype=float)
     lost = (lots["status"] == "lost").to_numpy()
+    fin = ~np.isnan(done) & ~lost
     nb = len(edges) - 1
     released = np.histogram(rel[~lost], bins=edges, weights=qty[~lost])[0]
-    out_good = np.histogram(done[good], bins=edges, weights=qty[good])[0]
-    out_scrap = np.histogram(done[scrap], bins=edges, weights=qty[scrap])[0]
-    finished_any = np.histogram(done[good | scrap], bins=edges, weights=qty[good | scrap])[0]
-    wip = np.cumsum(released) - np.cumsum(finished_any)
+    out_good = np.histogram(done[fin], bins=edges, weights=good_units[fin])[0]
+    out_scrap = np.histogram(scraps["t"].to_numpy(), bins=edges, weights=scraps["units"].to_numpy(dtype=float))[0]
+    wip = np.cumsum(released) - np.cumsum(out_good) - np.cumsum(out_scrap)
     return pd.DataFrame(
         {
             "t_start": edges[:-1][:nb],
@@ -183,36 +237,48 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(x[min(idx, len(x) - 1)])
 
 
-def line_kpis(lots: pd.DataFrame, stations: pd.DataFrame, warmup: float, horizon: float) -> dict[str, Any]:
+def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, warmup: float,
+              horizon: float) -> dict[str, Any]:
     window = horizon - warmup
     qty = lots["qty"].to_numpy(dtype=float)
     done = lots["t_done"].to_numpy()
     rel = lots["t_release"].to_numpy()
     status = lots["status"].to_numpy()
+    gu = lots["good"].to_numpy(dtype=float)
     in_win = (done >= warmup) & (done <= horizon)
     good = in_win & (status == "good")
-    scrap = in_win & (status == "scrap")
-    good_units = float(qty[good].sum())
-    scrap_units = float(qty[scrap].sum())
+    good_units = float(gu[good].sum())
+    escaped = float(lots["escaped"].to_numpy(dtype=float)[good].sum())
+    st = scraps["t"].to_numpy()
+    s_in = (st >= warmup) & (st <= horizon)
+    scrap_units = float(scraps["units"].to_numpy(dtype=float)[s_in].sum())
     lt = (done - rel)[good]
-    w = qty[good]
-    lt_mean = float(np.average(lt, weights=w)) if len(lt) else float("nan")
+    w = gu[good]
+    lt_mean = float(np.average(lt, weights=w)) if len(lt) and w.sum() > 0 else float("nan")
     not_lost = status != "lost"
     end = np.where(np.isnan(done), horizon, done)
     overlap = np.clip(np.minimum(end, horizon) - np.maximum(rel, warmup), 0.0, None)
-    wip_mean = float((overlap[not_lost] * qty[not_lost]).sum() / window)
-    wip_end = float(qty[(status == "wip")].sum())
+    # units in the system: a lot's surviving units until it finishes, scrapped units until scrapped
+    wip_units = np.where(status == "wip", qty - lots["scrap"].to_numpy(dtype=float), gu)
+    integral = float((overlap[not_lost] * wip_units[not_lost]).sum())
+    if len(scraps):
+        r = rel[scraps["lot"].to_numpy()]
+        o = np.clip(np.minimum(st, horizon) - np.maximum(r, warmup), 0.0, None)
+        integral += float((o * scraps["units"].to_numpy(dtype=float)).sum())
+    wip_mean = integral / window
+    wip_end = float(wip_units[status == "wip"].sum())
     produced = good_units + scrap_units
     q_line = good_units / produced if produced > 0 else 1.0
     bn = str(stations["active"].idxmax()) if len(stations) else ""
     a = float(stations.loc[bn, "availability"]) if bn else float("nan")
     e = float(stations.loc[bn, "effectiveness"]) if bn else float("nan")
     released_units = float(qty[not_lost].sum())
-    finished_units = float(qty[(status == "good") | (status == "scrap")].sum())
+    finished_units = float(gu[status == "good"].sum())
     return {
         "throughput_per_hour": good_units / window * 3600.0,
         "good_units": good_units,
         "scrap_units": scrap_units,
+        "escaped_units": escaped,
         "lead_time_mean_s": lt_mean,
         "lead_time_p95_s": _weighted_quantile(lt, w, 0.95),
         "wip_mean": wip_mean,
@@ -228,11 +294,25 @@ def line_kpis(lots: pd.DataFrame, stations: pd.DataFrame, warmup: float, horizon
     }
 
 
-def build(model: Model, warmup: float, horizon: float, scrap_by_station: dict[str, int] | None = None) -> Results:
+def build(model: Model, warmup: float, horizon: float) -> Results:
     """Turn a finished model's recorder into :class:`Results` (one replication)."""
     lots = lots_frame(model, horizon)
+    scraps = scraps_frame(model)
     states = states_frame(model, horizon)
-    stations = station_table(model, states, warmup, horizon, scrap_by_station)
-    kpis = line_kpis(lots, stations, warmup, horizon)
-    ts = timeseries_frame(lots, horizon)
-    return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations)
+    s_in = scraps[(scraps["t"] >= warmup) & (scraps["t"] <= horizon)]
+    stations = station_table(model, states, warmup, horizon, s_in.groupby("station")["units"].sum().to_dict())
+    kpis = line_kpis(lots, scraps, stations, warmup, horizon)
+    ts = timeseries_frame(lots, scraps, horizon)
+    extra: dict[str, Any] = {"scraps": scraps}
+    from .cost import costs
+
+    cost_table, cost_kpis = costs(model, states, lots, scraps, warmup, horizon, kpis["wip_mean"])
+    kpis.update(cost_kpis)
+    if model.orders_mode:
+        from .adapt import adaptation, orders_frame
+
+        states_cls = reclassify_closed(model, states)
+        extra["orders"] = orders_frame(model)
+        kpis.update(adaptation(model, lots, states_cls, scraps, warmup, horizon))
+    return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
+                   costs=cost_table, extra=extra)

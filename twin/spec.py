@@ -13,10 +13,11 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration
 
 MAX_SPEC_BYTES = 2_000_000  # a real line spec is a few kB; refuse anything absurd before parsing
@@ -50,11 +51,76 @@ class Setup(_M):
     matrix: dict[str, dict[str, Dist]] = Field(default_factory=dict)
 
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Maintenance(_M):
+    """Maintenance policy of each server (DESIGN §7): how failures are prevented.
+
+    - ``reactive``: run to failure (only repairs);
+    - ``preventive``: planned maintenance after every ``interval`` of operating time;
+    - ``predictive``: the machine's remaining life (from its wear-out failure law,
+      the degradation that raises the hazard with use) is estimated from a noisy
+      health signal (relative error ``noise_cv``); a degradation is noticed with
+      probability ``recall``, and planned maintenance is done ``lead_time``
+      (operating time) before the predicted failure; false alarms trigger
+      needless maintenance at ``false_alarm_per_hour`` per operating hour.
+
+    Planned maintenance takes ``duration`` (state ``maintenance``), happens between
+    lots, and renews the machine like a repair does.
+    """
+
+    policy: str = "reactive"
+    interval: PositiveDuration | None = None
+    duration: Dist = 0.0  # type: ignore[assignment]
+    recall: Probability = 1.0
+    noise_cv: float = Field(default=0.0, ge=0.0)
+    false_alarm_per_hour: float = Field(default=0.0, ge=0.0)
+    lead_time: Duration = 0.0
+
+
+class Quality(_M):
+    """Defects made at this station and how they are found.
+
+    ``defect_rate``: probability that a unit processed here becomes defective.
+    ``inspect``: ``inline`` finds (with probability ``detection``) the defects made
+    at this station right away; ``end_of_line`` finds all defects a lot carries
+    when it reaches this station (after all upstream work). Found defects are
+    scrapped; those not found escape to the customer.
+    """
+
+    defect_rate: Probability = 0.0
+    inspect: Literal["none", "inline", "end_of_line"] = "none"
+    detection: Probability = 1.0
+
+
 class Station(_M):
-    """A work centre: ``servers`` identical machines sharing one input buffer."""
+    """A work centre: ``lanes`` parallel sub-stations, each ``servers`` identical machines with one input buffer.
+
+    With one lane, all servers share the buffer. With several (parallel lines or
+    cells), ``dispatch`` picks the lane for each arriving lot: ``fixed`` (the lot's
+    line), ``shortest_queue`` or ``least_expected_completion``; any policy name
+    registered in :mod:`twin.policies` works.
+    """
 
     name: str = Field(min_length=1)
     servers: int = Field(default=1, ge=1)
+    lanes: int = Field(default=1, ge=1)
+    """Parallel copies (lines, cells) of this station, each with its own buffer and ``servers`` machines."""
+    dispatch: str = "fixed"
+    speeds: list[Annotated[float, Field(gt=0.0)]] | None = None
+    """Per-lane speed factors (processing time is divided by the factor); default all 1."""
+    operators: str | None = None
+    """Worker pool whose operator each server holds while it works; the pool's calendar applies."""
+    calendar: str | None = None
+    """Calendar of an unmanned station (stations without one work 24/7)."""
+    technicians: str | None = None
+    """Worker pool that repairs and maintains this station's machines (none: never waits)."""
+    maintenance: Maintenance | None = None
+    quality: Quality | None = None
+    power_kw: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    """Electric power per server and state (``busy``, ``idle``, ``setup``, ``blocked``, ``down``,
+    ``maintenance``, ``off_shift``), kW; states not listed draw ``idle`` power (or 0)."""
     process_time: Dist | None = None
     """Unit processing time (s); per-product overrides in ``process_time_by_product``."""
     process_time_by_product: dict[str, Dist] = Field(default_factory=dict)
@@ -76,9 +142,10 @@ class Product(_M):
 
 
 class Source(_M):
-    """How lots enter: ``saturated`` (never starves), ``poisson`` or ``renewal`` arrivals of lots."""
+    """How lots enter: ``saturated`` (never starves), ``poisson`` or ``renewal`` arrivals of lots,
+    or ``orders``: a planner releases lots against the order book made by ``[demand]``."""
 
-    kind: Literal["saturated", "poisson", "renewal"] = "saturated"
+    kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
     rate_per_hour: float | None = Field(default=None, gt=0.0)
     """Poisson arrival rate of lots per hour."""
     interarrival: Dist | None = None
@@ -90,6 +157,130 @@ class Source(_M):
         if self.kind == "renewal" and self.interarrival is None:
             raise ValueError("kind 'renewal' needs interarrival")
         return self
+
+
+class WorkerPool(_M):
+    """A crew of ``size`` workers per shift (operators or technicians) working to a calendar."""
+
+    name: str = Field(min_length=1)
+    size: int = Field(ge=1)
+    calendar: str | None = None
+    """Calendar name; omitted = around the clock."""
+    role: Literal["operator", "technician"] = "operator"
+
+
+class Shift(_M):
+    """A scenario shift of demand or supply (DESIGN §8). ``at`` is seconds from t = 0.
+
+    - ``step``: volume × ``factor`` from ``at`` on;
+    - ``ramp``: volume moves linearly to × ``factor`` between ``at`` and ``at + duration``;
+    - ``pulse``: volume × ``factor`` from ``at`` for ``duration``;
+    - ``mix``: product shares become ``shares`` from ``at``;
+    - ``new_product``: ``product`` starts being ordered at ``at`` with ``share``;
+    - ``disruption``: ``target`` (a station name, or ``supply``) stops for ``duration``.
+    """
+
+    kind: Literal["step", "ramp", "pulse", "mix", "new_product", "disruption"]
+    at: Duration
+    factor: float = Field(default=1.0, ge=0.0)
+    duration: Duration = 0.0
+    shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    product: str | None = None
+    share: float = Field(default=0.0, ge=0.0)
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Shift":
+        if self.kind in ("ramp", "pulse", "disruption") and self.duration <= 0:
+            raise ValueError(f"a {self.kind} shift needs a positive duration")
+        if self.kind == "mix" and not self.shares:
+            raise ValueError("a mix shift needs shares")
+        if self.kind == "new_product" and (not self.product or self.share <= 0):
+            raise ValueError("a new_product shift needs product and a positive share")
+        if self.kind == "disruption" and not self.target:
+            raise ValueError("a disruption needs a target (a station name or 'supply')")
+        return self
+
+
+class Demand(_M):
+    """Make-to-order demand: Poisson orders per product (DESIGN §8)."""
+
+    base_per_week: float = Field(gt=0.0)
+    """Baseline demand, units per week, all products together."""
+    shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    """Share of each product in the baseline (default: the products' ``share``)."""
+    order_size: int = Field(default=100, ge=1)
+    """Units per order."""
+    due: PositiveDuration = 3 * 86400.0
+    """Promised delivery time from order arrival, s."""
+    shifts: list[Shift] = Field(default_factory=list)
+
+
+class Planning(_M):
+    """Release policy for ``source.kind = "orders"``: ``campaign``, ``hourly`` or ``backlog`` (or a registered name).
+
+    ``lanes`` parallel lines or cells are fed (lot ``lane`` = line number), or one
+    shared feed when ``lanes = 1``; ``period`` is the re-planning interval.
+    """
+
+    policy: str = "hourly"
+    period: PositiveDuration = 3600.0
+    lanes: int = Field(default=1, ge=1)
+    forecast_per_week: float | None = Field(default=None, gt=0.0)
+    """What a forecast-driven planner expects (default: the demand's base rate)."""
+    npi_lead_time: Duration = 0.0
+    """Time after a new product's first order before it can be made (tooling, programs, qualification)."""
+
+
+class Capacity(_M):
+    """How capacity follows demand: ``none``, ``shifts`` (overtime, then an extra shift
+    after a hiring lag) or ``modules`` (cells added or idled with a deployment lead time)."""
+
+    policy: str = "none"
+    review: PositiveDuration = 86400.0
+    overtime_above: float = Field(default=0.5, ge=0.0)
+    """``shifts``: run overtime while the backlog exceeds this many days of baseline demand."""
+    release_below: float = Field(default=0.1, ge=0.0)
+    """``shifts``/``modules``: drop overtime and extra shifts below this many days of backlog."""
+    hiring_lag: Duration = 4 * 604800.0
+    """``shifts``: an extra shift starts after overtime has run this long (recruiting, training)."""
+    lead_time: Duration = 7 * 86400.0
+    """``modules``: deployment time of an added module."""
+    min_lanes: int = Field(default=1, ge=1)
+    initial_lanes: int | None = Field(default=None, ge=1)
+    target_utilisation: float = Field(default=0.85, gt=0.0, le=1.0)
+    clear_backlog_in: PositiveDuration = 7 * 86400.0
+    """``modules``: size capacity to clear the backlog within this time besides the demand rate."""
+
+
+class Costs(_M):
+    """Unit-cost parameters (DESIGN §9); money in one currency (USD by default), durations in s."""
+
+    currency: str = "USD"
+    capex: float = Field(default=0.0, ge=0.0)
+    """Installed equipment and building of the whole plant (all lanes)."""
+    capex_per_lane: float = Field(default=0.0, ge=0.0)
+    """Capex of one lane (line, cell, module); charged only while deployed when capacity is ``modules``."""
+    depreciation_years: float = Field(default=7.0, gt=0.0)
+    module_deploy_cost: float = Field(default=0.0, ge=0.0)
+    """One-off cost of deploying (moving in, commissioning) one module."""
+    wage_per_hour: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    """Loaded hourly wage per worker pool name."""
+    overtime_premium: float = Field(default=0.5, ge=0.0)
+    """Extra fraction of the wage paid for overtime hours."""
+    energy_per_kwh: float = Field(default=0.0, ge=0.0)
+    repair_cost: float = Field(default=0.0, ge=0.0)
+    """Parts and call-out per unplanned repair."""
+    planned_maintenance_cost: float = Field(default=0.0, ge=0.0)
+    """Parts per planned maintenance."""
+    material_per_unit: float = Field(default=0.0, ge=0.0)
+    conversion_per_hour: float = Field(default=0.0, ge=0.0)
+    """Value added per hour of ideal processing, for valuing scrapped work in progress."""
+    escape_cost: float = Field(default=0.0, ge=0.0)
+    """Warranty/return cost of a defective unit that reaches a customer."""
+    holding_per_unit_year: float = Field(default=0.0, ge=0.0)
+    """Carrying cost of one unit of WIP or finished stock for a year."""
+    overhead_per_year: float = Field(default=0.0, ge=0.0)
 
 
 class Run(_M):
@@ -109,6 +300,12 @@ class Spec(_M):
     source: Source = Field(default_factory=Source)
     products: list[Product] = Field(default_factory=list)
     stations: list[Station] = Field(min_length=1)
+    calendars: list[CalendarSpec] = Field(default_factory=list)
+    workers: list[WorkerPool] = Field(default_factory=list)
+    demand: Demand | None = None
+    planning: Planning = Field(default_factory=Planning)
+    capacity: Capacity = Field(default_factory=Capacity)
+    costs: Costs = Field(default_factory=Costs)
     run: Run = Field(default_factory=Run)
 
     @model_validator(mode="after")
@@ -123,6 +320,27 @@ class Spec(_M):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def calendar(self, name: str) -> CalendarSpec:
+        for c in self.calendars:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def pool(self, name: str) -> WorkerPool:
+        for w in self.workers:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+    def product_shares(self) -> dict[str, float]:
+        """Baseline share of each product (demand shares if given, else product shares), summing to 1."""
+        if self.demand is not None and self.demand.shares:
+            raw = {p.name: self.demand.shares.get(p.name, 0.0) for p in self.products}
+        else:
+            raw = {p.name: p.share for p in self.products}
+        tot = sum(raw.values()) or 1.0
+        return {k: v / tot for k, v in raw.items()}
 
     def problems(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Semantic checks beyond the schema: ``(errors, warnings)`` as (path, message)."""
@@ -149,6 +367,72 @@ class Spec(_M):
                                    f"process_time_by_product.{p.name})"))
         if sum(p.share for p in self.products) <= 0:
             errors.append(("products", "the shares of all products sum to 0"))
+        _dupes(errors, "calendars", [c.name for c in self.calendars])
+        _dupes(errors, "workers", [w.name for w in self.workers])
+        cals = {c.name for c in self.calendars}
+        pools = {w.name for w in self.workers}
+        for w in self.workers:
+            if w.calendar is not None and w.calendar not in cals:
+                errors.append((f"workers.{w.name}.calendar", f"calendar {w.calendar!r} is not defined{_hint(w.calendar, cals)}"))
+        from .policies import registry  # policies import spec types; import here to avoid a cycle
+        for s in self.stations:
+            for key in ("operators", "technicians"):
+                ref = getattr(s, key)
+                if ref is not None and ref not in pools:
+                    errors.append((f"stations.{s.name}.{key}", f"worker pool {ref!r} is not defined{_hint(ref, pools)}"))
+            if s.calendar is not None and s.calendar not in cals:
+                errors.append((f"stations.{s.name}.calendar", f"calendar {s.calendar!r} is not defined{_hint(s.calendar, cals)}"))
+            if s.speeds is not None and len(s.speeds) != s.lanes:
+                errors.append((f"stations.{s.name}.speeds", f"has {len(s.speeds)} entries for {s.lanes} lanes"))
+            if s.lanes > 1 and s.dispatch not in registry("dispatch"):
+                errors.append((f"stations.{s.name}.dispatch", f"unknown dispatch rule {s.dispatch!r}"
+                                                            f"{_hint(s.dispatch, registry('dispatch'))}; "
+                                                            f"known: {', '.join(sorted(registry('dispatch')))}"))
+            m = s.maintenance
+            if m is not None:
+                if m.policy not in registry("maintenance"):
+                    errors.append((f"stations.{s.name}.maintenance.policy", f"unknown maintenance policy {m.policy!r}"
+                                                                           f"{_hint(m.policy, registry('maintenance'))}; "
+                                                                           f"known: {', '.join(sorted(registry('maintenance')))}"))
+                if m.policy == "preventive" and m.interval is None:
+                    errors.append((f"stations.{s.name}.maintenance.interval", "preventive maintenance needs an interval"))
+                if m.policy != "reactive" and s.failures is None:
+                    errors.append((f"stations.{s.name}.maintenance", f"{m.policy} maintenance needs failures to prevent"))
+            for state in s.power_kw:
+                if state not in _STATE_KEYS:
+                    errors.append((f"stations.{s.name}.power_kw.{state}", f"unknown state {state!r}{_hint(state, _STATE_KEYS)}; "
+                                                                        f"known: {', '.join(_STATE_KEYS)}"))
+        if self.source.kind == "orders":
+            if self.demand is None:
+                errors.append(("demand", "source kind 'orders' needs a [demand] table"))
+            if self.planning.policy not in registry("planning"):
+                errors.append(("planning.policy", f"unknown planning policy {self.planning.policy!r}"
+                                                  f"{_hint(self.planning.policy, registry('planning'))}; "
+                                                  f"known: {', '.join(sorted(registry('planning')))}"))
+        if self.capacity.policy not in registry("capacity"):
+            errors.append(("capacity.policy", f"unknown capacity policy {self.capacity.policy!r}"
+                                              f"{_hint(self.capacity.policy, registry('capacity'))}; "
+                                              f"known: {', '.join(sorted(registry('capacity')))}"))
+        if self.capacity.policy == "modules":
+            if self.capacity.initial_lanes is not None and self.capacity.initial_lanes > self.planning.lanes:
+                errors.append(("capacity.initial_lanes", f"{self.capacity.initial_lanes} is more than planning.lanes "
+                                                         f"({self.planning.lanes})"))
+        if self.demand is not None:
+            for k in self.demand.shares:
+                if k not in products:
+                    errors.append((f"demand.shares.{k}", f"unknown product {k!r}{_hint(k, products)}"))
+            for i, sh in enumerate(self.demand.shifts):
+                where = f"demand.shifts.{i}"
+                if sh.at >= self.run.horizon:
+                    errors.append((f"{where}.at", f"shift at {sh.at:g} s is beyond the horizon ({self.run.horizon:g} s)"))
+                for k in sh.shares:
+                    if k not in products:
+                        errors.append((f"{where}.shares.{k}", f"unknown product {k!r}{_hint(k, products)}"))
+                if sh.product is not None and sh.product not in products:
+                    errors.append((f"{where}.product", f"unknown product {sh.product!r}{_hint(sh.product, products)}"))
+                if sh.kind == "disruption" and sh.target not in names and sh.target != "supply":
+                    errors.append((f"{where}.target", f"unknown station {sh.target!r}{_hint(sh.target or '', names)} "
+                                                      "(or 'supply')"))
         for s in self.stations:
             if s.name not in visited:
                 warnings.append((f"stations.{s.name}", "no product visits this station"))
@@ -165,6 +449,9 @@ class Spec(_M):
                             errors.append((f"stations.{s.name}.setup.matrix.{a}.{b}",
                                            f"unknown product {b!r}{_hint(b, products)}"))
         return errors, warnings
+
+
+_STATE_KEYS = ["idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift"]
 
 
 def _dupes(errors: list[tuple[str, str]], path: str, names: list[str]) -> None:

@@ -1,0 +1,137 @@
+"""Orders, delivery and adaptation metrics (DESIGN §8), from recorder tuples and plain arrays.
+
+Definitions (all times in s; a day is 86 400 s):
+
+- ``fill_rate``: units of the orders due inside the window that were delivered by
+  their due date, over the units of those orders;
+- ``backlog(t)``: units ordered by ``t`` and not yet delivered;
+- ``peak_backlog``: the maximum of the end-of-day backlog in the window;
+- ``time_to_recover`` (from a shift at ``t_s``): the first end of day ``t ≥ t_s`` at
+  which the trailing 7-day output is at least 95 % of the trailing 7-day demand
+  *and* the backlog is back to its normal level (the 95th percentile of the
+  end-of-day backlog in the 14 days before ``t_s``, plus one order); NaN when
+  that never happens before the horizon ("not recovered").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DAY = 86400.0
+WEEK = 7 * DAY
+
+
+def orders_frame(model: Any) -> pd.DataFrame:
+    """One row per order: id, product, qty, t_order, due, t_delivered (NaN if open), on_time."""
+    o = np.array(model.rec.orders, dtype=float).reshape(-1, 5)
+    n = len(o)
+    delivered = np.full(n, np.nan)
+    if model.rec.deliveries:
+        d = np.array(model.rec.deliveries, dtype=float)
+        delivered[d[:, 0].astype(np.int64)] = d[:, 1]
+    names = np.array(model.rec.products, dtype=object)
+    df = pd.DataFrame({
+        "order": o[:, 0].astype(np.int64),
+        "product": names[o[:, 1].astype(np.int64)] if n else np.array([], dtype=object),
+        "qty": o[:, 2].astype(np.int64),
+        "t_order": o[:, 3],
+        "due": o[:, 4],
+        "t_delivered": delivered,
+    })
+    df["on_time"] = df["t_delivered"] <= df["due"]
+    return df
+
+
+def daily_series(orders: pd.DataFrame, lots: pd.DataFrame, horizon: float, step: float = DAY) -> pd.DataFrame:
+    """Per bin of ``step`` s: demand (units ordered), output (good units finished), delivered units,
+    and the backlog at the bin's end."""
+    edges = np.append(np.arange(0.0, horizon, step), horizon)
+    demand = np.histogram(orders["t_order"], bins=edges, weights=orders["qty"].astype(float))[0]
+    fin = lots[lots["status"] == "good"]
+    output = np.histogram(fin["t_done"], bins=edges, weights=fin["good"].astype(float))[0]
+    dl = orders[~np.isnan(orders["t_delivered"])]
+    delivered = np.histogram(dl["t_delivered"], bins=edges, weights=dl["qty"].astype(float))[0]
+    return pd.DataFrame({"t_start": edges[:-1], "t_end": edges[1:], "demand": demand, "output": output,
+                         "delivered": delivered, "backlog": np.cumsum(demand) - np.cumsum(delivered)})
+
+
+def fill_rate(orders: pd.DataFrame, t0: float, t1: float) -> float:
+    """Share of units due in ``[t0, t1)`` delivered by their due date."""
+    due = orders[(orders["due"] >= t0) & (orders["due"] < t1)]
+    tot = float(due["qty"].sum())
+    if tot == 0:
+        return float("nan")
+    return float(due.loc[due["on_time"], "qty"].sum()) / tot
+
+
+def time_to_recover(t_end: np.ndarray, demand: np.ndarray, output: np.ndarray, backlog: np.ndarray,
+                    t_shift: float, order_size: float, step: float = DAY) -> float:
+    """Seconds from ``t_shift`` until output meets demand and the backlog is back to normal (NaN: never).
+
+    Arrays are per bin of ``step`` s ending at ``t_end``.
+    """
+    k = max(1, int(round(WEEK / step)))
+    d7 = np.convolve(demand, np.ones(k), mode="full")[: len(demand)]
+    o7 = np.convolve(output, np.ones(k), mode="full")[: len(output)]
+    before = (t_end <= t_shift) & (t_end > t_shift - 2 * WEEK)
+    normal = (np.percentile(backlog[before], 95) if before.any() else 0.0) + order_size
+    ok = (t_end >= t_shift) & (o7 >= 0.95 * d7) & (backlog <= normal)
+    idx = np.nonzero(ok)[0]
+    if len(idx) == 0:
+        return float("nan")
+    return float(t_end[idx[0]] - t_shift)
+
+
+def shift_time(spec: Any) -> float | None:
+    """When the scenario's first shift starts (None for a baseline)."""
+    if spec.demand is None or not spec.demand.shifts:
+        return None
+    return min(sh.at for sh in spec.demand.shifts)
+
+
+def adaptation(model: Any, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
+               warmup: float, horizon: float) -> dict[str, float]:
+    """Adaptation KPIs of one make-to-order run (see the module doc for definitions)."""
+    from .cost import costs
+
+    orders = orders_frame(model)
+    days = daily_series(orders, lots, horizon)
+    win = (days["t_end"] > warmup).to_numpy()
+    weeks = (horizon - warmup) / WEEK
+    out: dict[str, float] = {
+        "demand_units": float(orders.loc[orders["t_order"] >= warmup, "qty"].sum()),
+        "good_units_per_week": float(days.loc[win, "output"].sum()) / weeks,
+        "demand_per_week": float(days.loc[win, "demand"].sum()) / weeks,
+        "fill_rate": fill_rate(orders, warmup, horizon),
+        "peak_backlog": float(days.loc[win, "backlog"].max()) if win.any() else float("nan"),
+        "backlog_end": float(days["backlog"].iloc[-1]) if len(days) else float("nan"),
+    }
+    ts = shift_time(model.spec)
+    nan = float("nan")
+    out.update(time_to_recover_s=nan, recovered=nan, unit_cost_transition=nan, unit_cost_after=nan,
+               idle_capacity_after=nan)
+    if ts is None or ts >= horizon:
+        return out
+    ttr = time_to_recover(days["t_end"].to_numpy(), days["demand"].to_numpy(), days["output"].to_numpy(),
+                          days["backlog"].to_numpy(), ts, model.spec.demand.order_size)
+    out["time_to_recover_s"] = ttr
+    out["recovered"] = 0.0 if np.isnan(ttr) else 1.0
+    t_rec = horizon if np.isnan(ttr) else ts + ttr
+    if t_rec > ts:
+        out["unit_cost_transition"] = costs(model, states, lots, scraps, ts, t_rec)[1]["unit_cost"]
+    if t_rec < horizon:
+        out["unit_cost_after"] = costs(model, states, lots, scraps, t_rec, horizon)[1]["unit_cost"]
+    # idle capacity after the shift: idle share of the busiest station's paid-for time
+    s = states
+    dur = np.clip(s["end"].to_numpy(), ts, horizon) - np.clip(s["start"].to_numpy(), ts, horizon)
+    tab = pd.DataFrame({"station": s["station"].to_numpy(), "state": s["state"].to_numpy(), "dur": dur})
+    tab = tab.groupby(["station", "state"])["dur"].sum().unstack(fill_value=0.0)
+    if len(tab):
+        active = sum(tab.get(c, 0.0) for c in ("busy", "setup", "down"))
+        bn = active.idxmax()
+        paid = tab.loc[bn].sum() - tab.loc[bn].get("off_shift", 0.0)
+        out["idle_capacity_after"] = float(tab.loc[bn].get("idle", 0.0) / paid) if paid > 0 else nan
+    return out

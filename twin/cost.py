@@ -1,0 +1,145 @@
+"""Unit cost (DESIGN §9): every term over an observation window, per good unit and in total.
+
+Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
+
+- ``capex``: (plant capex + capex per deployed lane) / depreciation years, pro rata;
+  with ``capacity.policy = "modules"`` lanes are charged only while deployed, plus
+  ``module_deploy_cost`` per deployment;
+- ``labour``: per worker pool, crew size × paid hours × wage (overtime hours × (1 + premium));
+  a pool without a calendar is paid around the clock;
+- ``energy``: kW per server and state × time in that state × price per kWh;
+- ``maintenance``: cost per repair and per planned maintenance started in the window;
+- ``material``: material of the good units delivered out of the line;
+- ``scrap``: material plus the value added (ideal work × conversion rate) of scrapped
+  units, and the warranty cost of escaped defects;
+- ``holding``: carrying cost of the mean WIP plus finished stock;
+- ``overhead``: fixed cost per year, pro rata.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+YEAR = 365 * 86400.0
+TERMS = ["capex", "labour", "energy", "maintenance", "material", "scrap", "holding", "overhead"]
+
+
+def _lane_seconds(model: Any, t0: float, t1: float) -> tuple[float, int]:
+    """Deployed lane-seconds in ``[t0, t1]`` and deployments started there."""
+    lanes = model.spec.planning.lanes
+    if model.spec.capacity.policy != "modules" or not model.orders_mode:
+        return lanes * (t1 - t0), 0
+    changes = [(0.0, float(model.spec.capacity.initial_lanes or lanes))]
+    deploys = 0
+    for t, kind, detail in model.rec.events:
+        if kind == "lanes":
+            changes.append((t, float(detail)))
+        elif kind == "deploy" and t0 <= t < t1:
+            deploys += 1
+    total = 0.0
+    for k, (t, n) in enumerate(changes):
+        end = changes[k + 1][0] if k + 1 < len(changes) else float("inf")
+        a, b = max(t, t0), min(end, t1)
+        if b > a:
+            total += n * (b - a)
+    return total, deploys
+
+
+def stock_mean(model: Any, t0: float, t1: float) -> float:
+    """Time-average finished units waiting for their order (good units out − units delivered)."""
+    if not model.orders_mode:
+        return 0.0
+    fin = np.array(model.rec.finishes, dtype=float).reshape(-1, 5)
+    fin = fin[fin[:, 4] == 1]
+    qty = {o[0]: o[2] for o in model.rec.orders}
+    dl = np.array([(t, qty[i]) for i, t in model.rec.deliveries], dtype=float).reshape(-1, 2)
+    times = np.concatenate([fin[:, 1], dl[:, 0]])
+    delta = np.concatenate([fin[:, 2], -dl[:, 1]])
+    order = np.argsort(times, kind="stable")
+    times, level = times[order], np.cumsum(delta[order])
+    # integrate the step function over [t0, t1]
+    edges = np.concatenate([[t0], np.clip(times, t0, t1), [t1]])
+    values = np.concatenate([[level[times < t0][-1] if (times < t0).any() else 0.0], level])
+    return float((np.diff(edges) * np.maximum(values, 0.0)).sum() / (t1 - t0))
+
+
+def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
+          wip_mean: float | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Cost terms over ``[t0, t1]``: a table (term, total, per_unit) and flat KPIs ``cost_<term>``."""
+    c = model.spec.costs
+    span = t1 - t0
+    # capex
+    lane_s, deploys = _lane_seconds(model, t0, t1)
+    capex = (c.capex * span + c.capex_per_lane * lane_s) / (c.depreciation_years * YEAR) + deploys * c.module_deploy_cost
+    # labour
+    labour = 0.0
+    for w in model.spec.workers:
+        wage = c.wage_per_hour.get(w.name, 0.0)
+        if w.calendar is None:
+            reg, ot = span, 0.0
+        else:
+            reg, ot = model.calendars[w.calendar].paid_seconds(t0, t1)
+        labour += w.size * wage * (reg + ot * (1.0 + c.overtime_premium)) / 3600.0
+    # energy
+    from .results import reclassify_closed
+
+    s = reclassify_closed(model, states)
+    dur = (np.clip(s["end"].to_numpy(), t0, t1) - np.clip(s["start"].to_numpy(), t0, t1))
+    kwh = 0.0
+    for name, st in model.stations.items():
+        kw = st.spec.power_kw
+        if not kw:
+            continue
+        m = (s["station"] == name).to_numpy()
+        by_state = pd.Series(dur[m]).groupby(s["state"].to_numpy()[m]).sum()
+        for state, secs in by_state.items():
+            kwh += kw.get(str(state), kw.get("idle", 0.0)) * secs / 3600.0
+        # servers with no recorded state at all are idle
+    energy = kwh * c.energy_per_kwh
+    # maintenance
+    mt = np.array(model.rec.maint, dtype=float).reshape(-1, 4)
+    inwin = (mt[:, 0] >= t0) & (mt[:, 0] < t1)
+    repairs = int(((mt[:, 2] == 0) & inwin).sum())
+    planned = int(((mt[:, 2] == 1) & inwin).sum())
+    maintenance = repairs * c.repair_cost + planned * c.planned_maintenance_cost
+    # units
+    done = lots["t_done"].to_numpy()
+    ok = (lots["status"] == "good").to_numpy() & (done >= t0) & (done < t1)
+    good = float(lots["good"].to_numpy(dtype=float)[ok].sum())
+    escaped = float(lots["escaped"].to_numpy(dtype=float)[ok].sum())
+    material = good * c.material_per_unit
+    sin = (scraps["t"].to_numpy() >= t0) & (scraps["t"].to_numpy() < t1)
+    su = scraps["units"].to_numpy(dtype=float)[sin]
+    sw = scraps["work_s"].to_numpy()[sin]
+    scrap_units = float(su.sum())
+    scrap = float((su * (c.material_per_unit + sw / 3600.0 * c.conversion_per_hour)).sum()) + escaped * c.escape_cost
+    # holding
+    if wip_mean is None:
+        rel = lots["t_release"].to_numpy()
+        end = np.where(np.isnan(done), t1, done)
+        alive = (lots["status"] != "lost").to_numpy()
+        units = np.where(lots["status"].to_numpy() == "wip", lots["qty"].to_numpy() - lots["scrap"].to_numpy(),
+                         lots["good"].to_numpy())
+        ov = np.clip(np.minimum(end, t1) - np.maximum(rel, t0), 0.0, None)
+        wip_mean = float((ov[alive] * units[alive]).sum() / span)
+    fg = stock_mean(model, t0, t1)
+    holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
+    overhead = c.overhead_per_year * span / YEAR
+    totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,
+                  scrap=scrap, holding=holding, overhead=overhead)
+    total = sum(totals.values())
+    per = {k: (v / good if good > 0 else float("nan")) for k, v in totals.items()}
+    table = pd.DataFrame({"term": list(totals), "total": list(totals.values()), "per_unit": list(per.values())})
+    table.loc[len(table)] = ["total", total, total / good if good > 0 else float("nan")]
+    kpis = {f"cost_{k}": per[k] for k in TERMS}
+    kpis["unit_cost"] = total / good if good > 0 else float("nan")
+    kpis["cost_total"] = total
+    kpis["energy_kwh"] = kwh
+    kpis["repairs"] = float(repairs)
+    kpis["planned_maintenances"] = float(planned)
+    kpis["scrap_units_cost_window"] = scrap_units
+    kpis["fg_stock_mean"] = fg
+    return table, kpis

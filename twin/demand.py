@@ -1,0 +1,100 @@
+"""Demand: make-to-order order streams per product with scenario shifts (DESIGN §8).
+
+Orders are drawn from the ``demand`` stream only, product by product in name
+order, so every factory given the same seed, demand and horizon receives the same
+orders (common random numbers), whatever its own products' order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+HOUR = 3600.0
+WEEK = 604800.0
+
+
+def volume_factor(demand: Any, t: np.ndarray) -> np.ndarray:
+    """Multiplier of the baseline volume at times ``t`` (s) from step, ramp and pulse shifts."""
+    t = np.asarray(t, dtype=float)
+    f = np.ones_like(t)
+    for sh in demand.shifts:
+        if sh.kind == "step":
+            f = f * np.where(t >= sh.at, sh.factor, 1.0)
+        elif sh.kind == "ramp":
+            x = np.clip((t - sh.at) / sh.duration, 0.0, 1.0)
+            f = f * (1.0 + (sh.factor - 1.0) * x)
+        elif sh.kind == "pulse":
+            f = f * np.where((t >= sh.at) & (t < sh.at + sh.duration), sh.factor, 1.0)
+    return f
+
+
+def shares_at(demand: Any, products: list[str], t: np.ndarray, base: dict[str, float]) -> np.ndarray:
+    """Share of each product (columns, in ``products`` order) at times ``t``; rows sum to 1."""
+    t = np.asarray(t, dtype=float)
+    w = np.tile(np.array([base.get(p, 0.0) for p in products], dtype=float), (len(t), 1))
+    for sh in sorted(demand.shifts, key=lambda s: s.at):
+        after = (t >= sh.at)[:, None]
+        if sh.kind == "mix":
+            new = np.array([sh.shares.get(p, 0.0) for p in products], dtype=float)
+            new = new / new.sum() if new.sum() > 0 else new
+            w = np.where(after, new[None, :], w)
+        elif sh.kind == "new_product" and sh.product in products:
+            j = products.index(sh.product)
+            # the newcomer takes ``share`` of the volume; the others keep their ratios
+            scaled = w * (1.0 - sh.share)
+            scaled[:, j] = sh.share + w[:, j] * (1.0 - sh.share)
+            w = np.where(after, scaled, w)
+    tot = w.sum(axis=1, keepdims=True)
+    return np.divide(w, tot, out=np.zeros_like(w), where=tot > 0)
+
+
+def base_shares(demand: Any, products: list[str], product_shares: dict[str, float] | None = None) -> dict[str, float]:
+    raw = dict(demand.shares) if demand.shares else dict(product_shares or {p: 1.0 for p in products})
+    tot = sum(raw.get(p, 0.0) for p in products) or 1.0
+    return {p: raw.get(p, 0.0) / tot for p in products}
+
+
+def expected_units(demand: Any, products: list[str], edges: np.ndarray,
+                   product_shares: dict[str, float] | None = None) -> np.ndarray:
+    """Expected ordered units per product (columns) in each bin between ``edges`` (s), hourly resolution."""
+    base = base_shares(demand, products, product_shares)
+    hours = np.arange(edges[0], edges[-1], HOUR) + HOUR / 2
+    rate = demand.base_per_week / WEEK * HOUR * volume_factor(demand, hours)
+    per = rate[:, None] * shares_at(demand, products, hours, base)
+    idx = np.searchsorted(edges, hours, side="right") - 1
+    out = np.zeros((len(edges) - 1, len(products)))
+    np.add.at(out, idx.clip(0, len(edges) - 2), per)
+    return out
+
+
+def order_stream(demand: Any, products: list[str], horizon: float, rng: np.random.Generator,
+                 product_shares: dict[str, float] | None = None) -> list[tuple[float, int, int, float]]:
+    """Orders ``(t, product_index, qty, due_time)`` sorted by time, for ``[0, horizon)``.
+
+    Each hour, each product's order count is Poisson with mean (units demanded in
+    that hour) / ``order_size``: a non-homogeneous Poisson process at hourly resolution.
+    """
+    names = sorted(products)
+    base = base_shares(demand, names, product_shares)
+    n_hours = int(math.ceil(horizon / HOUR))
+    mids = (np.arange(n_hours) + 0.5) * HOUR
+    units = demand.base_per_week / WEEK * HOUR * volume_factor(demand, mids)
+    lam = units[:, None] * shares_at(demand, names, mids, base) / demand.order_size
+    counts = rng.poisson(lam)  # hours × products, in name order
+    offsets = rng.random(int(counts.sum()))
+    out: list[tuple[float, int, int, float]] = []
+    k = 0
+    hour_idx, prod_idx = np.nonzero(counts)
+    for h, j in zip(hour_idx.tolist(), prod_idx.tolist()):
+        c = int(counts[h, j])
+        p = products.index(names[j])
+        for _ in range(c):
+            t = (h + float(offsets[k])) * HOUR
+            k += 1
+            if t < horizon:
+                out.append((t, p, demand.order_size, t + demand.due))
+    out.sort(key=lambda o: (o[0], o[1]))
+    return out

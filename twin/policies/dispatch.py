@@ -1,0 +1,58 @@
+"""Dispatch rules: which lane (parallel line or cell) of a station takes a lot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import register
+
+
+@register("dispatch", "fixed")
+class Fixed:
+    """The lot's own line (``lot.lane``), as on dedicated static lines."""
+
+    def __init__(self, station: Any):
+        self.n = len(station.lanes)
+
+    def choose(self, lot: Any) -> int:
+        return (lot.lane if lot.lane is not None else lot.id) % self.n
+
+
+@register("dispatch", "shortest_queue")
+class ShortestQueue:
+    """The active lane with the fewest lots waiting or in process per machine."""
+
+    def __init__(self, station: Any):
+        self.lanes = station.lanes
+
+    def choose(self, lot: Any) -> int:
+        best, best_v = 0, float("inf")
+        for i, ln in enumerate(self.lanes):
+            if not ln.active:
+                continue
+            v = (len(ln.buffer) + ln.in_process()) / len(ln.servers)
+            if v < best_v:
+                best, best_v = i, v
+        return best
+
+
+@register("dispatch", "least_expected_completion")
+class LeastExpectedCompletion:
+    """The active lane where the lot is expected to finish first: queued work, remaining
+    work in process, repairs under way, the setup the lot would need, and the lane's
+    speed — what an orchestrator with a live view of the floor knows."""
+
+    def __init__(self, station: Any):
+        self.lanes = station.lanes
+        self.station = station
+
+    def choose(self, lot: Any) -> int:
+        now = self.station.model.env.now
+        best, best_t = 0, float("inf")
+        for i, ln in enumerate(self.lanes):
+            if not ln.active:
+                continue
+            t = ln.expected_completion(lot, now)
+            if t < best_t:
+                best, best_t = i, t
+        return best
