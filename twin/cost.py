@@ -6,7 +6,8 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
   with ``capacity.policy = "modules"`` lanes are charged only while deployed, plus
   ``module_deploy_cost`` per deployment;
 - ``labour``: per worker pool, crew size × paid hours × wage (overtime hours × (1 + premium));
-  a pool without a calendar is paid around the clock;
+  a pool without a calendar is paid around the clock; plus ``labour_per_lane_hour`` per
+  deployed lane;
 - ``energy``: kW per server and state × time in that state × price per kWh;
 - ``maintenance``: cost per repair and per planned maintenance started in the window;
 - ``material``: material of the good units delivered out of the line;
@@ -75,7 +76,7 @@ def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataF
     lane_s, deploys = _lane_seconds(model, t0, t1)
     capex = (c.capex * span + c.capex_per_lane * lane_s) / (c.depreciation_years * YEAR) + deploys * c.module_deploy_cost
     # labour
-    labour = 0.0
+    labour = c.labour_per_lane_hour * lane_s / 3600.0
     for w in model.spec.workers:
         wage = c.wage_per_hour.get(w.name, 0.0)
         if w.calendar is None:

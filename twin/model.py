@@ -194,14 +194,15 @@ class StationRT:
         self.ttr_mean = 0.0
         spec_all = model.spec
         # an operator's calendar is the station's calendar: nothing is done without the operator
-        self.pool: simpy.Resource | None = None
+        self.pool: simpy.Container | None = None
+        self.crew = spec_station.crew
         cal_name = spec_station.calendar
         if spec_station.operators is not None:
             self.pool = model.pools[spec_station.operators]
             cal_name = cal_name or spec_all.pool(spec_station.operators).calendar
         self.calendar: Calendar | None = model.calendars.get(cal_name) if cal_name else None
-        self.technicians: simpy.Resource | None = (model.pools[spec_station.technicians]
-                                                   if spec_station.technicians else None)
+        self.technicians: simpy.Container | None = (model.pools[spec_station.technicians]
+                                                    if spec_station.technicians else None)
         self.maint_spec = spec_station.maintenance
         self.maint_policy = None
         if self.maint_spec is not None and self.failures is not None:
@@ -370,13 +371,13 @@ class StationRT:
         cal = self.calendar
         pool = self.pool
         quality = self.quality
+        crew = self.crew
         calendar_failures = self.failures is not None and self.failures.basis == "calendar"
         while True:
             lot = buf.try_get()
             if lot is None:
                 self._set(srv, _IDLE if lane.active else _OFF)
                 lot = yield buf.get_event()
-                buf = lane.buffer
             if calendar_failures and srv.next_fail <= env.now:
                 yield from self._catch_up_calendar(srv, max(srv.state, 0))
             if srv.pm_left <= 0.0:
@@ -394,12 +395,11 @@ class StationRT:
                 if s is not None:
                     su = s.lot(1)
             srv.busy_until = env.now + su + d
-            req = None
             if pool is not None:
                 if cal is not None and cal.open_until(env.now) is None:
                     self._set(srv, _OFF)
                     yield from cal.wait_open()
-                req = pool.request()
+                req = pool.get(crew)
                 if not req.triggered:
                     self._set(srv, _IDLE)
                     yield req
@@ -407,8 +407,8 @@ class StationRT:
                 yield from self._work(srv, su, _SETUP, ages=False)
             srv.last_product = p
             yield from self._work(srv, d, _BUSY, ages=True)
-            if req is not None:
-                pool.release(req)  # type: ignore[union-attr]
+            if pool is not None:
+                pool.put(crew)
             srv.units += lot.qty
             srv.ideal += means[p] * lot.qty
             lot.work += means[p]
@@ -468,10 +468,10 @@ class StationRT:
         r = self.ttr.one()  # type: ignore[union-attr]
         srv.down_until = t0 + r
         if self.technicians is not None:
-            with self.technicians.request() as req:
-                yield req
-                srv.down_until = env.now + r
-                yield env.timeout(r)
+            yield self.technicians.get(1)
+            srv.down_until = env.now + r
+            yield env.timeout(r)
+            self.technicians.put(1)
         else:
             yield env.timeout(r)
         self.model.rec.maint.append((t0, srv.sid, 0, env.now - t0))
@@ -484,9 +484,9 @@ class StationRT:
         dur = self.pm_time.one()
         srv.down_until = t0 + dur
         if self.technicians is not None:
-            with self.technicians.request() as req:
-                yield req
-                yield env.timeout(dur)
+            yield self.technicians.get(1)
+            yield env.timeout(dur)
+            self.technicians.put(1)
         else:
             yield env.timeout(dur)
         self.model.rec.maint.append((t0, srv.sid, 1, env.now - t0))
@@ -530,7 +530,8 @@ class Model:
         self.product_names = [p.name for p in spec.products]
         self.rec.products = list(self.product_names)
         self.calendars = {c.name: Calendar(self.env, c) for c in spec.calendars}
-        self.pools = {w.name: simpy.Resource(self.env, capacity=w.size) for w in spec.workers}
+        # a pool is a Container of workers so a station can hold a crew of several at once
+        self.pools = {w.name: simpy.Container(self.env, capacity=w.size, init=w.size) for w in spec.workers}
         self.orders_mode = spec.source.kind == "orders"
         self.lane_structured = self.orders_mode and spec.planning.lanes > 1
         self._disrupted = set()

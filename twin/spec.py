@@ -47,7 +47,7 @@ class Failures(_M):
 class Setup(_M):
     """Changeover time when a server switches product: ``matrix[from][to]`` else ``default``."""
 
-    default: Dist = 0.0  # type: ignore[assignment]
+    default: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     matrix: dict[str, dict[str, Dist]] = Field(default_factory=dict)
 
 
@@ -72,7 +72,7 @@ class Maintenance(_M):
 
     policy: str = "reactive"
     interval: PositiveDuration | None = None
-    duration: Dist = 0.0  # type: ignore[assignment]
+    duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     recall: Probability = 1.0
     noise_cv: float = Field(default=0.0, ge=0.0)
     false_alarm_per_hour: float = Field(default=0.0, ge=0.0)
@@ -111,7 +111,9 @@ class Station(_M):
     speeds: list[Annotated[float, Field(gt=0.0)]] | None = None
     """Per-lane speed factors (processing time is divided by the factor); default all 1."""
     operators: str | None = None
-    """Worker pool whose operator each server holds while it works; the pool's calendar applies."""
+    """Worker pool whose operators (``crew`` per server) each server holds while it works;
+    the pool's calendar applies: nothing is processed off shift."""
+    crew: int = Field(default=1, ge=1)
     calendar: str | None = None
     """Calendar of an unmanned station (stations without one work 24/7)."""
     technicians: str | None = None
@@ -281,6 +283,8 @@ class Costs(_M):
     holding_per_unit_year: float = Field(default=0.0, ge=0.0)
     """Carrying cost of one unit of WIP or finished stock for a year."""
     overhead_per_year: float = Field(default=0.0, ge=0.0)
+    labour_per_lane_hour: float = Field(default=0.0, ge=0.0)
+    """Labour tied to a deployed lane (e.g. a microfactory cell's attendants), per lane-hour."""
 
 
 class Run(_M):
@@ -376,6 +380,9 @@ class Spec(_M):
                 errors.append((f"workers.{w.name}.calendar", f"calendar {w.calendar!r} is not defined{_hint(w.calendar, cals)}"))
         from .policies import registry  # policies import spec types; import here to avoid a cycle
         for s in self.stations:
+            if s.operators is not None and s.operators in pools and s.crew > self.pool(s.operators).size:
+                errors.append((f"stations.{s.name}.crew", f"needs {s.crew} operators but pool {s.operators!r} "
+                                                          f"has only {self.pool(s.operators).size}"))
             for key in ("operators", "technicians"):
                 ref = getattr(s, key)
                 if ref is not None and ref not in pools:
