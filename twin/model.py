@@ -330,6 +330,7 @@ class StationRT:
                 yield timeout(d)
             srv.units += lot.qty
             srv.ideal += ideal[p] * lot.qty
+            lot.work += ideal[p]
             lot.step += 1
             nxt = lot.route[lot.step]
             if not nxt.try_put(lot):

@@ -149,3 +149,24 @@ def lane_rate_per_hour(spec: Any) -> float:
         per_lane = st.servers * (1 if st.lanes > 1 else 1.0 / max(1, spec.planning.lanes))
         worst = min(worst, per_lane * 3600.0 / t * avail)
     return worst
+
+
+def design_capacity_per_hour(spec: Any, lanes: int | None = None) -> float:
+    """Rated output of the factory in units per calendar hour: the rated output of a
+    lane (see :func:`lane_rate_per_hour`) × lanes in use (``lanes``, default the
+    initially deployed ones) × the open share of the tightest base calendar.
+    Setups, blocking and scrap come on top, so a run's throughput stays below it."""
+    from ..calendar import WEEK as _WEEK
+    from ..calendar import WeeklyPattern
+
+    n = lanes if lanes is not None else (spec.capacity.initial_lanes or spec.planning.lanes)
+    if spec.planning.lanes <= 1:
+        n = 1
+    open_share = 1.0
+    cals = {c.name: c for c in spec.calendars}
+    pools = {w.name: w for w in spec.workers}
+    for st in spec.stations:
+        name = st.calendar or (pools[st.operators].calendar if st.operators else None)
+        if name:
+            open_share = min(open_share, WeeklyPattern(cals[name].pattern(0)).open_per_week / _WEEK)
+    return lane_rate_per_hour(spec) * n * open_share
