@@ -6,11 +6,14 @@ Definitions (all times in s; a day is 86 400 s):
   their due date, over the units of those orders;
 - ``backlog(t)``: units ordered by ``t`` and not yet delivered;
 - ``peak_backlog``: the maximum of the end-of-day backlog in the window;
-- ``time_to_recover`` (from a shift at ``t_s``): the first end of day ``t ≥ t_s`` at
-  which the trailing 7-day output is at least 95 % of the trailing 7-day demand
-  *and* the backlog is back to its normal level (the 95th percentile of the
-  end-of-day backlog in the 14 days before ``t_s``, plus one order); NaN when
-  that never happens before the horizon ("not recovered").
+- ``backlog(t)``: the order backlog — units ordered by ``t`` and not yet delivered
+  (orders not yet due included, so a make-to-order plant always has some);
+- ``time_to_recover`` (from a shift at ``t_s``): the start of the first spell of 7
+  days in which, every day, the output of the trailing week (counted from ``t_s`` at
+  the earliest) is at least 95 % of that week's demand *and* the backlog, in days of
+  the trailing week's demand, is at its normal level (110 % of the 95th percentile of
+  that cover in the 14 days before ``t_s``, plus one order); 0 when the shift is
+  absorbed at once; NaN when no such spell starts before the horizon ("not recovered").
 """
 
 from __future__ import annotations
@@ -68,21 +71,38 @@ def fill_rate(orders: pd.DataFrame, t0: float, t1: float) -> float:
 
 
 def time_to_recover(t_end: np.ndarray, demand: np.ndarray, output: np.ndarray, backlog: np.ndarray,
-                    t_shift: float, order_size: float, step: float = DAY) -> float:
-    """Seconds from ``t_shift`` until output meets demand and the backlog is back to normal (NaN: never).
+                    t_shift: float, order_size: float, step: float = DAY, hold: int = 7) -> float:
+    """Seconds from ``t_shift`` until output meets demand and the backlog is back to normal, and
+    both stay so for ``hold`` bins; NaN when that never happens ("not recovered").
 
-    Arrays are per bin of ``step`` s ending at ``t_end``.
+    Arrays are per bin of ``step`` s ending at ``t_end``. Demand and output are summed over
+    the trailing week, but never from before the shift, so the old regime cannot vouch
+    for the new one.
     """
+    t_end = np.asarray(t_end, dtype=float)
     k = max(1, int(round(WEEK / step)))
-    d7 = np.convolve(demand, np.ones(k), mode="full")[: len(demand)]
-    o7 = np.convolve(output, np.ones(k), mode="full")[: len(output)]
+    after = t_end > t_shift
+    d = np.where(after, demand, 0.0)
+    o = np.where(after, output, 0.0)
+    d7 = np.convolve(d, np.ones(k), mode="full")[: len(d)]
+    o7 = np.convolve(o, np.ones(k), mode="full")[: len(o)]
+    # backlog in days of current demand, so a plant serving a larger demand may hold a
+    # proportionally larger order book (orders not yet due) and still be "normal"
+    dall = np.convolve(np.asarray(demand, dtype=float), np.ones(k), mode="full")[: len(demand)]
+    per_day = np.maximum(dall / (k * step / DAY), 1e-9)
+    cover = np.asarray(backlog, dtype=float) / per_day
     before = (t_end <= t_shift) & (t_end > t_shift - 2 * WEEK)
-    normal = (np.percentile(backlog[before], 95) if before.any() else 0.0) + order_size
-    ok = (t_end >= t_shift) & (o7 >= 0.95 * d7) & (backlog <= normal)
-    idx = np.nonzero(ok)[0]
-    if len(idx) == 0:
-        return float("nan")
-    return float(t_end[idx[0]] - t_shift)
+    normal = (1.1 * np.percentile(cover[before], 95) if before.any() else 0.0) + order_size / per_day
+    ok = after & (o7 >= 0.95 * d7) & (cover <= normal)
+    run = 0
+    for i in range(len(ok)):
+        run = run + 1 if ok[i] else 0
+        if run == hold:
+            first = i - hold + 1
+            # recovered at the start of the good spell: the end of the bin before it (or the shift)
+            start = t_end[first] - step
+            return float(max(0.0, start - t_shift))
+    return float("nan")
 
 
 def shift_time(spec: Any) -> float | None:

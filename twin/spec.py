@@ -229,7 +229,10 @@ class Planning(_M):
     period: PositiveDuration = 3600.0
     lanes: int = Field(default=1, ge=1)
     forecast_per_week: float | None = Field(default=None, gt=0.0)
-    """What a forecast-driven planner expects (default: the demand's base rate)."""
+    """What a forecast-driven planner expects before it has order history (default: the demand's base rate)."""
+    forecast_window: PositiveDuration = 4 * 604800.0
+    """A forecast-driven planner forecasts each product's demand as its mean order rate over this
+    trailing window (a moving-average forecast, updated at every re-plan)."""
     npi_lead_time: Duration = 0.0
     """Time after a new product's first order before it can be made (tooling, programs, qualification)."""
 
@@ -535,7 +538,7 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
         spec = model.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(e, data, source, model)) from None
-    errors, _ = spec.problems()  # type: ignore[attr-defined]
+    errors = spec.problems()[0] if hasattr(spec, "problems") else []
     if errors:
         raise SpecError([f"{source}: {p}: {m}" for p, m in errors])
     return spec  # type: ignore[return-value]

@@ -72,10 +72,10 @@ class QueuePlanner:
 
 @register("planning", "campaign")
 class Campaign(QueuePlanner):
-    """Weekly plan from the forecast: next period's forecast plus the net backlog, made
-    in long runs of one variant (largest first) to save changeovers. Orders that
-    arrive beyond the forecast wait for the next plan; a forecast that is too high
-    builds finished stock."""
+    """Weekly plan from the forecast: next period's forecast (a moving average of the
+    orders of the last ``forecast_window``) plus the net backlog, made in long runs of
+    one variant (largest first) to save changeovers. Orders beyond the forecast wait
+    for the next plan; a forecast that is too high builds finished stock."""
 
     def __init__(self, model: Any):
         super().__init__(model)
@@ -84,14 +84,31 @@ class Campaign(QueuePlanner):
         shares = model.spec.product_shares()
         self.shares = [shares[n] for n in model.product_names]
 
+    def forecast_units(self) -> list[float]:
+        """Units of each product expected in the next period: the trailing ``forecast_window``
+        of actual orders (moving average), or the base forecast before there is a week of history."""
+        m = self.model
+        now = self.env.now
+        window = min(now, self.spec.forecast_window)
+        n = len(m.product_names)
+        if window < WEEK:
+            return [self.forecast * self.shares[p] * self.spec.period / WEEK for p in range(n)]
+        units = [0.0] * n
+        for o in reversed(m.rec.orders):
+            if o[3] < now - window:
+                break
+            units[o[1]] += o[2]
+        return [u / window * self.spec.period for u in units]
+
     def replan(self) -> None:
         m = self.model
         self.clear()
         plan = []
+        fc_all = self.forecast_units()
         for p in range(len(m.product_names)):
             if not self.available(p):
                 continue
-            fc = self.forecast * self.shares[p] * self.spec.period / WEEK
+            fc = fc_all[p]
             plan.append((self.lots_needed(p, fc + m.need(p)), p))
         for lots, p in sorted(plan, key=lambda x: (-x[0], x[1])):
             self.push(p, lots)

@@ -1,0 +1,318 @@
+"""The side-by-side benchmark: factories × scenarios × replications (DESIGN §8, §11).
+
+Each job builds one factory under one scenario and runs it with the replication's
+seed; the seed is the same for every factory, so all of them receive the same
+orders (common random numbers). Jobs are independent and run in-process or on
+local processes; each finished job is stored in ``OUT/jobs/`` as it completes so
+an interrupted grid can be resumed. Scenario times (``at``) count from the end of
+the warm-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from .dists import Duration, PositiveDuration
+from .experiment import mean_ci, replication_seed
+from .io import dumps, write_json
+from .spec import Shift, Spec, SpecError, _M, load, read_toml, resolve, validate
+
+WEEK = 604800.0
+FACTORIES = ["static-line", "dark-factory", "microfactory"]
+SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption"]
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios"
+HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s", "lead_time_p95_s",
+            "wip_mean", "fill_rate", "peak_backlog", "time_to_recover_s", "unit_cost_transition",
+            "unit_cost_after", "idle_capacity_after"]
+
+
+class Scenario(_M):
+    """A demand (or supply) scenario applied to every factory; shift times count from the end of warm-up."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    shifts: list[Shift] = Field(default_factory=list)
+    weeks: PositiveDuration | None = None
+    """Observation length in weeks (as a duration, e.g. ``"26w"``); default from the command."""
+    warmup: Duration | None = None
+
+
+def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
+    p = Path(path_or_name)
+    if not p.exists() and p.suffix != ".toml" and os.sep not in str(path_or_name):
+        p = SCENARIO_DIR / f"{path_or_name}.toml"
+        if not p.exists():
+            known = sorted(x.stem for x in SCENARIO_DIR.glob("*.toml"))
+            raise SpecError([f"{path_or_name}: unknown scenario (known: {', '.join(known)}; or give a .toml file)"])
+    return validate(read_toml(p), source=str(p), model=Scenario)  # type: ignore[return-value]
+
+
+def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: str = "<scenario>") -> Spec:
+    """The factory ``spec`` under ``scenario``: its demand gains the scenario's shifts (moved
+    by the warm-up) and the run covers ``warmup + weeks``."""
+    if spec.demand is None:
+        raise SpecError([f"{spec.name}: demand: the factory has no [demand]; a scenario needs make-to-order demand"])
+    data = spec.model_dump(mode="python", by_alias=True)
+    data["demand"]["shifts"] = [
+        {**sh.model_dump(mode="python"), "at": sh.at + warmup} for sh in scenario.shifts
+    ]
+    data["run"]["horizon"] = warmup + weeks * WEEK
+    data["run"]["warmup"] = warmup
+    try:
+        return validate(data, source=f"{source} applied to {spec.name}")
+    except SpecError as e:
+        raise SpecError([p.replace("demand.shifts", "shifts") for p in e.problems]) from None
+
+
+@dataclass(frozen=True)
+class Job:
+    factory: str
+    scenario: str
+    replication: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.factory}__{self.scenario}__{self.replication}"
+
+
+def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replication: int, seed: int,
+            weeks: float, warmup: float) -> dict[str, Any]:
+    """Run one (factory, scenario, replication); return plain data (picklable, JSON-able)."""
+    from .adapt import daily_series, orders_frame
+    from .model import Model
+    from .results import build, reclassify_closed
+
+    spec = apply(load(factory_path), Scenario.model_validate(scenario), weeks, warmup)
+    horizon = spec.run.horizon
+    model = Model(spec, seed, horizon)
+    model.run(horizon, warmup)
+    res = build(model, warmup, horizon)
+    k = res.kpis.iloc[0].to_dict()
+    k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
+    days = daily_series(orders_frame(model), res.lots, horizon, step=86400.0)
+    st = res.stations.reset_index()
+    st_cols = ["station", "idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift", "utilisation",
+               "availability", "oee"]
+    return {
+        "factory": factory,
+        "scenario": scenario["name"],
+        "replication": replication,
+        "seed": seed,
+        "kpis": k,
+        "daily": {c: days[c].tolist() for c in ("t_end", "demand", "output", "backlog")},
+        "costs": res.costs.to_dict(orient="list"),
+        "stations": st[st_cols].to_dict(orient="list"),
+    }
+
+
+@dataclass
+class Grid:
+    """Everything a compare run needs to know to run (and to resume) its jobs."""
+
+    factories: list[str]
+    scenarios: list[str]
+    replications: int
+    weeks: float
+    warmup: float
+    seed: int
+
+    def signature(self) -> dict[str, Any]:
+        return {"factories": self.factories, "scenarios": self.scenarios, "replications": self.replications,
+                "weeks": self.weeks, "warmup": self.warmup, "seed": self.seed}
+
+    def jobs(self) -> list[Job]:
+        return [Job(f, s, r, replication_seed(self.seed, r))
+                for s in self.scenarios for f in self.factories for r in range(self.replications)]
+
+
+def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
+    """Load and cross-check every factory and scenario before any job runs (all problems at once)."""
+    problems: list[str] = []
+    paths: dict[str, str] = {}
+    scen: dict[str, Scenario] = {}
+    specs: dict[str, Spec] = {}
+    for f in grid.factories:
+        try:
+            specs[f] = load(f)
+            paths[f] = str(resolve(f))
+        except SpecError as e:
+            problems += e.problems
+    for s in grid.scenarios:
+        try:
+            scen[s] = load_scenario(s)
+        except SpecError as e:
+            problems += e.problems
+    for f, spec in specs.items():
+        for s, sc in scen.items():
+            src = str(SCENARIO_DIR / f"{s}.toml") if not Path(s).exists() else s
+            try:
+                apply(spec, sc, grid.weeks, grid.warmup, source=src)
+            except SpecError as e:
+                problems += [p for p in e.problems if p not in problems]
+    if problems:
+        raise SpecError(problems)
+    return paths, scen
+
+
+def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = False,
+             progress: bool = False) -> list[dict[str, Any]]:
+    """Run every job of ``grid`` (``jobs`` local processes; 1 = in this process).
+
+    With ``out``, each finished job is written to ``out/jobs/KEY.json`` at once;
+    with ``resume``, jobs already stored there are loaded instead of re-run.
+    Results come back sorted by (scenario, factory, replication) whatever the
+    completion order, so output files do not depend on scheduling.
+    """
+    paths, scen = check_inputs(grid)
+    todo = grid.jobs()
+    done: dict[str, dict[str, Any]] = {}
+    job_dir = out / "jobs" if out is not None else None
+    if job_dir is not None:
+        sig_path = job_dir / "grid.json"
+        if resume and sig_path.exists():
+            import json
+
+            old = json.loads(sig_path.read_text())
+            if old != _jsonable(grid.signature()):
+                raise SpecError([f"{sig_path}: --resume: the stored grid differs from this command's "
+                                 f"(stored {old}); use the same options or a new --out"])
+            for j in todo:
+                p = job_dir / f"{j.key}.json"
+                if p.exists():
+                    try:
+                        done[j.key] = json.loads(p.read_text())
+                    except ValueError:
+                        pass  # a damaged file is re-run
+        write_json(sig_path, grid.signature())
+    pending = [j for j in todo if j.key not in done]
+    args = [(paths[j.factory], j.factory, scen[j.scenario].model_dump(mode="python"), j.replication, j.seed,
+             grid.weeks, grid.warmup) for j in pending]
+    bar = _Bar(len(todo), len(done), enabled=progress)
+
+    def finish(j: Job, r: dict[str, Any]) -> None:
+        done[j.key] = r
+        if job_dir is not None:
+            write_json(job_dir / f"{j.key}.json", r)
+        bar.step()
+
+    if jobs <= 1 or len(pending) <= 1:
+        for j, a in zip(pending, args):
+            finish(j, run_job(*a))
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx) as ex:
+            futs = {ex.submit(run_job, *a): j for j, a in zip(pending, args)}
+            try:
+                remaining = set(futs)
+                while remaining:
+                    fin, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    for f in fin:
+                        finish(futs[f], f.result())
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+    bar.close()
+    return [done[j.key] for j in todo]
+
+
+def _jsonable(x: Any) -> Any:
+    import json
+
+    return json.loads(dumps(x))
+
+
+class _Bar:
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.total, self.n = total, start
+        self.on = enabled and sys.stderr.isatty()
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.on:
+            w = 30
+            fill = w * self.n // max(1, self.total)
+            sys.stderr.write(f"\rcompare: {self.n}/{self.total} jobs [{'#' * fill:<{w}}]")
+            sys.stderr.flush()
+
+    def step(self) -> None:
+        self.n += 1
+        self._draw()
+
+    def close(self) -> None:
+        if self.on:
+            sys.stderr.write("\n")
+
+
+# --------------------------------------------------------------------------- tables
+def runs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Tidy KPIs: one row per factory × scenario × replication."""
+    rows = []
+    for r in results:
+        rows.append({"factory": r["factory"], "scenario": r["scenario"], "replication": r["replication"],
+                     "seed": r["seed"], **r["kpis"]})
+    return pd.DataFrame(rows)
+
+
+def daily_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frames = []
+    for r in results:
+        d = pd.DataFrame(r["daily"])
+        d.insert(0, "replication", r["replication"])
+        d.insert(0, "scenario", r["scenario"])
+        d.insert(0, "factory", r["factory"])
+        frames.append(d)
+    return pd.concat(frames, ignore_index=True)
+
+
+def costs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frames = []
+    for r in results:
+        d = pd.DataFrame(r["costs"])
+        d.insert(0, "replication", r["replication"])
+        d.insert(0, "scenario", r["scenario"])
+        d.insert(0, "factory", r["factory"])
+        frames.append(d)
+    return pd.concat(frames, ignore_index=True)
+
+
+def stations_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frames = []
+    for r in results:
+        d = pd.DataFrame(r["stations"])
+        d.insert(0, "replication", r["replication"])
+        d.insert(0, "scenario", r["scenario"])
+        d.insert(0, "factory", r["factory"])
+        frames.append(d)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{scenario: {factory: {kpi: {"mean", "ci95", "n"}}}}`` (NaN replications, e.g. "not recovered", are
+    excluded from the mean and counted in ``n_missing``)."""
+    kpis = kpis or [c for c in runs.columns if c not in ("factory", "scenario", "replication", "seed", "bottleneck")]
+    out: dict[str, Any] = {}
+    for (s, f), g in runs.groupby(["scenario", "factory"], sort=False):
+        d: dict[str, Any] = {}
+        for k in kpis:
+            if k not in g:
+                continue
+            x = pd.to_numeric(g[k], errors="coerce").to_numpy(dtype=float)
+            ok = x[np.isfinite(x)]
+            m, h = mean_ci(ok) if len(ok) else (float("nan"), float("nan"))
+            d[k] = {"mean": m, "ci95": h, "n": int(len(ok)), "n_missing": int(len(x) - len(ok))}
+        d["bottleneck"] = str(g["bottleneck"].mode().iloc[0]) if "bottleneck" in g else ""
+        out.setdefault(str(s), {})[str(f)] = d
+    return out
