@@ -14,6 +14,7 @@ Definitions (all times in s; a day is 86 400 s):
   the trailing week's demand, is at its normal level (110 % of the 95th percentile of
   that cover in the 14 days before ``t_s``, plus one order); 0 when the shift is
   absorbed at once; NaN when no such spell starts before the horizon ("not recovered").
+  Measured to the day: recovery is dated at the start of the spell's first day.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def time_to_recover(t_end: np.ndarray, demand: np.ndarray, output: np.ndarray, b
     # backlog in days of current demand, so a plant serving a larger demand may hold a
     # proportionally larger order book (orders not yet due) and still be "normal"
     dall = np.convolve(np.asarray(demand, dtype=float), np.ones(k), mode="full")[: len(demand)]
-    per_day = np.maximum(dall / (k * step / DAY), 1e-9)
+    span = np.minimum(np.arange(1, len(dall) + 1), k) * step / DAY  # the first week's window is shorter
+    per_day = np.maximum(dall / span, 1e-9)
     cover = np.asarray(backlog, dtype=float) / per_day
     before = (t_end <= t_shift) & (t_end > t_shift - 2 * WEEK)
     normal = (1.1 * np.percentile(cover[before], 95) if before.any() else 0.0) + order_size / per_day

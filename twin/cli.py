@@ -77,7 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec")
+
+    c = sub.add_parser("compare", help="the reference factories side by side under demand scenarios")
+    c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files "
+                   "(default: static-line dark-factory microfactory)")
+    c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all six in "
+                   "benchmarks/scenarios)")
+    c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
+    c.add_argument("--weeks", type=_positive_float("--weeks"), help="weeks observed after warm-up (default 26; quick 10)")
+    c.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up before observation (default 2w; quick 1w)")
+    c.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
+    c.add_argument("--quick", action="store_true", help="a short profile for CI: 2 replications, 10 weeks")
+    c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
+    c.add_argument("--out", default="compare-out", help="output folder (default compare-out/)")
+    c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
     return p
+
+
+def _positive_float(name: str):
+    def conv(v: str) -> float:
+        try:
+            x = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {v!r}") from None
+        if not x > 0 or x == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name}: must be > 0, got {v}")
+        return x
+
+    return conv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,12 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, argv)
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "compare":
+            return cmd_compare(args, argv)
     except SpecError as e:
         for line in e.problems:
             sys.stderr.write(f"error: {line}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        if getattr(args, "command", "") == "compare":
+            sys.stderr.write(f"\ninterrupted; finished jobs are kept in {args.out}/jobs — resume with:\n"
+                             f"  twin {shlex.join(a for a in argv if a != '--resume')} --resume\n")
+        else:
+            sys.stderr.write("interrupted\n")
         return 130
     return 1  # pragma: no cover
 
@@ -146,6 +179,31 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         sys.stdout.write(dumps(summary))
     else:
         print(format_table(summary))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    import os
+
+    from .compare import FACTORIES, SCENARIOS, Grid, run_grid
+    from .compare_report import write_report
+
+    quick = args.quick
+    grid = Grid(
+        factories=list(args.factories or FACTORIES),
+        scenarios=list(args.scenarios or SCENARIOS),
+        replications=args.replications or (2 if quick else 5),
+        weeks=args.weeks or (10.0 if quick else 26.0),
+        warmup=args.warmup if args.warmup is not None else (604800.0 if quick else 2 * 604800.0),
+        seed=args.seed,
+    )
+    jobs = args.jobs or os.cpu_count() or 1
+    out = Path(args.out)
+    results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True)
+    md = write_report(results, grid, out, command="twin " + shlex.join(argv))
+    # the side-by-side tables on stdout (CI logs show them)
+    print(md.split("## Reading")[0])
+    print(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")
     return 0
 
 

@@ -61,16 +61,26 @@ def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: s
     by the warm-up) and the run covers ``warmup + weeks``."""
     if spec.demand is None:
         raise SpecError([f"{spec.name}: demand: the factory has no [demand]; a scenario needs make-to-order demand"])
+    from .spec import _human
+
     data = spec.model_dump(mode="python", by_alias=True)
-    data["demand"]["shifts"] = [
-        {**sh.model_dump(mode="python"), "at": sh.at + warmup} for sh in scenario.shifts
-    ]
+    problems = []
+    shifts = []
+    for i, sh in enumerate(scenario.shifts):
+        if sh.at >= weeks * WEEK:
+            problems.append(f"{source}: shifts.{i}.at: at {_human(sh.at)} is at or beyond the end of the "
+                            f"observation ({_human(weeks * WEEK)}); times count from the end of the warm-up")
+        shifts.append({**sh.model_dump(mode="python"), "at": min(sh.at, weeks * WEEK * 0.999) + warmup})
+    data["demand"]["shifts"] = shifts
     data["run"]["horizon"] = warmup + weeks * WEEK
     data["run"]["warmup"] = warmup
     try:
-        return validate(data, source=f"{source} applied to {spec.name}")
+        spec2 = validate(data, source=f"{source} applied to {spec.name}")
     except SpecError as e:
-        raise SpecError([p.replace("demand.shifts", "shifts") for p in e.problems]) from None
+        problems += [p.replace("demand.shifts", "shifts") for p in e.problems]
+    if problems:
+        raise SpecError(problems)
+    return spec2
 
 
 @dataclass(frozen=True)
@@ -261,8 +271,10 @@ def runs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Tidy KPIs: one row per factory × scenario × replication."""
     rows = []
     for r in results:
+        # sorted KPI columns: a job loaded back from JSON (--resume) gives the same file as a fresh one
+        k = {key: (float("nan") if v is None else v) for key, v in sorted(r["kpis"].items())}
         rows.append({"factory": r["factory"], "scenario": r["scenario"], "replication": r["replication"],
-                     "seed": r["seed"], **r["kpis"]})
+                     "seed": r["seed"], **k})
     return pd.DataFrame(rows)
 
 
@@ -313,6 +325,9 @@ def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict
             ok = x[np.isfinite(x)]
             m, h = mean_ci(ok) if len(ok) else (float("nan"), float("nan"))
             d[k] = {"mean": m, "ci95": h, "n": int(len(ok)), "n_missing": int(len(x) - len(ok))}
+        if "time_to_recover_s" in d and d.get("recovered", {}).get("n", 0) == 0:
+            # no shift in this scenario: recovery does not apply (not "not recovered")
+            d["time_to_recover_s"]["n_missing"] = 0
         d["bottleneck"] = str(g["bottleneck"].mode().iloc[0]) if "bottleneck" in g else ""
         out.setdefault(str(s), {})[str(f)] = d
     return out

@@ -434,7 +434,8 @@ class Spec(_M):
             for i, sh in enumerate(self.demand.shifts):
                 where = f"demand.shifts.{i}"
                 if sh.at >= self.run.horizon:
-                    errors.append((f"{where}.at", f"shift at {sh.at:g} s is beyond the horizon ({self.run.horizon:g} s)"))
+                    errors.append((f"{where}.at", f"shift at {_human(sh.at)} is at or beyond the end of the run "
+                                                  f"({_human(self.run.horizon)})"))
                 for k in sh.shares:
                     if k not in products:
                         errors.append((f"{where}.shares.{k}", f"unknown product {k!r}{_hint(k, products)}"))
@@ -459,6 +460,14 @@ class Spec(_M):
                             errors.append((f"stations.{s.name}.setup.matrix.{a}.{b}",
                                            f"unknown product {b!r}{_hint(b, products)}"))
         return errors, warnings
+
+
+def _human(seconds: float) -> str:
+    """``4w``, ``36h`` or ``90s`` (with the seconds) for messages."""
+    for unit, size in (("w", 604800.0), ("d", 86400.0), ("h", 3600.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit} ({seconds:g} s)"
+    return f"{seconds:g} s"
 
 
 _STATE_KEYS = ["idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift"]

@@ -1,0 +1,303 @@
+"""The comparison report: markdown tables, a generated reading, plotly figures and one
+self-contained HTML page (DESIGN §12). Nothing here touches SimPy: it reads the tidy
+tables that :mod:`twin.compare` builds.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+DAY = 86400.0
+WEEK = 7 * DAY
+
+# (kpi, label, better, kind) — ``better`` is "high", "low" or None (not ranked)
+COLUMNS = [
+    ("good_units_per_week", "good units/week", None, "int"),
+    ("demand_per_week", "demand/week", None, "int"),
+    ("fill_rate", "fill rate", "high", "pct"),
+    ("unit_cost", "unit cost", "low", "money"),
+    ("conversion_cost", "conversion cost/unit", "low", "money"),
+    ("oee", "OEE (bottleneck)", None, "pct"),
+    ("lead_time_mean_s", "lead time mean", "low", "hours"),
+    ("lead_time_p95_s", "lead time p95", "low", "hours"),
+    ("wip_mean", "WIP (units)", None, "int"),
+    ("peak_backlog", "peak backlog (units)", "low", "int"),
+    ("time_to_recover_s", "time to recover", "low", "days"),
+    ("unit_cost_transition", "unit cost in transition", "low", "money"),
+    ("unit_cost_after", "unit cost after", "low", "money"),
+    ("idle_capacity_after", "idle capacity after shift", "low", "pct"),
+]
+RANKED = [c for c in COLUMNS if c[2] is not None and c[0] not in ("unit_cost_transition", "unit_cost_after",
+                                                                   "lead_time_p95_s")]
+COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "#2ca02c"}
+
+
+def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
+    """``mean ± ci95`` in display units; "not recovered" counts for missing recoveries."""
+    if not cell:
+        return "–"
+    m, h = cell.get("mean"), cell.get("ci95")
+    miss, n = cell.get("n_missing", 0), cell.get("n", 0)
+    if m is None or (isinstance(m, float) and not math.isfinite(m)):
+        if kind == "days" and miss:
+            return "not recovered"
+        return "–"
+    h = h if (h is not None and isinstance(h, float) and math.isfinite(h)) else None
+    if kind == "int":
+        s = f"{m:,.0f}" + (f" ± {h:,.0f}" if h is not None else "")
+    elif kind == "pct":
+        s = f"{100 * m:.1f} %" + (f" ± {100 * h:.1f}" if h is not None else "")
+    elif kind == "money":
+        s = f"{currency}{m:,.2f}" + (f" ± {h:,.2f}" if h is not None else "")
+    elif kind == "hours":
+        s = f"{m / 3600:.1f} h" + (f" ± {h / 3600:.1f}" if h is not None else "")
+    elif kind == "days":
+        s = f"{m / DAY:.1f} d" + (f" ± {h / DAY:.1f}" if h is not None else "")
+        if miss:
+            s += f" ({miss} of {n + miss} not recovered)"
+    else:
+        s = f"{m:.4g}"
+    return s
+
+
+def _val(cell: dict[str, Any] | None) -> tuple[float, float]:
+    if not cell:
+        return float("nan"), float("nan")
+    m = cell.get("mean")
+    h = cell.get("ci95")
+    m = float("nan") if m is None else float(m)
+    h = 0.0 if (h is None or not math.isfinite(float(h))) else float(h)
+    return m, h
+
+
+def reading(summary: dict[str, Any], scenarios: dict[str, str]) -> list[str]:
+    """Plain sentences: who wins each ranked KPI in each scenario, by how much, and whether
+    the difference is significant (95 % CIs that do not overlap)."""
+    out: list[str] = []
+    for sc, facs in summary.items():
+        lines: list[str] = []
+        for key, label, better, kind in RANKED:
+            vals = []
+            for f, d in facs.items():
+                m, h = _val(d.get(key))
+                if kind == "days" and not math.isfinite(m) and d.get(key, {}).get("n_missing"):
+                    m, h = float("inf"), 0.0  # never recovered ranks last
+                if math.isfinite(m) or m == float("inf"):
+                    vals.append((m, h, f))
+            if len(vals) < 2:
+                continue
+            vals.sort(key=lambda x: x[0], reverse=(better == "high"))
+            (m1, h1, f1), (m2, h2, f2) = vals[0], vals[1]
+            if m1 == m2 == float("inf"):
+                lines.append(f"{label}: none of {', '.join(v[2] for v in vals if v[0] == float('inf'))} recovered.")
+                continue
+            overlap = abs(m1 - m2) <= h1 + h2 if math.isfinite(m2) else False
+            if overlap:
+                lines.append(f"{label}: no significant difference between {f1} ({_short(m1, kind)}) and "
+                             f"{f2} ({_short(m2, kind)}); 95 % CIs overlap.")
+            else:
+                diff = _diff(m1, m2, kind)
+                lines.append(f"{label}: {f1} wins ({_short(m1, kind)}) — {diff} than {f2} ({_short(m2, kind)}).")
+        if lines:
+            out.append(f"**{sc}** ({scenarios.get(sc, '')})")
+            out += [f"- {ln}" for ln in lines]
+    return out
+
+
+def _short(m: float, kind: str) -> str:
+    if m == float("inf"):
+        return "not recovered"
+    return fmt({"mean": m, "ci95": None}, kind)
+
+
+def _diff(m1: float, m2: float, kind: str) -> str:
+    if not math.isfinite(m2):
+        return "it recovers; the other does not, which is worse"
+    if kind == "pct":
+        d = abs(m1 - m2) * 100
+        return f"{d:.1f} percentage points {'better'}"
+    rel = abs(m1 - m2) / abs(m2) * 100 if m2 else float("inf")
+    if kind == "money":
+        return f"{fmt({'mean': abs(m1 - m2), 'ci95': None}, 'money')} ({rel:.1f} %) better"
+    if kind == "hours":
+        return f"{abs(m1 - m2) / 3600:.1f} h ({rel:.0f} %) better"
+    if kind == "days":
+        return f"{abs(m1 - m2) / DAY:.1f} days ({rel:.0f} %) better"
+    return f"{abs(m1 - m2):,.0f} ({rel:.0f} %) better"
+
+
+def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any],
+             reading_lines: list[str]) -> str:
+    """``report.md``: setup, one table per scenario (mean ± 95 % CI) and the reading."""
+    g = meta["grid"]
+    lines = [
+        "# twin compare: static line vs dark factory vs microfactories",
+        "",
+        f"{g['replications']} replications × {len(g['factories'])} factories × {len(g['scenarios'])} scenarios; "
+        f"{g['weeks']:g} weeks observed after {g['warmup'] / WEEK:g} week(s) of warm-up; seed {g['seed']}; "
+        "every factory sees the same orders in each replication (common random numbers). "
+        "Cells are mean ± 95 % Student-t half-width across replications. "
+        f"twin {meta['twin_version']}.",
+        "",
+    ]
+    for sc, facs in summary.items():
+        lines += [f"## {sc}", "", scenarios.get(sc, ""), ""]
+        lines += table_md(facs)
+        lines.append("")
+    lines += ["## Reading", "",
+              "Generated from the table above: the better factory on each ranked measure, by how much, "
+              "and \"no significant difference\" where the 95 % CIs overlap.", ""]
+    lines += reading_lines
+    lines.append("")
+    return "\n".join(lines)
+
+
+def table_md(facs: dict[str, Any]) -> list[str]:
+    cols = [c for c in COLUMNS if any(c[0] in d for d in facs.values())]
+    def cell(x: str) -> str:
+        return x.replace("|", "\\|")
+
+    header = "| measure | " + " | ".join(cell(f) for f in facs) + " |"
+    sep = "|---|" + "---|" * len(facs)
+    rows = [header, sep]
+    for key, label, _, kind in cols:
+        rows.append(f"| {label} | " + " | ".join(fmt(d.get(key), kind) for d in facs.values()) + " |")
+    rows.append("| bottleneck | " + " | ".join(cell(str(d.get("bottleneck", ""))) for d in facs.values()) + " |")
+    return rows
+
+
+# --------------------------------------------------------------------------- figures
+def fig_output(daily: pd.DataFrame, shifts: dict[str, float | None], warmup: float) -> go.Figure:
+    """Weekly good output against demand per scenario, the shift marked."""
+    scen = list(dict.fromkeys(daily["scenario"]))
+    fig = make_subplots(rows=len(scen), cols=1, shared_xaxes=False,
+                        subplot_titles=[html.escape(s) for s in scen], vertical_spacing=0.06)
+    for i, sc in enumerate(scen, start=1):
+        d = daily[daily["scenario"] == sc].copy()
+        d["week"] = np.floor((d["t_end"] - 1.0) / WEEK) + 1
+        wk = d.groupby(["factory", "replication", "week"])[["demand", "output"]].sum().reset_index()
+        mean = wk.groupby(["factory", "week"])[["demand", "output"]].mean().reset_index()
+        dem = mean.groupby("week")["demand"].mean()
+        fig.add_trace(go.Scatter(x=dem.index, y=dem.values, name="demand", mode="lines",
+                                 line={"dash": "dash", "color": "black"}, showlegend=(i == 1),
+                                 legendgroup="demand"), row=i, col=1)
+        for f, g in mean.groupby("factory", sort=False):
+            fig.add_trace(go.Scatter(x=g["week"], y=g["output"], name=html.escape(str(f)), mode="lines+markers",
+                                     line={"color": COLORS.get(str(f))}, showlegend=(i == 1),
+                                     legendgroup=str(f)), row=i, col=1)
+        t = shifts.get(sc)
+        if t is not None:
+            fig.add_vline(x=t / WEEK, line_dash="dot", line_color="red", row=i, col=1)
+        fig.add_vrect(x0=0, x1=warmup / WEEK, fillcolor="lightgrey", opacity=0.3, line_width=0, row=i, col=1)
+    fig.update_layout(title="Good units per week against demand (grey: warm-up; red: the shift)",
+                      height=260 * len(scen), margin={"t": 60})
+    fig.update_xaxes(title_text="week")
+    return fig
+
+
+def fig_backlog(daily: pd.DataFrame, shifts: dict[str, float | None]) -> go.Figure:
+    scen = list(dict.fromkeys(daily["scenario"]))
+    fig = make_subplots(rows=len(scen), cols=1, subplot_titles=[html.escape(s) for s in scen], vertical_spacing=0.06)
+    for i, sc in enumerate(scen, start=1):
+        d = daily[daily["scenario"] == sc]
+        mean = d.groupby(["factory", "t_end"])["backlog"].mean().reset_index()
+        for f, g in mean.groupby("factory", sort=False):
+            fig.add_trace(go.Scatter(x=g["t_end"] / DAY, y=g["backlog"], name=html.escape(str(f)), mode="lines",
+                                     line={"color": COLORS.get(str(f))}, showlegend=(i == 1),
+                                     legendgroup=str(f)), row=i, col=1)
+        t = shifts.get(sc)
+        if t is not None:
+            fig.add_vline(x=t / DAY, line_dash="dot", line_color="red", row=i, col=1)
+    fig.update_layout(title="Order backlog (units ordered, not yet delivered), end of day",
+                      height=240 * len(scen), margin={"t": 60})
+    fig.update_xaxes(title_text="day")
+    return fig
+
+
+def fig_cost_waterfall(costs: pd.DataFrame, scenario: str) -> go.Figure:
+    """Per factory: the conversion-cost terms per good unit (material shown in the title)."""
+    d = costs[(costs["scenario"] == scenario) & (costs["term"] != "total")]
+    mean = d.groupby(["factory", "term"], sort=False)["per_unit"].mean().reset_index()
+    facs = list(dict.fromkeys(mean["factory"]))
+    fig = make_subplots(rows=1, cols=len(facs), subplot_titles=[html.escape(f) for f in facs], shared_yaxes=True)
+    material = {}
+    for j, f in enumerate(facs, start=1):
+        g = mean[(mean["factory"] == f) & (mean["term"] != "material")]
+        material[f] = float(mean[(mean["factory"] == f) & (mean["term"] == "material")]["per_unit"].sum())
+        fig.add_trace(go.Waterfall(x=list(g["term"]) + ["conversion"], y=list(g["per_unit"]) + [None],
+                                   measure=["relative"] * len(g) + ["total"], name=html.escape(str(f)),
+                                   showlegend=False), row=1, col=j)
+    mat = ", ".join(f"{html.escape(k)} {v:,.0f}" for k, v in material.items())
+    fig.update_layout(title=f"Unit cost per good unit in '{html.escape(scenario)}' excluding material (material: {mat})",
+                      height=420)
+    return fig
+
+
+def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str]) -> go.Figure:
+    """Station-state fractions and OEE per factory (the bottleneck marked)."""
+    d = stations[stations["scenario"] == scenario]
+    states = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift"]
+    mean = d.groupby(["factory", "station"], sort=False)[states + ["oee"]].mean().reset_index()
+    facs = list(dict.fromkeys(mean["factory"]))
+    titles = [f"{html.escape(f)} (bottleneck: {html.escape(bottlenecks.get(f, ''))})" for f in facs]
+    fig = make_subplots(rows=1, cols=len(facs), subplot_titles=titles, shared_yaxes=True)
+    palette = {"busy": "#2ca02c", "setup": "#ff7f0e", "idle": "#c7c7c7", "blocked": "#9467bd",
+               "down": "#d62728", "maintenance": "#8c564b", "off_shift": "#17becf"}
+    for j, f in enumerate(facs, start=1):
+        g = mean[mean["factory"] == f]
+        names = [html.escape(str(s)) for s in g["station"]]
+        for s in states:
+            fig.add_trace(go.Bar(x=names, y=g[s], name=s, marker_color=palette[s], showlegend=(j == 1),
+                                 legendgroup=s), row=1, col=j)
+        fig.add_trace(go.Scatter(x=names, y=g["oee"], name="OEE", mode="markers",
+                                 marker={"symbol": "diamond", "size": 10, "color": "black"},
+                                 showlegend=(j == 1), legendgroup="oee"), row=1, col=j)
+    fig.update_layout(barmode="stack", title=f"Station states and OEE in '{html.escape(scenario)}'", height=450)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    return fig
+
+
+def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any], reading_lines: list[str],
+              figures: list[go.Figure]) -> str:
+    """One self-contained page: plotly.js is embedded once, no external resources."""
+    from plotly.offline import get_plotlyjs
+
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>twin compare</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}</style>",
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+        "<h1>twin compare: static line vs dark factory vs microfactories</h1>",
+        f"<p>{esc(meta['description'])}</p>",
+    ]
+    for sc, facs in summary.items():
+        parts.append(f"<h2>{esc(sc)}</h2><p>{esc(scenarios.get(sc, ''))}</p>")
+        parts.append("<table><tr><th>measure</th>" + "".join(f"<th>{esc(f)}</th>" for f in facs) + "</tr>")
+        for key, label, _, kind in COLUMNS:
+            if not any(key in d for d in facs.values()):
+                continue
+            parts.append(f"<tr><td>{esc(label)}</td>" + "".join(f"<td>{esc(fmt(d.get(key), kind))}</td>"
+                                                                for d in facs.values()) + "</tr>")
+        parts.append("<tr><td>bottleneck</td>" + "".join(f"<td>{esc(str(d.get('bottleneck', '')))}</td>"
+                                                         for d in facs.values()) + "</tr></table>")
+    parts.append("<h2>Reading</h2><ul>")
+    for ln in reading_lines:
+        if ln.startswith("- "):
+            parts.append(f"<li>{esc(ln[2:])}</li>")
+        else:
+            parts.append(f"</ul><p><b>{esc(ln.strip('*'))}</b></p><ul>")
+    parts.append("</ul>")
+    for fig in figures:
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                 config={"displaylogo": False, "responsive": True}))
+    parts.append("</body></html>")
+    return "\n".join(parts)
