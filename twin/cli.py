@@ -227,11 +227,15 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  lead time p95   {_pm(k['lead_time_p95_s'], fmt='{:.1f}')} s",
         f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
         f"  OEE             {_pm(k['oee'])}",
+        f"  unit cost       {_pm(k['unit_cost'], fmt='{:.2f}')} per good unit" if k.get('cost_total', {}).get('mean') else "",
+        f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
         f"  bottleneck      {summary['bottleneck']}",
         "",
         f"  {'station':<18}{'busy':>8}{'setup':>8}{'idle':>8}{'blocked':>9}{'down':>8}{'maint':>8}{'off':>8}"
         f"{'avail':>8}{'OEE':>8}",
     ]
+    # drop the optional rows a spec without costs or orders does not have (keep the blank separator)
+    lines = [ln for i, ln in enumerate(lines) if ln != "" or i == len(lines) - 2]
     for name, st in summary["stations"].items():
         row = f"  {name[:17]:<18}"
         for f, w in (("busy", 8), ("setup", 8), ("idle", 8), ("blocked", 9), ("down", 8), ("maintenance", 8),

@@ -124,6 +124,8 @@ def _diff(m1: float, m2: float, kind: str) -> str:
         d = abs(m1 - m2) * 100
         return f"{d:.1f} percentage points {'better'}"
     rel = abs(m1 - m2) / abs(m2) * 100 if m2 else float("inf")
+    if rel < 0.1:
+        return _diff_abs(m1, m2, kind) + " (<0.1 %) better"
     if kind == "money":
         return f"{fmt({'mean': abs(m1 - m2), 'ci95': None}, 'money')} ({rel:.1f} %) better"
     if kind == "hours":
@@ -131,6 +133,12 @@ def _diff(m1: float, m2: float, kind: str) -> str:
     if kind == "days":
         return f"{abs(m1 - m2) / DAY:.1f} days ({rel:.0f} %) better"
     return f"{abs(m1 - m2):,.0f} ({rel:.0f} %) better"
+
+
+def _diff_abs(m1: float, m2: float, kind: str) -> str:
+    if kind == "money":
+        return fmt({"mean": abs(m1 - m2), "ci95": None}, "money")
+    return f"{abs(m1 - m2):,.3g}"
 
 
 def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any],
