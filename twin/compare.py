@@ -30,6 +30,11 @@ WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption"]
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios"
+# fixed column orders: a job read back from its JSON file (sorted keys) must give the same tables
+DAILY_COLS = ["t_end", "demand", "output", "backlog"]
+COST_COLS = ["term", "total", "per_unit"]
+STATION_COLS = ["station", "idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift", "utilisation",
+                "availability", "oee"]
 HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s", "lead_time_p95_s",
             "wip_mean", "fill_rate", "peak_backlog", "time_to_recover_s", "unit_cost_transition",
             "unit_cost_after", "idle_capacity_after"]
@@ -111,17 +116,15 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
     days = daily_series(orders_frame(model), res.lots, horizon, step=86400.0)
     st = res.stations.reset_index()
-    st_cols = ["station", "idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift", "utilisation",
-               "availability", "oee"]
     return {
         "factory": factory,
         "scenario": scenario["name"],
         "replication": replication,
         "seed": seed,
         "kpis": k,
-        "daily": {c: days[c].tolist() for c in ("t_end", "demand", "output", "backlog")},
-        "costs": res.costs.to_dict(orient="list"),
-        "stations": st[st_cols].to_dict(orient="list"),
+        "daily": {c: days[c].tolist() for c in DAILY_COLS},
+        "costs": res.costs[COST_COLS].to_dict(orient="list"),
+        "stations": st[STATION_COLS].to_dict(orient="list"),
     }
 
 
@@ -281,7 +284,7 @@ def runs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def daily_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frames = []
     for r in results:
-        d = pd.DataFrame(r["daily"])
+        d = pd.DataFrame(r["daily"])[DAILY_COLS]
         d.insert(0, "replication", r["replication"])
         d.insert(0, "scenario", r["scenario"])
         d.insert(0, "factory", r["factory"])
@@ -292,7 +295,7 @@ def daily_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def costs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frames = []
     for r in results:
-        d = pd.DataFrame(r["costs"])
+        d = pd.DataFrame(r["costs"])[COST_COLS]
         d.insert(0, "replication", r["replication"])
         d.insert(0, "scenario", r["scenario"])
         d.insert(0, "factory", r["factory"])
@@ -303,7 +306,7 @@ def costs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def stations_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frames = []
     for r in results:
-        d = pd.DataFrame(r["stations"])
+        d = pd.DataFrame(r["stations"])[STATION_COLS]
         d.insert(0, "replication", r["replication"])
         d.insert(0, "scenario", r["scenario"])
         d.insert(0, "factory", r["factory"])

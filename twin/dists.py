@@ -256,6 +256,8 @@ def _coerce_dist(v: Any) -> Any:
         name = v.get("dist")
         if name is None:
             raise ValueError(f"a distribution table needs a 'dist' key (one of: {', '.join(DIST_CLASSES)})")
+        if not isinstance(name, str):
+            raise ValueError(f"'dist' must be a name (one of: {', '.join(DIST_CLASSES)}), got {type(name).__name__}")
         if name not in DIST_CLASSES:
             import difflib
 
