@@ -22,10 +22,21 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     descriptions = {s: sc.description for s, sc in scen.items()}
     shifts = {s: (grid.warmup + min(sh.at for sh in sc.shifts)) if sc.shifts else None for s, sc in scen.items()}
     read = reading(summ, descriptions)
+    import hashlib
+
+    from .compare import SCENARIO_DIR
+    from .spec import resolve
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
     meta = {
         "twin_version": __version__,
         "command": command,
         "grid": grid.signature(),
+        "spec_sha256": {f: sha(resolve(f)) for f in grid.factories},
+        "scenario_sha256": {s: sha(Path(s) if Path(s).exists() else SCENARIO_DIR / f"{s}.toml")
+                            for s in grid.scenarios},
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
                         f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "
                         f"warm-up, seed {grid.seed}; all factories see the same orders (common random numbers); "
