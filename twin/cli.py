@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     c.add_argument("--out", default="compare-out", help="output folder (default compare-out/)")
     c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
+    c.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
+    c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
     return p
 
 
@@ -199,7 +202,13 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     )
     jobs = args.jobs or os.cpu_count() or 1
     out = Path(args.out)
-    results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True)
+    if args.scheduler and args.executor != "dask":
+        raise SpecError(["--scheduler: only used with --executor dask"])
+    try:
+        results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True, executor=args.executor,
+                           scheduler=args.scheduler)
+    except ImportError as e:
+        raise SpecError([f"--executor dask: {e}"]) from None
     md = write_report(results, grid, out, command="twin " + shlex.join(argv))
     # the side-by-side tables on stdout (CI logs show them)
     print(md.split("## Reading")[0])

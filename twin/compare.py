@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -178,8 +177,9 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
 
 
 def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = False,
-             progress: bool = False) -> list[dict[str, Any]]:
-    """Run every job of ``grid`` (``jobs`` local processes; 1 = in this process).
+             progress: bool = False, executor: str = "local", scheduler: str | None = None) -> list[dict[str, Any]]:
+    """Run every job of ``grid`` through an executor (see :func:`twin.experiment.map_jobs`:
+    ``jobs`` local processes, 1 = in this process, or Dask).
 
     With ``out``, each finished job is written to ``out/jobs/KEY.json`` at once;
     with ``resume``, jobs already stored there are loaded instead of re-run.
@@ -218,25 +218,10 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
             write_json(job_dir / f"{j.key}.json", r)
         bar.step()
 
-    if jobs <= 1 or len(pending) <= 1:
-        for j, a in zip(pending, args):
-            finish(j, run_job(*a))
-    else:
-        import multiprocessing as mp
+    from .experiment import map_jobs
 
-        ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx) as ex:
-            futs = {ex.submit(run_job, *a): j for j, a in zip(pending, args)}
-            try:
-                remaining = set(futs)
-                while remaining:
-                    fin, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                    for f in fin:
-                        finish(futs[f], f.result())
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
+    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+        finish(pending[i], r)
     bar.close()
     return [done[j.key] for j in todo]
 

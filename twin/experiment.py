@@ -130,3 +130,69 @@ def _progress(it, enabled: bool, label: str):
         sys.stderr.flush()
         yield x
     sys.stderr.write(f"\r{label}: {n}/{n} [{'#' * 20}]\n")
+
+
+EXECUTORS = ("local", "dask")
+
+
+def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: str = "local",
+             scheduler: str | None = None):
+    """Run ``fn(*args)`` for every ``args`` of ``arglist``; yield ``(index, result)`` as each finishes.
+
+    - ``executor="local"``: in this process when ``jobs == 1``, else a pool of ``jobs`` local processes;
+    - ``executor="dask"``: a Dask distributed cluster at ``scheduler`` (``tcp://host:port``), or a
+      ``LocalCluster`` of ``jobs`` single-threaded worker processes when no address is given
+      (``pip install -e '.[dask]'``).
+
+    Jobs are independent and deterministic given their arguments, so every executor
+    gives the same results; only the completion order differs (callers sort).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if executor == "dask":
+        yield from _map_dask(fn, arglist, jobs, scheduler)
+        return
+    if jobs <= 1 or len(arglist) <= 1:
+        for i, a in enumerate(arglist):
+            yield i, fn(*a)
+        return
+    import multiprocessing as mp
+    import sys
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(arglist)), mp_context=ctx) as ex:
+        futs = {ex.submit(fn, *a): i for i, a in enumerate(arglist)}
+        try:
+            remaining = set(futs)
+            while remaining:
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield futs[f], f.result()
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+
+
+def _map_dask(fn: Any, arglist: list[tuple[Any, ...]], jobs: int, scheduler: str | None):
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ImportError("the dask executor needs dask.distributed: pip install -e '.[dask]'") from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futs = [client.submit(fn, *a, pure=False) for a in arglist]
+        index = {f.key: i for i, f in enumerate(futs)}
+        for f in as_completed(futs):
+            yield index[f.key], f.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
