@@ -315,6 +315,11 @@ class Sampler:
         shape = m * m / v
         return float(self._rng.gamma(shape, v / m))
 
+    def lot_by_units(self, qty: int) -> float:
+        """The exact lot time: the sum of ``qty`` unit draws (for validating :meth:`lot`)."""
+        one = self.one
+        return float(sum(one() for _ in range(qty)))
+
 
 BLOCK = 512
 

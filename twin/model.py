@@ -165,6 +165,9 @@ class StationRT:
             d = spec_station.process_time_by_product.get(p, spec_station.process_time)
             self.samplers.append(Sampler(d, rng) if d is not None else None)
             self.means.append(d.mean if d is not None else 0.0)
+        # a lot's processing time: one moment-matched draw, or (validation) the sum of its units
+        self.lot_time = [None if smp is None else (smp.lot_by_units if model.unit_sampling else smp.lot)
+                         for smp in self.samplers]
         self.setup: list[list[Sampler | None]] | None = None
         self.setup_means: list[list[float]] | None = None
         if spec_station.setup is not None:
@@ -274,7 +277,7 @@ class StationRT:
         rec = self.model.rec.states.append
         buf = srv.lane.buffer
         sid = srv.sid
-        samplers = self.samplers
+        lot_time = self.lot_time
         ideal = self.means
         setup = self.setup
         operating_failures = self.failures is not None and self.failures.basis == "operating"
@@ -301,7 +304,7 @@ class StationRT:
             if state != _BUSY:
                 rec((env.now, sid, _BUSY))
                 state = _BUSY
-            d = samplers[p].lot(lot.qty)  # type: ignore[union-attr]
+            d = lot_time[p](lot.qty)  # type: ignore[misc]
             if operating_failures:
                 while d >= srv.ttf_left:
                     yield timeout(srv.ttf_left)
@@ -366,7 +369,7 @@ class StationRT:
         env = model.env
         lane = srv.lane
         buf = lane.buffer
-        samplers = self.samplers
+        lot_time = self.lot_time
         means = self.means
         setup = self.setup
         cal = self.calendar
@@ -389,7 +392,7 @@ class StationRT:
                 yield env.timeout(self.stop_until - env.now)
             p = lot.product
             speed = lane.speed
-            d = samplers[p].lot(lot.qty) / speed  # type: ignore[union-attr]
+            d = lot_time[p](lot.qty) / speed  # type: ignore[misc]
             su = 0.0
             if setup is not None and srv.last_product is not None and srv.last_product != p:
                 s = setup[srv.last_product][p]
@@ -521,9 +524,12 @@ class StationRT:
 class Model:
     """One run's world: environment, streams, recorder and runtime objects."""
 
-    def __init__(self, spec: Spec, seed: int, horizon: float | None = None):
+    def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False):
+        """``unit_sampling``: draw a lot's processing time as the sum of its units' times
+        instead of one moment-matched draw (slower; used to validate lot-level runs)."""
         self.spec = spec
         self.seed = seed
+        self.unit_sampling = unit_sampling
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
         self.env = simpy.Environment()
         self.streams = Streams(seed)
