@@ -1,26 +1,44 @@
 """twin — a factory digital-twin simulator on SimPy.
 
-Model time is seconds throughout. Start with :func:`load` and :func:`simulate`::
+Model time is seconds throughout (durations in specs accept units: ``"90s"``, ``"8h"``).
+Start with :func:`load` and :func:`simulate`::
 
     import twin
-    spec = twin.load("examples/two_machine.toml")
+    spec = twin.load("examples/two_machine.toml")          # or twin.load("dark-factory")
     res = twin.simulate(spec, horizon="1w", warmup="1d", replications=5, seed=1)
-    res.summary()["kpis"]["throughput_per_hour"]
+    res.summary()["kpis"]["throughput_per_hour"]           # {"mean": ..., "ci95": ...}
+
+Build a spec in Python from the classes below (``Spec``, ``Station``, ``Product``, …),
+edit one with ``spec.with_overrides({...})``, write it with ``spec.to_toml()``. Grids of
+runs are in :mod:`twin.experiment` and :mod:`twin.compare`, figures in :mod:`twin.report`,
+and your own dispatch rules, maintenance policies, planners and capacity policies
+register with :func:`twin.policies.register`.
 """
 
-from .dists import (Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Sampler, Triangular,
-                    Uniform, Weibull, parse_duration)
+from . import experiment, policies, report
+from .calendar import CalendarSpec, Window
+from .dists import (Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Triangular, Uniform, Weibull,
+                    parse_duration)
 from .experiment import mean_ci, simulate, summarize
 from .model import Model, State
+from .policies import register
 from .results import Results
-from .spec import Failures, Product, Run, Setup, Source, Spec, SpecError, Station, load, validate
 from .streams import Streams
+from .spec import (Capacity, Costs, Demand, Failures, Maintenance, Planning, Product, Quality, Run, Setup, Shift,
+                   Source, Spec, SpecError, Station, WorkerPool, load, validate)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Constant", "Empirical", "Exponential", "Failures", "Gamma", "Lognormal", "Model", "Normal", "Product",
-    "Results", "Run", "Sampler", "Setup", "Source", "Spec", "SpecError", "State", "Station", "Streams",
-    "Triangular", "Uniform", "Weibull", "load", "mean_ci", "parse_duration", "simulate", "summarize",
-    "validate", "__version__",
+    # loading, running, results
+    "load", "validate", "simulate", "summarize", "mean_ci", "Results", "Model", "State", "SpecError",
+    "parse_duration", "Streams",
+    # spec classes
+    "Spec", "Station", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
+    "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
+    # distributions (durations in seconds)
+    "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
+    # modules and extension
+    "experiment", "report", "policies", "register",
+    "__version__",
 ]

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, help="base seed (same seed => identical results)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r.add_argument("--out", help="folder for kpis.json and tidy CSVs")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a spec value, e.g. stations.smt.servers=3 (TOML value; repeatable)")
 
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec")
@@ -147,6 +149,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``PATH=VALUE`` pairs; VALUE is read as TOML (``3``, ``"8h"``, ``{dist = ...}``), else as a string."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    bad = []
+    for item in items:
+        if "=" not in item:
+            bad.append(f"--set: {item!r}: expected PATH=VALUE, e.g. stations.smt.servers=3")
+            continue
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[k.strip()] = v
+    if bad:
+        raise SpecError(bad)
+    return out
+
+
 def spec_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -157,6 +179,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     path = resolve(args.spec)
     spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     warmup = spec.run.warmup if args.warmup is None else args.warmup
     if horizon <= 0:
@@ -169,7 +193,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                    progress=not args.json)
     summary = summarize(res)
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
-                       "command": "twin " + shlex.join(argv)}
+                       "overrides": args.set, "command": "twin " + shlex.join(argv)}
     if args.out:
         out = Path(args.out)
         write_json(out / "kpis.json", summary)

@@ -309,3 +309,41 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
                                  config={"displaylogo": False, "responsive": True}))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- figures for library users
+def station_states(res: Any, title: str = "Station states") -> go.Figure:
+    """Stacked bars of the mean fraction of time each station spends in each state
+    (``res`` is a :class:`twin.Results`, any number of replications)."""
+    states = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift"]
+    palette = {"busy": "#2ca02c", "setup": "#ff7f0e", "idle": "#c7c7c7", "blocked": "#9467bd",
+               "down": "#d62728", "maintenance": "#8c564b", "off_shift": "#17becf"}
+    st = res.stations
+    st = st.reset_index() if "station" not in st.columns else st
+    mean = st.groupby("station", sort=False)[states].mean()
+    fig = go.Figure()
+    for s in states:
+        fig.add_trace(go.Bar(x=[html.escape(str(n)) for n in mean.index], y=mean[s], name=s,
+                             marker_color=palette[s]))
+    fig.update_layout(barmode="stack", title=html.escape(title), yaxis={"tickformat": ".0%", "range": [0, 1.02]})
+    return fig
+
+
+def ci_band(df: pd.DataFrame, x: str, y: str, ci: str, group: str | None = None, title: str = "",
+            y_title: str | None = None) -> go.Figure:
+    """Lines of ``y`` against ``x`` with shaded ``y ± ci`` bands, one line per ``group``."""
+    fig = go.Figure()
+    groups = [(None, df)] if group is None else list(df.groupby(group, sort=False))
+    palette = ["#1f77b4", "#2ca02c", "#7f7f7f", "#d62728", "#9467bd", "#ff7f0e"]
+    for i, (name, g) in enumerate(groups):
+        g = g.sort_values(x)
+        color = COLORS.get(str(name), palette[i % len(palette)])
+        upper = g[y] + g[ci].fillna(0)
+        lower = g[y] - g[ci].fillna(0)
+        fig.add_trace(go.Scatter(x=list(g[x]) + list(g[x])[::-1], y=list(upper) + list(lower)[::-1],
+                                 fill="toself", fillcolor=color, opacity=0.2, line={"width": 0},
+                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=g[x], y=g[y], mode="lines+markers", line={"color": color},
+                                 name=html.escape(str(name)) if name is not None else html.escape(y)))
+    fig.update_layout(title=html.escape(title), xaxis_title=html.escape(x), yaxis_title=html.escape(y_title or y))
+    return fig

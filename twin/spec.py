@@ -304,6 +304,10 @@ class Spec(_M):
 
     name: str = Field(min_length=1)
     description: str = ""
+    plugins: list[str] = Field(default_factory=list)
+    """Python modules imported before the spec is checked, so the policies they register
+    (``@twin.policies.register``) can be named in it. The only way a spec runs code: opt-in,
+    by module name, looked up next to the spec file first."""
     source: Source = Field(default_factory=Source)
     products: list[Product] = Field(default_factory=list)
     stations: list[Station] = Field(min_length=1)
@@ -327,6 +331,33 @@ class Spec(_M):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    # ------------------------------------------------------------------ editing
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data as it would be written in TOML: the fields that were given, distributions
+        in their short form."""
+        return _plain(self)
+
+    def to_toml(self) -> str:
+        """The spec as TOML text; ``validate(tomllib.loads(spec.to_toml()))`` gives an equal spec."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> "Spec":
+        """A new spec with values replaced by dotted paths, validated like any spec.
+
+        ``{"stations.smt.servers": 3, "demand.base_per_week": 150000}``: list items are
+        addressed by ``name`` (or index)."""
+        data = self.model_dump(mode="python", by_alias=True)
+        problems = []
+        for path, value in overrides.items():
+            err = _set_path(data, path, value)
+            if err:
+                problems.append(f"{source}: {path}: {err}")
+        if problems:
+            raise SpecError(problems)
+        return validate(data, source=source)  # type: ignore[return-value]
 
     def calendar(self, name: str) -> CalendarSpec:
         for c in self.calendars:
@@ -473,6 +504,78 @@ def _human(seconds: float) -> str:
 _STATE_KEYS = ["idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift"]
 
 
+def _plain(x: Any) -> Any:
+    from .dists import _DistBase
+
+    if isinstance(x, _DistBase):
+        return x.to_toml_value()
+    if isinstance(x, BaseModel):
+        out = {}
+        for name, f in type(x).model_fields.items():
+            v = getattr(x, name)
+            if v is None or name not in x.model_fields_set:
+                continue
+            out[f.alias or name] = _plain(v)
+        return out
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items() if v is not None}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _set_path(data: Any, path: str, value: Any) -> str | None:
+    """Set ``value`` at a dotted ``path`` in plain spec data; return an error message or None."""
+    parts = path.split(".")
+    cur = data
+    for i, key in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            names = [el.get("name") for el in cur if isinstance(el, dict)]
+            if key in names:
+                idx = names.index(key)
+            elif key.isdigit() and int(key) < len(cur):
+                idx = int(key)
+            else:
+                return f"no item named {key!r}{_hint(key, [n for n in names if isinstance(n, str)])}"
+            if last:
+                cur[idx] = value
+                return None
+            cur = cur[idx]
+        elif isinstance(cur, dict):
+            if last:
+                cur[key] = value  # unknown keys are caught by validation with a "did you mean"
+                return None
+            if key not in cur or cur[key] is None:
+                cur[key] = {}
+            cur = cur[key]
+        else:
+            return f"{'.'.join(parts[:i])} holds a value, not a table"
+    return None
+
+
+def load_plugins(modules: list[str], base: Path | None, source: str) -> list[str]:
+    """Import plugin modules (the spec's folder first on the path); return problems."""
+    import importlib
+    import sys
+
+    problems = []
+    added = False
+    if base is not None and str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+        added = True
+    try:
+        for i, mod in enumerate(modules):
+            try:
+                importlib.import_module(mod)
+            except Exception as e:  # noqa: BLE001 - any failure of user code is reported as bad input
+                problems.append(f"{source}: plugins.{i}: cannot import {mod!r} ({type(e).__name__}: {e})")
+    finally:
+        if added:
+            sys.path.remove(str(base))
+    return problems
+
+
 def _dupes(errors: list[tuple[str, str]], path: str, names: list[str]) -> None:
     seen: set[str] = set()
     for n in names:
@@ -537,12 +640,20 @@ def load(path_or_name: str | os.PathLike[str]) -> Spec:
     """Load and validate a spec from a TOML file or a built-in factory name."""
     path = resolve(path_or_name)
     data = read_toml(path)
-    return validate(data, source=str(path))
+    return validate(data, source=str(path), base=path.parent)
 
 
-def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel] | None = None) -> Spec:
-    """Validate a raw dict into a :class:`Spec`; raise :class:`SpecError` listing every problem."""
+def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel] | None = None,
+             base: Path | None = None) -> Spec:
+    """Validate a raw dict into a :class:`Spec`; raise :class:`SpecError` listing every problem.
+
+    ``base``: the folder plugin modules are looked up in first (the spec file's folder)."""
     model = model or Spec
+    plugins = data.get("plugins") if isinstance(data, dict) and model is Spec else None
+    if isinstance(plugins, list) and all(isinstance(m, str) for m in plugins):
+        problems = load_plugins(plugins, base, source)
+        if problems:
+            raise SpecError(problems)
     try:
         spec = model.model_validate(data)
     except ValidationError as e:
