@@ -56,10 +56,13 @@ class Window(BaseModel):
     ``end`` before ``start`` runs past midnight into the next day.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     days: str = "all"
+    """Days: `mon`..`sun`, ranges `mon-fri`, lists `mon,wed`, or `all`."""
     start: str
+    """Start time of day, `HH:MM`."""
     end: str
+    """End time of day, `HH:MM` (before `start`: runs past midnight)."""
 
     @field_validator("days")
     @classmethod
@@ -92,10 +95,13 @@ class Window(BaseModel):
 class CalendarSpec(BaseModel):
     """Named weekly calendar: shifts minus breaks, plus optional overtime and extra-shift windows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     name: str = Field(min_length=1)
+    """Unique calendar name."""
     shifts: list[Window] = Field(min_length=1)
+    """Open windows of the base pattern."""
     breaks: list[Window] = Field(default_factory=list)
+    """Windows cut out of the shifts (meal breaks, planned stops)."""
     overtime: list[Window] = Field(default_factory=list)
     """Windows opened while the capacity policy runs overtime."""
     extra_shift: list[Window] = Field(default_factory=list)

@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 UNITS: dict[str, float] = {
     "ms": 1e-3,
@@ -71,14 +71,16 @@ def _non_negative(v: Any) -> float:
     return d
 
 
-Duration = Annotated[float, BeforeValidator(_non_negative)]
+DurationText = Annotated[str, StringConstraints(pattern=r"^\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*(ms|s|sec|min|m|h|hr|d|w|wk)?\s*$")]
+"""How a duration may be written as text (for the JSON Schema): a number and a unit."""
+Duration = Annotated[float, BeforeValidator(_non_negative, json_schema_input_type=Union[float, DurationText])]
 """A duration >= 0 in seconds (number or string with unit)."""
-PositiveDuration = Annotated[float, BeforeValidator(_positive)]
+PositiveDuration = Annotated[float, BeforeValidator(_positive, json_schema_input_type=Union[float, DurationText])]
 """A duration > 0 in seconds (number or string with unit)."""
 
 
 class _DistBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     @property
     def mean(self) -> float:  # pragma: no cover - overridden
@@ -96,7 +98,9 @@ class Constant(_DistBase):
     """Always ``value`` seconds."""
 
     dist: Literal["constant"] = "constant"
+    """`constant`."""
     value: Duration
+    """The duration, s."""
 
     @property
     def mean(self) -> float:
@@ -114,9 +118,11 @@ class Exponential(_DistBase):
     """Exponential with the given mean (s)."""
 
     dist: Literal["exponential"]
+    """`exponential`."""
     mean_: PositiveDuration = Field(alias="mean")
+    """Mean, s."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
     @property
     def mean(self) -> float:
@@ -132,9 +138,11 @@ class Exponential(_DistBase):
 
 class _MeanCv(_DistBase):
     mean_: PositiveDuration = Field(alias="mean")
+    """Mean, s."""
     cv: float = Field(ge=0.0, le=10.0)
+    """Coefficient of variation (standard deviation / mean)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
     @property
     def mean(self) -> float:
@@ -152,26 +160,32 @@ class Normal(_MeanCv):
     """Normal with ``mean`` (s) and ``cv`` (sd/mean), truncated at 0 by redrawing."""
 
     dist: Literal["normal"]
+    """`normal` (truncated at 0)."""
 
 
 class Lognormal(_MeanCv):
     """Lognormal parametrised by its own mean (s) and cv."""
 
     dist: Literal["lognormal"]
+    """`lognormal`."""
 
 
 class Gamma(_MeanCv):
     """Gamma parametrised by mean (s) and cv (shape = 1/cv^2)."""
 
     dist: Literal["gamma"]
+    """`gamma`."""
 
 
 class Weibull(_DistBase):
     """Weibull with ``shape`` k and ``scale`` (s); shape > 1 means wear-out (rising hazard)."""
 
     dist: Literal["weibull"]
+    """`weibull`."""
     shape: float = Field(gt=0.0)
+    """Shape k (> 1: wear-out, the hazard rises with age)."""
     scale: PositiveDuration
+    """Scale λ, s."""
 
     @property
     def mean(self) -> float:
@@ -186,9 +200,13 @@ class Triangular(_DistBase):
     """Triangular on [low, high] with the given mode (s)."""
 
     dist: Literal["triangular"]
+    """`triangular`."""
     low: Duration
+    """Minimum, s."""
     mode: Duration
+    """Most likely value, s."""
     high: PositiveDuration
+    """Maximum, s."""
 
     @model_validator(mode="after")
     def _order(self) -> "Triangular":
@@ -210,8 +228,11 @@ class Uniform(_DistBase):
     """Uniform on [low, high] (s)."""
 
     dist: Literal["uniform"]
+    """`uniform`."""
     low: Duration
+    """Minimum, s."""
     high: PositiveDuration
+    """Maximum, s."""
 
     @model_validator(mode="after")
     def _order(self) -> "Uniform":
@@ -232,7 +253,9 @@ class Empirical(_DistBase):
     """Resamples the observed ``values`` (s) with equal probability."""
 
     dist: Literal["empirical"]
+    """`empirical`."""
     values: list[Duration] = Field(min_length=1)
+    """Observed durations, s, resampled with equal weight."""
 
     @property
     def mean(self) -> float:
@@ -267,12 +290,14 @@ def _coerce_dist(v: Any) -> Any:
     return v
 
 
+_DistUnion = Annotated[
+    Union[Constant, Exponential, Normal, Lognormal, Gamma, Weibull, Triangular, Uniform, Empirical],
+    Field(discriminator="dist"),
+]
 Dist = Annotated[
-    Annotated[
-        Union[Constant, Exponential, Normal, Lognormal, Gamma, Weibull, Triangular, Uniform, Empirical],
-        Field(discriminator="dist"),
-    ],
-    BeforeValidator(_coerce_dist),
+    _DistUnion,
+    # a bare number or duration string is a constant: say so in the JSON Schema too
+    BeforeValidator(_coerce_dist, json_schema_input_type=Union[float, DurationText, _DistUnion]),
 ]
 """Any distribution of durations (seconds)."""
 

@@ -32,14 +32,17 @@ class SpecError(Exception):
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # attribute docstrings become field descriptions: the reference docs and JSON Schema use them
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, use_attribute_docstrings=True)
 
 
 class Failures(_M):
     """Unplanned failures of each server: time to failure and time to repair (s)."""
 
     ttf: Dist
+    """Time to failure, s (operating or calendar time, see `basis`)."""
     ttr: Dist
+    """Time to repair, s."""
     basis: Literal["operating", "calendar"] = "operating"
     """``operating``: only busy time ages the machine; ``calendar``: wall-clock time does."""
 
@@ -48,7 +51,9 @@ class Setup(_M):
     """Changeover time when a server switches product: ``matrix[from][to]`` else ``default``."""
 
     default: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
+    """Changeover time for any switch not in the matrix, s."""
     matrix: dict[str, dict[str, Dist]] = Field(default_factory=dict)
+    """`matrix.<from>.<to>`: changeover time for one pair of products, s."""
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -71,12 +76,19 @@ class Maintenance(_M):
     """
 
     policy: str = "reactive"
+    """`reactive`, `preventive`, `predictive` or a registered name."""
     interval: PositiveDuration | None = None
+    """`preventive`: operating time between planned maintenances, s."""
     duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
+    """Duration of one planned maintenance, s."""
     recall: Probability = 1.0
+    """`predictive`: probability that a wear-out is noticed."""
     noise_cv: float = Field(default=0.0, ge=0.0)
+    """`predictive`: relative error of the remaining-life estimate."""
     false_alarm_per_hour: float = Field(default=0.0, ge=0.0)
+    """`predictive`: needless maintenances per operating hour."""
     lead_time: Duration = 0.0
+    """`predictive`: plan maintenance this much operating time before the predicted failure, s."""
 
 
 class Quality(_M):
@@ -90,8 +102,11 @@ class Quality(_M):
     """
 
     defect_rate: Probability = 0.0
+    """Probability that a unit processed here becomes defective."""
     inspect: Literal["none", "inline", "end_of_line"] = "none"
+    """`none`, `inline` (finds this station's defects) or `end_of_line` (finds all the lot carries)."""
     detection: Probability = 1.0
+    """Probability that an inspection finds a defective unit."""
 
 
 class Station(_M):
@@ -104,39 +119,50 @@ class Station(_M):
     """
 
     name: str = Field(min_length=1)
+    """Unique station name."""
     servers: int = Field(default=1, ge=1)
+    """Identical machines per lane sharing the lane's buffer."""
     lanes: int = Field(default=1, ge=1)
     """Parallel copies (lines, cells) of this station, each with its own buffer and ``servers`` machines."""
     dispatch: str = "fixed"
+    """Rule choosing the lane of an arriving lot (with several lanes)."""
     speeds: list[Annotated[float, Field(gt=0.0)]] | None = None
     """Per-lane speed factors (processing time is divided by the factor); default all 1."""
     operators: str | None = None
     """Worker pool whose operators (``crew`` per server) each server holds while it works;
     the pool's calendar applies: nothing is processed off shift."""
     crew: int = Field(default=1, ge=1)
+    """Operators each server holds while it works."""
     calendar: str | None = None
     """Calendar of an unmanned station (stations without one work 24/7)."""
     technicians: str | None = None
     """Worker pool that repairs and maintains this station's machines (none: never waits)."""
     maintenance: Maintenance | None = None
+    """Maintenance policy (default reactive: run to failure)."""
     quality: Quality | None = None
+    """Defects made here and how they are found."""
     power_kw: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     """Electric power per server and state (``busy``, ``idle``, ``setup``, ``blocked``, ``down``,
     ``maintenance``, ``off_shift``), kW; states not listed draw ``idle`` power (or 0)."""
     process_time: Dist | None = None
     """Unit processing time (s); per-product overrides in ``process_time_by_product``."""
     process_time_by_product: dict[str, Dist] = Field(default_factory=dict)
+    """Per-product unit processing time, s (overrides `process_time`)."""
     buffer: int | None = Field(default=None, ge=0)
     """Waiting places in front of the station; 0 = direct hand-off; omitted = unlimited."""
     setup: Setup | None = None
+    """Changeover time when a server switches product."""
     failures: Failures | None = None
+    """Unplanned failures of each server."""
 
 
 class Product(_M):
     """A product: its route (station names in order), lot size and share of released lots."""
 
     name: str = Field(min_length=1)
+    """Unique product name."""
     route: list[str] = Field(min_length=1)
+    """Station names in visiting order."""
     lot_size: int = Field(default=1, ge=1)
     """Units per lot (a tray or panel); processing time scales with it."""
     share: float = Field(default=1.0, ge=0.0)
@@ -148,9 +174,11 @@ class Source(_M):
     or ``orders``: a planner releases lots against the order book made by ``[demand]``."""
 
     kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
+    """`saturated`, `poisson`, `renewal` or `orders`."""
     rate_per_hour: float | None = Field(default=None, gt=0.0)
     """Poisson arrival rate of lots per hour."""
     interarrival: Dist | None = None
+    """Time between lots for `renewal`, s."""
 
     @model_validator(mode="after")
     def _needs(self) -> "Source":
@@ -165,10 +193,13 @@ class WorkerPool(_M):
     """A crew of ``size`` workers per shift (operators or technicians) working to a calendar."""
 
     name: str = Field(min_length=1)
+    """Unique pool name."""
     size: int = Field(ge=1)
+    """Workers on duty per shift."""
     calendar: str | None = None
     """Calendar name; omitted = around the clock."""
     role: Literal["operator", "technician"] = "operator"
+    """`operator` or `technician` (documentation; both are held the same way)."""
 
 
 class Shift(_M):
@@ -183,13 +214,21 @@ class Shift(_M):
     """
 
     kind: Literal["step", "ramp", "pulse", "mix", "new_product", "disruption"]
+    """`step`, `ramp`, `pulse`, `mix`, `new_product` or `disruption`."""
     at: Duration
+    """When the shift starts, s from t = 0 (in a scenario file: from the end of the warm-up)."""
     factor: float = Field(default=1.0, ge=0.0)
+    """Volume multiplier (`step`, `ramp`, `pulse`)."""
     duration: Duration = 0.0
+    """Length of a `ramp`, `pulse` or `disruption`, s."""
     shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    """New product shares (`mix`)."""
     product: str | None = None
+    """The new product (`new_product`)."""
     share: float = Field(default=0.0, ge=0.0)
+    """Share of the volume the new product takes (`new_product`)."""
     target: str | None = None
+    """What a `disruption` stops: a station name or `supply`."""
 
     @model_validator(mode="after")
     def _needs(self) -> "Shift":
@@ -216,6 +255,7 @@ class Demand(_M):
     due: PositiveDuration = 3 * 86400.0
     """Promised delivery time from order arrival, s."""
     shifts: list[Shift] = Field(default_factory=list)
+    """Scenario shifts of demand or supply."""
 
 
 class Planning(_M):
@@ -226,8 +266,11 @@ class Planning(_M):
     """
 
     policy: str = "hourly"
+    """`campaign`, `hourly`, `backlog` or a registered name."""
     period: PositiveDuration = 3600.0
+    """Re-planning interval, s."""
     lanes: int = Field(default=1, ge=1)
+    """Parallel lines/cells fed separately (lot `lane` = line number); 1 = one shared feed."""
     forecast_per_week: float | None = Field(default=None, gt=0.0)
     """What a forecast-driven planner expects before it has order history (default: the demand's base rate)."""
     forecast_window: PositiveDuration = 4 * 604800.0
@@ -242,7 +285,9 @@ class Capacity(_M):
     after a hiring lag) or ``modules`` (cells added or idled with a deployment lead time)."""
 
     policy: str = "none"
+    """`none`, `shifts`, `modules` or a registered name."""
     review: PositiveDuration = 86400.0
+    """Interval between capacity decisions, s."""
     overtime_above: float = Field(default=0.5, ge=0.0)
     """``shifts``: run overtime while the backlog exceeds this many days of baseline demand."""
     release_below: float = Field(default=0.1, ge=0.0)
@@ -252,8 +297,11 @@ class Capacity(_M):
     lead_time: Duration = 7 * 86400.0
     """``modules``: deployment time of an added module."""
     min_lanes: int = Field(default=1, ge=1)
+    """`modules`: never fewer deployed lanes."""
     initial_lanes: int | None = Field(default=None, ge=1)
+    """`modules`: lanes deployed at t = 0 (default all)."""
     target_utilisation: float = Field(default=0.85, gt=0.0, le=1.0)
+    """`modules`: planned load of a deployed lane."""
     clear_backlog_in: PositiveDuration = 7 * 86400.0
     """``modules``: size capacity to clear the backlog within this time besides the demand rate."""
 
@@ -262,11 +310,13 @@ class Costs(_M):
     """Unit-cost parameters (DESIGN §9); money in one currency (USD by default), durations in s."""
 
     currency: str = "USD"
+    """Currency of all money amounts."""
     capex: float = Field(default=0.0, ge=0.0)
     """Installed equipment and building of the whole plant (all lanes)."""
     capex_per_lane: float = Field(default=0.0, ge=0.0)
     """Capex of one lane (line, cell, module); charged only while deployed when capacity is ``modules``."""
     depreciation_years: float = Field(default=7.0, gt=0.0)
+    """Straight-line depreciation period of the capex, years."""
     module_deploy_cost: float = Field(default=0.0, ge=0.0)
     """One-off cost of deploying (moving in, commissioning) one module."""
     wage_per_hour: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
@@ -274,11 +324,13 @@ class Costs(_M):
     overtime_premium: float = Field(default=0.5, ge=0.0)
     """Extra fraction of the wage paid for overtime hours."""
     energy_per_kwh: float = Field(default=0.0, ge=0.0)
+    """Electricity price per kWh."""
     repair_cost: float = Field(default=0.0, ge=0.0)
     """Parts and call-out per unplanned repair."""
     planned_maintenance_cost: float = Field(default=0.0, ge=0.0)
     """Parts per planned maintenance."""
     material_per_unit: float = Field(default=0.0, ge=0.0)
+    """Material (bill of materials) per unit."""
     conversion_per_hour: float = Field(default=0.0, ge=0.0)
     """Value added per hour of ideal processing, for valuing scrapped work in progress."""
     escape_cost: float = Field(default=0.0, ge=0.0)
@@ -286,6 +338,7 @@ class Costs(_M):
     holding_per_unit_year: float = Field(default=0.0, ge=0.0)
     """Carrying cost of one unit of WIP or finished stock for a year."""
     overhead_per_year: float = Field(default=0.0, ge=0.0)
+    """Fixed overhead per year."""
     labour_per_lane_hour: float = Field(default=0.0, ge=0.0)
     """Labour tied to a deployed lane (e.g. a microfactory cell's attendants), per lane-hour."""
 
@@ -294,30 +347,46 @@ class Run(_M):
     """Default run settings; the CLI and :func:`twin.simulate` may override them."""
 
     horizon: PositiveDuration = 604800.0
+    """Simulated time, s."""
     warmup: Duration = 0.0
+    """Initial time removed from all KPIs, s."""
     replications: int = Field(default=5, ge=1)
+    """Independent replications."""
     seed: int = Field(default=1, ge=0)
+    """Base seed (same seed: identical results)."""
 
 
 class Spec(_M):
     """A whole factory."""
 
     name: str = Field(min_length=1)
+    """Name of the factory (used in reports)."""
     description: str = ""
+    """Free text."""
     plugins: list[str] = Field(default_factory=list)
     """Python modules imported before the spec is checked, so the policies they register
     (``@twin.policies.register``) can be named in it. The only way a spec runs code: opt-in,
     by module name, looked up next to the spec file first."""
     source: Source = Field(default_factory=Source)
+    """How lots enter the line."""
     products: list[Product] = Field(default_factory=list)
+    """Products and their routes; default one product `unit` through all stations in file order."""
     stations: list[Station] = Field(min_length=1)
+    """The work centres."""
     calendars: list[CalendarSpec] = Field(default_factory=list)
+    """Named shift calendars (t = 0 is Monday 00:00)."""
     workers: list[WorkerPool] = Field(default_factory=list)
+    """Worker pools (operators, technicians)."""
     demand: Demand | None = None
+    """Make-to-order demand (needed by `source.kind = "orders"`)."""
     planning: Planning = Field(default_factory=Planning)
+    """Release policy for orders."""
     capacity: Capacity = Field(default_factory=Capacity)
+    """How capacity follows demand."""
     costs: Costs = Field(default_factory=Costs)
+    """Unit-cost parameters."""
     run: Run = Field(default_factory=Run)
+    """Default run settings."""
 
     @model_validator(mode="after")
     def _default_product(self) -> "Spec":

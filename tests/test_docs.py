@@ -1,0 +1,41 @@
+"""The spec reference and JSON Schema are generated from the pydantic models and committed;
+they must match a fresh generation (run `python -m twin.docs` after changing the schema)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from twin import docs
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_reference_matches_the_schema(tmp_path):
+    docs.write(tmp_path)
+    assert (DOCS / "reference.md").read_text() == (tmp_path / "reference.md").read_text(), \
+        "docs/reference.md is stale: run python -m twin.docs"
+    assert (DOCS / "spec.schema.json").read_text() == (tmp_path / "spec.schema.json").read_text()
+
+
+def test_every_spec_key_is_documented():
+    text = (DOCS / "reference.md").read_text()
+    for row in [ln for ln in text.splitlines() if ln.startswith("| `")]:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert len(cells) == 4 and cells[3], f"undocumented key: {row}"
+
+
+def test_schema_accepts_duration_text_and_bare_constants():
+    s = json.loads((DOCS / "spec.schema.json").read_text())
+    st = s["$defs"]["Station"]["properties"]["process_time"]
+    kinds = json.dumps(st)
+    assert '"type": "number"' in kinds and "pattern" in kinds and "Exponential" in kinds
+    assert s["title"] == "twin factory spec"
+
+
+def test_how_to_pages_and_examples_exist():
+    for n in ("01_three_station_line", "02_custom_dispatch", "03_pdm_recall_sweep", "04_break_even"):
+        assert (DOCS / "howto" / f"{n}.md").exists()
+        assert (DOCS.parent / "examples" / f"{n}.py").exists()
+    for page in ("getting-started.md", "background.md"):
+        assert (DOCS / page).stat().st_size > 500

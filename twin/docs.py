@@ -1,0 +1,143 @@
+"""Generate the spec reference and the JSON Schema from the pydantic models, so the
+documentation cannot drift from the code: ``python -m twin.docs [DIR]`` (default ``docs``)
+writes ``DIR/reference.md`` and ``DIR/spec.schema.json``; a test checks the committed
+files equal a fresh generation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Maintenance", "Quality", "CalendarSpec",
+            "Window", "WorkerPool", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run", "Constant",
+            "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical"]
+WHERE = {"Spec": "the top level of a spec file", "Source": "`[source]`", "Product": "`[[products]]`",
+         "Station": "`[[stations]]`", "Setup": "`stations[].setup`", "Failures": "`stations[].failures`",
+         "Maintenance": "`stations[].maintenance`", "Quality": "`stations[].quality`",
+         "CalendarSpec": "`[[calendars]]`", "Window": "an item of `calendars[].shifts`, `breaks`, `overtime`, "
+         "`extra_shift`", "WorkerPool": "`[[workers]]`", "Demand": "`[demand]`",
+         "Shift": "`[[demand.shifts]]` (and a scenario's `[[shifts]]`)", "Planning": "`[planning]`",
+         "Capacity": "`[capacity]`", "Costs": "`[costs]`", "Run": "`[run]`"}
+
+
+def schema() -> dict[str, Any]:
+    from .spec import Spec
+
+    s = Spec.model_json_schema(by_alias=True)
+    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    s["title"] = "twin factory spec"
+    return s
+
+
+def _type(p: dict[str, Any]) -> str:
+    if "$ref" in p:
+        name = p["$ref"].split("/")[-1]
+        return f"[{name}](#{name.lower()})"
+    if "anyOf" in p:
+        kinds = p["anyOf"]
+        has_num = any(k.get("type") == "number" for k in kinds)
+        has_text = any(k.get("type") == "string" and "pattern" in k for k in kinds)
+        has_dist = any("oneOf" in k or "discriminator" in k for k in kinds)
+        if has_dist:
+            return "distribution (a duration = constant, or a table with `dist`)"
+        if has_num and has_text:
+            return "duration (s, or text like `\"90s\"`, `\"8h\"`)"
+        parts = [_type(k) for k in kinds if k.get("type") != "null"]
+        return " or ".join(parts)
+    t = p.get("type")
+    if t == "array":
+        return f"list of {_type(p.get('items', {}))}"
+    if t == "object":
+        return f"table of {_type(p.get('additionalProperties', {}))}"
+    if "enum" in p:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in p["enum"])
+    if "const" in p:
+        return f"`{json.dumps(p['const'])}`"
+    bounds = []
+    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
+        if k in p:
+            bounds.append(f"{sym} {p[k]:g}")
+    if "minLength" in p:
+        bounds.append("non-empty")
+    base = {"number": "number", "integer": "integer", "string": "text", "boolean": "true/false"}.get(t or "", "any")
+    return base + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _default(field: Any) -> str:
+    from pydantic_core import PydanticUndefined
+
+    if field.is_required():
+        return "required"
+    d = field.default
+    if d is PydanticUndefined:
+        return "(see text)" if field.default_factory is None else _factory(field)
+    if isinstance(d, BaseModel):
+        return "(see text)"
+    return f"`{json.dumps(d)}`" if d is not None else "none"
+
+
+def _factory(field: Any) -> str:
+    try:
+        v = field.default_factory()
+    except TypeError:
+        return "(see text)"
+    if isinstance(v, BaseModel):
+        return "its defaults"
+    return f"`{json.dumps(v)}`"
+
+
+def reference() -> str:
+    import twin
+    from . import spec as spec_mod
+    from .calendar import CalendarSpec, Window
+
+    sch = schema()
+    defs = sch["$defs"]
+    lines = [
+        "# Spec reference",
+        "",
+        "Generated from the pydantic schema by `python -m twin.docs`; do not edit by hand. Every duration is in",
+        "seconds, or text with a unit (`ms`, `s`, `min`, `h`, `d`, `w`). Unknown keys are errors. An editor can",
+        "validate and complete spec files with [`spec.schema.json`](spec.schema.json) (JSON Schema; for TOML, e.g.",
+        "the *Even Better TOML* extension with `#:schema ./docs/spec.schema.json` on a spec's first line).",
+        "",
+    ]
+    classes = {c: getattr(twin, c, None) or getattr(spec_mod, c, None) for c in SECTIONS}
+    classes["CalendarSpec"], classes["Window"] = CalendarSpec, Window
+    for name in SECTIONS:
+        cls = classes[name]
+        props = (sch if name == "Spec" else defs.get(name, {})).get("properties", {})
+        lines += [f"## {name}", ""]
+        if name in WHERE:
+            lines += [f"Where: {WHERE[name]}.", ""]
+        doc = (cls.__doc__ or "").strip()
+        if doc:
+            lines += [" ".join(doc.split("\n\n")[0].split()), ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for fname, f in cls.model_fields.items():
+            key = f.alias or fname
+            p = props.get(key, {})
+            desc = " ".join((f.description or "").split()).replace("|", "\\|")
+            lines.append(f"| `{key}` | {_type(p)} | {_default(f)} | {desc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(folder: Path) -> list[Path]:
+    from .io import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ref, js = folder / "reference.md", folder / "spec.schema.json"
+    atomic_write_text(ref, reference())
+    atomic_write_text(js, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
+    return [ref, js]
+
+
+if __name__ == "__main__":
+    for p in write(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")):
+        print(f"wrote {p}")
