@@ -74,8 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, help="base seed (same seed => identical results)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r.add_argument("--out", help="folder for kpis.json and tidy CSVs")
+    r.add_argument("--event-log", metavar="FILE", help="write the first replication's event log (CSV, or .parquet)")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a spec value, e.g. stations.smt.servers=3 (TOML value; repeatable)")
+
+    k = sub.add_parser("calibrate", help="infer a spec from a line's event log")
+    k.add_argument("log", help="event log (CSV or .parquet)")
+    k.add_argument("--out", required=True, help="spec file to write (TOML)")
+    k.add_argument("--map", help="your column names: ours=theirs,... e.g. time=ts,station=machine")
+    k.add_argument("--name", default="calibrated line", help="name of the written spec")
+
+    h = sub.add_parser("check", help="simulate a spec with a log's releases and compare it with the log")
+    h.add_argument("spec")
+    h.add_argument("log")
+    h.add_argument("--map", help="your column names: ours=theirs,...")
+    h.add_argument("--replications", type=_positive_int("--replications"), default=10)
+    h.add_argument("--seed", type=_seed, default=1)
+    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec")
@@ -126,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "compare":
             return cmd_compare(args, argv)
+        if args.command == "calibrate":
+            return cmd_calibrate(args)
+        if args.command == "check":
+            return cmd_check(args)
     except SpecError as e:
         for line in e.problems:
             sys.stderr.write(f"error: {line}\n")
@@ -191,6 +210,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                          " pass a shorter --warmup or a longer --horizon"])
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                    progress=not args.json)
+    if args.event_log:
+        from .eventlog import write_log
+        from .experiment import replication_seed
+        from .model import Model
+
+        seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
+        traced = Model(spec, seed0, horizon, trace=True)  # the same run as replication 0, with its trace
+        traced.run(horizon, warmup)
+        write_log(traced, args.event_log)
     summary = summarize(res)
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
                        "overrides": args.set, "command": "twin " + shlex.join(argv)}
@@ -237,6 +265,40 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     # the side-by-side tables on stdout (CI logs show them)
     print(md.split("## Reading")[0])
     print(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .eventlog import calibrate, parse_map, read_log
+    from .io import atomic_write_text
+
+    df = read_log(args.log, parse_map(args.map))
+    text, warnings = calibrate(df, name=args.name, source=str(args.log))
+    atomic_write_text(args.out, text)
+    for w in warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    print(f"wrote {args.out} (fits and sample sizes in its comments); check it with: twin check {args.out} {args.log}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .eventlog import check, parse_map, read_log
+    from .io import dumps
+
+    spec = load(args.spec)
+    df = read_log(args.log, parse_map(args.map))
+    res = check(spec, df, replications=args.replications, seed=args.seed)
+    if args.json:
+        sys.stdout.write(dumps(res))
+        return 0
+    print(f"{args.spec} against {args.log}: {res['horizon'] / 3600:.1f} h replayed, {res['replications']} replications "
+          "(simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
+    print(f"  {'measure':<28}{'log':>12}{'simulated':>24}   ")
+    for r in res["rows"]:
+        scale = 3600.0 if r["metric"] == "lead_time_mean_s" else 1.0
+        name = "lead_time_mean_h" if scale != 1.0 else r["metric"]
+        print(f"  {name:<28}{r['log'] / scale:>12.4g}{r['sim_mean'] / scale:>14.4g} ± {r['sim_ci95'] / scale:<8.2g}"
+              f"{'ok' if r['within_pi'] else 'DIFFERS'}")
     return 0
 
 

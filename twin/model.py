@@ -36,6 +36,8 @@ class State(IntEnum):
 STATE_NAMES = [s.name.lower() for s in State]
 _IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF = (int(s) for s in State)
 INF = float("inf")
+TRACE_EVENTS = ["start", "end", "setup_start", "setup_end", "blocked", "unblocked", "leave"]
+_T_START, _T_END, _T_SETUP_START, _T_SETUP_END, _T_BLOCKED, _T_UNBLOCKED, _T_LEAVE = range(7)
 
 
 class Recorder:
@@ -52,7 +54,7 @@ class Recorder:
     """
 
     __slots__ = ("states", "releases", "finishes", "scraps", "maint", "orders", "deliveries",
-                 "servers", "products", "events")
+                 "servers", "products", "events", "trace")
 
     def __init__(self) -> None:
         self.states: list[tuple[float, int, int]] = []
@@ -65,6 +67,9 @@ class Recorder:
         self.servers: list[tuple[str, int]] = []  # (station name, server number)
         self.products: list[str] = []
         self.events: list[tuple[float, str, str]] = []
+        # lot-level event trace ``(t, server_index, lot_id, product, qty, code)`` for event logs
+        # (codes in :data:`TRACE_EVENTS`); None unless the model was built with ``trace=True``
+        self.trace: list[tuple[float, int, int, int, int, int]] | None = None
 
 
 class Server:
@@ -261,7 +266,8 @@ class StationRT:
         sp = self.spec
         return bool(self.calendar is not None or self.pool is not None or self.technicians is not None
                     or self.maint_policy is not None or self.quality is not None or len(self.lanes) > 1
-                    or sp.speeds or self.model.disrupted(self.name) or self.model.lane_structured)
+                    or sp.speeds or self.model.disrupted(self.name) or self.model.lane_structured
+                    or self.model.rec.trace is not None)
 
     def process(self, srv: Server):
         return self.run_general(srv) if self.needs_general_loop() else self.run(srv)
@@ -377,6 +383,8 @@ class StationRT:
         quality = self.quality
         crew = self.crew
         calendar_failures = self.failures is not None and self.failures.basis == "calendar"
+        tr = model.rec.trace.append if model.rec.trace is not None else None
+        sid = srv.sid
         while True:
             lot = buf.try_get()
             if lot is None:
@@ -408,9 +416,17 @@ class StationRT:
                     self._set(srv, _IDLE)
                     yield req
             if su > 0.0:
+                if tr:
+                    tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_START))
                 yield from self._work(srv, su, _SETUP, ages=False)
+                if tr:
+                    tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_END))
             srv.last_product = p
+            if tr:
+                tr((env.now, sid, lot.id, p, lot.qty, _T_START))
             yield from self._work(srv, d, _BUSY, ages=True)
+            if tr:
+                tr((env.now, sid, lot.id, p, lot.qty, _T_END))
             if pool is not None:
                 pool.put(crew)
             srv.units += lot.qty
@@ -420,12 +436,20 @@ class StationRT:
                 self._inspect(lot)
                 if lot.qty == 0:
                     model.scrapped_lot(lot)
+                    if tr:
+                        tr((env.now, sid, lot.id, p, 0, _T_LEAVE))
                     continue
             lot.step += 1
             nxt = lot.route[lot.step]
             if not nxt.try_put(lot):
                 self._set(srv, _BLOCKED)
+                if tr:
+                    tr((env.now, sid, lot.id, p, lot.qty, _T_BLOCKED))
                 yield nxt.put_event(lot)
+                if tr:
+                    tr((env.now, sid, lot.id, p, lot.qty, _T_UNBLOCKED))
+            if tr:
+                tr((env.now, sid, lot.id, p, lot.qty, _T_LEAVE))
 
     def _work(self, srv: Server, d: float, state: int, ages: bool):
         """Spend ``d`` seconds of work in ``state``: paused off shift, interrupted by failures."""
@@ -524,22 +548,29 @@ class StationRT:
 class Model:
     """One run's world: environment, streams, recorder and runtime objects."""
 
-    def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False):
+    def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False,
+                 trace: bool = False, replay: list[tuple[float, int, int]] | None = None):
         """``unit_sampling``: draw a lot's processing time as the sum of its units' times
-        instead of one moment-matched draw (slower; used to validate lot-level runs)."""
+        instead of one moment-matched draw (slower; used to validate lot-level runs).
+        ``trace``: record every lot's start/end/setup/blocking/leave events (for event logs).
+        ``replay``: release lots ``(t, product_index, qty)`` at those times instead of the
+        spec's source (to replay a real line's releases)."""
         self.spec = spec
         self.seed = seed
         self.unit_sampling = unit_sampling
+        self.replay = replay
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
         self.env = simpy.Environment()
         self.streams = Streams(seed)
         self.rec = Recorder()
+        if trace:
+            self.rec.trace = []
         self.product_names = [p.name for p in spec.products]
         self.rec.products = list(self.product_names)
         self.calendars = {c.name: Calendar(self.env, c) for c in spec.calendars}
         # a pool is a Container of workers so a station can hold a crew of several at once
         self.pools = {w.name: simpy.Container(self.env, capacity=w.size, init=w.size) for w in spec.workers}
-        self.orders_mode = spec.source.kind == "orders"
+        self.orders_mode = spec.source.kind == "orders" and replay is None
         self.lane_structured = self.orders_mode and spec.planning.lanes > 1
         self._disrupted = set()
         if spec.demand is not None:
@@ -613,7 +644,9 @@ class Model:
     def _build_source(self) -> None:
         src = self.spec.source
         self.lost_lots = 0
-        if src.kind == "saturated":
+        if self.replay is not None:
+            self.env.process(self._replay())
+        elif src.kind == "saturated":
             starts: dict[str, list[int]] = {}
             for i, p in enumerate(self.spec.products):
                 starts.setdefault(p.route[0], []).append(i)
@@ -633,6 +666,17 @@ class Model:
             only = prods[0]
             return lambda: self.release(only)
         return lambda: self.release(self.pick_product(prods))
+
+    def _replay(self):
+        env = self.env
+        for t, p, qty in self.replay:  # type: ignore[union-attr]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            lot = self.release(p, qty)
+            first = lot.route[0]
+            if not first.try_put(lot):
+                # the log says it arrived: it waits at the entrance without holding up later arrivals
+                first.put_event(lot)
 
     def _arrivals(self):
         src = self.spec.source

@@ -1,0 +1,150 @@
+"""Event logs (issue 7): export, calibrate, check; malformed logs are refused with line numbers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import twin
+from twin.cli import main
+from twin.eventlog import calibrate, read_log, write_log
+from twin.model import Model
+
+ROOT = Path(__file__).resolve().parent.parent
+WEEK = 604800.0
+
+KNOWN = {
+    "name": "known",
+    "source": {"kind": "poisson", "rate_per_hour": 40},
+    "products": [{"name": "a", "route": ["m1", "m2", "m3"], "share": 2}, {"name": "b", "route": ["m1", "m3"]}],
+    "stations": [
+        {"name": "m1", "process_time": {"dist": "gamma", "mean": 60, "cv": 0.5},
+         "failures": {"ttf": {"dist": "exponential", "mean": "10min"}, "ttr": {"dist": "lognormal", "mean": "2min",
+                                                                                "cv": 0.5}}},
+        {"name": "m2", "servers": 2, "process_time": {"dist": "lognormal", "mean": 100, "cv": 0.3}, "buffer": 1},
+        {"name": "m3", "process_time_by_product": {"a": {"dist": "exponential", "mean": 50}, "b": 40},
+         "setup": {"default": "20s"}, "buffer": 2},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def round_trip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("log")
+    spec = twin.validate(KNOWN)
+    # ten weeks: ~67,000 arrivals, so the estimated arrival rate (which sets the throughput) is
+    # within ~0.4 % (1 s.e.), well inside the ~0.7 % CI of the throughput test below
+    m = Model(spec, 3, 10 * WEEK, trace=True)
+    m.run(10 * WEEK)
+    write_log(m, d / "log.csv")
+    df = read_log(d / "log.csv")
+    text, warnings = calibrate(df, source="log.csv")
+    (d / "cal.toml").write_text(text)
+    return spec, twin.load(d / "cal.toml"), text, warnings, d
+
+
+def _mean(dist) -> float:
+    return dist.mean if hasattr(dist, "mean") else float(dist)
+
+
+def test_calibration_recovers_the_known_line(round_trip):
+    spec, cal, text, warnings, _ = round_trip
+    assert not warnings
+    # servers, routes and buffers exactly
+    assert [(s.name, s.servers) for s in cal.stations] == [(s.name, s.servers) for s in spec.stations]
+    assert {p.name: p.route for p in cal.products} == {p.name: p.route for p in spec.products}
+    assert cal.station("m2").buffer == 1 and cal.station("m3").buffer == 2
+    # means within 5 % (n >= 5,000 each: relative standard errors <= 1.5 %)
+    m1 = cal.station("m1")
+    for prod in ("a", "b"):
+        assert m1.process_time_by_product[prod].mean == pytest.approx(60, rel=0.05)
+    assert cal.station("m2").process_time.mean == pytest.approx(100, rel=0.05)
+    assert cal.station("m3").process_time_by_product["a"].mean == pytest.approx(50, rel=0.05)
+    assert float(cal.station("m3").process_time_by_product["b"].mean) == pytest.approx(40, rel=1e-6)
+    assert cal.station("m3").setup.default.mean == pytest.approx(20, rel=1e-6)
+    assert m1.failures.ttf.mean == pytest.approx(600, rel=0.05)
+    assert m1.failures.ttr.mean == pytest.approx(120, rel=0.05)
+    # the written spec explains itself
+    assert "by AIC" in text and "KS D=" in text and "n=" in text
+
+
+def test_calibrated_throughput_within_the_originals_ci(round_trip):
+    spec, cal, *_ = round_trip
+    a = twin.simulate(spec, horizon="2w", replications=8, seed=11).summary()["kpis"]["throughput_per_hour"]
+    b = twin.simulate(cal, horizon="2w", replications=8, seed=11).summary()["kpis"]["throughput_per_hour"]
+    assert abs(b["mean"] - a["mean"]) <= a["ci95"]
+
+
+def test_check_compares_spec_and_log(round_trip, capsys):
+    _, _, _, _, d = round_trip
+    assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = {r["metric"]: r for r in res["rows"]}
+    assert rows["throughput_per_hour"]["log"] == pytest.approx(rows["throughput_per_hour"]["sim_mean"], rel=0.01)
+    assert rows["m1.busy"]["within_pi"] and rows["m3.setup"]["within_pi"]
+    assert sum(r["within_pi"] for r in res["rows"]) >= len(res["rows"]) - 2
+    assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "3"]) == 0
+    assert "throughput_per_hour" in capsys.readouterr().out
+
+
+def test_cli_run_calibrate_check_with_mapped_iso_columns(tmp_path, capsys):
+    log = tmp_path / "ev.csv"
+    assert main(["run", str(ROOT / "examples" / "two_machine.toml"), "--horizon", "1d", "--warmup", "0",
+                 "--replications", "1", "--event-log", str(log)]) == 0
+    header = log.read_text().splitlines()[0]
+    assert header == "timestamp,station,server,lot,product,qty,event"
+    out = tmp_path / "cal.toml"
+    assert main(["calibrate", str(ROOT / "examples" / "line_log.csv"), "--map", "time=ts,station=machine",
+                 "--out", str(out)]) == 0
+    cal = twin.load(out)
+    assert [s.name for s in cal.stations] == ["smt", "assembly"]
+    assert main(["calibrate", str(ROOT / "examples" / "line_log.csv"), "--out", str(tmp_path / "x.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "missing columns timestamp, station" in err and "--map timestamp=" in err
+    assert not (tmp_path / "x.toml").exists()
+
+
+GOOD = """timestamp,station,server,lot,product,qty,event
+0,m,,1,p,1,arrive
+0,m,0,1,p,1,start
+5,m,0,1,p,1,end
+5,m,0,1,p,1,leave
+"""
+
+
+@pytest.mark.parametrize("text,message", [
+    (GOOD.replace("timestamp,", "time,"), "missing column timestamp"),
+    (GOOD.replace("5,m,0,1,p,1,end", "5,m,0,1,p,1,finish"), "line 4: unknown event 'finish'"),
+    (GOOD + "3,m,,2,p,1,arrive\n", "line 6: timestamp 3 is earlier than the line before (5)"),
+    (GOOD + "5,m,0,1,p,1,leave\n", "line 6: duplicate of line 5"),
+    (GOOD.replace("0,m,0,1,p,1,start\n", ""), "line 3: 'end' of lot 1 at m server 0 without a 'start'"),
+    (GOOD.replace("5,m,0,1,p,1,end", "soon,m,0,1,p,1,end"), "line 4: timestamp 'soon' is neither seconds nor"),
+    (GOOD.replace("0,m,0,1,p,1,start", "0,m,0,one,p,1,start"), "line 3: lot 'one' is not a whole number"),
+    ("", "not a readable CSV event log"),
+    ("timestamp,station,server,lot,product,qty,event\n", "the log has no events"),
+])
+def test_malformed_logs_are_refused_with_line_numbers(tmp_path, capsys, text, message):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    assert main(["calibrate", str(f), "--out", str(tmp_path / "out.toml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.startswith(f"error: {f}") and "Traceback" not in err
+    assert not (tmp_path / "out.toml").exists()
+    assert main(["check", str(ROOT / "examples" / "two_machine.toml"), str(f)]) == 2
+
+
+def test_parquet_logs_when_pyarrow_is_installed(tmp_path):
+    pytest.importorskip("pyarrow")
+    m = Model(twin.load(ROOT / "examples" / "two_machine.toml"), 1, 6 * 3600.0, trace=True)
+    m.run(6 * 3600.0)
+    write_log(m, tmp_path / "log.parquet")
+    write_log(m, tmp_path / "log.csv")
+    a, b = read_log(tmp_path / "log.parquet"), read_log(tmp_path / "log.csv")
+    assert len(a) == len(b) and np.allclose(a["t"], b["t"], atol=1e-6)

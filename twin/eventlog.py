@@ -1,0 +1,525 @@
+"""Event logs: export a simulated run, read a real line's log, calibrate a spec from it,
+and check a spec against it (DESIGN §12: a twin of a real line).
+
+Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
+(seconds, or ISO 8601 date-times), ``station``, ``server``, ``lot``, ``product``,
+``qty``, ``event`` — one of ``arrive``, ``setup_start``, ``setup_end``, ``start``,
+``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server`` empty
+for ``arrive``) and ``fail``, ``repair`` (server events, ``lot`` may be empty). Rows are
+sorted by time. Your own column names map with ``time=ts,station=machine``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .spec import SpecError
+
+COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
+EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair"]
+# order of simultaneous events in an exported log (a repair before the work it allows, ...)
+_PRIORITY = {"repair": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5, "setup_start": 6,
+             "setup_end": 7, "start": 8, "fail": 9}
+MAX_LISTED = 20
+MIN_OBS = 30  # fewer observations than this: the fit is flagged as weak
+
+
+# --------------------------------------------------------------------------- export
+def log_frame(model: Any) -> pd.DataFrame:
+    """The event log of a run built with ``Model(..., trace=True)``."""
+    from .model import TRACE_EVENTS
+
+    rec = model.rec
+    if rec.trace is None:
+        raise ValueError("the model was not built with trace=True")
+    names = [s for s, _ in rec.servers]
+    nums = [i for _, i in rec.servers]
+    routes = [p.route for p in model.spec.products]
+    prods = rec.products
+    rows: list[tuple[float, int, str, Any, Any, str, int, str]] = []
+    lost = {f[0] for f in rec.finishes if f[4] == -1}  # turned away at a full first buffer: never arrived
+    for lot_id, p, qty, t in rec.releases:
+        if lot_id in lost:
+            continue
+        rows.append((t, _PRIORITY["arrive"], routes[p][0], None, lot_id, prods[p], qty, "arrive"))
+    step: dict[int, int] = defaultdict(int)
+    for t, sid, lot_id, p, qty, code in rec.trace:
+        ev = TRACE_EVENTS[code]
+        rows.append((t, _PRIORITY[ev], names[sid], nums[sid], lot_id, prods[p], qty, ev))
+        if ev == "leave" and qty > 0:
+            step[lot_id] += 1
+            k = step[lot_id]
+            if k < len(routes[p]):
+                rows.append((t, _PRIORITY["arrive"], routes[p][k], None, lot_id, prods[p], qty, "arrive"))
+    for t0, sid, kind, dur in rec.maint:
+        if kind == 0:
+            rows.append((t0, _PRIORITY["fail"], names[sid], nums[sid], None, None, None, "fail"))
+            rows.append((t0 + dur, _PRIORITY["repair"], names[sid], nums[sid], None, None, None, "repair"))
+    horizon = model.env.now
+    rows = [r for r in rows if r[0] <= horizon]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    df = pd.DataFrame([(r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows], columns=COLUMNS)
+    for c in ("server", "lot", "qty"):
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def write_log(model: Any, path: str | Path) -> None:
+    """Write the run's event log (CSV, or Parquet for a ``.parquet`` path), atomically."""
+    from .io import atomic_write_bytes, atomic_write_text
+
+    df = log_frame(model)
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        atomic_write_text(path, df.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+
+
+# --------------------------------------------------------------------------- reading
+def parse_map(text: str | None) -> dict[str, str]:
+    """``time=ts,station=machine`` → {"timestamp": "ts", "station": "machine"} (``time`` means timestamp)."""
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise SpecError([f"--map: {part!r}: expected ours=theirs, e.g. time=ts,station=machine"])
+        a, b = (x.strip() for x in part.split("=", 1))
+        a = "timestamp" if a in ("time", "t") else a
+        if a not in COLUMNS:
+            raise SpecError([f"--map: unknown column {a!r} (ours are: {', '.join(COLUMNS)})"])
+        out[a] = b
+    return out
+
+
+def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read and check an event log; timestamps become seconds from the first row.
+
+    Raises :class:`SpecError` listing every problem as ``file: line N: message``."""
+    path = Path(path)
+    f = str(path)
+    if not path.exists():
+        raise SpecError([f"{f}: file not found"])
+    if path.is_dir():
+        raise SpecError([f"{f}: is a directory, not an event log"])
+    try:
+        if path.suffix == ".parquet":
+            raw = pd.read_parquet(path)
+        else:
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except ImportError:
+        raise SpecError([f"{f}: reading Parquet needs pyarrow (pip install pyarrow), or give a CSV"]) from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:
+        raise SpecError([f"{f}: not a readable CSV event log ({str(e).splitlines()[0]})"]) from None
+    if path.suffix == ".parquet":  # same text view as a CSV: missing values are empty cells
+        raw = raw.astype(object).where(raw.notna(), "").astype(str)
+    mapping = mapping or {}
+    rename = {theirs: ours for ours, theirs in mapping.items()}
+    raw = raw.rename(columns=rename)
+    missing = [c for c in COLUMNS if c not in raw.columns]
+    if missing:
+        hint = f"; map your own names with --map {missing[0]}=YOUR_COLUMN" if missing else ""
+        raise SpecError([f"{f}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                         f"(found: {', '.join(map(str, raw.columns))}){hint}"])
+    if raw.empty:
+        raise SpecError([f"{f}: the log has no events"])
+    problems: list[str] = []
+    line = np.arange(len(raw)) + 2  # header is line 1
+
+    def bad(i: int, msg: str) -> None:
+        problems.append(f"{f}: line {line[i]}: {msg}")
+
+    ts_raw = raw["timestamp"].str.strip()
+    num = pd.to_numeric(ts_raw, errors="coerce")
+    if num.notna().all():
+        t = num.to_numpy(dtype=float)
+    else:
+        dt = pd.to_datetime(ts_raw, errors="coerce", utc=True, format="ISO8601")
+        for i in np.nonzero(dt.isna().to_numpy())[0][:MAX_LISTED]:
+            bad(int(i), f"timestamp {ts_raw.iloc[i]!r} is neither seconds nor an ISO 8601 date-time")
+        if dt.isna().any():
+            raise SpecError(problems)
+        t = (dt - dt.iloc[0]).dt.total_seconds().to_numpy()
+    t = t - t[0]
+    ev = raw["event"].str.strip()
+    for i in np.nonzero(~ev.isin(EVENTS).to_numpy())[0]:
+        bad(int(i), f"unknown event {ev.iloc[i]!r} (known: {', '.join(EVENTS)})")
+    back = np.nonzero(np.diff(t) < 0)[0]
+    for i in back:
+        bad(int(i) + 1, f"timestamp {ts_raw.iloc[i + 1]} is earlier than the line before ({ts_raw.iloc[i]}); "
+                        "the log must be sorted by time")
+
+    def ints(col: str, required: bool) -> np.ndarray:
+        s = raw[col].str.strip()
+        v = pd.to_numeric(s, errors="coerce")
+        for i in np.nonzero((v.isna() & (s != "")).to_numpy() | (v < 0).to_numpy())[0][:MAX_LISTED]:
+            bad(int(i), f"{col} {s.iloc[i]!r} is not a whole number >= 0")
+        if required:
+            for i in np.nonzero(((s == "") & ev.isin(["start", "end", "arrive", "leave"])).to_numpy())[0][:MAX_LISTED]:
+                bad(int(i), f"{col} is empty for a {ev.iloc[i]!r} event")
+        return v.to_numpy(dtype=float)
+
+    server = ints("server", False)
+    lot = ints("lot", True)
+    qty = ints("qty", False)
+    station = raw["station"].str.strip()
+    for i in np.nonzero((station == "").to_numpy())[0][:MAX_LISTED]:
+        bad(int(i), "station is empty")
+    for i in np.nonzero(((raw["server"].str.strip() == "") & ev.isin(
+            ["start", "end", "setup_start", "setup_end", "fail", "repair", "blocked", "unblocked"])).to_numpy())[0][:MAX_LISTED]:
+        bad(int(i), f"server is empty for a {ev.iloc[i]!r} event")
+    df = pd.DataFrame({"t": t, "station": station, "server": server, "lot": lot,
+                       "product": raw["product"].str.strip(), "qty": qty, "event": ev, "line": line})
+    if not problems:
+        problems += _pairing(df, f)
+    if problems:
+        extra = len(problems) - MAX_LISTED
+        raise SpecError(problems[:MAX_LISTED] + ([f"{f}: ... and {extra} more problems"] if extra > 0 else []))
+    return df
+
+
+def _pairing(df: pd.DataFrame, f: str) -> list[str]:
+    """Duplicates, and ends without starts (per lot at a server; repairs per server)."""
+    problems: list[str] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    open_: dict[tuple[Any, ...], int] = {}
+    pairs = {"end": "start", "setup_end": "setup_start", "unblocked": "blocked", "repair": "fail"}
+    for r in df.itertuples(index=False):
+        key = (r.t, r.station, r.server, r.lot, r.event)
+        if key in seen:
+            problems.append(f"{f}: line {r.line}: duplicate of line {seen[key]}")
+            continue
+        seen[key] = r.line
+        who = (r.station, r.server) if r.event in ("fail", "repair") else (r.station, r.server, r.lot)
+        if r.event in pairs.values():
+            if (who, r.event) in open_:
+                problems.append(f"{f}: line {r.line}: {r.event!r} while the {r.event!r} of line "
+                                f"{open_[(who, r.event)]} has not ended")
+            open_[(who, r.event)] = r.line
+        elif r.event in pairs:
+            if (who, pairs[r.event]) not in open_:
+                what = f"lot {int(r.lot)} at " if r.event != "repair" else ""
+                problems.append(f"{f}: line {r.line}: {r.event!r} of {what}{r.station} server "
+                                f"{'' if math.isnan(r.server) else int(r.server)} without a {pairs[r.event]!r}")
+            else:
+                del open_[(who, pairs[r.event])]
+        if len(problems) > MAX_LISTED:
+            break
+    return problems
+
+
+# --------------------------------------------------------------------------- measurements
+def _intervals(df: pd.DataFrame, a: str, b: str, by: list[str]) -> pd.DataFrame:
+    """Pair the k-th ``a`` event with the k-th ``b`` event of the same ``by`` key (vectorised):
+    rows of station, server, lot, product, qty, t0, t1."""
+    cols = ["station", "server", "lot", "product", "qty"]
+    sa = df[df["event"] == a]
+    sb = df[df["event"] == b]
+    if sa.empty or sb.empty:
+        return pd.DataFrame(columns=cols + ["t0", "t1"])
+    ka = sa.assign(_k=sa.groupby(by, dropna=False, sort=False).cumcount())
+    kb = sb.assign(_k=sb.groupby(by, dropna=False, sort=False).cumcount())
+    # keys with NaN (an empty lot on a server event) must still match: compare them as text
+    keys = []
+    for c in by:
+        ka[f"_{c}"] = ka[c].astype(str)
+        kb[f"_{c}"] = kb[c].astype(str)
+        keys.append(f"_{c}")
+    mg = ka.merge(kb[keys + ["_k", "t"]], on=keys + ["_k"], suffixes=("", "_b"))
+    out = mg[cols].copy()
+    out["t0"] = mg["t"].to_numpy()
+    out["t1"] = mg["t_b"].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _overlap(iv: pd.DataFrame, down: pd.DataFrame) -> np.ndarray:
+    """Down time of the same server inside each interval (processing excludes repairs)."""
+    res = np.zeros(len(iv))
+    if down.empty or iv.empty:
+        return res
+    key_iv = iv["station"].astype(str) + "|" + iv["server"].astype(str)
+    key_dn = down["station"].astype(str) + "|" + down["server"].astype(str)
+    for k, d in down.groupby(key_dn.to_numpy()):
+        idx = np.nonzero((key_iv == k).to_numpy())[0]
+        if not len(idx):
+            continue
+        d0, d1 = d["t0"].to_numpy(), d["t1"].to_numpy()
+        t0, t1 = iv["t0"].to_numpy()[idx], iv["t1"].to_numpy()[idx]
+        # down spells are few and sorted; each interval overlaps at most a handful of them
+        lo = np.searchsorted(d1, t0, side="right")
+        hi = np.searchsorted(d0, t1, side="left")
+        for j, (l, h) in enumerate(zip(lo, hi)):
+            if h > l:
+                res[idx[j]] = np.clip(np.minimum(d1[l:h], t1[j]) - np.maximum(d0[l:h], t0[j]), 0, None).sum()
+    return res
+
+
+def measure(df: pd.DataFrame) -> dict[str, Any]:
+    """What a log says: processing, setup, repair intervals, time to failure, routes, releases."""
+    down = _intervals(df, "fail", "repair", ["station", "server"])
+    proc = _intervals(df, "start", "end", ["station", "server", "lot"])
+    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, down)
+    setups = _intervals(df, "setup_start", "setup_end", ["station", "server", "lot"])
+    blocked = _intervals(df, "blocked", "unblocked", ["station", "server", "lot"])
+    # operating time to failure: busy time since the last renewal, per server
+    ttf: dict[str, list[float]] = defaultdict(list)
+    exposure: dict[str, float] = defaultdict(float)  # censored tails, for the exponential MLE
+    for (st, srv), g in proc.groupby(["station", "server"]):
+        fails = down[(down["station"] == st) & (down["server"] == srv)].sort_values("t0")
+        work = g.sort_values("t0")
+        w0, w1 = work["t0"].to_numpy(), work["t1"].to_numpy()
+        last = 0.0
+        for f0, f1 in fails[["t0", "t1"]].to_numpy():
+            busy = np.clip(np.minimum(w1, f0) - np.maximum(w0, last), 0, None).sum()
+            ttf[st].append(float(busy))
+            last = f1
+        exposure[st] += float(np.clip(w1 - np.maximum(w0, last), 0, None).sum())
+    # routes of the lots that completed theirs (last event a leave, not an arrival elsewhere)
+    lot_ev = df[df["lot"].notna()]
+    last_ev = lot_ev.groupby("lot", sort=False)["event"].last()
+    complete = set(last_ev.index[last_ev.to_numpy() == "leave"])
+    starts = lot_ev[(lot_ev["event"] == "start") & lot_ev["lot"].isin(complete)]
+    seqs = starts.groupby(["product", "lot"], sort=False)["station"].agg(tuple)
+    routes: dict[str, Counter] = defaultdict(Counter)
+    for (prod, _), seq in seqs.items():
+        routes[prod][seq] += 1
+    arrivals = df[df["event"] == "arrive"]
+    first = arrivals.drop_duplicates("lot", keep="first")
+    leave = df[df["event"] == "leave"]
+    # queue (arrived, not started) per station: its maximum is the buffer when upstream blocks
+    queue_max: dict[str, int] = {}
+    for st, g in df[df["event"].isin(["arrive", "start", "setup_start"])].groupby("station"):
+        # a lot leaves the queue when its server takes it (setup or start); at equal times the
+        # take comes first (a freed place is what lets the blocked lot arrive)
+        take = (g["event"] != "arrive").to_numpy()
+        first_take = take & ~g["lot"].where(take).duplicated().to_numpy()
+        delta = np.where(g["event"] == "arrive", 1, np.where(first_take, -1, 0))
+        order = np.lexsort((delta, g["t"].to_numpy()))
+        q = np.cumsum(delta[order])
+        queue_max[st] = int(q.max()) if len(q) else 0
+    return {"proc": proc, "setups": setups, "down": down, "blocked": blocked, "ttf": ttf, "exposure": exposure,
+            "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
+            "horizon": float(df["t"].max())}
+
+
+# --------------------------------------------------------------------------- calibrate
+def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "") -> tuple[str, list[str]]:
+    """A spec (TOML text with comments on every fit) and warnings, from a checked log."""
+    import tomli_w
+
+    from .fit import best
+
+    m = measure(df)
+    proc, routes = m["proc"], m["routes"]
+    warnings: list[str] = []
+    # products and routes
+    products = []
+    shares = m["releases"]["product"].value_counts()
+    station_order: list[str] = []
+    for prod in sorted(routes):
+        route, count = routes[prod].most_common(1)[0]
+        total = sum(routes[prod].values())
+        if count < total:
+            warnings.append(f"product {prod}: {total - count} of {total} lots took another route; "
+                            f"the most common one ({' > '.join(route)}) is used")
+        qty = m["releases"].loc[m["releases"]["product"] == prod, "qty"]
+        lot_size = int(qty.mode().iloc[0]) if len(qty) else 1
+        products.append({"name": prod, "route": list(route), "lot_size": lot_size,
+                         "share": round(float(shares.get(prod, 0)) / max(1, int(shares.sum())), 6)})
+        for s in route:
+            if s not in station_order:
+                station_order.append(s)
+    blocked_into: set[str] = set()
+    for r in m["blocked"].itertuples(index=False):
+        for p in products:
+            if p["name"] == r.product and r.station in p["route"]:
+                i = p["route"].index(r.station)
+                if i + 1 < len(p["route"]):
+                    blocked_into.add(p["route"][i + 1])
+    stations = []
+    notes: dict[str, list[str]] = {}
+    for st in station_order:
+        g = proc[proc["station"] == st]
+        n_servers = int(df.loc[(df["station"] == st) & df["server"].notna(), "server"].nunique())
+        entry: dict[str, Any] = {"name": st, "servers": max(1, n_servers)}
+        note = [f"{st}: {n_servers} server(s) seen; {len(g)} processed lots"]
+        by_prod = {}
+        for prod, gp in g.groupby("product"):
+            q = gp["qty"].to_numpy(dtype=float)
+            unit = gp["work"].to_numpy() / np.maximum(q, 1)
+            if (q > 1).any():
+                # a lot time is a sum of q unit times: unit mean = mean(d/q), unit cv = cv(d) * sqrt(q)
+                mean = float(unit.mean())
+                cv = float(gp["work"].std() / gp["work"].mean() * math.sqrt(float(np.mean(q)))) if len(gp) > 1 else 0.0
+                by_prod[prod] = {"dist": "gamma", "mean": float(f"{mean:.6g}"), "cv": float(f"{cv:.6g}")} \
+                    if cv > 0 else float(f"{mean:.6g}")
+                note.append(f"  process_time {prod}: n={len(gp)} lots of ~{np.mean(q):.0f}, moment fit (gamma)")
+            else:
+                fit, rep = best(unit)
+                by_prod[prod] = fit.spec()  # type: ignore[union-attr]
+                note.append(f"  process_time {prod}: {rep}")
+            if len(gp) < MIN_OBS:
+                warnings.append(f"station {st}, product {prod}: only {len(gp)} processing times (< {MIN_OBS}); "
+                                "the fit is weak")
+                note.append(f"  WARNING: only {len(gp)} observations for {prod}")
+        if len(by_prod) == 1:
+            entry["process_time"] = next(iter(by_prod.values()))
+        else:
+            entry["process_time_by_product"] = by_prod
+        if st in blocked_into:
+            entry["buffer"] = m["queue_max"].get(st, 0)
+            note.append(f"  buffer: upstream was blocked; at most {entry['buffer']} lots waited here")
+        su = m["setups"][m["setups"]["station"] == st]
+        if len(su):
+            fit, rep = best((su["t1"] - su["t0"]).to_numpy())
+            entry["setup"] = {"default": fit.spec()}  # type: ignore[union-attr]
+            note.append(f"  setup: {rep}")
+        fails = m["ttf"].get(st, [])
+        dn = m["down"][m["down"]["station"] == st]
+        if len(fails):
+            ttf_fit, ttf_rep = best(fails)
+            exp_mean = (sum(fails) + m["exposure"].get(st, 0.0)) / len(fails)
+            if ttf_fit is not None and ttf_fit.family == "exponential":
+                ttf_spec: Any = {"dist": "exponential", "mean": float(f"{exp_mean:.6g}")}
+                ttf_rep += f"; mean with censored tails {exp_mean:.1f} s"
+            else:
+                ttf_spec = ttf_fit.spec()  # type: ignore[union-attr]
+            ttr_fit, ttr_rep = best((dn["t1"] - dn["t0"]).to_numpy())
+            entry["failures"] = {"ttf": ttf_spec, "ttr": ttr_fit.spec(), "basis": "operating"}  # type: ignore[union-attr]
+            note.append(f"  ttf (operating time): {ttf_rep}")
+            note.append(f"  ttr: {ttr_rep}")
+            if len(fails) < 10:
+                warnings.append(f"station {st}: only {len(fails)} failures; time-to-failure and repair fits are weak")
+                note.append(f"  WARNING: only {len(fails)} failures")
+        stations.append(entry)
+        notes[st] = note
+    rel = m["releases"]["t"].to_numpy()
+    src: dict[str, Any]
+    ia = np.diff(np.sort(rel))
+    ia = ia[ia > 0]
+    src_note = ""
+    if len(ia) >= 2:
+        fit, rep = best(ia)
+        if fit.family == "exponential":  # type: ignore[union-attr]
+            src = {"kind": "poisson", "rate_per_hour": float(f"{3600 / fit.mean:.6g}")}  # type: ignore[union-attr]
+        else:
+            src = {"kind": "renewal", "interarrival": fit.spec()}  # type: ignore[union-attr]
+        src_note = f"releases: {len(rel)} lots; interarrival {rep}"
+    else:
+        src = {"kind": "saturated"}
+    spec = {"name": name, "description": f"calibrated from {source}" if source else "calibrated from an event log",
+            "source": src, "products": products, "stations": stations,
+            "run": {"horizon": float(f"{m['horizon']:.6g}"), "warmup": 0.0, "replications": 5, "seed": 1}}
+    text = tomli_w.dumps(spec)
+    head = [f"# Calibrated by twin calibrate from {source or 'an event log'}: {len(df)} events,",
+            f"# {m['horizon'] / 3600:.1f} h, {len(m['releases'])} lots. Fits are maximum likelihood, chosen by AIC;",
+            "# KS D is the Kolmogorov-Smirnov distance of the chosen fit (smaller is better).",
+            f"# {src_note}" if src_note else "#"]
+    lines = text.splitlines()
+    out = head[:]
+    k = 0
+    for ln in lines:
+        if ln.strip() == "[[stations]]" and k < len(station_order):
+            out.append("")
+            out += [f"# {x}" for x in notes[station_order[k]]]
+            k += 1
+        out.append(ln)
+    # validate what we wrote: a calibration must give a runnable spec
+    from .spec import validate
+    import tomllib
+
+    validate(tomllib.loads("\n".join(out)), source="<calibrated spec>")
+    return "\n".join(out) + "\n", warnings
+
+
+# --------------------------------------------------------------------------- check
+def log_kpis(df: pd.DataFrame, m: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Throughput (units/h), lead time (s) and per-station state fractions observed in a log."""
+    m = m or measure(df)
+    h = m["horizon"]
+    leave = m["leave"]
+    last = {p: r for p, c in m["routes"].items() for r in [c.most_common(1)[0][0][-1]]}
+    done = leave[(leave["station"].to_numpy() == leave["product"].map(last).to_numpy()) & (leave["qty"] > 0)]
+    rel = m["releases"].set_index("lot")["t"]
+    units = float(done["qty"].sum())
+    lt = (done["t"].to_numpy() - rel.reindex(done["lot"]).to_numpy())
+    w = done["qty"].to_numpy(dtype=float)
+    out: dict[str, Any] = {"throughput_per_hour": units / h * 3600 if h > 0 else float("nan"),
+                           "lead_time_mean_s": float(np.average(lt, weights=w)) if w.sum() > 0 else float("nan"),
+                           "stations": {}}
+    for st, g in df[df["server"].notna()].groupby("station"):
+        n = g["server"].nunique()
+        tot = n * h
+        pr = m["proc"][m["proc"]["station"] == st]
+        dn = m["down"][m["down"]["station"] == st]
+        su = m["setups"][m["setups"]["station"] == st]
+        bl = m["blocked"][m["blocked"]["station"] == st]
+        down = float((dn["t1"] - dn["t0"]).sum())
+        busy = float(pr["work"].sum())
+        setup = float((su["t1"] - su["t0"]).sum())
+        blocked = float((bl["t1"] - bl["t0"]).sum())
+        fr = {"busy": busy / tot, "setup": setup / tot, "blocked": blocked / tot, "down": down / tot}
+        fr["idle"] = max(0.0, 1 - sum(fr.values()))
+        out["stations"][st] = fr
+    return out
+
+
+def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) -> dict[str, Any]:
+    """Simulate ``spec`` over the log's horizon with the log's releases; compare with the log."""
+    from .experiment import mean_ci, replication_seed
+    from .model import Model
+    from .results import build
+
+    m = measure(df)
+    h = m["horizon"]
+    names = [p.name for p in spec.products]
+    rel = m["releases"]
+    unknown = sorted(set(rel["product"]) - set(names))
+    if unknown:
+        raise SpecError([f"the log's product(s) {', '.join(unknown)} are not in the spec (products: {', '.join(names)})"])
+    replay = [(float(r.t), names.index(r.product), int(r.qty) if not math.isnan(r.qty) else 1)
+              for r in rel.itertuples(index=False)]
+    obs = log_kpis(df, m)
+    sims: list[dict[str, Any]] = []
+    for r in range(replications):
+        model = Model(spec, replication_seed(seed, r), h, replay=replay)
+        model.run(h, 0.0)
+        res = build(model, 0.0, h)
+        k = res.kpis.iloc[0]
+        st = res.stations
+        sims.append({"throughput_per_hour": float(k["throughput_per_hour"]),
+                     "lead_time_mean_s": float(k["lead_time_mean_s"]),
+                     "stations": {n: {c: float(st.loc[n, c]) for c in ("busy", "setup", "blocked", "down", "idle")}
+                                  for n in st.index}})
+    rows = []
+
+    from .experiment import t975
+
+    def add(metric: str, observed: float, values: list[float]) -> None:
+        x = np.array(values)
+        mean, ci = mean_ci(x)
+        n = len(x)
+        # the log is one more realisation: judge it by the 95 % prediction interval of a run
+        pi = float(t975(n - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / n)) if n > 1 else float("nan")
+        tol = max(pi if math.isfinite(pi) else 0.0, 1e-9 * max(1.0, abs(mean)))
+        rows.append({"metric": metric, "log": observed, "sim_mean": mean, "sim_ci95": ci, "sim_pi95": pi,
+                     "within_pi": bool(abs(observed - mean) <= tol)})
+
+    add("throughput_per_hour", obs["throughput_per_hour"], [s["throughput_per_hour"] for s in sims])
+    add("lead_time_mean_s", obs["lead_time_mean_s"], [s["lead_time_mean_s"] for s in sims])
+    for st, fr in obs["stations"].items():
+        for c in ("busy", "setup", "blocked", "down", "idle"):
+            if st in sims[0]["stations"]:
+                add(f"{st}.{c}", fr[c], [s["stations"][st][c] for s in sims])
+    return {"horizon": h, "replications": replications, "seed": seed, "rows": rows}
