@@ -58,6 +58,44 @@ def test_validate_ok(capsys):
     assert "ok" in capsys.readouterr().out
 
 
+LOOP = """
+name = "loop"
+[[products]]
+name = "p"
+route = ["a", "b", "a"]
+[[stations]]
+name = "a"
+buffer = 0
+process_time = 10
+[[stations]]
+name = "b"
+buffer = 0
+process_time = 10
+[[stations]]
+name = "spare"
+process_time = 10
+"""
+
+
+def test_warnings_for_unvisited_stations_and_deadlock_loops(tmp_path, capsys):
+    f = tmp_path / "loop.toml"
+    f.write_text(LOOP)
+    assert main(["validate", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {f}: stations.spare: no product visits this station" in err
+    assert f"warning: {f}: stations.a.buffer: routes loop through a -> b -> a" in err
+    # and the warning is earned: with hand-offs only, a's one machine waits for b to take its
+    # lot while b's machine waits for a to take the lot coming back, from the first lot on
+    assert main(["run", str(f), "--horizon", "1h", "--replications", "1", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "routes loop through" in cap.err
+    assert json.loads(cap.out)["kpis"]["throughput_per_hour"]["mean"] == 0
+    # an unlimited buffer anywhere on the loop breaks the cycle of waits: no warning
+    f.write_text(LOOP.replace('name = "b"\nbuffer = 0', 'name = "b"'))
+    assert main(["validate", str(f)]) == 0
+    assert "routes loop" not in capsys.readouterr().err
+
+
 BAD = """
 name = "bad"
 [source]

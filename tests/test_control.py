@@ -84,6 +84,29 @@ def _machine(maintenance=None, ttf=None):
     return line([st], workers=[{"name": "tech", "size": 1, "role": "technician"}])
 
 
+def test_repairs_wait_for_technicians_on_shift():
+    # 08:00-16:00 on weekdays; t = 0 is Monday 00:00. Constant 60 s units, a failure after
+    # exactly 7 operating hours (Monday 15:00) and 2 h of repair: 1 h on Monday, the rest on
+    # Tuesday 08:00-09:00, when the night shift of nobody is over.
+    spec = line([{"name": "m", "process_time": 60, "calendar": "day", "technicians": "tech",
+                  "failures": {"ttf": "7h", "ttr": "2h"}}],
+                calendars=[{"name": "day", "shifts": [{"days": "mon-fri", "start": "08:00", "end": "16:00"}]}],
+                workers=[{"name": "tech", "size": 1, "calendar": "day", "role": "technician"}])
+    m, res = _run(spec, DAY + 12 * H)
+    repair = [r for r in m.rec.maint if r[2] == 0]
+    assert repair[0][0] == pytest.approx(15 * H)
+    assert repair[0][0] + repair[0][3] == pytest.approx(DAY + 9 * H)
+    st = res.states[res.states["station"] == "m"]
+    down = st[st["state"] == "down"]
+    assert down["start"].tolist() == pytest.approx([15 * H, DAY + 8 * H])
+    assert down["end"].tolist() == pytest.approx([16 * H, DAY + 9 * H])
+    # the night in between is off shift, not downtime, so it does not count against availability
+    night = st[(st["start"] >= 16 * H - 1) & (st["end"] <= DAY + 8 * H + 1)]
+    assert set(night["state"]) == {"off_shift"}
+    # 7 h on Monday and 3 h (09:00-12:00) on Tuesday at 60 units an hour
+    assert len(res.lots[res.lots["status"] == "good"]) == pytest.approx(600, abs=1)
+
+
 def test_predictive_beats_reactive_and_perfect_beats_noisy():
     horizon = 30 * WEEK
     pm = {"duration": "30min", "lead_time": "1h"}

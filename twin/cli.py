@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -156,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # the reader (``| head``) went away: stop quietly, as Unix tools do, and keep
+        # Python from complaining again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return 1  # pragma: no cover
 
 
@@ -200,6 +207,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load(path)
     if args.set:
         spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    for p, m in spec.problems()[1]:
+        sys.stderr.write(f"warning: {path}: {p}: {m}\n")
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     warmup = spec.run.warmup if args.warmup is None else args.warmup
     if horizon <= 0:

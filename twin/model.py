@@ -211,6 +211,10 @@ class StationRT:
         self.calendar: Calendar | None = model.calendars.get(cal_name) if cal_name else None
         self.technicians: simpy.Container | None = (model.pools[spec_station.technicians]
                                                     if spec_station.technicians else None)
+        # technicians repair only while their pool is on shift: a failure late in the
+        # last shift waits for the morning (run-to-failure lines feel this most)
+        tcal = spec_all.pool(spec_station.technicians).calendar if spec_station.technicians else None
+        self.tech_calendar: Calendar | None = model.calendars.get(tcal) if tcal else None
         self.maint_spec = spec_station.maintenance
         self.maint_policy = None
         if self.maint_spec is not None and self.failures is not None:
@@ -498,12 +502,36 @@ class StationRT:
         if self.technicians is not None:
             yield self.technicians.get(1)
             srv.down_until = env.now + r
-            yield env.timeout(r)
+            yield from self._technician_work(srv, r, _DOWN)
             self.technicians.put(1)
         else:
             yield env.timeout(r)
         self.model.rec.maint.append((t0, srv.sid, 0, env.now - t0))
         self._renew(srv)
+
+    def _technician_work(self, srv: Server, d: float, state: int):
+        """Spend ``d`` seconds of technician work, paused while the technicians are off shift.
+
+        While paused the machine shows ``off_shift`` if its own station is off shift too
+        (that time is not planned production time), else ``state``."""
+        env = self.model.env
+        tcal = self.tech_calendar
+        if tcal is None:
+            yield env.timeout(d)
+            return
+        own = self.calendar
+        while d > 1e-9:
+            until = tcal.open_until(env.now)
+            if until is None:
+                if own is not None and own.open_until(env.now) is None:
+                    self._set(srv, _OFF)
+                srv.down_until = max(srv.down_until, tcal.next_open(env.now) + d)
+                yield from tcal.wait_open()
+                self._set(srv, state)
+                continue
+            chunk = min(d, until - env.now)
+            yield env.timeout(chunk)
+            d -= chunk
 
     def _planned_maintenance(self, srv: Server):
         env = self.model.env
@@ -513,7 +541,7 @@ class StationRT:
         srv.down_until = t0 + dur
         if self.technicians is not None:
             yield self.technicians.get(1)
-            yield env.timeout(dur)
+            yield from self._technician_work(srv, dur, _MAINT)
             self.technicians.put(1)
         else:
             yield env.timeout(dur)

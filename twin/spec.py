@@ -544,6 +544,12 @@ class Spec(_M):
                 if sh.kind == "disruption" and sh.target not in names and sh.target != "supply":
                     errors.append((f"{where}.target", f"unknown station {sh.target!r}{_hint(sh.target or '', names)} "
                                                       "(or 'supply')"))
+        cycle = _blocking_cycle(self)
+        if cycle:
+            warnings.append((f"stations.{cycle[0]}.buffer",
+                             f"routes loop through {' -> '.join(cycle + [cycle[0]])} and every station on the "
+                             "loop has a finite buffer: the line can deadlock (every server blocked by the "
+                             "next); leave one of these buffers unlimited"))
         for s in self.stations:
             if s.name not in visited:
                 warnings.append((f"stations.{s.name}", "no product visits this station"))
@@ -560,6 +566,39 @@ class Spec(_M):
                             errors.append((f"stations.{s.name}.setup.matrix.{a}.{b}",
                                            f"unknown product {b!r}{_hint(b, products)}"))
         return errors, warnings
+
+
+def _blocking_cycle(spec: "Spec") -> list[str]:
+    """A loop of routes through stations that all have finite buffers (a possible deadlock), or []."""
+    finite = {s.name for s in spec.stations if s.buffer is not None}
+    succ: dict[str, set[str]] = {n: set() for n in finite}
+    for p in spec.products:
+        for a, b in zip(p.route, p.route[1:]):
+            if a in finite and b in finite:
+                succ[a].add(b)
+    colour: dict[str, int] = {}  # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str]:
+        colour[n] = 1
+        path.append(n)
+        for m in sorted(succ[n]):
+            if colour.get(m) == 1:
+                return path[path.index(m):]
+            if m not in colour:
+                found = visit(m)
+                if found:
+                    return found
+        colour[n] = 2
+        path.pop()
+        return []
+
+    for n in sorted(finite):
+        if n not in colour:
+            found = visit(n)
+            if found:
+                return list(found)
+    return []
 
 
 def _human(seconds: float) -> str:
