@@ -255,3 +255,54 @@ def test_end_of_line_detection_scraps_more_value_than_inline():
     # found after three operations instead of one: three times the work is lost per unit
     assert value["eol"] / units["eol"] == pytest.approx(180.0)
     assert value["inline"] / units["inline"] == pytest.approx(60.0)
+
+
+def _rework_line(rework: float):
+    return line([{"name": "m", "process_time": 60,
+                  "quality": {"defect_rate": 0.1, "inspect": "inline", "detection": 1.0,
+                              "rework": rework, "rework_time": 30}}],
+                costs={"material_per_unit": 7, "conversion_per_hour": 360, "rework_per_unit": 2.5})
+
+
+@pytest.mark.parametrize("rework", [1.0, 0.5])
+def test_rework_takes_server_time_and_saves_the_unit(rework):
+    # renewal-reward: each unit takes 60 s plus 30 s with probability 0.1 x rework; a share
+    # 0.1 x (1 - rework) is scrapped. One server, saturated, deterministic apart from defects.
+    horizon = 2 * WEEK
+    m, res = _run(_rework_line(rework), horizon, seed=3)
+    k = res.kpis.iloc[0]
+    cycle = 60 + 0.1 * rework * 30
+    processed = horizon / cycle  # ~19,800 units
+    # binomial counts of ~1,000-2,000 units: relative s.d. <= 3.2 %; tolerance 4 sd
+    assert k["rework_units"] == pytest.approx(processed * 0.1 * rework, rel=0.13)
+    assert k["scrap_units"] == pytest.approx(processed * 0.1 * (1 - rework), abs=0.13 * processed * 0.05)
+    # throughput: good units per hour; the cycle depends on the rework count, hence the looser bound
+    assert k["throughput_per_hour"] == pytest.approx(3600 / cycle * (1 - 0.1 * (1 - rework)), rel=0.01)
+    # conservation: reworked units stay in their lot
+    assert k["released_units"] == k["finished_units"] + k["scrap_units"] + k["wip_end"]
+    # ISO 22400 quality ratio counts a reworked unit as produced but not good first time
+    produced = k["good_units"] + k["scrap_units"]
+    assert k["quality_ratio"] == pytest.approx((k["good_units"] - k["rework_units"]) / produced)
+    c = res.costs.set_index("term")["total"]
+    assert c["rework"] == pytest.approx(2.5 * k["rework_units"])
+    assert c["scrap"] == pytest.approx(k["scrap_units"] * (7 + 60 / 3600 * 360))
+
+
+def test_no_rework_leaves_results_unchanged():
+    # rework = 0 draws nothing from the quality stream: same seed, same run as before the option
+    a = _run(_rework_line(0.0), WEEK, seed=5)[1].kpis.iloc[0]
+    spec = line([{"name": "m", "process_time": 60,
+                  "quality": {"defect_rate": 0.1, "inspect": "inline", "detection": 1.0}}])
+    b = _run(spec, WEEK, seed=5)[1].kpis.iloc[0]
+    assert a["good_units"] == b["good_units"] and a["scrap_units"] == b["scrap_units"]
+    assert a["rework_units"] == 0
+
+
+def test_station_quality_ratio_counts_reworked_units():
+    m, res = _run(_rework_line(1.0), WEEK, seed=4)
+    k = res.kpis.iloc[0]
+    st = res.stations.loc["m"]
+    assert k["scrap_units"] == 0 and k["rework_units"] > 0
+    # one station: its quality ratio is first-pass yield, like the line's
+    assert st["quality_ratio"] == pytest.approx(k["quality_ratio"], rel=0.01)
+    assert st["quality_ratio"] == pytest.approx(0.9, abs=0.01)

@@ -13,6 +13,7 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 - ``material``: material of the good units delivered out of the line;
 - ``scrap``: material plus the value added (ideal work × conversion rate) of scrapped
   units, and the warranty cost of escaped defects;
+- ``rework``: parts per reworked unit (the rework's station time is in labour and energy);
 - ``holding``: carrying cost of the mean WIP plus finished stock;
 - ``overhead``: fixed cost per year, pro rata.
 """
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 YEAR = 365 * 86400.0
-TERMS = ["capex", "labour", "energy", "maintenance", "material", "scrap", "holding", "overhead"]
+TERMS = ["capex", "labour", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
 
 
 def _lane_seconds(model: Any, t0: float, t1: float) -> tuple[float, int]:
@@ -117,6 +118,8 @@ def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataF
     sw = scraps["work_s"].to_numpy()[sin]
     scrap_units = float(su.sum())
     scrap = float((su * (c.material_per_unit + sw / 3600.0 * c.conversion_per_hour)).sum()) + escaped * c.escape_cost
+    rw = np.array(model.rec.reworks, dtype=float).reshape(-1, 4)
+    rework = float(rw[(rw[:, 1] >= t0) & (rw[:, 1] < t1), 3].sum()) * c.rework_per_unit
     # holding
     if wip_mean is None:
         rel = lots["t_release"].to_numpy()
@@ -130,7 +133,7 @@ def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataF
     holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
     overhead = c.overhead_per_year * span / YEAR
     totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,
-                  scrap=scrap, holding=holding, overhead=overhead)
+                  scrap=scrap, rework=rework, holding=holding, overhead=overhead)
     total = sum(totals.values())
     per = {k: (v / good if good > 0 else float("nan")) for k, v in totals.items()}
     table = pd.DataFrame({"term": list(totals), "total": list(totals.values()), "per_unit": list(per.values())})

@@ -48,12 +48,13 @@ class Recorder:
     - ``finishes``: ``(lot_id, t, units, escaped_defects, code)``; code 1 finished,
       0 wholly scrapped, -1 turned away at a full first buffer;
     - ``scraps``: ``(lot_id, t, station_index, units, work_s_per_unit)``;
+    - ``reworks``: ``(lot_id, t, station_index, units)``: found defects repaired, the units go on;
     - ``maint``: ``(t, server_index, kind, duration)``, kind 0 repair, 1 planned;
     - ``orders``: ``(order_id, product_index, qty, t, due)``; ``deliveries``: ``(order_id, t)``;
     - ``events``: rare control events ``(t, kind, detail)``.
     """
 
-    __slots__ = ("states", "releases", "finishes", "scraps", "maint", "orders", "deliveries",
+    __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries",
                  "servers", "products", "events", "trace")
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class Recorder:
         self.releases: list[tuple[int, int, int, float]] = []
         self.finishes: list[tuple[int, float, int, int, int]] = []
         self.scraps: list[tuple[int, float, int, int, float]] = []
+        self.reworks: list[tuple[int, float, int, int]] = []
         self.maint: list[tuple[float, int, int, float]] = []
         self.orders: list[tuple[int, int, int, float, float]] = []
         self.deliveries: list[tuple[int, float]] = []
@@ -224,6 +226,7 @@ class StationRT:
         self.quality = spec_station.quality if (spec_station.quality is not None and (
             spec_station.quality.defect_rate > 0 or spec_station.quality.inspect == "end_of_line")) else None
         self.qrng = model.streams.get(f"quality:{self.name}") if self.quality is not None else None
+        self.rework_time = self.quality.rework_time if self.quality is not None else 0.0
         self.stop_until = 0.0  # disruption: no lot starts before this time
         speeds = spec_station.speeds or [1.0] * spec_station.lanes
         self.lanes: list[Lane] = []
@@ -431,13 +434,17 @@ class StationRT:
             yield from self._work(srv, d, _BUSY, ages=True)
             if tr:
                 tr((env.now, sid, lot.id, p, lot.qty, _T_END))
-            if pool is not None:
-                pool.put(crew)
             srv.units += lot.qty
             srv.ideal += means[p] * lot.qty
             lot.work += means[p]
             if quality is not None:
-                self._inspect(lot)
+                reworked = self._inspect(lot)
+                if reworked and self.rework_time > 0.0:
+                    # the crew (or machine) repairs the found units before the lot moves on
+                    yield from self._work(srv, reworked * self.rework_time, _BUSY, ages=False)
+            if pool is not None:
+                pool.put(crew)
+            if quality is not None:
                 if lot.qty == 0:
                     model.scrapped_lot(lot)
                     if tr:
@@ -554,7 +561,9 @@ class StationRT:
             srv.ttf_left = self.ttf.one()  # type: ignore[union-attr]
             srv.pm_left = self.maint_policy.plan(srv.ttf_left) if self.maint_policy is not None else INF
 
-    def _inspect(self, lot: Lot) -> None:
+    def _inspect(self, lot: Lot) -> int:
+        """Make and find defects in ``lot``; scrap the found units not reworked. Returns
+        the number of units to rework."""
         q = self.quality
         rng = self.qrng
         new = int(rng.binomial(lot.qty - lot.defects, q.defect_rate)) if q.defect_rate > 0 else 0  # type: ignore[union-attr]
@@ -568,9 +577,15 @@ class StationRT:
             lot.defects = total - caught
         else:
             lot.defects += new
-        if caught:
-            lot.qty -= caught
-            self.model.scrap(lot, self.index, caught)
+        if not caught:
+            return 0
+        reworked = int(rng.binomial(caught, q.rework)) if q.rework > 0 else 0  # type: ignore[union-attr]
+        if reworked:
+            self.model.rec.reworks.append((lot.id, self.model.env.now, self.index, reworked))
+        if caught > reworked:
+            lot.qty -= caught - reworked
+            self.model.scrap(lot, self.index, caught - reworked)
+        return reworked
 
 
 class Model:

@@ -161,8 +161,11 @@ def reclassify_closed(model: Model, states: pd.DataFrame) -> pd.DataFrame:
 
 
 def station_table(model: Model, states: pd.DataFrame, warmup: float, horizon: float,
-                  scrap_units: dict[str, int] | None = None) -> pd.DataFrame:
-    """Per station: state fractions, utilisation, availability, effectiveness, OEE."""
+                  scrap_units: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per station: state fractions, utilisation, availability, effectiveness, OEE.
+
+    ``scrap_units``: units found defective at each station (scrapped or reworked) in the
+    window; the quality ratio counts them as not good first time."""
     window = horizon - warmup
     s = reclassify_closed(model, states)
     s["dur"] = np.clip(s["end"], warmup, horizon) - np.clip(s["start"], warmup, horizon)
@@ -238,7 +241,8 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
 
 
 def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, warmup: float,
-              horizon: float) -> dict[str, Any]:
+              horizon: float, rework_units: float = 0.0) -> dict[str, Any]:
+    """Line KPIs over ``[warmup, horizon]``; ``rework_units``: units reworked in that window."""
     window = horizon - warmup
     qty = lots["qty"].to_numpy(dtype=float)
     done = lots["t_done"].to_numpy()
@@ -268,7 +272,9 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
     wip_mean = integral / window
     wip_end = float(wip_units[status == "wip"].sum())
     produced = good_units + scrap_units
-    q_line = good_units / produced if produced > 0 else 1.0
+    # ISO 22400-2 quality ratio: good quantity over produced quantity, where a reworked unit
+    # is produced but not good first time (first-pass yield)
+    q_line = max(good_units - rework_units, 0.0) / produced if produced > 0 else 1.0
     bn = str(stations["active"].idxmax()) if len(stations) else ""
     a = float(stations.loc[bn, "availability"]) if bn else float("nan")
     e = float(stations.loc[bn, "effectiveness"]) if bn else float("nan")
@@ -278,6 +284,7 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
         "throughput_per_hour": good_units / window * 3600.0,
         "good_units": good_units,
         "scrap_units": scrap_units,
+        "rework_units": rework_units,
         "escaped_units": escaped,
         "lead_time_mean_s": lt_mean,
         "lead_time_p95_s": _weighted_quantile(lt, w, 0.95),
@@ -300,8 +307,15 @@ def build(model: Model, warmup: float, horizon: float) -> Results:
     scraps = scraps_frame(model)
     states = states_frame(model, horizon)
     s_in = scraps[(scraps["t"] >= warmup) & (scraps["t"] <= horizon)]
-    stations = station_table(model, states, warmup, horizon, s_in.groupby("station")["units"].sum().to_dict())
-    kpis = line_kpis(lots, scraps, stations, warmup, horizon)
+    not_first_time = s_in.groupby("station")["units"].sum().to_dict()  # scrapped or reworked, per station
+    rw = np.array(model.rec.reworks, dtype=float).reshape(-1, 4)
+    rw = rw[(rw[:, 1] >= warmup) & (rw[:, 1] <= horizon)]
+    names = list(model.stations)
+    for i, units in zip(rw[:, 2].astype(np.int64), rw[:, 3]):
+        not_first_time[names[i]] = not_first_time.get(names[i], 0) + units
+    stations = station_table(model, states, warmup, horizon, not_first_time)
+    rework_units = float(rw[:, 3].sum())
+    kpis = line_kpis(lots, scraps, stations, warmup, horizon, rework_units)
     ts = timeseries_frame(lots, scraps, horizon)
     extra: dict[str, Any] = {"scraps": scraps}
     from .cost import costs

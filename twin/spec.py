@@ -97,8 +97,10 @@ class Quality(_M):
     ``defect_rate``: probability that a unit processed here becomes defective.
     ``inspect``: ``inline`` finds (with probability ``detection``) the defects made
     at this station right away; ``end_of_line`` finds all defects a lot carries
-    when it reaches this station (after all upstream work). Found defects are
-    scrapped; those not found escape to the customer.
+    when it reaches this station (after all upstream work). A found defective unit
+    is reworked with probability ``rework`` (the server spends ``rework_time`` on it,
+    then it goes on as good) and scrapped otherwise; defects not found escape to
+    the customer.
     """
 
     defect_rate: Probability = 0.0
@@ -107,6 +109,10 @@ class Quality(_M):
     """`none`, `inline` (finds this station's defects) or `end_of_line` (finds all the lot carries)."""
     detection: Probability = 1.0
     """Probability that an inspection finds a defective unit."""
+    rework: Probability = 0.0
+    """Probability that a found defective unit is reworked (and goes on as good) instead of scrapped."""
+    rework_time: Duration = 0.0
+    """Server time to rework one unit, s (the lot and the crew wait for it)."""
 
 
 class Station(_M):
@@ -333,6 +339,8 @@ class Costs(_M):
     """Material (bill of materials) per unit."""
     conversion_per_hour: float = Field(default=0.0, ge=0.0)
     """Value added per hour of ideal processing, for valuing scrapped work in progress."""
+    rework_per_unit: float = Field(default=0.0, ge=0.0)
+    """Parts and consumables per reworked unit (its station time is already in labour and energy)."""
     escape_cost: float = Field(default=0.0, ge=0.0)
     """Warranty/return cost of a defective unit that reaches a customer."""
     holding_per_unit_year: float = Field(default=0.0, ge=0.0)
