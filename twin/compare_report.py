@@ -21,7 +21,9 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     scen = {s: load_scenario(s) for s in grid.scenarios}
     descriptions = {s: sc.description for s, sc in scen.items()}
     shifts = {s: (grid.warmup + min(sh.at for sh in sc.shifts)) if sc.shifts else None for s, sc in scen.items()}
-    read = reading(summ, descriptions)
+    drops = {s for s, sc in scen.items()
+             if any(sh.kind in ("step", "ramp", "pulse") and sh.factor < 1 for sh in sc.shifts)}
+    read = reading(summ, descriptions, drops)
     import hashlib
 
     from .compare import SCENARIO_DIR

@@ -77,13 +77,19 @@ def _val(cell: dict[str, Any] | None) -> tuple[float, float]:
     return m, h
 
 
-def reading(summary: dict[str, Any], scenarios: dict[str, str]) -> list[str]:
+def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] | frozenset[str] = frozenset()
+            ) -> list[str]:
     """Plain sentences: who wins each ranked KPI in each scenario, by how much, and whether
-    the difference is significant (95 % CIs that do not overlap)."""
+    the difference is significant (95 % CIs that do not overlap).
+
+    ``drops``: scenarios where demand falls; only there is less idle capacity after the
+    shift a win (after a surge, no idle capacity means the plant is short of capacity)."""
     out: list[str] = []
     for sc, facs in summary.items():
         lines: list[str] = []
         for key, label, better, kind in RANKED:
+            if key == "idle_capacity_after" and sc not in drops:
+                continue
             vals = []
             for f, d in facs.items():
                 m, h = _val(d.get(key))

@@ -1,0 +1,66 @@
+"""The generated reading of `twin compare` (report.reading): it names the winner from the
+numbers it is given, whoever that is, says by how much, and declines to call a winner when
+the 95 % confidence intervals overlap. Hand-made summaries, hand-computed sentences."""
+
+from __future__ import annotations
+
+from twin.report import reading
+
+DAY = 86400.0
+
+
+def cell(mean, ci=0.0, n=5, missing=0):
+    return {"mean": mean, "ci95": ci, "n": n, "n_missing": missing}
+
+
+def test_the_static_line_wins_when_its_numbers_are_better():
+    summ = {"baseline": {
+        "static-line": {"unit_cost": cell(450.0, 1.0), "lead_time_mean_s": cell(7200.0, 60.0)},
+        "dark-factory": {"unit_cost": cell(460.0, 1.0), "lead_time_mean_s": cell(3600.0, 60.0)},
+        "microfactory": {"unit_cost": cell(470.0, 1.0), "lead_time_mean_s": cell(5400.0, 60.0)},
+    }}
+    text = reading(summ, {"baseline": "no shift"})
+    assert text[0] == "**baseline** (no shift)"
+    # $10 on $460 is 2.2 %; 1 h on 1.5 h is 33 %
+    assert "- unit cost: static-line wins ($450.00) — $10.00 (2.2 %) better than dark-factory ($460.00)." in text
+    assert "- lead time mean: dark-factory wins (1.0 h) — 0.5 h (33 %) better than microfactory (1.5 h)." in text
+
+
+def test_overlapping_confidence_intervals_are_no_significant_difference():
+    summ = {"surge": {
+        "static-line": {"fill_rate": cell(0.90, 0.02)},
+        "dark-factory": {"fill_rate": cell(0.93, 0.02)},  # |0.93 - 0.90| = 0.03 <= 0.02 + 0.02
+        "microfactory": {"fill_rate": cell(0.50, 0.01)},
+    }}
+    text = reading(summ, {"surge": "s"})
+    assert ("- fill rate: no significant difference between dark-factory (93.0 %) and static-line (90.0 %); "
+            "95 % CIs overlap.") in text
+    summ["surge"]["dark-factory"]["fill_rate"] = cell(0.95, 0.02)  # 0.05 > 0.04: significant
+    assert "- fill rate: dark-factory wins (95.0 %) — 5.0 percentage points better than static-line (90.0 %)." in \
+        reading(summ, {"surge": "s"})
+
+
+def test_a_factory_that_never_recovers_ranks_last():
+    summ = {"surge": {
+        "static-line": {"time_to_recover_s": cell(float("nan"), None, missing=5)},
+        "dark-factory": {"time_to_recover_s": cell(10 * DAY, 1 * DAY)},
+        "microfactory": {"time_to_recover_s": cell(float("nan"), None, missing=5)},
+    }}
+    text = reading(summ, {"surge": "s"})
+    assert any(t.startswith("- time to recover: dark-factory wins (10.0 d)") and "does not" in t for t in text)
+    summ["surge"]["dark-factory"]["time_to_recover_s"] = cell(float("nan"), None, missing=5)
+    assert "- time to recover: none of static-line, dark-factory, microfactory recovered." in \
+        reading(summ, {"surge": "s"})
+
+
+def test_idle_capacity_is_a_win_only_after_a_drop():
+    facs = {"static-line": {"idle_capacity_after": cell(0.40, 0.01)},
+            "dark-factory": {"idle_capacity_after": cell(0.00, 0.0)},
+            "microfactory": {"idle_capacity_after": cell(0.10, 0.01)}}
+    summ = {"surge": facs, "slump": facs}
+    text = reading(summ, {"surge": "up", "slump": "down"}, drops={"slump"})
+    idle = [t for t in text if "idle capacity" in t]
+    # after a surge, no idle capacity means the plant is short of capacity, not better
+    assert idle == ["- idle capacity after shift: dark-factory wins (0.0 %) — 10.0 percentage points better "
+                    "than microfactory (10.0 %)."]
+    assert text.index("**slump** (down)") < text.index(idle[0])
