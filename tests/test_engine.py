@@ -165,3 +165,30 @@ def test_poisson_arrivals_lost_when_first_buffer_full():
     k = res.kpis
     loss = (k["lost_units"] / (k["lost_units"] + k["released_units"])).mean()
     assert loss == pytest.approx(1 / 3, rel=0.03)  # rho = 1, K = 2: 1/(K+1)
+
+
+def test_worker_pool_serves_waiting_requests_in_order():
+    # the pool behaves like a simpy.Container of workers: FIFO, a big request at the head
+    # is not overtaken by smaller ones behind it
+    import simpy
+
+    from twin.workforce import Pool
+
+    env = simpy.Environment()
+    pool = Pool(env, 3)
+    got: list[tuple[str, float]] = []
+
+    def worker(name, n, start, hold):
+        yield env.timeout(start)
+        if not pool.try_get(n):
+            yield pool.get_event(n)
+        got.append((name, env.now))
+        yield env.timeout(hold)
+        pool.put(n)
+
+    env.process(worker("a", 2, 0, 10))   # takes 2 of 3 at t=0
+    env.process(worker("b", 3, 1, 5))    # waits for all 3: t=10
+    env.process(worker("c", 1, 2, 1))    # 1 is free, but b is first in line: after b, t=15
+    env.run()
+    assert got == [("a", 0), ("b", 10), ("c", 15)]
+    assert pool.level == 3

@@ -9,6 +9,8 @@ Stations without a calendar work around the clock (lights-out, 24/7).
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import re
 from typing import Any
 
@@ -151,6 +153,10 @@ class WeeklyPattern:
     def __init__(self, ivs: np.ndarray):
         self.starts = ivs[:, 0].copy()
         self.ends = ivs[:, 1].copy()
+        # plain lists for the per-event queries: bisect on a short list is ~10x faster than
+        # numpy.searchsorted on a scalar
+        self._starts = self.starts.tolist()
+        self._ends = self.ends.tolist()
         self.always = len(ivs) == 1 and self.starts[0] <= 0 and self.ends[0] >= WEEK
         self.open_per_week = float((self.ends - self.starts).sum())
         # cumulative open seconds at each boundary, for open_seconds()
@@ -167,12 +173,13 @@ class WeeklyPattern:
             return float("inf")
         base = (t // WEEK) * WEEK
         x = t - base
-        i = int(np.searchsorted(self.ends, x, side="right"))
-        if i < len(self.starts) and self.starts[i] <= x < self.ends[i]:
-            end = base + self.ends[i]
+        starts, ends = self._starts, self._ends
+        i = bisect_right(ends, x)
+        if i < len(starts) and starts[i] <= x < ends[i]:
+            end = base + ends[i]
             # a window ending at the week's end may continue at the next week's start
-            if self.ends[i] >= WEEK and self.starts[0] <= 0.0:
-                end = base + WEEK + self.ends[0]
+            if ends[i] >= WEEK and starts[0] <= 0.0:
+                end = base + WEEK + ends[0]
             return end
         return None
 
@@ -182,10 +189,10 @@ class WeeklyPattern:
             return t if self.always else float("inf")
         base = (t // WEEK) * WEEK
         x = t - base
-        i = int(np.searchsorted(self.ends, x, side="right"))
-        if i < len(self.starts):
-            return base + max(self.starts[i], x)
-        return base + WEEK + self.starts[0]
+        i = bisect_right(self._ends, x)
+        if i < len(self._starts):
+            return base + max(self._starts[i], x)
+        return base + WEEK + self._starts[0]
 
     def open_seconds(self, t: np.ndarray) -> np.ndarray:
         """Open seconds in ``[0, t]`` (vectorised)."""

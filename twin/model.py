@@ -18,6 +18,7 @@ from .calendar import Calendar
 from .dists import Exponential, Sampler
 from .flow import Buffer, Lot, SaturatedBuffer, Sink
 from .spec import Spec
+from .workforce import Pool
 from .streams import Streams
 
 
@@ -204,15 +205,15 @@ class StationRT:
         self.ttr_mean = 0.0
         spec_all = model.spec
         # an operator's calendar is the station's calendar: nothing is done without the operator
-        self.pool: simpy.Container | None = None
+        self.pool: Pool | None = None
         self.crew = spec_station.crew
         cal_name = spec_station.calendar
         if spec_station.operators is not None:
             self.pool = model.pools[spec_station.operators]
             cal_name = cal_name or spec_all.pool(spec_station.operators).calendar
         self.calendar: Calendar | None = model.calendars.get(cal_name) if cal_name else None
-        self.technicians: simpy.Container | None = (model.pools[spec_station.technicians]
-                                                    if spec_station.technicians else None)
+        self.technicians: Pool | None = (model.pools[spec_station.technicians]
+                                         if spec_station.technicians else None)
         # technicians repair only while their pool is on shift: a failure late in the
         # last shift waits for the morning (run-to-failure lines feel this most)
         tcal = spec_all.pool(spec_station.technicians).calendar if spec_station.technicians else None
@@ -418,10 +419,9 @@ class StationRT:
                 if cal is not None and cal.open_until(env.now) is None:
                     self._set(srv, _OFF)
                     yield from cal.wait_open()
-                req = pool.get(crew)
-                if not req.triggered:
+                if not pool.try_get(crew):
                     self._set(srv, _IDLE)
-                    yield req
+                    yield pool.get_event(crew)
             if su > 0.0:
                 if tr:
                     tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_START))
@@ -507,7 +507,8 @@ class StationRT:
         r = self.ttr.one()  # type: ignore[union-attr]
         srv.down_until = t0 + r
         if self.technicians is not None:
-            yield self.technicians.get(1)
+            if not self.technicians.try_get(1):
+                yield self.technicians.get_event(1)
             srv.down_until = env.now + r
             yield from self._technician_work(srv, r, _DOWN)
             self.technicians.put(1)
@@ -547,7 +548,8 @@ class StationRT:
         dur = self.pm_time.one()
         srv.down_until = t0 + dur
         if self.technicians is not None:
-            yield self.technicians.get(1)
+            if not self.technicians.try_get(1):
+                yield self.technicians.get_event(1)
             yield from self._technician_work(srv, dur, _MAINT)
             self.technicians.put(1)
         else:
@@ -611,8 +613,8 @@ class Model:
         self.product_names = [p.name for p in spec.products]
         self.rec.products = list(self.product_names)
         self.calendars = {c.name: Calendar(self.env, c) for c in spec.calendars}
-        # a pool is a Container of workers so a station can hold a crew of several at once
-        self.pools = {w.name: simpy.Container(self.env, capacity=w.size, init=w.size) for w in spec.workers}
+        # a pool counts free workers so a station can hold a crew of several at once
+        self.pools = {w.name: Pool(self.env, w.size) for w in spec.workers}
         self.orders_mode = spec.source.kind == "orders" and replay is None
         self.lane_structured = self.orders_mode and spec.planning.lanes > 1
         self._disrupted = set()
