@@ -18,11 +18,11 @@ def build() -> twin.Spec:
         name="three-station line",
         source=twin.Source(kind="poisson", rate_per_hour=50),
         stations=[
-            twin.Station(name="cut", process_time=twin.Exponential(dist="exponential", mean=50), buffer=3),
+            twin.Station(name="cut", process_time=twin.Exponential(mean=50), buffer=twin.Buffer(capacity=3)),
             twin.Station(name="weld", servers=2, buffer=3,
-                         process_time=twin.Gamma(dist="gamma", mean=110, cv=0.5),
-                         failures=twin.Failures(ttf=twin.Exponential(dist="exponential", mean="6h"),
-                                                ttr=twin.Lognormal(dist="lognormal", mean="20min", cv=0.6))),
+                         process_time=twin.Gamma(mean=110, cv=0.5),
+                         failures=twin.Failures(ttf=twin.Exponential(mean="6h"),
+                                                ttr=twin.Lognormal(mean="20min", cv=0.6))),
             twin.Station(name="paint", process_time=45, buffer=2),  # a bare number is a constant
         ],
     )

@@ -93,7 +93,7 @@ def test_single_product_setup_never_happens():
 def test_lot_sampler_matches_sum_of_units():
     """A lot of qty units has mean qty*m and variance qty*var (not qty^2*var)."""
     rng = np.random.default_rng(0)
-    for d in (twin.Exponential(dist="exponential", mean=2.0), twin.Lognormal(dist="lognormal", mean=2.0, cv=0.5)):
+    for d in (twin.Exponential(mean=2.0), twin.Lognormal(mean=2.0, cv=0.5)):
         s = Sampler(d, rng)
         x = np.array([s.lot(10) for _ in range(40_000)])
         assert x.mean() == pytest.approx(20.0, rel=0.01)
@@ -124,7 +124,7 @@ def test_distribution_sample_moments(d):
 
 
 def test_weibull_mean_formula():
-    w = twin.Weibull(dist="weibull", shape=1.0, scale=7.0)
+    w = twin.Weibull(shape=1.0, scale=7.0)
     assert w.mean == pytest.approx(7.0) and w.var == pytest.approx(49.0)
 
 

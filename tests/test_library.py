@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_public_surface_is_exactly_the_documented_one():
     documented = {
         "load", "validate", "simulate", "summarize", "mean_ci", "Results", "Model", "State", "SpecError",
-        "parse_duration", "Streams", "Spec", "Station", "Product", "Source", "Setup", "Failures", "Maintenance",
+        "parse_duration", "Streams", "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance",
         "Quality", "WorkerPool", "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
         "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
         "experiment", "report", "policies", "register", "__version__",
@@ -41,12 +41,12 @@ def _python_spec() -> twin.Spec:
         products=[twin.Product(name="a", route=["m1", "m2"], lot_size=2, share=2),
                   twin.Product(name="b", route=["m1", "m2"])],
         stations=[
-            twin.Station(name="m1", process_time=twin.Gamma(dist="gamma", mean=40, cv=0.4), buffer=2,
+            twin.Station(name="m1", process_time=twin.Gamma(mean=40, cv=0.4), buffer=twin.Buffer(capacity=2),
                          setup=twin.Setup(default="2min"),
-                         failures=twin.Failures(ttf=twin.Weibull(dist="weibull", shape=2, scale="5h"),
-                                                ttr=twin.Triangular(dist="triangular", low=60, mode=300, high=900))),
-            twin.Station(name="m2", servers=2, process_time=twin.Empirical(dist="empirical", values=[50, 60, 90]),
-                         process_time_by_product={"b": twin.Uniform(dist="uniform", low=30, high=60)},
+                         failures=twin.Failures(ttf=twin.Weibull(shape=2, scale="5h"),
+                                                ttr=twin.Triangular(low=60, mode=300, high=900))),
+            twin.Station(name="m2", servers=2, process_time=twin.Empirical(values=[50, 60, 90]),
+                         process_time_by_product={"b": twin.Uniform(low=30, high=60)},
                          quality=twin.Quality(defect_rate=0.02, inspect="inline", detection=0.9)),
         ],
     )
@@ -140,3 +140,16 @@ def test_examples_run(script, tmp_path):
         rows = {ln.split()[0]: float(ln.split()[1]) for ln in r.stdout.splitlines()[1:]}
         # the changeover-aware rule is at least as good as fixed assignment on lead time
         assert rows["fewest_setups"] <= rows["fixed"]
+
+
+def test_buffer_objects_and_default_distribution_names():
+    import pydantic
+
+    assert twin.Station(name="s", process_time=1, buffer=twin.Buffer(capacity=0)).buffer == 0  # hand-off
+    assert twin.Station(name="s", process_time=1, buffer=twin.Buffer()).buffer is None  # unlimited
+    with pytest.raises(pydantic.ValidationError):
+        twin.Buffer(capacity=-1)
+    # a class names its distribution; a table in a spec file must still say `dist`
+    assert twin.Exponential(mean="2min").mean == 120
+    with pytest.raises(twin.SpecError, match="needs a 'dist' key"):
+        twin.validate({"name": "x", "stations": [{"name": "s", "process_time": {"mean": 5}}]})

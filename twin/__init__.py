@@ -24,7 +24,7 @@ from .model import Model, State
 from .policies import register
 from .results import Results
 from .streams import Streams
-from .spec import (Capacity, Costs, Demand, Failures, Maintenance, Planning, Product, Quality, Run, Setup, Shift,
+from .spec import (Buffer, Capacity, Costs, Demand, Failures, Maintenance, Planning, Product, Quality, Run, Setup, Shift,
                    Source, Spec, SpecError, Station, WorkerPool, load, validate)
 
 __version__ = "0.1.0"
@@ -34,7 +34,7 @@ __all__ = [
     "load", "validate", "simulate", "summarize", "mean_ci", "Results", "Model", "State", "SpecError",
     "parse_duration", "Streams",
     # spec classes
-    "Spec", "Station", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
+    "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
     "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
     # distributions (durations in seconds)
     "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",

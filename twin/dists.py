@@ -117,7 +117,7 @@ class Constant(_DistBase):
 class Exponential(_DistBase):
     """Exponential with the given mean (s)."""
 
-    dist: Literal["exponential"]
+    dist: Literal["exponential"] = "exponential"
     """`exponential`."""
     mean_: PositiveDuration = Field(alias="mean")
     """Mean, s."""
@@ -159,28 +159,28 @@ class _MeanCv(_DistBase):
 class Normal(_MeanCv):
     """Normal with ``mean`` (s) and ``cv`` (sd/mean), truncated at 0 by redrawing."""
 
-    dist: Literal["normal"]
+    dist: Literal["normal"] = "normal"
     """`normal` (truncated at 0)."""
 
 
 class Lognormal(_MeanCv):
     """Lognormal parametrised by its own mean (s) and cv."""
 
-    dist: Literal["lognormal"]
+    dist: Literal["lognormal"] = "lognormal"
     """`lognormal`."""
 
 
 class Gamma(_MeanCv):
     """Gamma parametrised by mean (s) and cv (shape = 1/cv^2)."""
 
-    dist: Literal["gamma"]
+    dist: Literal["gamma"] = "gamma"
     """`gamma`."""
 
 
 class Weibull(_DistBase):
     """Weibull with ``shape`` k and ``scale`` (s); shape > 1 means wear-out (rising hazard)."""
 
-    dist: Literal["weibull"]
+    dist: Literal["weibull"] = "weibull"
     """`weibull`."""
     shape: float = Field(gt=0.0)
     """Shape k (> 1: wear-out, the hazard rises with age)."""
@@ -199,7 +199,7 @@ class Weibull(_DistBase):
 class Triangular(_DistBase):
     """Triangular on [low, high] with the given mode (s)."""
 
-    dist: Literal["triangular"]
+    dist: Literal["triangular"] = "triangular"
     """`triangular`."""
     low: Duration
     """Minimum, s."""
@@ -227,7 +227,7 @@ class Triangular(_DistBase):
 class Uniform(_DistBase):
     """Uniform on [low, high] (s)."""
 
-    dist: Literal["uniform"]
+    dist: Literal["uniform"] = "uniform"
     """`uniform`."""
     low: Duration
     """Minimum, s."""
@@ -252,7 +252,7 @@ class Uniform(_DistBase):
 class Empirical(_DistBase):
     """Resamples the observed ``values`` (s) with equal probability."""
 
-    dist: Literal["empirical"]
+    dist: Literal["empirical"] = "empirical"
     """`empirical`."""
     values: list[Duration] = Field(min_length=1)
     """Observed durations, s, resampled with equal weight."""

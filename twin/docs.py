@@ -29,6 +29,13 @@ def schema() -> dict[str, Any]:
     from .spec import Spec
 
     s = Spec.model_json_schema(by_alias=True)
+    # the distribution classes default ``dist`` for Python users (``Exponential(mean=60)``),
+    # but a table in a spec file must name its distribution
+    for d in s.get("$defs", {}).values():
+        dist = d.get("properties", {}).get("dist")
+        if dist is not None and "const" in dist:
+            dist.pop("default", None)
+            d["required"] = ["dist"] + [r for r in d.get("required", []) if r != "dist"]
     s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     s["title"] = "twin factory spec"
     return s
@@ -123,7 +130,8 @@ def reference() -> str:
             key = f.alias or fname
             p = props.get(key, {})
             desc = " ".join((f.description or "").split()).replace("|", "\\|")
-            lines.append(f"| `{key}` | {_type(p)} | {_default(f)} | {desc} |")
+            default = "required" if key == "dist" and "const" in p else _default(f)
+            lines.append(f"| `{key}` | {_type(p)} | {default} | {desc} |")
         lines.append("")
     return "\n".join(lines)
 

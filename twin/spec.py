@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration
@@ -115,6 +115,16 @@ class Quality(_M):
     """Server time to rework one unit, s (the lot and the crew wait for it)."""
 
 
+class Buffer(_M):
+    """The waiting room in front of a station, for building specs in Python:
+    ``Station(name="smt", buffer=Buffer(capacity=2))`` is ``buffer = 2`` in TOML (the
+    station stores the capacity)."""
+
+    capacity: int | None = Field(default=None, ge=0)
+    """Waiting places (lots); 0 = direct hand-off (blocking until the next server takes the
+    lot); None = unlimited."""
+
+
 class Station(_M):
     """A work centre: ``lanes`` parallel sub-stations, each ``servers`` identical machines with one input buffer.
 
@@ -156,6 +166,11 @@ class Station(_M):
     """Per-product unit processing time, s (overrides `process_time`)."""
     buffer: int | None = Field(default=None, ge=0)
     """Waiting places in front of the station; 0 = direct hand-off; omitted = unlimited."""
+
+    @field_validator("buffer", mode="before")
+    @classmethod
+    def _buffer_object(cls, v: Any) -> Any:
+        return v.capacity if isinstance(v, Buffer) else v
     setup: Setup | None = None
     """Changeover time when a server switches product."""
     failures: Failures | None = None
