@@ -321,14 +321,26 @@ def _pm(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
     return s
 
 
+def _pm_time(d: dict[str, float]) -> str:
+    """A duration KPI (s) in the unit a person reads best: s, min or h."""
+    m = d["mean"]
+    scale, unit = (1 / 3600, "h") if m >= 7200 else (1 / 60, "min") if m >= 120 else (1.0, "s")
+    return f"{_pm(d, scale, '{:.2f}' if unit == 'h' else '{:.1f}')} {unit}"
+
+
 def format_table(summary: dict[str, Any]) -> str:
     k = summary["kpis"]
+    quality = [f"{_pm(k[key], fmt='{:,.0f}')} {label}" for key, label in
+               (("scrap_units", "scrapped"), ("rework_units", "reworked"), ("escaped_units", "escaped"))
+               if key in k and k[key]["mean"] > 0]
     lines = [
         f"{summary.get('spec', '')}: {summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, "
         f"warm-up {summary['warmup'] / 3600:g} h, seed {summary['seed']} (mean ± 95 % CI)",
         f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
-        f"  lead time mean  {_pm(k['lead_time_mean_s'], fmt='{:.1f}')} s",
-        f"  lead time p95   {_pm(k['lead_time_p95_s'], fmt='{:.1f}')} s",
+        f"  good units      {_pm(k['good_units'], fmt='{:,.0f}')}" if "good_units" in k else "",
+        f"  defects         {'; '.join(quality)} units" if quality else "",
+        f"  lead time mean  {_pm_time(k['lead_time_mean_s'])}",
+        f"  lead time p95   {_pm_time(k['lead_time_p95_s'])}",
         f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
         f"  OEE             {_pm(k['oee'])}",
         f"  unit cost       {_pm(k['unit_cost'], fmt='{:.2f}')} per good unit" if k.get('cost_total', {}).get('mean') else "",
