@@ -266,37 +266,31 @@ def runs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def daily_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def _tidy(results: Iterable[dict[str, Any]], part: str, cols: list[str]) -> pd.DataFrame:
+    """One table of every job's ``part`` (a list of records), keyed by factory, scenario, replication."""
     frames = []
     for r in results:
-        d = pd.DataFrame(r["daily"])[DAILY_COLS]
+        d = pd.DataFrame(r[part])[cols]
         d.insert(0, "replication", r["replication"])
         d.insert(0, "scenario", r["scenario"])
         d.insert(0, "factory", r["factory"])
         frames.append(d)
     return pd.concat(frames, ignore_index=True)
+
+
+def daily_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Daily demand, output and backlog of every job."""
+    return _tidy(results, "daily", DAILY_COLS)
 
 
 def costs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    frames = []
-    for r in results:
-        d = pd.DataFrame(r["costs"])[COST_COLS]
-        d.insert(0, "replication", r["replication"])
-        d.insert(0, "scenario", r["scenario"])
-        d.insert(0, "factory", r["factory"])
-        frames.append(d)
-    return pd.concat(frames, ignore_index=True)
+    """Cost terms (total and per good unit) of every job."""
+    return _tidy(results, "costs", COST_COLS)
 
 
 def stations_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    frames = []
-    for r in results:
-        d = pd.DataFrame(r["stations"])[STATION_COLS]
-        d.insert(0, "replication", r["replication"])
-        d.insert(0, "scenario", r["scenario"])
-        d.insert(0, "factory", r["factory"])
-        frames.append(d)
-    return pd.concat(frames, ignore_index=True)
+    """Per-station state fractions and OEE of every job."""
+    return _tidy(results, "stations", STATION_COLS)
 
 
 def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

@@ -114,11 +114,7 @@ class Constant(_DistBase):
         return self.value
 
 
-class Exponential(_DistBase):
-    """Exponential with the given mean (s)."""
-
-    dist: Literal["exponential"] = "exponential"
-    """`exponential`."""
+class _Mean(_DistBase):
     mean_: PositiveDuration = Field(alias="mean")
     """Mean, s."""
 
@@ -127,6 +123,13 @@ class Exponential(_DistBase):
     @property
     def mean(self) -> float:
         return self.mean_
+
+
+class Exponential(_Mean):
+    """Exponential with the given mean (s)."""
+
+    dist: Literal["exponential"] = "exponential"
+    """`exponential`."""
 
     @property
     def var(self) -> float:
@@ -136,17 +139,9 @@ class Exponential(_DistBase):
         return {"dist": "exponential", "mean": self.mean_}
 
 
-class _MeanCv(_DistBase):
-    mean_: PositiveDuration = Field(alias="mean")
-    """Mean, s."""
+class _MeanCv(_Mean):
     cv: float = Field(ge=0.0, le=10.0)
     """Coefficient of variation (standard deviation / mean)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
-
-    @property
-    def mean(self) -> float:
-        return self.mean_
 
     @property
     def var(self) -> float:

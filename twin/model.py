@@ -506,16 +506,22 @@ class StationRT:
         t0 = env.now
         r = self.ttr.one()  # type: ignore[union-attr]
         srv.down_until = t0 + r
-        if self.technicians is not None:
-            if not self.technicians.try_get(1):
-                yield self.technicians.get_event(1)
-            srv.down_until = env.now + r
-            yield from self._technician_work(srv, r, _DOWN)
-            self.technicians.put(1)
-        else:
-            yield env.timeout(r)
+        yield from self._service(srv, r, _DOWN)
         self.model.rec.maint.append((t0, srv.sid, 0, env.now - t0))
         self._renew(srv)
+
+    def _service(self, srv: Server, d: float, state: int):
+        """A repair or planned maintenance taking ``d`` s of work: by a technician from the
+        station's pool when it has one (waiting until one is free), else at once."""
+        tech = self.technicians
+        if tech is None:
+            yield self.model.env.timeout(d)
+            return
+        if not tech.try_get(1):
+            yield tech.get_event(1)
+        srv.down_until = self.model.env.now + d
+        yield from self._technician_work(srv, d, state)
+        tech.put(1)
 
     def _technician_work(self, srv: Server, d: float, state: int):
         """Spend ``d`` seconds of technician work, paused while the technicians are off shift.
@@ -547,13 +553,7 @@ class StationRT:
         t0 = env.now
         dur = self.pm_time.one()
         srv.down_until = t0 + dur
-        if self.technicians is not None:
-            if not self.technicians.try_get(1):
-                yield self.technicians.get_event(1)
-            yield from self._technician_work(srv, dur, _MAINT)
-            self.technicians.put(1)
-        else:
-            yield env.timeout(dur)
+        yield from self._service(srv, dur, _MAINT)
         self.model.rec.maint.append((t0, srv.sid, 1, env.now - t0))
         self._renew(srv)
 
