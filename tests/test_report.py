@@ -64,3 +64,14 @@ def test_idle_capacity_is_a_win_only_after_a_drop():
     assert idle == ["- idle capacity after shift: dark-factory wins (0.0 %) — 10.0 percentage points better "
                     "than microfactory (10.0 %)."]
     assert text.index("**slump** (down)") < text.index(idle[0])
+
+
+def test_reading_in_the_html_page_has_no_markdown_left():
+    from twin.report import html_page
+
+    summ = {"surge": {"static-line": {"unit_cost": cell(450.0, 1.0)}, "dark-factory": {"unit_cost": cell(460.0, 1.0)}}}
+    lines = reading(summ, {"surge": "+40 % <for> 8 weeks"})
+    page = html_page(summ, {"surge": "+40 % <for> 8 weeks"}, {"description": "d"}, lines, [])
+    assert "<p><b>surge</b> (+40 % &lt;for&gt; 8 weeks)</p>" in page
+    assert "**" not in page[page.index("<h2>Reading</h2>"):]
+    assert "<li>unit cost: static-line wins ($450.00)" in page

@@ -307,8 +307,9 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
     for ln in reading_lines:
         if ln.startswith("- "):
             parts.append(f"<li>{esc(ln[2:])}</li>")
-        else:
-            parts.append(f"</ul><p><b>{esc(ln.strip('*'))}</b></p><ul>")
+        else:  # "**scenario** (description)"
+            name, _, rest = ln.removeprefix("**").partition("**")
+            parts.append(f"</ul><p><b>{esc(name)}</b>{esc(rest)}</p><ul>")
     parts.append("</ul>")
     for fig in figures:
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
