@@ -5,8 +5,8 @@ Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
 (seconds, or ISO 8601 date-times), ``station``, ``server``, ``lot``, ``product``,
 ``qty``, ``event`` — one of ``arrive``, ``setup_start``, ``setup_end``, ``start``,
 ``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server`` empty
-for ``arrive``) and ``fail``, ``repair`` (server events, ``lot`` may be empty). Rows are
-sorted by time. Your own column names map with ``time=ts,station=machine``.
+for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end`` (server events:
+unplanned failures and planned maintenance; ``lot`` may be empty). Rows are sorted by time. Your own column names map with ``time=ts,station=machine``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import pandas as pd
 from .spec import SpecError
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
-EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair"]
+EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",
+          "maint_start", "maint_end"]
+SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
 # order of simultaneous events in an exported log (a repair before the work it allows, ...)
-_PRIORITY = {"repair": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5, "setup_start": 6,
-             "setup_end": 7, "start": 8, "fail": 9}
+_PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5, "setup_start": 6,
+             "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
 MAX_LISTED = 20
+STATE_COLS = ("busy", "setup", "blocked", "down", "maintenance", "idle")  # compared by twin check
 MIN_OBS = 30  # fewer observations than this: the fit is flagged as weak
 
 
@@ -58,9 +61,9 @@ def log_frame(model: Any) -> pd.DataFrame:
             if k < len(routes[p]):
                 rows.append((t, _PRIORITY["arrive"], routes[p][k], None, lot_id, prods[p], qty, "arrive"))
     for t0, sid, kind, dur in rec.maint:
-        if kind == 0:
-            rows.append((t0, _PRIORITY["fail"], names[sid], nums[sid], None, None, None, "fail"))
-            rows.append((t0 + dur, _PRIORITY["repair"], names[sid], nums[sid], None, None, None, "repair"))
+        a, b = ("fail", "repair") if kind == 0 else ("maint_start", "maint_end")
+        rows.append((t0, _PRIORITY[a], names[sid], nums[sid], None, None, None, a))
+        rows.append((t0 + dur, _PRIORITY[b], names[sid], nums[sid], None, None, None, b))
     horizon = model.env.now
     rows = [r for r in rows if r[0] <= horizon]
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -177,7 +180,7 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
     for i in np.nonzero((station == "").to_numpy())[0][:MAX_LISTED]:
         bad(int(i), "station is empty")
     for i in np.nonzero(((raw["server"].str.strip() == "") & ev.isin(
-            ["start", "end", "setup_start", "setup_end", "fail", "repair", "blocked", "unblocked"])).to_numpy())[0][:MAX_LISTED]:
+            ["start", "end", "setup_start", "setup_end", "blocked", "unblocked", *SERVER_EVENTS])).to_numpy())[0][:MAX_LISTED]:
         bad(int(i), f"server is empty for a {ev.iloc[i]!r} event")
     df = pd.DataFrame({"t": t, "station": station, "server": server, "lot": lot,
                        "product": raw["product"].str.strip(), "qty": qty, "event": ev, "line": line})
@@ -194,14 +197,15 @@ def _pairing(df: pd.DataFrame, f: str) -> list[str]:
     problems: list[str] = []
     seen: dict[tuple[Any, ...], int] = {}
     open_: dict[tuple[Any, ...], int] = {}
-    pairs = {"end": "start", "setup_end": "setup_start", "unblocked": "blocked", "repair": "fail"}
+    pairs = {"end": "start", "setup_end": "setup_start", "unblocked": "blocked", "repair": "fail",
+             "maint_end": "maint_start"}
     for r in df.itertuples(index=False):
         key = (r.t, r.station, r.server, r.lot, r.event)
         if key in seen:
             problems.append(f"{f}: line {r.line}: duplicate of line {seen[key]}")
             continue
         seen[key] = r.line
-        who = (r.station, r.server) if r.event in ("fail", "repair") else (r.station, r.server, r.lot)
+        who = (r.station, r.server) if r.event in SERVER_EVENTS else (r.station, r.server, r.lot)
         if r.event in pairs.values():
             if (who, r.event) in open_:
                 problems.append(f"{f}: line {r.line}: {r.event!r} while the {r.event!r} of line "
@@ -209,7 +213,7 @@ def _pairing(df: pd.DataFrame, f: str) -> list[str]:
             open_[(who, r.event)] = r.line
         elif r.event in pairs:
             if (who, pairs[r.event]) not in open_:
-                what = f"lot {int(r.lot)} at " if r.event != "repair" else ""
+                what = f"lot {int(r.lot)} at " if r.event not in SERVER_EVENTS else ""
                 problems.append(f"{f}: line {r.line}: {r.event!r} of {what}{r.station} server "
                                 f"{'' if math.isnan(r.server) else int(r.server)} without a {pairs[r.event]!r}")
             else:
@@ -266,25 +270,37 @@ def _overlap(iv: pd.DataFrame, down: pd.DataFrame) -> np.ndarray:
 
 
 def measure(df: pd.DataFrame) -> dict[str, Any]:
-    """What a log says: processing, setup, repair intervals, time to failure, routes, releases."""
+    """What a log says: processing, setup, repair and maintenance intervals, time to failure,
+    time between planned maintenances, routes, releases."""
     down = _intervals(df, "fail", "repair", ["station", "server"])
+    pm = _intervals(df, "maint_start", "maint_end", ["station", "server"])
+    stops = pd.concat([down, pm], ignore_index=True).sort_values("t0", kind="stable") if len(pm) else down
     proc = _intervals(df, "start", "end", ["station", "server", "lot"])
-    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, down)
+    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, stops)
     setups = _intervals(df, "setup_start", "setup_end", ["station", "server", "lot"])
     blocked = _intervals(df, "blocked", "unblocked", ["station", "server", "lot"])
-    # operating time to failure: busy time since the last renewal, per server
+    # operating time to failure: busy time since the last renewal (a repair or a planned
+    # maintenance), per server; a life ended by planned maintenance is censored
     ttf: dict[str, list[float]] = defaultdict(list)
-    exposure: dict[str, float] = defaultdict(float)  # censored tails, for the exponential MLE
+    pm_age: dict[str, list[float]] = defaultdict(list)  # operating time at each planned maintenance
+    censored: dict[str, list[float]] = defaultdict(list)  # lives cut short by maintenance or the log's end
+    exposure: dict[str, float] = defaultdict(float)  # their sum, for the exponential MLE
+    renewals = pd.concat([down.assign(_pm=False), pm.assign(_pm=True)], ignore_index=True)
     for (st, srv), g in proc.groupby(["station", "server"]):
-        fails = down[(down["station"] == st) & (down["server"] == srv)].sort_values("t0")
+        ren = renewals[(renewals["station"] == st) & (renewals["server"] == srv)].sort_values("t0")
         work = g.sort_values("t0")
         w0, w1 = work["t0"].to_numpy(), work["t1"].to_numpy()
         last = 0.0
-        for f0, f1 in fails[["t0", "t1"]].to_numpy():
-            busy = np.clip(np.minimum(w1, f0) - np.maximum(w0, last), 0, None).sum()
-            ttf[st].append(float(busy))
+        for f0, f1, planned in ren[["t0", "t1", "_pm"]].itertuples(index=False):
+            busy = float(np.clip(np.minimum(w1, f0) - np.maximum(w0, last), 0, None).sum())
+            if planned:
+                pm_age[st].append(busy)
+                censored[st].append(busy)
+            else:
+                ttf[st].append(busy)
             last = f1
-        exposure[st] += float(np.clip(w1 - np.maximum(w0, last), 0, None).sum())
+        censored[st].append(float(np.clip(w1 - np.maximum(w0, last), 0, None).sum()))
+        exposure[st] = float(sum(censored[st]))
     # routes of the lots that completed theirs (last event a leave, not an arrival elsewhere)
     lot_ev = df[df["lot"].notna()]
     last_ev = lot_ev.groupby("lot", sort=False)["event"].last()
@@ -308,7 +324,8 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
         order = np.lexsort((delta, g["t"].to_numpy()))
         q = np.cumsum(delta[order])
         queue_max[st] = int(q.max()) if len(q) else 0
-    return {"proc": proc, "setups": setups, "down": down, "blocked": blocked, "ttf": ttf, "exposure": exposure,
+    return {"proc": proc, "setups": setups, "down": down, "pm": pm, "pm_age": pm_age, "blocked": blocked,
+            "ttf": ttf, "censored": censored, "exposure": exposure,
             "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
             "horizon": float(df["t"].max())}
 
@@ -318,7 +335,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
     """A spec (TOML text with comments on every fit) and warnings, from a checked log."""
     import tomli_w
 
-    from .fit import best
+    from .fit import best, best_censored
 
     m = measure(df)
     proc, routes = m["proc"], m["routes"]
@@ -387,14 +404,21 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             note.append(f"  setup: {rep}")
         fails = m["ttf"].get(st, [])
         dn = m["down"][m["down"]["station"] == st]
+        ages = m["pm_age"].get(st, [])
+        pms = m["pm"][m["pm"]["station"] == st]
         if len(fails):
-            ttf_fit, ttf_rep = best(fails)
-            exp_mean = (sum(fails) + m["exposure"].get(st, 0.0)) / len(fails)
-            if ttf_fit is not None and ttf_fit.family == "exponential":
-                ttf_spec: Any = {"dist": "exponential", "mean": float(f"{exp_mean:.6g}")}
-                ttf_rep += f"; mean with censored tails {exp_mean:.1f} s"
-            else:
+            ttf_spec: Any
+            if len(ages):
+                # planned maintenance cuts lives short: fit failures and censored lives together
+                ttf_fit, ttf_rep = best_censored(fails, m["censored"][st])
                 ttf_spec = ttf_fit.spec()  # type: ignore[union-attr]
+            else:
+                ttf_fit, ttf_rep = best(fails)
+                ttf_spec = ttf_fit.spec()  # type: ignore[union-attr]
+                if ttf_fit is not None and ttf_fit.family == "exponential":
+                    exp_mean = (sum(fails) + m["exposure"].get(st, 0.0)) / len(fails)
+                    ttf_spec = {"dist": "exponential", "mean": float(f"{exp_mean:.6g}")}
+                    ttf_rep += f"; mean with censored tails {exp_mean:.1f} s"
             ttr_fit, ttr_rep = best((dn["t1"] - dn["t0"]).to_numpy())
             entry["failures"] = {"ttf": ttf_spec, "ttr": ttr_fit.spec(), "basis": "operating"}  # type: ignore[union-attr]
             note.append(f"  ttf (operating time): {ttf_rep}")
@@ -402,6 +426,25 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             if len(fails) < 10:
                 warnings.append(f"station {st}: only {len(fails)} failures; time-to-failure and repair fits are weak")
                 note.append(f"  WARNING: only {len(fails)} failures")
+        if len(pms) and len(fails):
+            pm_fit, pm_rep = best((pms["t1"] - pms["t0"]).to_numpy())
+            cv = float(np.std(ages) / np.mean(ages)) if len(ages) > 1 and np.mean(ages) > 0 else 0.0
+            if cv < 0.05:
+                # age-based: maintenance starts at the first lot boundary after the interval,
+                # so the shortest observed age is the closest to the interval itself
+                interval, how = float(np.min(ages)), "shortest age at maintenance"
+            else:
+                interval, how = float(np.mean(ages)), "mean age at maintenance"
+                warnings.append(f"station {st}: planned maintenance at irregular ages (cv {cv:.2f}), as condition-"
+                                "based maintenance would be; modelled as preventive at the mean age")
+            entry["maintenance"] = {"policy": "preventive", "interval": float(f"{interval:.6g}"),
+                                    "duration": pm_fit.spec()}  # type: ignore[union-attr]
+            note.append(f"  planned maintenance: {len(pms)}, every {interval:.1f} s of operating time ({how}; "
+                        f"ages cv {cv:.3f}); duration {pm_rep}")
+        elif len(pms):
+            warnings.append(f"station {st}: {len(pms)} planned maintenances but no failures: not modelled "
+                            "(planned maintenance in twin prevents failures)")
+            note.append(f"  WARNING: {len(pms)} planned maintenances and no failures; not modelled")
         stations.append(entry)
         notes[st] = note
     rel = m["releases"]["t"].to_numpy()
@@ -463,13 +506,16 @@ def log_kpis(df: pd.DataFrame, m: dict[str, Any] | None = None) -> dict[str, Any
         tot = n * h
         pr = m["proc"][m["proc"]["station"] == st]
         dn = m["down"][m["down"]["station"] == st]
+        pm = m["pm"][m["pm"]["station"] == st]
         su = m["setups"][m["setups"]["station"] == st]
         bl = m["blocked"][m["blocked"]["station"] == st]
         down = float((dn["t1"] - dn["t0"]).sum())
+        maint = float((pm["t1"] - pm["t0"]).sum())
         busy = float(pr["work"].sum())
         setup = float((su["t1"] - su["t0"]).sum())
         blocked = float((bl["t1"] - bl["t0"]).sum())
-        fr = {"busy": busy / tot, "setup": setup / tot, "blocked": blocked / tot, "down": down / tot}
+        fr = {"busy": busy / tot, "setup": setup / tot, "blocked": blocked / tot, "down": down / tot,
+              "maintenance": maint / tot}
         fr["idle"] = max(0.0, 1 - sum(fr.values()))
         out["stations"][st] = fr
     return out
@@ -500,7 +546,7 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
         st = res.stations
         sims.append({"throughput_per_hour": float(k["throughput_per_hour"]),
                      "lead_time_mean_s": float(k["lead_time_mean_s"]),
-                     "stations": {n: {c: float(st.loc[n, c]) for c in ("busy", "setup", "blocked", "down", "idle")}
+                     "stations": {n: {c: float(st.loc[n, c]) for c in STATE_COLS}
                                   for n in st.index}})
     rows = []
 
@@ -519,7 +565,8 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     add("throughput_per_hour", obs["throughput_per_hour"], [s["throughput_per_hour"] for s in sims])
     add("lead_time_mean_s", obs["lead_time_mean_s"], [s["lead_time_mean_s"] for s in sims])
     for st, fr in obs["stations"].items():
-        for c in ("busy", "setup", "blocked", "down", "idle"):
-            if st in sims[0]["stations"]:
+        for c in STATE_COLS:
+            if st in sims[0]["stations"] and (c != "maintenance" or fr[c] > 0 or
+                                              any(s["stations"][st][c] > 0 for s in sims)):
                 add(f"{st}.{c}", fr[c], [s["stations"][st][c] for s in sims])
     return {"horizon": h, "replications": replications, "seed": seed, "rows": rows}
