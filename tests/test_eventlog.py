@@ -185,6 +185,10 @@ def test_planned_maintenance_round_trip(tmp_path):
     rows = {r["metric"]: r for r in check(cal, df, replications=5)["rows"]}
     for state in ("busy", "down", "maintenance"):
         assert rows[f"m.{state}"]["within_pi"], rows[f"m.{state}"]
+    # the machine pulled its own work: calibrated as a saturated source, checked without
+    # replaying the releases (which would feed it at exactly its own pace: a queue at load 1)
+    assert cal.source.kind == "saturated"
+    assert rows["lead_time_mean_s"]["within_pi"] and rows["throughput_per_hour"]["within_pi"]
     assert rows["m.maintenance"]["log"] > 0.1 and rows["m.down"]["log"] > 0.02
 
 

@@ -300,8 +300,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(dumps(res))
         return 0
-    print(f"{args.spec} against {args.log}: {res['horizon'] / 3600:.1f} h replayed, {res['replications']} replications "
-          "(simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
+    how = "the log's releases replayed" if res["replayed"] else "the spec's saturated source"
+    print(f"{args.spec} against {args.log}: {res['horizon'] / 3600:.1f} h with {how}, {res['replications']} "
+          "replications (simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
     print(f"  {'measure':<28}{'log':>12}{'simulated':>24}   ")
     for r in res["rows"]:
         scale = 3600.0 if r["metric"] == "lead_time_mean_s" else 1.0

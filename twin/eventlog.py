@@ -330,6 +330,22 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
             "horizon": float(df["t"].max())}
 
 
+def saturated_release(df: pd.DataFrame, m: dict[str, Any]) -> bool:
+    """Whether the line pulled its own work (a saturated source): at its first stations no
+    more lots ever waited than there are servers (each server fetches the next lot when it
+    is free), and those stations never idled. (Both are needed: a lightly loaded station
+    has short queues too, but it idles.)"""
+    rel = m["releases"]
+    if len(rel) < MIN_OBS:
+        return False
+    fr = log_kpis(df, m)["stations"]
+    for st in set(rel["station"]):
+        servers = df.loc[(df["station"] == st) & df["server"].notna(), "server"].nunique()
+        if m["queue_max"].get(st, 0) > servers or fr.get(st, {}).get("idle", 1.0) >= 0.02:
+            return False
+    return True
+
+
 # --------------------------------------------------------------------------- calibrate
 def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "") -> tuple[str, list[str]]:
     """A spec (TOML text with comments on every fit) and warnings, from a checked log."""
@@ -452,7 +468,11 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
     ia = np.diff(np.sort(rel))
     ia = ia[ia > 0]
     src_note = ""
-    if len(ia) >= 2:
+    if saturated_release(df, m):
+        src = {"kind": "saturated"}
+        src_note = (f"releases: {len(rel)} lots; no more waited at the first station than it has servers and it "
+                    "never idled: a saturated source")
+    elif len(ia) >= 2:
         fit, rep = best(ia)
         if fit.family == "exponential":  # type: ignore[union-attr]
             src = {"kind": "poisson", "rate_per_hour": float(f"{3600 / fit.mean:.6g}")}  # type: ignore[union-attr]
@@ -534,8 +554,11 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     unknown = sorted(set(rel["product"]) - set(names))
     if unknown:
         raise SpecError([f"the log's product(s) {', '.join(unknown)} are not in the spec (products: {', '.join(names)})"])
-    replay = [(float(r.t), names.index(r.product), int(r.qty) if not math.isnan(r.qty) else 1)
-              for r in rel.itertuples(index=False)]
+    # a saturated line pulls its own work: replaying its releases would feed a line that runs
+    # a little slower than the log's with exactly its pace (a queue at utilisation 1)
+    replay = None if spec.source.kind == "saturated" else [
+        (float(r.t), names.index(r.product), int(r.qty) if not math.isnan(r.qty) else 1)
+        for r in rel.itertuples(index=False)]
     obs = log_kpis(df, m)
     sims: list[dict[str, Any]] = []
     for r in range(replications):
@@ -569,4 +592,4 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
             if st in sims[0]["stations"] and (c != "maintenance" or fr[c] > 0 or
                                               any(s["stations"][st][c] > 0 for s in sims)):
                 add(f"{st}.{c}", fr[c], [s["stations"][st][c] for s in sims])
-    return {"horizon": h, "replications": replications, "seed": seed, "rows": rows}
+    return {"horizon": h, "replications": replications, "seed": seed, "replayed": replay is not None, "rows": rows}
