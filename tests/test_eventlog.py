@@ -104,6 +104,18 @@ def test_cli_run_calibrate_check_with_mapped_iso_columns(tmp_path, capsys):
                  "--out", str(out)]) == 0
     cal = twin.load(out)
     assert [s.name for s in cal.stations] == ["smt", "assembly"]
+    # every station carries its sample sizes and fits, also when the spec writer puts short
+    # station tables inline (as it does for this small line)
+    text = out.read_text()
+    assert "# smt: 1 server(s) seen; 143 processed lots" in text
+    assert "# assembly: 1 server(s) seen" in text and "process_time phone: n=141, all equal: constant" in text
+    # the two-machine example pulled its own work: saturated, and the check agrees on every row
+    assert cal.source.kind == "saturated"
+    capsys.readouterr()
+    assert main(["check", str(out), str(ROOT / "examples" / "line_log.csv"), "--map", "time=ts,station=machine",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(r["within_pi"] for r in rows), [r for r in rows if not r["within_pi"]]
     assert main(["calibrate", str(ROOT / "examples" / "line_log.csv"), "--out", str(tmp_path / "x.toml")]) == 2
     err = capsys.readouterr().err
     assert "missing columns timestamp, station" in err and "--map timestamp=" in err
