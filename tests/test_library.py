@@ -153,3 +153,17 @@ def test_buffer_objects_and_default_distribution_names():
     assert twin.Exponential(mean="2min").mean == 120
     with pytest.raises(twin.SpecError, match="needs a 'dist' key"):
         twin.validate({"name": "x", "stations": [{"name": "s", "process_time": {"mean": 5}}]})
+
+
+def test_results_carry_orders_and_scraps_per_replication():
+    res = twin.simulate(twin.load("static-line"), horizon="2w", warmup="1w", replications=2, seed=3)
+    o = res.orders
+    assert {"replication", "order", "product", "qty", "t_order", "due", "t_delivered", "on_time"} <= set(o.columns)
+    assert set(o["replication"]) == {0, 1} and set(res.scraps["replication"]) <= {0, 1}
+    # the fill-rate KPI is what the order table says: units due in the window delivered by their due date
+    for r, g in o.groupby("replication"):
+        due = g[(g["due"] >= 604800) & (g["due"] < 2 * 604800)]
+        expected = due.loc[due["t_delivered"] <= due["due"], "qty"].sum() / due["qty"].sum()
+        assert res.kpis.loc[res.kpis["replication"] == r, "fill_rate"].iloc[0] == pytest.approx(expected)
+    # a line fed by a source, not by orders, has an empty order table
+    assert twin.simulate(twin.load(ROOT / "examples" / "two_machine.toml"), horizon="2h", warmup=0).orders.empty

@@ -91,7 +91,8 @@ def stack(parts: list[Results], extra: dict[str, Any] | None = None) -> Results:
         return pd.concat(frames, ignore_index=True)
 
     return Results(lots=cat("lots"), states=cat("states"), timeseries=cat("timeseries"), kpis=cat("kpis"),
-                   stations=cat("stations", keep_index=True), costs=cat("costs"), extra=dict(extra or {}))
+                   stations=cat("stations", keep_index=True), costs=cat("costs"), orders=cat("orders"),
+                   scraps=cat("scraps"), extra=dict(extra or {}))
 
 
 STATION_FIELDS = ["idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift", "utilisation",

@@ -9,7 +9,8 @@ KPIs are computed over the observation window ``[warmup, horizon]`` (seconds):
 - per station, the fraction of server time in each :class:`~twin.model.State`;
 - ``availability`` = APT/PBT (actual production time over planned busy time, ISO 22400-2),
   ``effectiveness`` = ideal processing time of the units produced / APT,
-  ``quality_ratio`` = good / produced units, ``oee`` = A × E × Q;
+  ``quality_ratio`` = good first time / produced units (reworked units are produced, not
+  good first time), ``oee`` = A × E × Q;
   ``technical_availability`` = (PBT − down)/PBT, the machine-reliability view
   (MTBF/(MTBF+MTTR) for calendar-time failures);
 - ``bottleneck``: the station with the highest active share (busy + setup + down).
@@ -32,7 +33,13 @@ _PLANNED_OFF = (int(State.OFF_SHIFT), int(State.MAINTENANCE))
 
 @dataclass
 class Results:
-    """Tables of one run (or several replications stacked with a ``replication`` column)."""
+    """Tables of one run (or several replications stacked with a ``replication`` column).
+
+    ``lots`` (one row per released lot), ``states`` (state spells per server), ``timeseries``
+    (hourly releases, output, scrap, WIP), ``kpis`` (one row per replication), ``stations``
+    (state fractions and OEE), ``costs`` (cost terms), ``orders`` (make-to-order runs: one row
+    per order with its due date and delivery; empty otherwise) and ``scraps`` (one row per
+    scrapping). Times in seconds."""
 
     lots: pd.DataFrame
     states: pd.DataFrame
@@ -40,6 +47,8 @@ class Results:
     kpis: pd.DataFrame
     stations: pd.DataFrame
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scraps: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -329,4 +338,4 @@ def build(model: Model, warmup: float, horizon: float) -> Results:
         extra["orders"] = orders_frame(model)
         kpis.update(adaptation(model, lots, states_cls, scraps, warmup, horizon))
     return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
-                   costs=cost_table, extra=extra)
+                   costs=cost_table, orders=extra.get("orders", pd.DataFrame()), scraps=scraps, extra=extra)
