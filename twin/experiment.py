@@ -117,15 +117,76 @@ def summarize(res: Results) -> dict[str, Any]:
             "bottleneck_votes": k["bottleneck"].value_counts().to_dict(), **res.extra}
 
 
-def _progress(it, enabled: bool, label: str):
-    """Wrap an iterable with a simple progress bar on a terminal (stderr); silent otherwise."""
+def _sweep_job(spec: Spec, horizon: float, warmup: float, seed: int) -> dict[str, Any]:
+    res = run_once(spec, horizon, warmup, seed)
+    return res.kpis.iloc[0].to_dict()
+
+
+def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = None,
+          warmup: float | str | None = None, seed: int | None = None, replications: int | None = None,
+          jobs: int = 1, executor: str = "local", scheduler: str | None = None,
+          progress: bool = False) -> pd.DataFrame:
+    """Run ``spec`` at every combination of the override values in ``grid`` and return one
+    row per point and replication: the grid's columns, ``replication`` and every KPI.
+
+    ``grid`` maps dotted spec paths (as in :meth:`Spec.with_overrides`) to value lists, e.g.
+    ``{"stations.smt.servers": [1, 2, 3], "demand.base_per_week": [150000, 200000]}``.
+    Every point uses the same replication seeds (common random numbers), so differences
+    between points are the parameters', not noise. Jobs run on ``executor`` as in
+    :func:`map_jobs`; the rows come back in grid order whatever the executor. Summarise
+    with :func:`sweep_table`. Durations are seconds or strings with units.
+    """
+    import itertools
+
+    from .dists import parse_duration
+
+    h = spec.run.horizon if horizon is None else parse_duration(horizon)
+    w = spec.run.warmup if warmup is None else parse_duration(warmup)
+    s = spec.run.seed if seed is None else int(seed)
+    n = spec.run.replications if replications is None else int(replications)
+    if not 0 <= w < h or n < 1:
+        raise ValueError("need 0 <= warm-up < horizon and replications >= 1")
+    keys = list(grid)
+    points = list(itertools.product(*(grid[k] for k in keys)))
+    specs = [spec.with_overrides(dict(zip(keys, p)), source=f"sweep point {dict(zip(keys, p))}") for p in points]
+    args = [(sp, h, w, replication_seed(s, r)) for sp in specs for r in range(n)]
+    rows: list[dict[str, Any] | None] = [None] * len(args)
+    done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
+    for i, k in _progress(done, progress, "sweep", total=len(args)):
+        rows[i] = {**dict(zip(keys, points[i // n])), "replication": i % n, **k}
+    out = pd.DataFrame(rows)
+    out.attrs["grid"] = keys
+    return out
+
+
+def sweep_table(df: pd.DataFrame, kpis: list[str] | None = None, keys: list[str] | None = None) -> pd.DataFrame:
+    """Per grid point of a :func:`sweep` result: the mean of each KPI and its 95 % Student-t
+    half-width (``<kpi>_ci95``) over replications. ``keys``: the grid's columns (default:
+    those :func:`sweep` recorded in ``df.attrs["grid"]``); ``kpis``: default all numeric ones."""
+    keys = list(keys or df.attrs.get("grid") or [])
+    if not keys:
+        raise ValueError("pass keys=[...]: the columns that identify a grid point")
+    kpis = kpis or [c for c in df.columns if c not in keys and c not in ("replication", "bottleneck")
+                    and pd.api.types.is_numeric_dtype(df[c])]
+    out = []
+    for point, g in df.groupby(keys, sort=False):
+        row = dict(zip(keys, point))
+        for k in kpis:
+            row[k], row[f"{k}_ci95"] = mean_ci(g[k])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _progress(it, enabled: bool, label: str, total: int | None = None):
+    """Wrap an iterable with a simple progress bar on a terminal (stderr); silent otherwise.
+    With ``total`` the iterable is consumed lazily (results as they finish)."""
     import sys
 
-    items = list(it)
     if not enabled or not sys.stderr.isatty():
-        yield from items
+        yield from it
         return
-    n = len(items)
+    items = it if total is not None else list(it)
+    n = total if total is not None else len(items)
     for i, x in enumerate(items):
         sys.stderr.write(f"\r{label}: {i}/{n} [{'#' * (20 * i // n):<20}]")
         sys.stderr.flush()
