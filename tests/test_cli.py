@@ -172,3 +172,34 @@ def test_console_script_runs():
                         "--replications", "1", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["kpis"]["throughput_per_hour"]["mean"] > 0
+
+
+def test_sweep_runs_a_grid_and_writes_its_tables(tmp_path, capsys):
+    out = tmp_path / "sw"
+    argv = ["sweep", str(EXAMPLE), "--vary", "stations.smt.servers=1,2", "--vary", "stations.assembly.buffer=[0, 5]",
+            "--horizon", "1d", "--warmup", "2h", "--replications", "3", "--jobs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "4 points x 3 replications" in text and "smt.servers" in text
+    names = {p.name for p in out.iterdir()}
+    assert names == {"sweep.csv", "sweep_summary.csv", "kpis.json"}
+    doc = json.loads((out / "kpis.json").read_text())
+    assert doc["meta"]["grid"] == {"stations.smt.servers": [1, 2], "stations.assembly.buffer": [0, 5]}
+    pts = {(p["stations.smt.servers"], p["stations.assembly.buffer"]): p for p in doc["points"]}
+    # a second smt machine lifts the slow, failing smt's throughput toward assembly's 65.5/h
+    assert pts[(2, 5)]["throughput_per_hour"] > pts[(1, 5)]["throughput_per_hour"] + 5
+    assert pts[(2, 5)]["throughput_per_hour"] <= 3600 / 55 + 1e-9
+    # the same seeds at every point and on any number of jobs: a serial run gives the same file
+    assert main([*argv[:-4], "--jobs", "1", "--out", str(tmp_path / "sw1")]) == 0
+    assert (tmp_path / "sw1" / "sweep.csv").read_bytes() == (out / "sweep.csv").read_bytes()
+
+
+def test_sweep_refuses_bad_paths_before_running(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", str(EXAMPLE), "--vary", "stations.smtt.servers=1,2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "stations.smtt.servers: no item named 'smtt' (did you mean 'smt'?)" in err and "Traceback" not in err
+    assert main(["sweep", str(EXAMPLE), "--vary", "stations.smt.servers=0,1", "--out", str(out)]) == 2
+    assert "stations.smt.servers" in capsys.readouterr().err
+    assert main(["sweep", str(EXAMPLE), "--vary", "stations.smt.servers"]) == 2
+    assert not out.exists()

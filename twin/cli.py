@@ -93,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=_seed, default=1)
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    w = sub.add_parser("sweep", help="run a spec over a grid of parameter values (what-if study)")
+    w.add_argument("spec", help="spec file (TOML) or built-in factory name")
+    w.add_argument("--vary", action="append", default=[], metavar="PATH=V1,V2,...", required=True,
+                   help="a spec path and its values (TOML values, comma-separated or a TOML array); "
+                        "repeat for a grid, e.g. --vary stations.smt.servers=1,2,3")
+    w.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="a fixed override for every point (repeatable)")
+    w.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
+    w.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs, e.g. 1d")
+    w.add_argument("--replications", type=_positive_int("--replications"), help="replications per point")
+    w.add_argument("--seed", type=_seed, help="base seed: every point gets the same replication seeds")
+    w.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
+    w.add_argument("--executor", choices=["local", "dask"], default="local", help="local processes or Dask")
+    w.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv and kpis.json")
+    w.add_argument("--json", action="store_true", help="print the per-point summary as JSON")
+
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec")
 
@@ -146,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_calibrate(args)
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "sweep":
+            return cmd_sweep(args, argv)
     except SpecError as e:
         for line in e.problems:
             sys.stderr.write(f"error: {line}\n")
@@ -193,6 +212,99 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     if bad:
         raise SpecError(bad)
     return out
+
+
+def parse_vary(items: list[str]) -> dict[str, list[Any]]:
+    """``PATH=V1,V2`` (or ``PATH=[V1, V2]``) pairs; each value is read as TOML, else as text."""
+    import tomllib
+
+    out: dict[str, list[Any]] = {}
+    bad = []
+    for item in items:
+        if "=" not in item:
+            bad.append(f"--vary: {item!r}: expected PATH=V1,V2,..., e.g. stations.smt.servers=1,2,3")
+            continue
+        k, v = (x.strip() for x in item.split("=", 1))
+        text = v if v.startswith("[") else f"[{v}]"
+        try:
+            values = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            values = [x.strip() for x in v.strip("[]").split(",")]  # bare words: text values
+        if not values:
+            bad.append(f"--vary: {k}: no values")
+        elif k in out:
+            bad.append(f"--vary: {k}: given twice")
+        else:
+            out[k] = values
+    if bad:
+        raise SpecError(bad)
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
+    import os
+
+    from .experiment import sweep, sweep_table
+    from .io import dumps, write_csv, write_json
+
+    path = resolve(args.spec)
+    spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    grid = parse_vary(args.vary)
+    # every point is validated before anything runs: a bad path or value writes nothing
+    import itertools
+
+    problems = []
+    for point in itertools.product(*grid.values()):
+        try:
+            spec.with_overrides(dict(zip(grid, point)), source=f"{path} --vary")
+        except SpecError as e:
+            problems += [p for p in e.problems if p not in problems]
+    if problems:
+        raise SpecError(problems)
+    horizon = spec.run.horizon if args.horizon is None else args.horizon
+    warmup = spec.run.warmup if args.warmup is None else args.warmup
+    if horizon <= 0 or warmup >= horizon:
+        raise SpecError([f"--warmup/--horizon: the warm-up ({warmup:g} s) must be shorter than the horizon "
+                         f"({horizon:g} s)"])
+    df = sweep(spec, grid, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+               jobs=args.jobs or os.cpu_count() or 1, executor=args.executor, scheduler=args.scheduler,
+               progress=not args.json)
+    tab = sweep_table(df)
+    meta = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+            "command": "twin " + shlex.join(argv), "grid": grid, "horizon": horizon, "warmup": warmup,
+            "seed": spec.run.seed if args.seed is None else args.seed,
+            "replications": spec.run.replications if args.replications is None else args.replications}
+    points = tab.to_dict(orient="records")
+    if args.out:
+        out = Path(args.out)
+        write_csv(out / "sweep.csv", df)
+        write_csv(out / "sweep_summary.csv", tab)
+        write_json(out / "kpis.json", {"meta": meta, "points": points})
+    if args.json:
+        sys.stdout.write(dumps({"meta": meta, "points": points}))
+        return 0
+    keys = list(grid)
+    print(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {horizon / 3600:g} h, "
+          f"warm-up {warmup / 3600:g} h, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
+    lt = float(tab["lead_time_mean_s"].max())
+    lt_scale, lt_unit = (1 / 3600, "h") if lt >= 7200 else (1 / 60, "min") if lt >= 120 else (1.0, "s")
+    cols = [("throughput_per_hour", "units/h", 1.0, "{:.1f}"), ("lead_time_mean_s", f"lead time {lt_unit}", lt_scale,
+                                                                 "{:.1f}"),
+            ("wip_mean", "WIP", 1.0, "{:.1f}"), ("oee", "OEE", 1.0, "{:.3f}")]
+    if "unit_cost" in tab and tab["unit_cost"].notna().any() and df.get("cost_total", 0).astype(float).gt(0).any():
+        cols.append(("unit_cost", "unit cost", 1.0, "{:.2f}"))
+    head = "  " + "".join(f"{k.split('.')[-2] + '.' + k.split('.')[-1] if k.count('.') else k:>22}" for k in keys)
+    head += "".join(f"{label:>22}" for _, label, _, _ in cols)
+    print(head)
+    for row in points:
+        line = "  " + "".join(f"{str(row[k]):>22}" for k in keys)
+        for key, _, scale, fmt in cols:
+            cell = fmt.format(row[key] * scale) + " ± " + fmt.format(row[f"{key}_ci95"] * scale)
+            line += f"{cell:>22}"
+        print(line)
+    return 0
 
 
 def spec_hash(path: Path) -> str:
