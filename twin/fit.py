@@ -112,6 +112,32 @@ def _ks(x: np.ndarray, cdf: np.ndarray) -> float:
     return float(max(np.max(i / n - cdf), np.max(cdf - (i - 1) / n)))
 
 
+def _weibull(t: np.ndarray, c: np.ndarray) -> tuple[float, float, float] | None:
+    """Weibull maximum likelihood for failures ``t`` and right-censored lives ``c`` (may be
+    empty): (shape, scale, log-likelihood), or None when the shape is outside [0.02, 50].
+    Bisection on the profile score in the shape; lives scaled by their mean against overflow."""
+    allx = np.concatenate([t, c])
+    r = len(t)
+    scale0 = float(allx.mean())
+    y, ly = allx / scale0, np.log(allx / scale0)
+    lt_mean = float(np.log(t / scale0).mean())
+
+    def f(k: float) -> float:  # increasing in k
+        yk = y ** k
+        return float((yk * ly).sum() / yk.sum() - 1 / k - lt_mean)
+
+    lo, hi = 0.02, 50.0
+    if not f(lo) < 0 < f(hi):
+        return None
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    k = (lo + hi) / 2
+    lam = float(((y ** k).sum() / r) ** (1 / k)) * scale0
+    ll = float(r * math.log(k) - r * k * math.log(lam) + (k - 1) * np.log(t).sum() - ((allx / lam) ** k).sum())
+    return k, lam, ll
+
+
 # --------------------------------------------------------------------------- fits
 def fit_all(data: Any) -> list[Fit]:
     """Every family that can be fitted to ``data`` (seconds), best AIC first."""
@@ -152,22 +178,9 @@ def fit_all(data: Any) -> list[Fit]:
             th = m / k
             ll = float((k - 1) * slx - x.sum() / th - n * k * math.log(th) - n * math.lgamma(k))
             fits.append(Fit("gamma", {"mean": m, "cv": 1 / math.sqrt(k)}, n, ll, 4 - 2 * ll, _ks(x, gamma_cdf(x, k, th))))
-        # weibull (bisection on the shape; data scaled by the mean against overflow)
-        y = x / m
-        ly = np.log(y)
-
-        def f(k: float) -> float:
-            yk = y ** k
-            return float((yk * ly).sum() / yk.sum() - 1 / k - ly.mean())
-
-        lo, hi = 0.02, 50.0
-        if f(lo) < 0 < f(hi):
-            for _ in range(200):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-            k = (lo + hi) / 2
-            lam = float((y ** k).mean() ** (1 / k)) * m
-            ll = float(n * math.log(k) - n * k * math.log(lam) + (k - 1) * slx - ((x / lam) ** k).sum())
+        w = _weibull(x, np.empty(0))
+        if w is not None:
+            k, lam, ll = w
             fits.append(Fit("weibull", {"shape": k, "scale": lam}, n, ll, 4 - 2 * ll,
                             _ks(x, 1 - np.exp(-((x / lam) ** k)))))
     fits.sort(key=lambda ft: ft.aic)
@@ -207,22 +220,9 @@ def fit_censored(failures: Any, censored: Any) -> list[Fit]:
     ll = -r * math.log(m) - total / m
     fits.append(Fit("exponential", {"mean": m}, r, ll, 2 - 2 * ll, float("nan")))
     if r >= 2 and np.ptp(t) > 0:
-        scale0 = float(allx.mean())
-        y, ly = allx / scale0, np.log(allx / scale0)
-        lt = np.log(t / scale0)
-
-        def f(k: float) -> float:  # profile score in the shape; increasing in k
-            yk = y ** k
-            return float((yk * ly).sum() / yk.sum() - 1 / k - lt.mean())
-
-        lo, hi = 0.02, 50.0
-        if f(lo) < 0 < f(hi):
-            for _ in range(200):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-            k = (lo + hi) / 2
-            lam = float(((y ** k).sum() / r) ** (1 / k)) * scale0
-            ll = float(r * math.log(k) - r * k * math.log(lam) + (k - 1) * np.log(t).sum() - ((allx / lam) ** k).sum())
+        w = _weibull(t, c)
+        if w is not None:
+            k, lam, ll = w
             fits.append(Fit("weibull", {"shape": k, "scale": lam}, r, ll, 4 - 2 * ll, float("nan")))
     fits.sort(key=lambda ft: ft.aic)
     return fits
