@@ -230,7 +230,9 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
             values = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             values = [x.strip() for x in v.strip("[]").split(",")]  # bare words: text values
-        if not values:
+        if not k:
+            bad.append(f"--vary: {item!r}: the spec path before '=' is empty")
+        elif not values:
             bad.append(f"--vary: {k}: no values")
         elif k in out:
             bad.append(f"--vary: {k}: given twice")
