@@ -36,7 +36,12 @@ def test_run_table_and_out_files(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "throughput" in text and "bottleneck" in text and "smt" in text
     names = {p.name for p in out.iterdir()}
-    assert {"kpis.json", "replications.csv", "stations.csv", "lots.csv", "states.csv", "timeseries.csv"} <= names
+    assert {"kpis.json", "replications.csv", "stations.csv", "lots.csv", "states.csv", "timeseries.csv",
+            "report.html"} <= names
+    page = (out / "report.html").read_text()
+    # self-contained: plotly.js inline, no external script or stylesheet
+    assert "<script src=" not in page and "<link" not in page and "Station states" in page
+    assert "<td>smt</td>" in page and "throughput (good units/h)" in page
     assert not [n for n in names if n.endswith(".tmp")]
     meta = json.loads((out / "kpis.json").read_text())["meta"]
     assert meta["spec_sha256"] and meta["command"].startswith("twin run")
@@ -203,3 +208,12 @@ def test_sweep_refuses_bad_paths_before_running(tmp_path, capsys):
     assert "stations.smt.servers" in capsys.readouterr().err
     assert main(["sweep", str(EXAMPLE), "--vary", "stations.smt.servers"]) == 2
     assert not out.exists()
+
+
+def test_run_report_escapes_names(tmp_path):
+    f = tmp_path / "x.toml"
+    f.write_text('name = "<i>line</i>"\n[[stations]]\nname = "<script>alert(1)</script>"\nprocess_time = 10\n')
+    assert main(["run", str(f), "--horizon", "1h", "--replications", "1", "--out", str(tmp_path / "o")]) == 0
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<i>line</i>" not in page

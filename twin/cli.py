@@ -353,6 +353,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         write_csv(out / "lots.csv", res.lots)
         write_csv(out / "states.csv", res.states)
         write_csv(out / "timeseries.csv", res.timeseries)
+        from .io import atomic_write_text
+        from .report import run_page
+
+        atomic_write_text(out / "report.html", run_page(summary, res, f"twin run: {spec.name}"))
     if args.json:
         sys.stdout.write(dumps(summary))
     else:

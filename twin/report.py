@@ -354,3 +354,67 @@ def ci_band(df: pd.DataFrame, x: str, y: str, ci: str, group: str | None = None,
                                  name=html.escape(str(name)) if name is not None else html.escape(y)))
     fig.update_layout(title=html.escape(title), xaxis_title=html.escape(x), yaxis_title=html.escape(y_title or y))
     return fig
+
+
+def output_over_time(res: Any, warmup: float = 0.0, title: str = "Output and WIP over time") -> go.Figure:
+    """Good units per hour and WIP at each hour's end, mean over replications (the warm-up
+    shaded); ``res`` is a :class:`twin.Results`."""
+    ts = res.timeseries.groupby("t_end", sort=True)[["good", "wip"]].mean().reset_index()
+    hours = ts["t_end"] / 3600.0
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=hours, y=ts["good"], name="good units per hour", line={"color": "#2ca02c"}))
+    fig.add_trace(go.Scatter(x=hours, y=ts["wip"], name="WIP (units)", line={"color": "#7f7f7f"}), secondary_y=True)
+    if warmup > 0:
+        fig.add_vrect(x0=0, x1=warmup / 3600.0, fillcolor="#999", opacity=0.15, line_width=0)
+    fig.update_layout(title=html.escape(title), xaxis_title="hour")
+    fig.update_yaxes(title_text="good units per hour", secondary_y=False)
+    fig.update_yaxes(title_text="WIP (units)", secondary_y=True)
+    return fig
+
+
+def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
+    """One self-contained HTML page for ``twin run --out``: the KPI and station tables
+    (mean ± 95 % CI) and the station-state and output figures; works offline."""
+    from plotly.offline import get_plotlyjs
+
+    esc = html.escape
+
+    def cell(d: dict[str, Any] | None, digits: int = 3) -> str:
+        if not d or d.get("mean") is None or not math.isfinite(float(d["mean"])):
+            return "–"
+        m, h = float(d["mean"]), d.get("ci95")
+        return f"{m:,.{digits}f}" + (f" ± {float(h):,.{digits}f}" if h is not None and math.isfinite(float(h)) else "")
+
+    k = summary["kpis"]
+    rows = [("throughput (good units/h)", "throughput_per_hour", 2), ("good units", "good_units", 0),
+            ("lead time mean (s)", "lead_time_mean_s", 1), ("lead time p95 (s)", "lead_time_p95_s", 1),
+            ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
+            ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
+            ("unit cost", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>twin run</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}</style>",
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p>{summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, warm-up "
+        f"{summary['warmup'] / 3600:g} h, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
+        f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
+        "<table><tr><th>measure</th><th>value</th></tr>",
+    ]
+    for label, key, digits in rows:
+        if key in k and not (key in ("unit_cost",) and not (k.get("cost_total", {}).get("mean") or 0)):
+            parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(k[key], digits))}</td></tr>")
+    parts.append("</table>")
+    fields = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift", "availability", "oee"]
+    parts.append("<table><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
+    for name, st in summary["stations"].items():
+        parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)
+                     + "</tr>")
+    parts.append("</table>")
+    for fig in (station_states(res), output_over_time(res, float(summary["warmup"]))):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                 config={"displaylogo": False, "responsive": True}))
+    parts.append("</body></html>")
+    return "\n".join(parts)
