@@ -278,18 +278,23 @@ def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str
     return fig
 
 
+def _page_head(title: str, width: int) -> str:
+    """Start of a self-contained page: styles and plotly.js inline, nothing fetched."""
+    from plotly.offline import get_plotlyjs
+
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:{width}px}}"
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+            "text-align:right}th:first-child,td:first-child{text-align:left}</style>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>")
+
+
 def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any], reading_lines: list[str],
               figures: list[go.Figure]) -> str:
     """One self-contained page: plotly.js is embedded once, no external resources."""
-    from plotly.offline import get_plotlyjs
-
     esc = html.escape
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>twin compare</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "th:first-child,td:first-child{text-align:left}</style>",
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+        _page_head("twin compare", 1400),
         "<h1>twin compare: static line vs dark factory vs microfactories</h1>",
         f"<p>{esc(meta['description'])}</p>",
     ]
@@ -375,8 +380,6 @@ def output_over_time(res: Any, warmup: float = 0.0, title: str = "Output and WIP
 def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
     """One self-contained HTML page for ``twin run --out``: the KPI and station tables
     (mean ± 95 % CI) and the station-state and output figures; works offline."""
-    from plotly.offline import get_plotlyjs
-
     esc = html.escape
 
     def cell(d: dict[str, Any] | None, digits: int = 3) -> str:
@@ -392,11 +395,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
             ("unit cost", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>twin run</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "th:first-child,td:first-child{text-align:left}</style>",
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+        _page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
         f"<p>{summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, warm-up "
         f"{summary['warmup'] / 3600:g} h, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
