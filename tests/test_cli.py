@@ -217,3 +217,18 @@ def test_run_report_escapes_names(tmp_path):
     page = (tmp_path / "o" / "report.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<i>line</i>" not in page
+
+
+def test_init_writes_a_starter_spec_that_runs(tmp_path, capsys):
+    f = tmp_path / "line.toml"
+    assert main(["init", str(f)]) == 0
+    text = f.read_text()
+    assert text.count("#") > 10  # commented for people who edit it
+    assert main(["validate", str(f)]) == 0
+    assert main(["run", str(f), "--horizon", "1d", "--warmup", "1h", "--replications", "2", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["kpis"]["throughput_per_hour"]["mean"] > 0
+    assert main(["init", str(f)]) == 2  # never overwrites without --force
+    assert "already exists" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "line.txt")]) == 2
+    assert not (tmp_path / "line.txt").exists()

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv and kpis.json")
     w.add_argument("--json", action="store_true", help="print the per-point summary as JSON")
 
+    i = sub.add_parser("init", help="write a commented starter spec to edit")
+    i.add_argument("file", help="spec file to create, e.g. line.toml")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec")
 
@@ -165,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args)
         if args.command == "sweep":
             return cmd_sweep(args, argv)
+        if args.command == "init":
+            return cmd_init(args)
     except SpecError as e:
         for line in e.problems:
             sys.stderr.write(f"error: {line}\n")
@@ -183,6 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     return 1  # pragma: no cover
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from .io import atomic_write_text
+
+    path = Path(args.file)
+    if path.exists() and not args.force:
+        raise SpecError([f"{path}: already exists (pass --force to overwrite)"])
+    if path.suffix != ".toml":
+        raise SpecError([f"{path}: a spec file name ends in .toml"])
+    atomic_write_text(path, files("twin").joinpath("templates/line.toml").read_text(encoding="utf-8"))
+    print(f"wrote {path}: a three-station line with comments; next: twin validate {path} && twin run {path}")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
