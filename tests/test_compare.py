@@ -295,3 +295,28 @@ process_time = 60
     page = (out / "report.html").read_text()
     assert evil not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_set_overrides_one_factory_and_leaves_the_others_alone(compare_out, tmp_path, capsys):
+    out0, _ = compare_out
+    out = tmp_path / "set"
+    # a dearer tariff in the dark factory only: its energy cost scales with the price
+    # (0.09 -> 0.27 $/kWh, x3) and nothing else moves; the other factories are untouched
+    _run(out, "--jobs", "2", "--set", "dark-factory:costs.energy_per_kwh=0.27")
+    a, b = pd.read_csv(out0 / "runs.csv"), pd.read_csv(out / "runs.csv")
+    key = ["factory", "scenario", "replication"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    dark = a["factory"] == "dark-factory"
+    assert b.loc[dark, "cost_energy"].to_numpy() == pytest.approx(3 * a.loc[dark, "cost_energy"].to_numpy())
+    assert b.loc[dark, "good_units"].tolist() == a.loc[dark, "good_units"].tolist()
+    assert b[~dark].equals(a[~dark])
+    assert "Changed from the reference specs:** dark-factory: `costs.energy_per_kwh = 0.27`" in \
+        (out / "report.md").read_text()
+    # a resume with other overrides is refused; a bad override or factory writes nothing
+    assert main([*ARGS, "--out", str(out), "--resume"]) == 2
+    bad = tmp_path / "bad"
+    assert main([*ARGS, "--out", str(bad), "--set", "dark-factory:costs.energy_per_kwh=-1"]) == 2
+    assert main([*ARGS, "--out", str(bad), "--factories", "static-line", "--set", "microfactory:planning.lanes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "costs.energy_per_kwh" in err and "microfactory: not among the compared factories" in err
+    assert not bad.exists()

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     c.add_argument("--out", default="compare-out", help="output folder (default compare-out/)")
     c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
+    c.add_argument("--set", action="append", default=[], metavar="[FACTORY:]PATH=VALUE",
+                   help="override a factory's spec value before the scenarios, e.g. "
+                        "dark-factory:planning.lanes=13, or demand.base_per_week=230000 for every factory "
+                        "(TOML value; repeatable)")
     c.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
     c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
@@ -400,6 +404,12 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         warmup=args.warmup if args.warmup is not None else (604800.0 if quick else 2 * 604800.0),
         seed=args.seed,
     )
+    for item in args.set:
+        head = item.split("=", 1)[0]
+        targets = [head.split(":", 1)[0]] if ":" in head else grid.factories
+        pair = item.split(":", 1)[1] if ":" in head else item
+        for f in targets:
+            grid.overrides.setdefault(f, {}).update(parse_sets([pair]))
     jobs = args.jobs or os.cpu_count() or 1
     out = Path(args.out)
     if args.scheduler and args.executor != "dask":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -99,14 +99,20 @@ class Job:
         return f"{self.factory}__{self.scenario}__{self.replication}"
 
 
+def factory_spec(path: str, overrides: dict[str, Any] | None, label: str = "--set") -> Spec:
+    """A factory's spec with the command's overrides applied (validated like any spec)."""
+    spec = load(path)
+    return spec.with_overrides(overrides, source=f"{path} {label}") if overrides else spec
+
+
 def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replication: int, seed: int,
-            weeks: float, warmup: float) -> dict[str, Any]:
+            weeks: float, warmup: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one (factory, scenario, replication); return plain data (picklable, JSON-able)."""
     from .adapt import daily_series, orders_frame
     from .model import Model
     from .results import build, reclassify_closed
 
-    spec = apply(load(factory_path), Scenario.model_validate(scenario), weeks, warmup)
+    spec = apply(factory_spec(factory_path, overrides), Scenario.model_validate(scenario), weeks, warmup)
     horizon = spec.run.horizon
     model = Model(spec, seed, horizon)
     model.run(horizon, warmup)
@@ -137,10 +143,15 @@ class Grid:
     weeks: float
     warmup: float
     seed: int
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per factory name, spec overrides (dotted path -> value) applied before the scenarios."""
 
     def signature(self) -> dict[str, Any]:
-        return {"factories": self.factories, "scenarios": self.scenarios, "replications": self.replications,
-                "weeks": self.weeks, "warmup": self.warmup, "seed": self.seed}
+        sig = {"factories": self.factories, "scenarios": self.scenarios, "replications": self.replications,
+               "weeks": self.weeks, "warmup": self.warmup, "seed": self.seed}
+        if any(self.overrides.values()):  # absent when unused: older job folders still resume
+            sig["overrides"] = {f: v for f, v in self.overrides.items() if v}
+        return sig
 
     def jobs(self) -> list[Job]:
         return [Job(f, s, r, replication_seed(self.seed, r))
@@ -153,10 +164,14 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
     paths: dict[str, str] = {}
     scen: dict[str, Scenario] = {}
     specs: dict[str, Spec] = {}
+    unknown = sorted(set(grid.overrides) - set(grid.factories))
+    if unknown:
+        problems.append(f"--set: {', '.join(unknown)}: not among the compared factories "
+                        f"({', '.join(grid.factories)})")
     for f in grid.factories:
         try:
-            specs[f] = load(f)
             paths[f] = str(resolve(f))
+            specs[f] = factory_spec(paths[f], grid.overrides.get(f))
         except SpecError as e:
             problems += e.problems
     for s in grid.scenarios:
@@ -209,7 +224,7 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
         write_json(sig_path, grid.signature())
     pending = [j for j in todo if j.key not in done]
     args = [(paths[j.factory], j.factory, scen[j.scenario].model_dump(mode="python"), j.replication, j.seed,
-             grid.weeks, grid.warmup) for j in pending]
+             grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None) for j in pending]
     bar = _Bar(len(todo), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
                         f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "
                         f"warm-up, seed {grid.seed}; all factories see the same orders (common random numbers); "
-                        "cells are mean ± 95 % CI."),
+                        "cells are mean ± 95 % CI." + _overrides_text(grid.overrides)),
     }
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
@@ -58,3 +58,9 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     return md
+
+
+def _overrides_text(overrides: dict[str, dict[str, Any]]) -> str:
+    """The spec overrides of this comparison, said in the report (the factories are not the defaults)."""
+    parts = [f"{f}: " + ", ".join(f"{k} = {v!r}" for k, v in ov.items()) for f, ov in overrides.items() if ov]
+    return f" Changed from the reference specs: {'; '.join(parts)}." if parts else ""

@@ -161,6 +161,9 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         f"twin {meta['twin_version']}.",
         "",
     ]
+    if g.get("overrides"):  # the factories are not the reference specs: say so up front
+        lines += ["**Changed from the reference specs:** " + "; ".join(
+            f"{f}: " + ", ".join(f"`{k} = {v!r}`" for k, v in ov.items()) for f, ov in g["overrides"].items()), ""]
     for sc, facs in summary.items():
         lines += [f"## {sc}", "", scenarios.get(sc, ""), ""]
         lines += table_md(facs)
