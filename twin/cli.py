@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
     c.add_argument("--set", action="append", default=[], metavar="[FACTORY:]PATH=VALUE",
                    help="override a factory's spec value before the scenarios, e.g. "
-                        "dark-factory:planning.lanes=13, or demand.base_per_week=230000 for every factory "
+                        "dark-factory:costs.energy_per_kwh=0.2, or demand.base_per_week=230000 for every factory; "
+                        "stations.*.lanes=13 changes every station "
                         "(TOML value; repeatable)")
     c.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")

@@ -546,6 +546,14 @@ class Spec(_M):
             errors.append(("capacity.policy", f"unknown capacity policy {self.capacity.policy!r}"
                                               f"{_hint(self.capacity.policy, registry('capacity'))}; "
                                               f"known: {', '.join(sorted(registry('capacity')))}"))
+        if self.source.kind == "orders" and self.planning.lanes > 1:
+            # the planner feeds lot.lane = line number: each multi-lane station must have one lane per line
+            for st in self.stations:
+                if st.lanes > 1 and st.lanes != self.planning.lanes:
+                    errors.append((f"stations.{st.name}.lanes", f"{st.lanes} lanes, but planning.lanes is "
+                                                                f"{self.planning.lanes}: the planner feeds one lane "
+                                                                "per line or cell; make them equal (to change "
+                                                                "all: stations.*.lanes)"))
         if self.capacity.policy == "modules":
             if self.capacity.initial_lanes is not None and self.capacity.initial_lanes > self.planning.lanes:
                 errors.append(("capacity.initial_lanes", f"{self.capacity.initial_lanes} is more than planning.lanes "
@@ -656,33 +664,47 @@ def _plain(x: Any) -> Any:
 
 
 def _set_path(data: Any, path: str, value: Any) -> str | None:
-    """Set ``value`` at a dotted ``path`` in plain spec data; return an error message or None."""
-    parts = path.split(".")
-    cur = data
-    for i, key in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(cur, list):
-            names = [el.get("name") for el in cur if isinstance(el, dict)]
-            if key in names:
-                idx = names.index(key)
-            elif key.isdigit() and int(key) < len(cur):
-                idx = int(key)
-            else:
-                return f"no item named {key!r}{_hint(key, [n for n in names if isinstance(n, str)])}"
-            if last:
-                cur[idx] = value
-                return None
-            cur = cur[idx]
-        elif isinstance(cur, dict):
-            if last:
-                cur[key] = value  # unknown keys are caught by validation with a "did you mean"
-                return None
-            if key not in cur or cur[key] is None:
-                cur[key] = {}
-            cur = cur[key]
+    """Set ``value`` at a dotted ``path`` in plain spec data; return an error message or None.
+
+    List items are addressed by ``name`` or index; ``*`` addresses every item
+    (``stations.*.lanes``)."""
+    return _set_parts(data, path.split("."), 0, value)
+
+
+def _set_parts(cur: Any, parts: list[str], i: int, value: Any) -> str | None:
+    key = parts[i]
+    last = i == len(parts) - 1
+    if isinstance(cur, list):
+        if key == "*":
+            if not cur:
+                return f"{'.'.join(parts[:i]) or 'the list'} is empty"
+            for k in range(len(cur)):
+                if last:
+                    cur[k] = value
+                else:
+                    err = _set_parts(cur[k], parts, i + 1, value)
+                    if err:
+                        return err
+            return None
+        names = [el.get("name") for el in cur if isinstance(el, dict)]
+        if key in names:
+            idx = names.index(key)
+        elif key.isdigit() and int(key) < len(cur):
+            idx = int(key)
         else:
-            return f"{'.'.join(parts[:i])} holds a value, not a table"
-    return None
+            return f"no item named {key!r}{_hint(key, [n for n in names if isinstance(n, str)])}"
+        if last:
+            cur[idx] = value
+            return None
+        return _set_parts(cur[idx], parts, i + 1, value)
+    if isinstance(cur, dict):
+        if last:
+            cur[key] = value  # unknown keys are caught by validation with a "did you mean"
+            return None
+        if key not in cur or cur[key] is None:
+            cur[key] = {}
+        return _set_parts(cur[key], parts, i + 1, value)
+    return f"{'.'.join(parts[:i])} holds a value, not a table"
 
 
 def load_plugins(modules: list[str], base: Path | None, source: str) -> list[str]:
