@@ -99,10 +99,10 @@ class Job:
         return f"{self.factory}__{self.scenario}__{self.replication}"
 
 
-def factory_spec(path: str, overrides: dict[str, Any] | None, label: str = "--set") -> Spec:
-    """A factory's spec with the command's overrides applied (validated like any spec)."""
+def factory_spec(path: str, overrides: dict[str, Any] | None) -> Spec:
+    """A factory's spec with the command's ``--set`` overrides applied (validated like any spec)."""
     spec = load(path)
-    return spec.with_overrides(overrides, source=f"{path} {label}") if overrides else spec
+    return spec.with_overrides(overrides, source=f"{path} --set") if overrides else spec
 
 
 def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replication: int, seed: int,

@@ -8,7 +8,8 @@ from typing import Any
 from . import __version__
 from .compare import (Grid, costs_frame, daily_frame, load_scenario, runs_frame, stations_frame, summary)
 from .io import atomic_write_text, write_csv, write_json
-from .report import (fig_backlog, fig_cost_waterfall, fig_output, fig_states, html_page, markdown, reading)
+from .report import (fig_backlog, fig_cost_waterfall, fig_output, fig_states, html_page, markdown,
+                     overrides_text, reading)
 
 
 def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: str = "") -> str:
@@ -24,6 +25,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     drops = {s for s, sc in scen.items()
              if any(sh.kind in ("step", "ramp", "pulse") and sh.factor < 1 for sh in sc.shifts)}
     read = reading(summ, descriptions, drops)
+    changed = overrides_text(grid.overrides)
     import hashlib
 
     from .compare import SCENARIO_DIR
@@ -42,7 +44,8 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
                         f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "
                         f"warm-up, seed {grid.seed}; all factories see the same orders (common random numbers); "
-                        "cells are mean ± 95 % CI." + _overrides_text(grid.overrides)),
+                        "cells are mean ± 95 % CI."
+                        + (f" Changed from the reference specs: {changed}." if changed else "")),
     }
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
@@ -58,9 +61,3 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     return md
-
-
-def _overrides_text(overrides: dict[str, dict[str, Any]]) -> str:
-    """The spec overrides of this comparison, said in the report (the factories are not the defaults)."""
-    parts = [f"{f}: " + ", ".join(f"{k} = {v!r}" for k, v in ov.items()) for f, ov in overrides.items() if ov]
-    return f" Changed from the reference specs: {'; '.join(parts)}." if parts else ""

@@ -6,7 +6,8 @@ Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
 ``qty``, ``event`` — one of ``arrive``, ``setup_start``, ``setup_end``, ``start``,
 ``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server`` empty
 for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end`` (server events:
-unplanned failures and planned maintenance; ``lot`` may be empty). Rows are sorted by time. Your own column names map with ``time=ts,station=machine``.
+unplanned failures and planned maintenance; ``lot`` may be empty). Rows are sorted by
+time. Your own column names map with ``time=ts,station=machine``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unbl
           "maint_start", "maint_end"]
 SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
 # order of simultaneous events in an exported log (a repair before the work it allows, ...)
-_PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5, "setup_start": 6,
-             "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
+_PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5,
+             "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
 MAX_LISTED = 20
 STATE_COLS = ("busy", "setup", "blocked", "down", "maintenance", "idle")  # compared by twin check
 STATE_FLOOR = 0.001  # state-fraction differences below 0.1 % of the time are not reported as differing
@@ -275,9 +276,11 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
     time between planned maintenances, routes, releases."""
     down = _intervals(df, "fail", "repair", ["station", "server"])
     pm = _intervals(df, "maint_start", "maint_end", ["station", "server"])
-    stops = pd.concat([down, pm], ignore_index=True).sort_values("t0", kind="stable") if len(pm) else down
+    # every stop of a machine renews it; planned ones end a life before its failure
+    renewals = pd.concat([down.assign(_pm=False), pm.assign(_pm=True)], ignore_index=True).sort_values(
+        "t0", kind="stable")
     proc = _intervals(df, "start", "end", ["station", "server", "lot"])
-    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, stops)
+    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, renewals)
     setups = _intervals(df, "setup_start", "setup_end", ["station", "server", "lot"])
     blocked = _intervals(df, "blocked", "unblocked", ["station", "server", "lot"])
     # operating time to failure: busy time since the last renewal (a repair or a planned
@@ -285,10 +288,8 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
     ttf: dict[str, list[float]] = defaultdict(list)
     pm_age: dict[str, list[float]] = defaultdict(list)  # operating time at each planned maintenance
     censored: dict[str, list[float]] = defaultdict(list)  # lives cut short by maintenance or the log's end
-    exposure: dict[str, float] = defaultdict(float)  # their sum, for the exponential MLE
-    renewals = pd.concat([down.assign(_pm=False), pm.assign(_pm=True)], ignore_index=True)
     for (st, srv), g in proc.groupby(["station", "server"]):
-        ren = renewals[(renewals["station"] == st) & (renewals["server"] == srv)].sort_values("t0")
+        ren = renewals[(renewals["station"] == st) & (renewals["server"] == srv)]
         work = g.sort_values("t0")
         w0, w1 = work["t0"].to_numpy(), work["t1"].to_numpy()
         last = 0.0
@@ -301,7 +302,6 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
                 ttf[st].append(busy)
             last = f1
         censored[st].append(float(np.clip(w1 - np.maximum(w0, last), 0, None).sum()))
-        exposure[st] = float(sum(censored[st]))
     # routes of the lots that completed theirs (last event a leave, not an arrival elsewhere)
     lot_ev = df[df["lot"].notna()]
     last_ev = lot_ev.groupby("lot", sort=False)["event"].last()
@@ -326,7 +326,7 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
         q = np.cumsum(delta[order])
         queue_max[st] = int(q.max()) if len(q) else 0
     return {"proc": proc, "setups": setups, "down": down, "pm": pm, "pm_age": pm_age, "blocked": blocked,
-            "ttf": ttf, "censored": censored, "exposure": exposure,
+            "ttf": ttf, "censored": censored,
             "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
             "horizon": float(df["t"].max())}
 
@@ -433,7 +433,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
                 ttf_fit, ttf_rep = best(fails)
                 ttf_spec = ttf_fit.spec()  # type: ignore[union-attr]
                 if ttf_fit is not None and ttf_fit.family == "exponential":
-                    exp_mean = (sum(fails) + m["exposure"].get(st, 0.0)) / len(fails)
+                    exp_mean = (sum(fails) + sum(m["censored"][st])) / len(fails)
                     ttf_spec = {"dist": "exponential", "mean": float(f"{exp_mean:.6g}")}
                     ttf_rep += f"; mean with censored tails {exp_mean:.1f} s"
             ttr_fit, ttr_rep = best((dn["t1"] - dn["t0"]).to_numpy())

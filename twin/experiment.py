@@ -10,7 +10,7 @@ import pandas as pd
 
 from .model import Model
 from .results import Results, build
-from .spec import Spec
+from .spec import Spec, SpecError
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1..30 (standard tables)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -125,7 +125,7 @@ def _sweep_job(spec: Spec, horizon: float, warmup: float, seed: int) -> dict[str
 def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = None,
           warmup: float | str | None = None, seed: int | None = None, replications: int | None = None,
           jobs: int = 1, executor: str = "local", scheduler: str | None = None,
-          progress: bool = False) -> pd.DataFrame:
+          progress: bool = False, source: str = "<sweep>") -> pd.DataFrame:
     """Run ``spec`` at every combination of the override values in ``grid`` and return one
     row per point and replication: the grid's columns, ``replication`` and every KPI.
 
@@ -134,7 +134,9 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     Every point uses the same replication seeds (common random numbers), so differences
     between points are the parameters', not noise. Jobs run on ``executor`` as in
     :func:`map_jobs`; the rows come back in grid order whatever the executor. Summarise
-    with :func:`sweep_table`. Durations are seconds or strings with units.
+    with :func:`sweep_table`. Durations are seconds or strings with units. Every point is
+    validated before anything runs; :class:`SpecError` lists the problems of all of them
+    (prefixed with ``source``).
     """
     import itertools
 
@@ -148,7 +150,15 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
         raise ValueError("need 0 <= warm-up < horizon and replications >= 1")
     keys = list(grid)
     points = list(itertools.product(*(grid[k] for k in keys)))
-    specs = [spec.with_overrides(dict(zip(keys, p)), source=f"sweep point {dict(zip(keys, p))}") for p in points]
+    specs: list[Spec] = []
+    problems: list[str] = []
+    for p in points:
+        try:
+            specs.append(spec.with_overrides(dict(zip(keys, p)), source=source))
+        except SpecError as e:
+            problems += [x for x in e.problems if x not in problems]
+    if problems:
+        raise SpecError(problems)
     args = [(sp, h, w, replication_seed(s, r)) for sp in specs for r in range(n)]
     rows: list[dict[str, Any] | None] = [None] * len(args)
     done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)

@@ -437,19 +437,17 @@ class StationRT:
             srv.units += lot.qty
             srv.ideal += means[p] * lot.qty
             lot.work += means[p]
-            if quality is not None:
-                reworked = self._inspect(lot)
-                if reworked and self.rework_time > 0.0:
-                    # the crew (or machine) repairs the found units before the lot moves on
-                    yield from self._work(srv, reworked * self.rework_time, _BUSY, ages=False)
+            reworked = self._inspect(lot) if quality is not None else 0
+            if reworked and self.rework_time > 0.0:
+                # the crew (or machine) repairs the found units before the lot moves on
+                yield from self._work(srv, reworked * self.rework_time, _BUSY, ages=False)
             if pool is not None:
                 pool.put(crew)
-            if quality is not None:
-                if lot.qty == 0:
-                    model.scrapped_lot(lot)
-                    if tr:
-                        tr((env.now, sid, lot.id, p, 0, _T_LEAVE))
-                    continue
+            if quality is not None and lot.qty == 0:  # every unit found defective and scrapped
+                model.scrapped_lot(lot)
+                if tr:
+                    tr((env.now, sid, lot.id, p, 0, _T_LEAVE))
+                continue
             lot.step += 1
             nxt = lot.route[lot.step]
             if not nxt.try_put(lot):
@@ -512,30 +510,21 @@ class StationRT:
 
     def _service(self, srv: Server, d: float, state: int):
         """A repair or planned maintenance taking ``d`` s of work: by a technician from the
-        station's pool when it has one (waiting until one is free), else at once."""
+        station's pool when it has one (waiting until one is free), else at once. The work
+        pauses while the technicians are off shift; the machine then shows ``off_shift`` if
+        its own station is off shift too (not planned production time), else ``state``."""
+        env = self.model.env
         tech = self.technicians
         if tech is None:
-            yield self.model.env.timeout(d)
+            yield env.timeout(d)
             return
         if not tech.try_get(1):
             yield tech.get_event(1)
-        srv.down_until = self.model.env.now + d
-        yield from self._technician_work(srv, d, state)
-        tech.put(1)
-
-    def _technician_work(self, srv: Server, d: float, state: int):
-        """Spend ``d`` seconds of technician work, paused while the technicians are off shift.
-
-        While paused the machine shows ``off_shift`` if its own station is off shift too
-        (that time is not planned production time), else ``state``."""
-        env = self.model.env
+        srv.down_until = env.now + d
         tcal = self.tech_calendar
-        if tcal is None:
-            yield env.timeout(d)
-            return
         own = self.calendar
         while d > 1e-9:
-            until = tcal.open_until(env.now)
+            until = tcal.open_until(env.now) if tcal is not None else INF
             if until is None:
                 if own is not None and own.open_until(env.now) is None:
                     self._set(srv, _OFF)
@@ -546,6 +535,7 @@ class StationRT:
             chunk = min(d, until - env.now)
             yield env.timeout(chunk)
             d -= chunk
+        tech.put(1)
 
     def _planned_maintenance(self, srv: Server):
         env = self.model.env

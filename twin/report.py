@@ -147,6 +147,13 @@ def _diff_abs(m1: float, m2: float, kind: str) -> str:
     return f"{abs(m1 - m2):,.3g}"
 
 
+def overrides_text(overrides: dict[str, dict[str, Any]], code: bool = False) -> str:
+    """``factory: path = value, ...; ...`` for the spec changes of a comparison ("" when none)."""
+    q = "`" if code else ""
+    return "; ".join(f"{f}: " + ", ".join(f"{q}{k} = {v!r}{q}" for k, v in ov.items())
+                     for f, ov in overrides.items() if ov)
+
+
 def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any],
              reading_lines: list[str]) -> str:
     """``report.md``: setup, one table per scenario (mean ± 95 % CI) and the reading."""
@@ -162,8 +169,7 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         "",
     ]
     if g.get("overrides"):  # the factories are not the reference specs: say so up front
-        lines += ["**Changed from the reference specs:** " + "; ".join(
-            f"{f}: " + ", ".join(f"`{k} = {v!r}`" for k, v in ov.items()) for f, ov in g["overrides"].items()), ""]
+        lines += [f"**Changed from the reference specs:** {overrides_text(g['overrides'], code=True)}", ""]
     for sc, facs in summary.items():
         lines += [f"## {sc}", "", scenarios.get(sc, ""), ""]
         lines += table_md(facs)
@@ -405,8 +411,9 @@ def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
         "<table><tr><th>measure</th><th>value</th></tr>",
     ]
+    has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
-        if key in k and not (key in ("unit_cost",) and not (k.get("cost_total", {}).get("mean") or 0)):
+        if key in k and (key != "unit_cost" or has_costs):
             parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(k[key], digits))}</td></tr>")
     parts.append("</table>")
     fields = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift", "availability", "oee"]

@@ -166,15 +166,15 @@ class Station(_M):
     """Per-product unit processing time, s (overrides `process_time`)."""
     buffer: int | None = Field(default=None, ge=0)
     """Waiting places in front of the station; 0 = direct hand-off; omitted = unlimited."""
+    setup: Setup | None = None
+    """Changeover time when a server switches product."""
+    failures: Failures | None = None
+    """Unplanned failures of each server."""
 
     @field_validator("buffer", mode="before")
     @classmethod
     def _buffer_object(cls, v: Any) -> Any:
         return v.capacity if isinstance(v, Buffer) else v
-    setup: Setup | None = None
-    """Changeover time when a server switches product."""
-    failures: Failures | None = None
-    """Unplanned failures of each server."""
 
 
 class Product(_M):
@@ -675,28 +675,23 @@ def _set_parts(cur: Any, parts: list[str], i: int, value: Any) -> str | None:
     key = parts[i]
     last = i == len(parts) - 1
     if isinstance(cur, list):
+        names = [el.get("name") for el in cur if isinstance(el, dict)]
         if key == "*":
             if not cur:
                 return f"{'.'.join(parts[:i]) or 'the list'} is empty"
-            for k in range(len(cur)):
-                if last:
-                    cur[k] = value
-                else:
-                    err = _set_parts(cur[k], parts, i + 1, value)
-                    if err:
-                        return err
-            return None
-        names = [el.get("name") for el in cur if isinstance(el, dict)]
-        if key in names:
-            idx = names.index(key)
+            items = range(len(cur))
+        elif key in names:
+            items = range(names.index(key), names.index(key) + 1)
         elif key.isdigit() and int(key) < len(cur):
-            idx = int(key)
+            items = range(int(key), int(key) + 1)
         else:
             return f"no item named {key!r}{_hint(key, [n for n in names if isinstance(n, str)])}"
-        if last:
-            cur[idx] = value
-            return None
-        return _set_parts(cur[idx], parts, i + 1, value)
+        for k in items:
+            if last:
+                cur[k] = value
+            elif err := _set_parts(cur[k], parts, i + 1, value):
+                return err
+        return None
     if isinstance(cur, dict):
         if last:
             cur[key] = value  # unknown keys are caught by validation with a "did you mean"
