@@ -24,6 +24,10 @@ import numpy as np
 import simpy
 
 import twin
+from twin import compare
+from twin.experiment import run_once
+from twin.model import Model
+from twin.results import build
 
 R1_STATIONS = 5
 
@@ -66,9 +70,6 @@ def bare_simpy(units: int, seed: int = 1) -> float:
 
 def twin_r1(units: int, seed: int = 1) -> tuple[float, float]:
     """twin R1 with full recording until ``units`` finish; returns (run seconds, incl. results seconds)."""
-    from twin.model import Model
-    from twin.results import build
-
     spec = r1_spec()
     model = Model(spec, seed)
     finished = model.env.event()
@@ -83,11 +84,9 @@ def twin_r1(units: int, seed: int = 1) -> tuple[float, float]:
 
     model.sink.finish = finish
     t0 = time.perf_counter()
-    model.counters_at_warmup = model.counters()
     model.env.run(until=finished)
     t1 = time.perf_counter()
-    model.counters_at_end = model.counters()
-    build(model, 0.0, model.env.now)
+    build(model.finish(model.env.now))
     t2 = time.perf_counter()
     return t1 - t0, t2 - t0
 
@@ -97,9 +96,6 @@ WEEK = 604800.0
 
 def year_scale(weeks: float, seed: int = 1, unit_sampling: bool = False, lot_size: int | None = None):
     """Run the dark factory at baseline for ``weeks`` (plus no warm-up); return (wall s, kpis, lots)."""
-    from twin.model import Model
-    from twin.results import build
-
     spec = twin.load("dark-factory")
     if lot_size is not None:
         data = spec.model_dump(mode="python", by_alias=True)
@@ -108,10 +104,8 @@ def year_scale(weeks: float, seed: int = 1, unit_sampling: bool = False, lot_siz
         spec = twin.validate(data)
     horizon = weeks * WEEK
     t0 = time.perf_counter()
-    m = Model(spec, seed, horizon, unit_sampling=unit_sampling)
-    m.run(horizon, 0.0)
-    res = build(m, 0.0, horizon)
-    return time.perf_counter() - t0, res.kpis.iloc[0], len(m.rec.releases)
+    res = run_once(spec, horizon, 0.0, seed, unit_sampling=unit_sampling)
+    return time.perf_counter() - t0, res.kpis.iloc[0], len(res.record.releases)
 
 
 def lot_vs_unit(seed: int = 1) -> None:
@@ -132,8 +126,6 @@ def lot_vs_unit(seed: int = 1) -> None:
 
 def growth(base_units: int = 20_000) -> None:
     """Double horizon, stations and servers in turn on a saturated exponential line."""
-    from twin.model import Model
-
     def line(n_st: int, servers: int):
         st = [{"name": f"s{i}", "servers": servers, "process_time": {"dist": "exponential", "mean": 1.0}, "buffer": 2}
               for i in range(n_st)]
@@ -162,8 +154,6 @@ def growth(base_units: int = 20_000) -> None:
 
 
 def parallel() -> None:
-    from twin import compare
-
     grid = compare.Grid(compare.FACTORIES, ["baseline"], 4, 4.0, WEEK, 1)
     times = {}
     for jobs in (1, 2):

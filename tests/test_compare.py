@@ -141,7 +141,7 @@ def test_cost_terms_by_hand():
     horizon = 36018.0  # 1,000 units of 36 s finish by 36,000 s
     m = Model(spec, 1, horizon)
     m.run(horizon)
-    res = build(m, 0.0, horizon)
+    res = build(m.rec, 0.0, horizon)
     c = res.costs.set_index("term")["total"]
     assert res.kpis["good_units"].iloc[0] == 1000
     year = 365 * 86400
@@ -171,7 +171,7 @@ def test_overtime_scrap_and_maintenance_costs_by_hand():
     m = Model(spec, 2, WEEK)
     m.calendars["c"].set_level(1)  # overtime all week
     m.run(WEEK)
-    res = build(m, 0.0, WEEK)
+    res = build(m.rec, 0.0, WEEK)
     c = res.costs.set_index("term")["total"]
     # 40 regular hours and 4 overtime hours for 3 operators
     assert c["labour"] == pytest.approx(3 * 10 * 40 + 3 * 10 * 1.5 * 4)

@@ -42,7 +42,7 @@ def round_trip(tmp_path_factory):
     # within ~0.4 % (1 s.e.), well inside the ~0.7 % CI of the throughput test below
     m = Model(spec, 3, 10 * WEEK, trace=True)
     m.run(10 * WEEK)
-    write_log(m, d / "log.csv")
+    write_log(m.rec, d / "log.csv")
     df = read_log(d / "log.csv")
     text, warnings = calibrate(df, source="log.csv")
     (d / "cal.toml").write_text(text)
@@ -157,8 +157,8 @@ def test_parquet_logs_when_pyarrow_is_installed(tmp_path):
     pytest.importorskip("pyarrow")
     m = Model(twin.load(ROOT / "examples" / "two_machine.toml"), 1, 6 * 3600.0, trace=True)
     m.run(6 * 3600.0)
-    write_log(m, tmp_path / "log.parquet")
-    write_log(m, tmp_path / "log.csv")
+    write_log(m.rec, tmp_path / "log.parquet")
+    write_log(m.rec, tmp_path / "log.csv")
     a, b = read_log(tmp_path / "log.parquet"), read_log(tmp_path / "log.csv")
     assert len(a) == len(b) and np.allclose(a["t"], b["t"], atol=1e-6)
 
@@ -175,7 +175,7 @@ def test_planned_maintenance_round_trip(tmp_path):
                                       "duration": {"dist": "lognormal", "mean": "30min", "cv": 0.2}}}]})
     m = Model(spec, 5, 8 * WEEK, trace=True)
     m.run(8 * WEEK)
-    write_log(m, tmp_path / "log.csv")
+    write_log(m.rec, tmp_path / "log.csv")
     df = read_log(tmp_path / "log.csv")
     assert {"maint_start", "maint_end"} <= set(df["event"])
     text, warnings = calibrate(df, source="log.csv")

@@ -59,10 +59,12 @@ def test_every_number_in_the_reference_specs_is_commented():
     """Each ``key = value`` line holding a number carries a comment: a source or an
     ``estimate:`` with its reasoning (DESIGN §7). Only run settings are exempt."""
     import re
-    from twin.spec import BUILTIN_DIR
 
+    from twin.builtins import factories
+
+    assert sorted(factories()) == sorted(FACTORIES)
     for name in FACTORIES:
-        text = (BUILTIN_DIR / f"{name.replace('-', '_')}.toml").read_text()
+        text = factories()[name].read_text()
         lines = text.splitlines()
         bare = []
         for i, ln in enumerate(lines):

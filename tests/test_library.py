@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_public_surface_is_exactly_the_documented_one():
     documented = {
-        "load", "validate", "simulate", "summarize", "mean_ci", "Results", "Model", "State", "SpecError",
+        "load", "validate", "simulate", "run_once", "summarize", "mean_ci", "Results", "Model", "Record", "State",
+        "SpecError",
         "parse_duration", "Streams", "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance",
         "Quality", "WorkerPool", "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
         "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",

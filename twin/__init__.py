@@ -19,8 +19,10 @@ from . import experiment, policies, report
 from .calendar import CalendarSpec, Window
 from .dists import (Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Triangular, Uniform, Weibull,
                     parse_duration)
-from .experiment import mean_ci, simulate, summarize
-from .model import Model, State
+from .experiment import mean_ci, run_once, simulate, summarize
+from .model import Model
+from .record import Record
+from .state import State
 from .policies import register
 from .results import Results
 from .streams import Streams
@@ -31,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # loading, running, results
-    "load", "validate", "simulate", "summarize", "mean_ci", "Results", "Model", "State", "SpecError",
+    "load", "validate", "simulate", "run_once", "summarize", "mean_ci", "Results", "Model", "Record", "State", "SpecError",
     "parse_duration", "Streams",
     # spec classes
     "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",

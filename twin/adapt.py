@@ -1,4 +1,4 @@
-"""Orders, delivery and adaptation metrics (DESIGN §8), from recorder tuples and plain arrays.
+"""Delivery and adaptation metrics (DESIGN §8), from a run's record and its tables.
 
 Definitions (all times in s; a day is 86 400 s):
 
@@ -24,29 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .cost import costs
+from .record import Record
+from .state import ACTIVE, State
+from .tables import orders_frame
+
 DAY = 86400.0
 WEEK = 7 * DAY
-
-
-def orders_frame(model: Any) -> pd.DataFrame:
-    """One row per order: id, product, qty, t_order, due, t_delivered (NaN if open), on_time."""
-    o = np.array(model.rec.orders, dtype=float).reshape(-1, 5)
-    n = len(o)
-    delivered = np.full(n, np.nan)
-    if model.rec.deliveries:
-        d = np.array(model.rec.deliveries, dtype=float)
-        delivered[d[:, 0].astype(np.int64)] = d[:, 1]
-    names = np.array(model.rec.products, dtype=object)
-    df = pd.DataFrame({
-        "order": o[:, 0].astype(np.int64),
-        "product": names[o[:, 1].astype(np.int64)] if n else np.array([], dtype=object),
-        "qty": o[:, 2].astype(np.int64),
-        "t_order": o[:, 3],
-        "due": o[:, 4],
-        "t_delivered": delivered,
-    })
-    df["on_time"] = df["t_delivered"] <= df["due"]
-    return df
 
 
 def daily_series(orders: pd.DataFrame, lots: pd.DataFrame, horizon: float, step: float = DAY) -> pd.DataFrame:
@@ -114,12 +98,10 @@ def shift_time(spec: Any) -> float | None:
     return min(sh.at for sh in spec.demand.shifts)
 
 
-def adaptation(model: Any, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
+def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
                warmup: float, horizon: float) -> dict[str, float]:
     """Adaptation KPIs of one make-to-order run (see the module doc for definitions)."""
-    from .cost import costs
-
-    orders = orders_frame(model)
+    orders = orders_frame(rec)
     days = daily_series(orders, lots, horizon)
     win = (days["t_end"] > warmup).to_numpy()
     weeks = (horizon - warmup) / WEEK
@@ -131,29 +113,29 @@ def adaptation(model: Any, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.
         "peak_backlog": float(days.loc[win, "backlog"].max()) if win.any() else float("nan"),
         "backlog_end": float(days["backlog"].iloc[-1]) if len(days) else float("nan"),
     }
-    ts = shift_time(model.spec)
+    ts = shift_time(rec.spec)
     nan = float("nan")
     out.update(time_to_recover_s=nan, recovered=nan, unit_cost_transition=nan, unit_cost_after=nan,
                idle_capacity_after=nan)
     if ts is None or ts >= horizon:
         return out
     ttr = time_to_recover(days["t_end"].to_numpy(), days["demand"].to_numpy(), days["output"].to_numpy(),
-                          days["backlog"].to_numpy(), ts, model.spec.demand.order_size)
+                          days["backlog"].to_numpy(), ts, rec.spec.demand.order_size)
     out["time_to_recover_s"] = ttr
     out["recovered"] = 0.0 if np.isnan(ttr) else 1.0
     t_rec = horizon if np.isnan(ttr) else ts + ttr
     if t_rec > ts:
-        out["unit_cost_transition"] = costs(model, states, lots, scraps, ts, t_rec)[1]["unit_cost"]
+        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec)[1]["unit_cost"]
     if t_rec < horizon:
-        out["unit_cost_after"] = costs(model, states, lots, scraps, t_rec, horizon)[1]["unit_cost"]
+        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon)[1]["unit_cost"]
     # idle capacity after the shift: idle share of the busiest station's paid-for time
     s = states
     dur = np.clip(s["end"].to_numpy(), ts, horizon) - np.clip(s["start"].to_numpy(), ts, horizon)
     tab = pd.DataFrame({"station": s["station"].to_numpy(), "state": s["state"].to_numpy(), "dur": dur})
     tab = tab.groupby(["station", "state"])["dur"].sum().unstack(fill_value=0.0)
     if len(tab):
-        active = sum(tab.get(c, 0.0) for c in ("busy", "setup", "down"))
+        active = sum(tab.get(c, 0.0) for c in ACTIVE)
         bn = active.idxmax()
-        paid = tab.loc[bn].sum() - tab.loc[bn].get("off_shift", 0.0)
-        out["idle_capacity_after"] = float(tab.loc[bn].get("idle", 0.0) / paid) if paid > 0 else nan
+        paid = tab.loc[bn].sum() - tab.loc[bn].get(State.OFF_SHIFT.key, 0.0)
+        out["idle_capacity_after"] = float(tab.loc[bn].get(State.IDLE.key, 0.0) / paid) if paid > 0 else nan
     return out

@@ -9,13 +9,11 @@ Stations without a calendar work around the clock (lights-out, 24/7).
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
 import re
+from bisect import bisect_right
 from typing import Any
 
 import numpy as np
-import simpy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WEEK = 7 * 86400.0
@@ -202,46 +200,16 @@ class WeeklyPattern:
         return weeks * self.open_per_week + np.interp(x, self._bp, self._cum)
 
 
-class Calendar:
-    """Runtime calendar with a switchable level (0 base, 1 overtime, 2 extra shift)."""
+class CalendarHistory:
+    """A calendar's patterns (level 0 base, 1 overtime, 2 extra shift) and the level changes
+    of one run: plain data, so results can ask how many seconds were open or paid."""
 
-    def __init__(self, env: simpy.Environment, spec: CalendarSpec, record: Any = None):
-        self.env = env
-        self.spec = spec
+    __slots__ = ("name", "patterns", "changes")
+
+    def __init__(self, spec: CalendarSpec):
         self.name = spec.name
         self.patterns = [WeeklyPattern(spec.pattern(lv)) for lv in range(3)]
-        self.level = 0
-        self.changes: list[tuple[float, int]] = [(0.0, 0)]
-        self.changed = env.event()
-
-    @property
-    def pattern(self) -> WeeklyPattern:
-        return self.patterns[self.level]
-
-    def open_until(self, t: float) -> float | None:
-        return self.patterns[self.level].open_until(t)
-
-    def next_open(self, t: float) -> float:
-        return self.patterns[self.level].next_open(t)
-
-    def set_level(self, level: int) -> None:
-        """Switch pattern (capacity policy); wakes servers waiting for the next opening."""
-        if level == self.level:
-            return
-        self.level = level
-        self.changes.append((self.env.now, level))
-        ev, self.changed = self.changed, self.env.event()
-        ev.succeed()
-
-    def wait_open(self):
-        """SimPy generator: wait until open (re-checking when the level changes)."""
-        env = self.env
-        while self.open_until(env.now) is None:
-            t = self.next_open(env.now)
-            if t == float("inf"):
-                yield self.changed
-            else:
-                yield env.timeout(t - env.now) | self.changed
+        self.changes: list[tuple[float, int]] = [(0.0, 0)]  # (from time s, level)
 
     def open_seconds(self, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
         """Open seconds within each ``[t0, t1]`` given the recorded level changes (vectorised)."""

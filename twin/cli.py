@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from . import __version__
 from .dists import parse_duration
 from .spec import SpecError, load, resolve
+from .state import State
 
 
 class _Parser(argparse.ArgumentParser):
@@ -347,13 +348,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                    progress=not args.json)
     if args.event_log:
         from .eventlog import write_log
-        from .experiment import replication_seed
-        from .model import Model
+        from .experiment import replication_seed, run_once
 
         seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
-        traced = Model(spec, seed0, horizon, trace=True)  # the same run as replication 0, with its trace
-        traced.run(horizon, warmup)
-        write_log(traced, args.event_log)
+        traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
+        write_log(traced.record, args.event_log)
     summary = summarize(res)
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
                        "overrides": args.set, "command": "twin " + shlex.join(argv)}
@@ -469,6 +468,13 @@ def _pm_time(d: dict[str, float]) -> str:
     return f"{_pm(d, scale, '{:.2f}' if unit == 'h' else '{:.1f}')} {unit}"
 
 
+# the station table of `twin run`: (field, heading, width)
+_STATION_COLUMNS = [(State.BUSY.key, "busy", 8), (State.SETUP.key, "setup", 8), (State.IDLE.key, "idle", 8),
+                    (State.BLOCKED.key, "blocked", 9), (State.DOWN.key, "down", 8),
+                    (State.MAINTENANCE.key, "maint", 8), (State.OFF_SHIFT.key, "off", 8),
+                    ("availability", "avail", 8), ("oee", "OEE", 8)]
+
+
 def format_table(summary: dict[str, Any]) -> str:
     k = summary["kpis"]
     quality = [f"{_pm(k[key], fmt='{:,.0f}')} {label}" for key, label in
@@ -488,15 +494,13 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
         f"  bottleneck      {summary['bottleneck']}",
         "",
-        f"  {'station':<18}{'busy':>8}{'setup':>8}{'idle':>8}{'blocked':>9}{'down':>8}{'maint':>8}{'off':>8}"
-        f"{'avail':>8}{'OEE':>8}",
+        f"  {'station':<18}" + "".join(f"{label:>{w}}" for _, label, w in _STATION_COLUMNS),
     ]
     # drop the optional rows a spec without costs or orders does not have (keep the blank separator)
     lines = [ln for i, ln in enumerate(lines) if ln != "" or i == len(lines) - 2]
     for name, st in summary["stations"].items():
         row = f"  {name[:17]:<18}"
-        for f, w in (("busy", 8), ("setup", 8), ("idle", 8), ("blocked", 9), ("down", 8), ("maintenance", 8),
-                     ("off_shift", 8), ("availability", 8), ("oee", 8)):
+        for f, _, w in _STATION_COLUMNS:
             row += f"{st[f]['mean']:>{w}.3f}"
         lines.append(row)
     return "\n".join(lines)

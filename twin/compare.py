@@ -21,19 +21,20 @@ import pandas as pd
 from pydantic import Field
 
 from .dists import Duration, PositiveDuration
-from .experiment import mean_ci, replication_seed
+from . import builtins
+from .adapt import daily_series
+from .experiment import map_jobs, mean_ci, replication_seed, run_once
 from .io import dumps, write_json
+from .state import STATE_KEYS
 from .spec import Shift, Spec, SpecError, _M, load, read_toml, resolve, validate
 
 WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption"]
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios"
 # fixed column orders: a job read back from its JSON file (sorted keys) must give the same tables
 DAILY_COLS = ["t_end", "demand", "output", "backlog"]
 COST_COLS = ["term", "total", "per_unit"]
-STATION_COLS = ["station", "idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift", "utilisation",
-                "availability", "oee"]
+STATION_COLS = ["station", *STATE_KEYS, "utilisation", "availability", "oee"]
 HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s", "lead_time_p95_s",
             "wip_mean", "fill_rate", "peak_backlog", "time_to_recover_s", "unit_cost_transition",
             "unit_cost_after", "idle_capacity_after"]
@@ -50,13 +51,20 @@ class Scenario(_M):
     warmup: Duration | None = None
 
 
-def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
+def scenario_path(path_or_name: str | os.PathLike[str]) -> Path:
+    """A scenario file, or the file of a built-in scenario given by name (``surge``)."""
     p = Path(path_or_name)
     if not p.exists() and p.suffix != ".toml" and os.sep not in str(path_or_name):
-        p = SCENARIO_DIR / f"{path_or_name}.toml"
-        if not p.exists():
-            known = sorted(x.stem for x in SCENARIO_DIR.glob("*.toml"))
+        known = builtins.scenarios()
+        if str(path_or_name) not in known:
             raise SpecError([f"{path_or_name}: unknown scenario (known: {', '.join(known)}; or give a .toml file)"])
+        return known[str(path_or_name)]
+    return p
+
+
+def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
+    """Load and validate a scenario file or built-in scenario."""
+    p = scenario_path(path_or_name)
     return validate(read_toml(p), source=str(p), model=Scenario)  # type: ignore[return-value]
 
 
@@ -108,18 +116,12 @@ def factory_spec(path: str, overrides: dict[str, Any] | None) -> Spec:
 def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replication: int, seed: int,
             weeks: float, warmup: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one (factory, scenario, replication); return plain data (picklable, JSON-able)."""
-    from .adapt import daily_series, orders_frame
-    from .model import Model
-    from .results import build, reclassify_closed
-
     spec = apply(factory_spec(factory_path, overrides), Scenario.model_validate(scenario), weeks, warmup)
     horizon = spec.run.horizon
-    model = Model(spec, seed, horizon)
-    model.run(horizon, warmup)
-    res = build(model, warmup, horizon)
+    res = run_once(spec, horizon, warmup, seed)
     k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
-    days = daily_series(orders_frame(model), res.lots, horizon, step=86400.0)
+    days = daily_series(res.orders, res.lots, horizon, step=86400.0)
     st = res.stations.reset_index()
     return {
         "factory": factory,
@@ -181,7 +183,7 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
             problems += e.problems
     for f, spec in specs.items():
         for s, sc in scen.items():
-            src = str(SCENARIO_DIR / f"{s}.toml") if not Path(s).exists() else s
+            src = str(scenario_path(s))
             try:
                 apply(spec, sc, grid.weeks, grid.warmup, source=src)
             except SpecError as e:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .compare import (Grid, costs_frame, daily_frame, load_scenario, runs_frame, stations_frame, summary)
+from .compare import (Grid, scenario_path, costs_frame, daily_frame, load_scenario, runs_frame, stations_frame, summary)
 from .io import atomic_write_text, write_csv, write_json
+from .spec import resolve
 from .report import (fig_backlog, fig_cost_waterfall, fig_output, fig_states, html_page, markdown,
                      overrides_text, reading)
 
@@ -26,10 +28,6 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
              if any(sh.kind in ("step", "ramp", "pulse") and sh.factor < 1 for sh in sc.shifts)}
     read = reading(summ, descriptions, drops)
     changed = overrides_text(grid.overrides)
-    import hashlib
-
-    from .compare import SCENARIO_DIR
-    from .spec import resolve
 
     def sha(p: Path) -> str:
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
@@ -39,7 +37,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "command": command,
         "grid": grid.signature(),
         "spec_sha256": {f: sha(resolve(f)) for f in grid.factories},
-        "scenario_sha256": {s: sha(Path(s) if Path(s).exists() else SCENARIO_DIR / f"{s}.toml")
+        "scenario_sha256": {s: sha(scenario_path(s))
                             for s in grid.scenarios},
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
                         f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "

@@ -25,18 +25,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .record import Fate, MaintKind, Record
+from .state import State
+from .tables import reclassify_closed
+
 YEAR = 365 * 86400.0
 TERMS = ["capex", "labour", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
 
 
-def _lane_seconds(model: Any, t0: float, t1: float) -> tuple[float, int]:
+def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, int]:
     """Deployed lane-seconds in ``[t0, t1]`` and deployments started there."""
-    lanes = model.spec.planning.lanes
-    if model.spec.capacity.policy != "modules" or not model.orders_mode:
+    lanes = rec.spec.planning.lanes
+    if rec.spec.capacity.policy != "modules" or not rec.orders_mode:
         return lanes * (t1 - t0), 0
-    changes = [(0.0, float(model.spec.capacity.initial_lanes or lanes))]
+    changes = [(0.0, float(rec.spec.capacity.initial_lanes or lanes))]
     deploys = 0
-    for t, kind, detail in model.rec.events:
+    for t, kind, detail in rec.events:
         if kind == "lanes":
             changes.append((t, float(detail)))
         elif kind == "deploy" and t0 <= t < t1:
@@ -50,16 +54,18 @@ def _lane_seconds(model: Any, t0: float, t1: float) -> tuple[float, int]:
     return total, deploys
 
 
-def stock_mean(model: Any, t0: float, t1: float) -> float:
+def stock_mean(rec: Record, t0: float, t1: float) -> float:
     """Time-average finished units waiting for their order (good units out − units delivered)."""
-    if not model.orders_mode:
+    if not rec.orders_mode:
         return 0.0
-    fin = np.array(model.rec.finishes, dtype=float).reshape(-1, 5)
-    fin = fin[fin[:, 4] == 1]
-    qty = {o[0]: o[2] for o in model.rec.orders}
-    dl = np.array([(t, qty[i]) for i, t in model.rec.deliveries], dtype=float).reshape(-1, 2)
-    times = np.concatenate([fin[:, 1], dl[:, 0]])
-    delta = np.concatenate([fin[:, 2], -dl[:, 1]])
+    fin = rec.array("finishes")
+    fin = fin[fin["fate"] == int(Fate.GOOD)]
+    orders = rec.array("orders")
+    dl = rec.array("deliveries")
+    qty = np.zeros(len(orders))
+    qty[orders["order"]] = orders["qty"]
+    times = np.concatenate([fin["t"], dl["t"]])
+    delta = np.concatenate([fin["units"].astype(float), -qty[dl["order"]]])
     order = np.argsort(times, kind="stable")
     times, level = times[order], np.cumsum(delta[order])
     # integrate the step function over [t0, t1]
@@ -68,44 +74,42 @@ def stock_mean(model: Any, t0: float, t1: float) -> float:
     return float((np.diff(edges) * np.maximum(values, 0.0)).sum() / (t1 - t0))
 
 
-def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
+def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
           wip_mean: float | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Cost terms over ``[t0, t1]``: a table (term, total, per_unit) and flat KPIs ``cost_<term>``."""
-    c = model.spec.costs
+    c = rec.spec.costs
     span = t1 - t0
     # capex
-    lane_s, deploys = _lane_seconds(model, t0, t1)
+    lane_s, deploys = _lane_seconds(rec, t0, t1)
     capex = (c.capex * span + c.capex_per_lane * lane_s) / (c.depreciation_years * YEAR) + deploys * c.module_deploy_cost
     # labour
     labour = c.labour_per_lane_hour * lane_s / 3600.0
-    for w in model.spec.workers:
+    for w in rec.spec.workers:
         wage = c.wage_per_hour.get(w.name, 0.0)
         if w.calendar is None:
             reg, ot = span, 0.0
         else:
-            reg, ot = model.calendars[w.calendar].paid_seconds(t0, t1)
+            reg, ot = rec.calendars[w.calendar].paid_seconds(t0, t1)
         labour += w.size * wage * (reg + ot * (1.0 + c.overtime_premium)) / 3600.0
     # energy
-    from .results import reclassify_closed
-
-    s = reclassify_closed(model, states)
+    s = reclassify_closed(rec, states)
     dur = (np.clip(s["end"].to_numpy(), t0, t1) - np.clip(s["start"].to_numpy(), t0, t1))
     kwh = 0.0
-    for name, st in model.stations.items():
-        kw = st.spec.power_kw
+    for st in rec.spec.stations:
+        name, kw = st.name, st.power_kw
         if not kw:
             continue
         m = (s["station"] == name).to_numpy()
         by_state = pd.Series(dur[m]).groupby(s["state"].to_numpy()[m]).sum()
         for state, secs in by_state.items():
-            kwh += kw.get(str(state), kw.get("idle", 0.0)) * secs / 3600.0
+            kwh += kw.get(str(state), kw.get(State.IDLE.key, 0.0)) * secs / 3600.0
         # servers with no recorded state at all are idle
     energy = kwh * c.energy_per_kwh
     # maintenance
-    mt = np.array(model.rec.maint, dtype=float).reshape(-1, 4)
-    inwin = (mt[:, 0] >= t0) & (mt[:, 0] < t1)
-    repairs = int(((mt[:, 2] == 0) & inwin).sum())
-    planned = int(((mt[:, 2] == 1) & inwin).sum())
+    mt = rec.array("maint")
+    inwin = (mt["t"] >= t0) & (mt["t"] < t1)
+    repairs = int(((mt["kind"] == int(MaintKind.REPAIR)) & inwin).sum())
+    planned = int(((mt["kind"] == int(MaintKind.PLANNED)) & inwin).sum())
     maintenance = repairs * c.repair_cost + planned * c.planned_maintenance_cost
     # units
     done = lots["t_done"].to_numpy()
@@ -118,8 +122,8 @@ def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataF
     sw = scraps["work_s"].to_numpy()[sin]
     scrap_units = float(su.sum())
     scrap = float((su * (c.material_per_unit + sw / 3600.0 * c.conversion_per_hour)).sum()) + escaped * c.escape_cost
-    rw = np.array(model.rec.reworks, dtype=float).reshape(-1, 4)
-    rework = float(rw[(rw[:, 1] >= t0) & (rw[:, 1] < t1), 3].sum()) * c.rework_per_unit
+    rw = rec.array("reworks")
+    rework = float(rw["units"][(rw["t"] >= t0) & (rw["t"] < t1)].sum()) * c.rework_per_unit
     # holding
     if wip_mean is None:
         rel = lots["t_release"].to_numpy()
@@ -129,7 +133,7 @@ def costs(model: Any, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataF
                          lots["good"].to_numpy())
         ov = np.clip(np.minimum(end, t1) - np.maximum(rel, t0), 0.0, None)
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
-    fg = stock_mean(model, t0, t1)
+    fg = stock_mean(rec, t0, t1)
     holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
     overhead = c.overhead_per_year * span / YEAR
     totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,

@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .spec import SpecError
+from .experiment import mean_ci, replication_seed, run_once, t975
+from .fit import best, best_censored
+from .io import atomic_write_bytes, atomic_write_text
+from .record import Fate, MaintKind, Record
+from .spec import SpecError, validate
+from .state import TRACE_KEYS, State
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
 EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",
@@ -30,32 +35,29 @@ SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
 _PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5,
              "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
 MAX_LISTED = 20
-STATE_COLS = ("busy", "setup", "blocked", "down", "maintenance", "idle")  # compared by twin check
+STATE_COLS = tuple(State[n].key for n in ("BUSY", "SETUP", "BLOCKED", "DOWN", "MAINTENANCE", "IDLE"))  # compared by twin check
 STATE_FLOOR = 0.001  # state-fraction differences below 0.1 % of the time are not reported as differing
 MIN_OBS = 30  # fewer observations than this: the fit is flagged as weak
 
 
 # --------------------------------------------------------------------------- export
-def log_frame(model: Any) -> pd.DataFrame:
-    """The event log of a run built with ``Model(..., trace=True)``."""
-    from .model import TRACE_EVENTS
-
-    rec = model.rec
+def log_frame(rec: Record) -> pd.DataFrame:
+    """The event log of a traced run (``run_once(..., trace=True).record``)."""
     if rec.trace is None:
         raise ValueError("the model was not built with trace=True")
     names = [s for s, _ in rec.servers]
     nums = [i for _, i in rec.servers]
-    routes = [p.route for p in model.spec.products]
+    routes = [p.route for p in rec.spec.products]
     prods = rec.products
     rows: list[tuple[float, int, str, Any, Any, str, int, str]] = []
-    lost = {f[0] for f in rec.finishes if f[4] == -1}  # turned away at a full first buffer: never arrived
+    lost = {f[0] for f in rec.finishes if f[4] == int(Fate.LOST)}  # turned away at a full first buffer: never arrived
     for lot_id, p, qty, t in rec.releases:
         if lot_id in lost:
             continue
         rows.append((t, _PRIORITY["arrive"], routes[p][0], None, lot_id, prods[p], qty, "arrive"))
     step: dict[int, int] = defaultdict(int)
     for t, sid, lot_id, p, qty, code in rec.trace:
-        ev = TRACE_EVENTS[code]
+        ev = TRACE_KEYS[code]
         rows.append((t, _PRIORITY[ev], names[sid], nums[sid], lot_id, prods[p], qty, ev))
         if ev == "leave" and qty > 0:
             step[lot_id] += 1
@@ -63,10 +65,10 @@ def log_frame(model: Any) -> pd.DataFrame:
             if k < len(routes[p]):
                 rows.append((t, _PRIORITY["arrive"], routes[p][k], None, lot_id, prods[p], qty, "arrive"))
     for t0, sid, kind, dur in rec.maint:
-        a, b = ("fail", "repair") if kind == 0 else ("maint_start", "maint_end")
+        a, b = ("fail", "repair") if kind == int(MaintKind.REPAIR) else ("maint_start", "maint_end")
         rows.append((t0, _PRIORITY[a], names[sid], nums[sid], None, None, None, a))
         rows.append((t0 + dur, _PRIORITY[b], names[sid], nums[sid], None, None, None, b))
-    horizon = model.env.now
+    horizon = rec.end_time
     rows = [r for r in rows if r[0] <= horizon]
     rows.sort(key=lambda r: (r[0], r[1]))
     df = pd.DataFrame([(r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows], columns=COLUMNS)
@@ -75,11 +77,9 @@ def log_frame(model: Any) -> pd.DataFrame:
     return df
 
 
-def write_log(model: Any, path: str | Path) -> None:
-    """Write the run's event log (CSV, or Parquet for a ``.parquet`` path), atomically."""
-    from .io import atomic_write_bytes, atomic_write_text
-
-    df = log_frame(model)
+def write_log(rec: Record, path: str | Path) -> None:
+    """Write a traced run's event log (CSV, or Parquet for a ``.parquet`` path), atomically."""
+    df = log_frame(rec)
     path = Path(path)
     if path.suffix == ".parquet":
         import io
@@ -342,7 +342,7 @@ def saturated_release(df: pd.DataFrame, m: dict[str, Any]) -> bool:
     fr = log_kpis(df, m)["stations"]
     for st in set(rel["station"]):
         servers = df.loc[(df["station"] == st) & df["server"].notna(), "server"].nunique()
-        if m["queue_max"].get(st, 0) > servers or fr.get(st, {}).get("idle", 1.0) >= 0.02:
+        if m["queue_max"].get(st, 0) > servers or fr.get(st, {}).get(State.IDLE.key, 1.0) >= 0.02:
             return False
     return True
 
@@ -352,7 +352,6 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
     """A spec (TOML text with comments on every fit) and warnings, from a checked log."""
     import tomli_w
 
-    from .fit import best, best_censored
 
     m = measure(df)
     proc, routes = m["proc"], m["routes"]
@@ -507,7 +506,6 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             k += 1
         out.append(ln)
     # validate what we wrote: a calibration must give a runnable spec
-    from .spec import validate
     import tomllib
 
     validate(tomllib.loads("\n".join(out)), source="<calibrated spec>")
@@ -542,19 +540,15 @@ def log_kpis(df: pd.DataFrame, m: dict[str, Any] | None = None) -> dict[str, Any
         busy = float(pr["work"].sum())
         setup = float((su["t1"] - su["t0"]).sum())
         blocked = float((bl["t1"] - bl["t0"]).sum())
-        fr = {"busy": busy / tot, "setup": setup / tot, "blocked": blocked / tot, "down": down / tot,
-              "maintenance": maint / tot}
-        fr["idle"] = max(0.0, 1 - sum(fr.values()))
+        fr = {State.BUSY.key: busy / tot, State.SETUP.key: setup / tot, State.BLOCKED.key: blocked / tot,
+              State.DOWN.key: down / tot, State.MAINTENANCE.key: maint / tot}
+        fr[State.IDLE.key] = max(0.0, 1 - sum(fr.values()))
         out["stations"][st] = fr
     return out
 
 
 def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) -> dict[str, Any]:
     """Simulate ``spec`` over the log's horizon with the log's releases; compare with the log."""
-    from .experiment import mean_ci, replication_seed
-    from .model import Model
-    from .results import build
-
     m = measure(df)
     h = m["horizon"]
     names = [p.name for p in spec.products]
@@ -570,9 +564,7 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     obs = log_kpis(df, m)
     sims: list[dict[str, Any]] = []
     for r in range(replications):
-        model = Model(spec, replication_seed(seed, r), h, replay=replay)
-        model.run(h, 0.0)
-        res = build(model, 0.0, h)
+        res = run_once(spec, h, 0.0, replication_seed(seed, r), replay=replay)
         k = res.kpis.iloc[0]
         st = res.stations
         sims.append({"throughput_per_hour": float(k["throughput_per_hour"]),
@@ -581,7 +573,6 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
                                   for n in st.index}})
     rows = []
 
-    from .experiment import t975
 
     def add(metric: str, observed: float, values: list[float], floor: float = 0.0) -> None:
         x = np.array(values)
@@ -597,7 +588,7 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     add("lead_time_mean_s", obs["lead_time_mean_s"], [s["lead_time_mean_s"] for s in sims])
     for st, fr in obs["stations"].items():
         for c in STATE_COLS:
-            if st in sims[0]["stations"] and (c != "maintenance" or fr[c] > 0 or
+            if st in sims[0]["stations"] and (c != State.MAINTENANCE.key or fr[c] > 0 or
                                               any(s["stations"][st][c] > 0 for s in sims)):
                 # a state the simulation never shows has no spread: differences under
                 # STATE_FLOOR of the time (seconds of timestamp rounding) count as agreement

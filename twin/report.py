@@ -14,6 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .state import State
+
 DAY = 86400.0
 WEEK = 7 * DAY
 
@@ -38,6 +40,12 @@ RANKED = [c for c in COLUMNS if c[2] is not None and c[0] not in ("unit_cost_tra
                                                                    "lead_time_p95_s")]
 COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "#2ca02c"}
 
+
+# state colours and stacking order in every chart (busy at the bottom, planned stops on top)
+STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.IDLE.key: "#c7c7c7",
+                 State.BLOCKED.key: "#9467bd", State.DOWN.key: "#d62728", State.MAINTENANCE.key: "#8c564b",
+                 State.OFF_SHIFT.key: "#17becf"}
+STACK_ORDER = list(STATE_COLOURS)
 
 def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
     """``mean ± ci95`` in display units; "not recovered" counts for missing recoveries."""
@@ -266,13 +274,12 @@ def fig_cost_waterfall(costs: pd.DataFrame, scenario: str) -> go.Figure:
 def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str]) -> go.Figure:
     """Station-state fractions and OEE per factory (the bottleneck marked)."""
     d = stations[stations["scenario"] == scenario]
-    states = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift"]
+    states = STACK_ORDER
     mean = d.groupby(["factory", "station"], sort=False)[states + ["oee"]].mean().reset_index()
     facs = list(dict.fromkeys(mean["factory"]))
     titles = [f"{html.escape(f)} (bottleneck: {html.escape(bottlenecks.get(f, ''))})" for f in facs]
     fig = make_subplots(rows=1, cols=len(facs), subplot_titles=titles, shared_yaxes=True)
-    palette = {"busy": "#2ca02c", "setup": "#ff7f0e", "idle": "#c7c7c7", "blocked": "#9467bd",
-               "down": "#d62728", "maintenance": "#8c564b", "off_shift": "#17becf"}
+    palette = STATE_COLOURS
     for j, f in enumerate(facs, start=1):
         g = mean[mean["factory"] == f]
         names = [html.escape(str(s)) for s in g["station"]]
@@ -336,9 +343,8 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
 def station_states(res: Any, title: str = "Station states") -> go.Figure:
     """Stacked bars of the mean fraction of time each station spends in each state
     (``res`` is a :class:`twin.Results`, any number of replications)."""
-    states = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift"]
-    palette = {"busy": "#2ca02c", "setup": "#ff7f0e", "idle": "#c7c7c7", "blocked": "#9467bd",
-               "down": "#d62728", "maintenance": "#8c564b", "off_shift": "#17becf"}
+    states = STACK_ORDER
+    palette = STATE_COLOURS
     st = res.stations
     st = st.reset_index() if "station" not in st.columns else st
     mean = st.groupby("station", sort=False)[states].mean()
@@ -416,7 +422,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
         if key in k and (key != "unit_cost" or has_costs):
             parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(k[key], digits))}</td></tr>")
     parts.append("</table>")
-    fields = ["busy", "setup", "idle", "blocked", "down", "maintenance", "off_shift", "availability", "oee"]
+    fields = [*STACK_ORDER, "availability", "oee"]
     parts.append("<table><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
     for name, st in summary["stations"].items():
         parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)

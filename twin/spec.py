@@ -17,8 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import builtins
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration
+from .policies import registry
+from .state import STATE_KEYS
 
 MAX_SPEC_BYTES = 2_000_000  # a real line spec is a few kB; refuse anything absurd before parsing
 
@@ -504,7 +507,6 @@ class Spec(_M):
         for w in self.workers:
             if w.calendar is not None and w.calendar not in cals:
                 errors.append((f"workers.{w.name}.calendar", f"calendar {w.calendar!r} is not defined{_hint(w.calendar, cals)}"))
-        from .policies import registry  # policies import spec types; import here to avoid a cycle
         for s in self.stations:
             if s.operators is not None and s.operators in pools and s.crew > self.pool(s.operators).size:
                 errors.append((f"stations.{s.name}.crew", f"needs {s.crew} operators but pool {s.operators!r} "
@@ -532,9 +534,9 @@ class Spec(_M):
                 if m.policy != "reactive" and s.failures is None:
                     errors.append((f"stations.{s.name}.maintenance", f"{m.policy} maintenance needs failures to prevent"))
             for state in s.power_kw:
-                if state not in _STATE_KEYS:
-                    errors.append((f"stations.{s.name}.power_kw.{state}", f"unknown state {state!r}{_hint(state, _STATE_KEYS)}; "
-                                                                        f"known: {', '.join(_STATE_KEYS)}"))
+                if state not in STATE_KEYS:
+                    errors.append((f"stations.{s.name}.power_kw.{state}", f"unknown state {state!r}{_hint(state, STATE_KEYS)}; "
+                                                                        f"known: {', '.join(STATE_KEYS)}"))
         if self.source.kind == "orders":
             if self.demand is None:
                 errors.append(("demand", "source kind 'orders' needs a [demand] table"))
@@ -640,9 +642,6 @@ def _human(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-_STATE_KEYS = ["idle", "setup", "busy", "blocked", "down", "maintenance", "off_shift"]
-
-
 def _plain(x: Any) -> Any:
     from .dists import _DistBase
 
@@ -739,18 +738,12 @@ def _hint(word: str, choices: typing.Iterable[str]) -> str:
 
 # --------------------------------------------------------------------------- loading
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "lines"
-
-
 def resolve(path_or_name: str | os.PathLike[str]) -> Path:
     """A spec path, or the file of a built-in factory given by name (``dark-factory``)."""
     p = Path(path_or_name)
     if p.exists() or p.suffix == ".toml" or os.sep in str(path_or_name):
         return p
-    builtin = BUILTIN_DIR / f"{str(path_or_name).replace('-', '_')}.toml"
-    if builtin.exists():
-        return builtin
-    return p
+    return builtins.factories().get(str(path_or_name).replace("_", "-"), p)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

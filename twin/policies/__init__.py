@@ -17,36 +17,7 @@ name it in a spec; the built-ins use the same mechanism.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from .registry import KINDS, get, register, registry
+from . import capacity, dispatch, maintenance, planning  # noqa: E402,F401  (the built-ins register themselves)
 
-KINDS = ("dispatch", "maintenance", "planning", "capacity")
-_REGISTRY: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
-_loaded = False
-
-
-def register(kind: str, name: str) -> Callable[[Any], Any]:
-    """Class decorator: make a policy available to specs as ``name``."""
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown policy kind {kind!r}; known: {', '.join(KINDS)}")
-
-    def deco(cls: Any) -> Any:
-        _REGISTRY[kind][name] = cls
-        return cls
-
-    return deco
-
-
-def registry(kind: str) -> dict[str, Any]:
-    """Registered policies of one kind, by name (built-ins included)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import capacity, dispatch, maintenance, planning  # noqa: F401  (registration side effect)
-    return _REGISTRY[kind]
-
-
-def get(kind: str, name: str) -> Any:
-    try:
-        return registry(kind)[name]
-    except KeyError:
-        raise KeyError(f"unknown {kind} policy {name!r}; known: {', '.join(sorted(registry(kind)))}") from None
+__all__ = ["KINDS", "get", "register", "registry"]

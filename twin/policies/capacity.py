@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import register
+from ..calendar import WEEK, WeeklyPattern
+from .registry import register
 
-WEEK = 604800.0
 DAY = 86400.0
 
 
@@ -156,9 +156,6 @@ def design_capacity_per_hour(spec: Any, lanes: int | None = None) -> float:
     lane (see :func:`lane_rate_per_hour`) × lanes in use (``lanes``, default the
     initially deployed ones) × the open share of the tightest base calendar.
     Setups, blocking and scrap come on top, so a run's throughput stays below it."""
-    from ..calendar import WEEK as _WEEK
-    from ..calendar import WeeklyPattern
-
     n = lanes if lanes is not None else (spec.capacity.initial_lanes or spec.planning.lanes)
     if spec.planning.lanes <= 1:
         n = 1
@@ -168,5 +165,5 @@ def design_capacity_per_hour(spec: Any, lanes: int | None = None) -> float:
     for st in spec.stations:
         name = st.calendar or (pools[st.operators].calendar if st.operators else None)
         if name:
-            open_share = min(open_share, WeeklyPattern(cals[name].pattern(0)).open_per_week / _WEEK)
+            open_share = min(open_share, WeeklyPattern(cals[name].pattern(0)).open_per_week / WEEK)
     return lane_rate_per_hour(spec) * n * open_share

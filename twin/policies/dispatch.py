@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import register
+from .registry import register
 
 
 @register("dispatch", "fixed")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import register
+from .registry import register
 
 INF = float("inf")
 

@@ -12,7 +12,7 @@ import math
 from collections import deque
 from typing import Any
 
-from . import register
+from .registry import register
 
 WEEK = 604800.0
 

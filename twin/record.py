@@ -1,0 +1,111 @@
+"""What happened in one run, as plain data (DESIGN §3: model → record → results).
+
+The engine appends plain tuples to the lists below (the hot path never builds
+objects or DataFrames); :meth:`Record.array` gives any of them back as a numpy
+structured array with named fields, which is how everything downstream reads
+them. A record holds no SimPy object, so it pickles and outlives its model.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from .calendar import CalendarHistory
+from .spec import Spec
+
+
+class Fate(IntEnum):
+    """How a lot left the line (``finishes.code``)."""
+
+    LOST = -1
+    """Turned away at a full first buffer (never entered)."""
+    SCRAPPED = 0
+    """Every unit found defective and scrapped."""
+    GOOD = 1
+    """Reached the end of its route."""
+
+
+class MaintKind(IntEnum):
+    """``maint.kind``: what stopped the machine."""
+
+    REPAIR = 0
+    PLANNED = 1
+
+
+# field layouts of the record lists, in tuple order; units: times and durations in s
+LAYOUTS: dict[str, list[tuple[str, str]]] = {
+    "states": [("t", "f8"), ("server", "i8"), ("state", "i8")],
+    "releases": [("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8")],
+    "finishes": [("lot", "i8"), ("t", "f8"), ("units", "i8"), ("escaped", "i8"), ("fate", "i8")],
+    "scraps": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8"), ("work_s", "f8")],
+    "reworks": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8")],
+    "maint": [("t", "f8"), ("server", "i8"), ("kind", "i8"), ("duration", "f8")],
+    "orders": [("order", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8"), ("due", "f8")],
+    "deliveries": [("order", "i8"), ("t", "f8")],
+    "events": [("t", "f8"), ("kind", "O"), ("detail", "O")],
+    "trace": [("t", "f8"), ("server", "i8"), ("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("event", "i8")],
+}
+
+
+class Record:
+    """Plain lists of tuples appended during a run, plus what the tables need to read them.
+
+    Lists (fields in :data:`LAYOUTS`): ``states`` (a server's state from ``t`` on, a
+    :class:`~twin.state.State` value), ``releases``, ``finishes`` (``fate`` a :class:`Fate`),
+    ``scraps``, ``reworks`` (found defects repaired; the units go on), ``maint`` (``kind`` a
+    :class:`MaintKind`), ``orders`` and ``deliveries`` (make-to-order runs), ``events`` (rare
+    control events: capacity changes, disruptions) and ``trace`` (lot events per server, a
+    :class:`~twin.state.TraceEvent`; ``None`` unless the run was traced).
+
+    Set when the run ends: ``horizon``/``warmup`` (s), per-server counters at the warm-up
+    and at the end (``(units, ideal seconds)``), and the calendars' histories.
+    """
+
+    __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
+                 "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
+                 "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time")
+
+    def __init__(self, spec: Spec, seed: int, trace: bool = False):
+        self.states: list[tuple[float, int, int]] = []
+        self.releases: list[tuple[int, int, int, float]] = []
+        self.finishes: list[tuple[int, float, int, int, int]] = []
+        self.scraps: list[tuple[int, float, int, int, float]] = []
+        self.reworks: list[tuple[int, float, int, int]] = []
+        self.maint: list[tuple[float, int, int, float]] = []
+        self.orders: list[tuple[int, int, int, float, float]] = []
+        self.deliveries: list[tuple[int, float]] = []
+        self.events: list[tuple[float, str, str]] = []
+        self.trace: list[tuple[float, int, int, int, int, int]] | None = [] if trace else None
+        self.spec = spec
+        self.seed = seed
+        self.servers: list[tuple[str, int]] = []  # (station name, server number) by server index
+        self.products: list[str] = [p.name for p in spec.products]
+        self.stations: list[str] = [s.name for s in spec.stations]
+        self.station_calendar: dict[str, str] = {}  # station -> name of the calendar it works to
+        self.calendars: dict[str, CalendarHistory] = {}
+        self.orders_mode = False
+        self.horizon = 0.0
+        self.warmup = 0.0
+        self.counters_at_warmup: list[tuple[int, float]] = []
+        self.counters_at_end: list[tuple[int, float]] = []
+        self.end_time = 0.0  # the simulated time the run reached (s)
+
+    def array(self, name: str) -> np.ndarray:
+        """One list as a structured array with the named fields of :data:`LAYOUTS`."""
+        rows: Any = getattr(self, name)
+        dtype = np.dtype(LAYOUTS[name])
+        if not rows:
+            return np.zeros(0, dtype=dtype)
+        return np.array(rows, dtype=dtype)
+
+    def servers_of(self, station: str) -> int:
+        """Number of servers (all lanes) of ``station``."""
+        return sum(1 for s, _ in self.servers if s == station)
+
+    def calendar_of(self, station: str) -> CalendarHistory | None:
+        """The calendar history ``station`` works to, or None (24/7)."""
+        name = self.station_calendar.get(station)
+        return self.calendars.get(name) if name else None

@@ -1,0 +1,253 @@
+"""How lots enter the line and leave it: sources, the order book, release and delivery.
+
+:class:`Release` is the part of :class:`~twin.model.Model` that planners and capacity
+policies talk to (``need``, ``book``, ``stock``, ``open_units``, ``lanes_active``,
+``set_lane_active``); it is a mixin so that their interface stays the model itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import simpy
+
+from . import policies
+from .demand import order_stream
+from .dists import Exponential, Sampler
+from .flow import Lot, SaturatedBuffer
+from .record import Fate, Record
+from .spec import Spec
+from .state import State
+
+_IDLE, _DOWN, _OFF = int(State.IDLE), int(State.DOWN), int(State.OFF_SHIFT)
+_GOOD, _SCRAPPED, _LOST = int(Fate.GOOD), int(Fate.SCRAPPED), int(Fate.LOST)
+
+
+class Release:
+    """Sources, make-to-order demand and delivery (mixed into the model)."""
+
+    env: simpy.Environment
+    spec: Spec
+    rec: Record
+    stations: dict[str, Any]
+    streams: Any
+    horizon: float
+    replay: list[tuple[float, int, int]] | None
+
+    def _build_release(self) -> None:
+        spec = self.spec
+        self._next_id = 0
+        self.lot_sizes = [p.lot_size for p in spec.products]
+        shares = [p.share for p in spec.products]
+        total = sum(shares)
+        self.shares = [s / total for s in shares]
+        self._source_rng = self.streams.get("source")
+        self.wip = [0] * len(self.product_names)  # units released and not finished or scrapped, per product
+        self.lost_lots = 0
+        self.orders_mode = spec.source.kind == "orders" and self.replay is None
+        self.lane_structured = self.orders_mode and spec.planning.lanes > 1
+
+    # ------------------------------------------------------------------ flow
+    def release(self, product: int, qty: int | None = None, lane: int | None = None) -> Lot:
+        """Create a lot of ``product`` at the current time and record its release."""
+        lot_id = self._next_id
+        self._next_id += 1
+        q = self.lot_sizes[product] if qty is None else qty
+        lot = Lot(lot_id, product, q, self.routes[product], self.env.now, lane)
+        self.rec.releases.append((lot_id, product, q, self.env.now))
+        self.wip[product] += q
+        return lot
+
+    def _finish(self, lot: Lot) -> None:
+        self.rec.finishes.append((lot.id, self.env.now, lot.qty, lot.defects, _GOOD))
+        self.wip[lot.product] -= lot.qty
+        if self.orders_mode:
+            self.stock[lot.product] += lot.qty
+            self._fill(lot.product)
+
+    def scrap(self, lot: Lot, station_index: int, units: int) -> None:
+        """``units`` of ``lot`` were found defective at a station and scrapped."""
+        self.rec.scraps.append((lot.id, self.env.now, station_index, units, lot.work))
+        self.wip[lot.product] -= units
+
+    def scrapped_lot(self, lot: Lot) -> None:
+        """Every unit of ``lot`` was scrapped: it leaves the line."""
+        self.rec.finishes.append((lot.id, self.env.now, 0, 0, _SCRAPPED))
+
+    def pick_product(self, products: list[int] | None = None) -> int:
+        """Draw a product by share from the ``source`` stream (restricted to ``products``)."""
+        if len(self.shares) == 1:
+            return 0
+        cand = range(len(self.shares)) if products is None else products
+        weights = [self.shares[i] for i in cand]
+        u = self._source_rng.random() * sum(weights)
+        acc = 0.0
+        for i, w in zip(cand, weights):
+            acc += w
+            if u < acc:
+                return i
+        return list(cand)[-1]
+
+    # ------------------------------------------------------------------ sources
+    def _build_source(self) -> None:
+        src = self.spec.source
+        if self.replay is not None:
+            self.env.process(self._replay())
+        elif src.kind == "saturated":
+            starts: dict[str, list[int]] = {}
+            for i, p in enumerate(self.spec.products):
+                starts.setdefault(p.route[0], []).append(i)
+            for st_name, prods in starts.items():
+                st = self.stations[st_name]
+                make = self._saturated_maker(prods)
+                if len(st.lanes) > 1:
+                    for ln in st.lanes:
+                        ln.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
+                else:
+                    st.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
+        elif src.kind in ("poisson", "renewal"):
+            self.env.process(self._arrivals())
+
+    def _saturated_maker(self, prods: list[int]):
+        if len(prods) == 1:
+            only = prods[0]
+            return lambda: self.release(only)
+        return lambda: self.release(self.pick_product(prods))
+
+    def _replay(self):
+        env = self.env
+        for t, p, qty in self.replay:  # type: ignore[union-attr]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            lot = self.release(p, qty)
+            first = lot.route[0]
+            if not first.try_put(lot):
+                # the log says it arrived: it waits at the entrance without holding up later arrivals
+                first.put_event(lot)
+
+    def _arrivals(self):
+        src = self.spec.source
+        rng = self.streams.get("arrivals")
+        if src.kind == "poisson":
+            dist = Exponential(mean=3600.0 / src.rate_per_hour)  # type: ignore[operator]
+        else:
+            dist = src.interarrival
+        draw = Sampler(dist, rng).one  # type: ignore[arg-type]
+        env = self.env
+        while True:
+            yield env.timeout(draw())
+            lot = self.release(self.pick_product())
+            if not lot.route[0].try_put(lot):
+                # a full first buffer turns the arrival away (M/M/1/K semantics)
+                self.lost_lots += 1
+                self.wip[lot.product] -= lot.qty
+                self.rec.finishes.append((lot.id, env.now, 0, 0, _LOST))
+
+    # ------------------------------------------------------------------ orders (make-to-order)
+    def _build_orders(self) -> None:
+        spec = self.spec
+        n = len(self.product_names)
+        self.stock = [0] * n  # finished units not yet delivered
+        self.open_units = [0] * n  # ordered units not yet delivered
+        self.book: list[deque[list[Any]]] = [deque() for _ in range(n)]
+        self.supply_stop_until = 0.0
+        self.order_list = order_stream(spec.demand, self.product_names, self.horizon, self.streams.get("demand"))  # type: ignore[arg-type]
+        self.available_from = [0.0] * n
+        for sh in spec.demand.shifts:  # type: ignore[union-attr]
+            if sh.kind == "new_product" and sh.product in self.product_names:
+                i = self.product_names.index(sh.product)
+                self.available_from[i] = sh.at + spec.planning.npi_lead_time
+            elif sh.kind == "disruption":
+                self.env.process(self._disruption(sh))
+        self.env.process(self._order_arrivals())
+        self.planner = policies.get("planning", spec.planning.policy)(self)
+        self.lanes_active = [True] * spec.planning.lanes
+        self.lane_wakeup = [self.env.event() for _ in range(spec.planning.lanes)]
+        self.planner.start()
+        if spec.planning.lanes > 1:
+            for lane in range(spec.planning.lanes):
+                self.env.process(self._feeder(lane))
+        else:
+            self.env.process(self._feeder(None))
+
+    def _order_arrivals(self):
+        env = self.env
+        rec = self.rec.orders
+        for oid, (t, p, qty, due) in enumerate(self.order_list):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            rec.append((oid, p, qty, t, due))
+            self.book[p].append([oid, qty, due])
+            self.open_units[p] += qty
+            if self.stock[p]:
+                self._fill(p)
+
+    def _fill(self, p: int) -> None:
+        """Deliver finished stock to the oldest open orders of product ``p``."""
+        book = self.book[p]
+        while book and self.stock[p] > 0:
+            o = book[0]
+            take = min(o[1], self.stock[p])
+            o[1] -= take
+            self.stock[p] -= take
+            self.open_units[p] -= take
+            if o[1] == 0:
+                self.rec.deliveries.append((o[0], self.env.now))
+                book.popleft()
+
+    def need(self, p: int) -> int:
+        """Units of ``p`` ordered and neither delivered, in stock nor in process."""
+        return self.open_units[p] - self.stock[p] - self.wip[p]
+
+    def _feeder(self, lane: int | None):
+        """Release the planner's lots into the line (or line/cell ``lane``) as the first buffer takes them."""
+        env = self.env
+        planner = self.planner
+        while True:
+            if lane is not None and not self.lanes_active[lane]:
+                yield self.lane_wakeup[lane]
+                continue
+            p = yield from planner.take(lane)
+            if self.supply_stop_until > env.now:
+                yield env.timeout(self.supply_stop_until - env.now)
+            lot = self.release(p, lane=lane)
+            first = lot.route[0]
+            if not first.try_put(lot):
+                yield first.put_event(lot)
+
+    def set_lane_active(self, lane: int, active: bool) -> None:
+        """Capacity policy: deploy (``True``) or idle a line/cell; idle ones get no new lots."""
+        if self.lanes_active[lane] == active:
+            return
+        self.lanes_active[lane] = active
+        for st in self.stations.values():
+            if len(st.lanes) == len(self.lanes_active):
+                ln = st.lanes[lane]
+                ln.active = active
+                for srv in ln.servers:
+                    if srv.state in (_IDLE, _OFF):
+                        st.set_state(srv, _IDLE if active else _OFF)
+        if active:
+            ev, self.lane_wakeup[lane] = self.lane_wakeup[lane], self.env.event()
+            ev.succeed()
+        self.rec.events.append((self.env.now, "lanes", str(sum(self.lanes_active))))
+
+    def _disruption(self, sh: Any):
+        env = self.env
+        if sh.at > 0:
+            yield env.timeout(sh.at)
+        end = sh.at + sh.duration
+        self.rec.events.append((env.now, "disruption", f"{sh.target} until {end:g}"))
+        if sh.target == "supply":
+            self.supply_stop_until = max(self.supply_stop_until, end)
+        else:
+            st = self.stations[sh.target]
+            st.stop_until = max(st.stop_until, end)
+            for srv in st.servers:
+                if srv.state in (_IDLE, _OFF):
+                    st.set_state(srv, _DOWN)
+            yield env.timeout(sh.duration)
+            for srv in st.servers:
+                if srv.state == _DOWN and srv.down_until <= env.now:
+                    st.set_state(srv, _IDLE if srv.lane.active else _OFF)

@@ -1,0 +1,162 @@
+"""Failures, repairs and planned maintenance of a station's servers (DESIGN §2, §6).
+
+Operating-basis failures age only while a server works, so the work step meets them.
+Calendar-basis failures come a time to failure after the last repair, whatever the
+server is doing: every wait of a server on such a station (starved, blocked, off shift,
+waiting for an operator, disrupted) watches the failure clock, so a failure is recorded
+when it happens and the long-run down share is E[ttr] / (E[ttf] + E[ttr]) (renewal-reward).
+State records only ever move forward in time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from . import policies
+from .dists import Sampler
+from .record import MaintKind
+from .state import State
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .station import Server, StationRuntime
+    from .workforce import Calendar
+
+INF = float("inf")
+_DOWN, _MAINT, _OFF = int(State.DOWN), int(State.MAINTENANCE), int(State.OFF_SHIFT)
+_REPAIR, _PLANNED = int(MaintKind.REPAIR), int(MaintKind.PLANNED)
+
+
+class Reliability:
+    """A station's failure law, maintenance policy and technicians."""
+
+    def __init__(self, station: "StationRuntime", model: "Model"):
+        spec = station.spec
+        self.station = station
+        self.env = model.env
+        self.maint_log = model.rec.maint
+        self.failures = spec.failures
+        self.operating_basis = self.failures is not None and self.failures.basis == "operating"
+        self.calendar_basis = self.failures is not None and self.failures.basis == "calendar"
+        self.ttf: Sampler | None = None
+        self.ttr: Sampler | None = None
+        if self.failures is not None:
+            frng = model.streams.get(f"failure:{station.name}")
+            self.ttf = Sampler(self.failures.ttf, frng)
+            self.ttr = Sampler(self.failures.ttr, frng)
+        self.policy: Any = None
+        self.pm_time: Sampler | None = None
+        if spec.maintenance is not None and self.failures is not None:
+            self.policy = policies.get("maintenance", spec.maintenance.policy)(
+                spec.maintenance, model.streams.get(f"maintenance:{station.name}"))
+            self.pm_time = Sampler(spec.maintenance.duration, model.streams.get(f"pm:{station.name}"))
+        self.technicians = model.pools[spec.technicians] if spec.technicians else None
+        # technicians repair only while their pool is on shift: a failure late in the
+        # last shift waits for the morning (run-to-failure lines feel this most)
+        tcal = model.spec.pool(spec.technicians).calendar if spec.technicians else None
+        self.tech_calendar: "Calendar | None" = model.calendars.get(tcal) if tcal else None
+        self.active = self.failures is not None or self.technicians is not None
+
+    def start(self, servers: list["Server"]) -> None:
+        """Draw each server's first life."""
+        if self.ttf is None:
+            return
+        for s in servers:
+            if self.operating_basis:
+                s.ttf_left = self.ttf.one()
+                if self.policy is not None:
+                    s.pm_left = self.policy.plan(s.ttf_left)
+            else:
+                s.next_fail = self.ttf.one()
+
+    def wait(self, srv: "Server", ev: simpy.Event, state: int):
+        """Wait for ``ev`` in ``state`` (idle, blocked, off shift, down); return its value.
+
+        On a calendar-basis station the failure clock runs on: a failure during the wait
+        is repaired then and there (the event may fire meanwhile: a lot that arrives waits
+        at the broken machine), and the server goes back to ``state`` if still waiting."""
+        self.station.set_state(srv, state)
+        if not self.calendar_basis:
+            return (yield ev)
+        env = self.env
+        while not ev.triggered:
+            dt = srv.next_fail - env.now
+            if dt > 0.0:
+                yield ev | env.timeout(dt)
+                if ev.triggered:
+                    break
+            yield from self.repair(srv)
+            if not ev.triggered:
+                self.station.set_state(srv, state)
+        if not ev.processed:
+            yield ev
+        return ev.value
+
+    def wait_open(self, srv: "Server", cal: "Calendar"):
+        """Wait off shift until ``cal`` opens (watching calendar-basis failures)."""
+        if self.calendar_basis:
+            yield from self.wait(srv, self.env.process(cal.wait_open()), _OFF)
+        else:
+            self.station.set_state(srv, _OFF)
+            yield from cal.wait_open()
+
+    def repair(self, srv: "Server"):
+        """The server has failed now: down until a technician (if any) has repaired it."""
+        env = self.env
+        self.station.set_state(srv, _DOWN)
+        t0 = env.now
+        r = self.ttr.one()  # type: ignore[union-attr]
+        srv.down_until = t0 + r
+        yield from self._service(srv, r, _DOWN)
+        self.maint_log.append((t0, srv.sid, _REPAIR, env.now - t0))
+        self._renew(srv)
+
+    def planned_maintenance(self, srv: "Server"):
+        """Planned maintenance now (its policy said so)."""
+        env = self.env
+        self.station.set_state(srv, _MAINT)
+        t0 = env.now
+        dur = self.pm_time.one()  # type: ignore[union-attr]
+        srv.down_until = t0 + dur
+        yield from self._service(srv, dur, _MAINT)
+        self.maint_log.append((t0, srv.sid, _PLANNED, env.now - t0))
+        self._renew(srv)
+
+    def _service(self, srv: "Server", d: float, state: int):
+        """A repair or planned maintenance taking ``d`` s of work: by a technician from the
+        station's pool when it has one (waiting until one is free), else at once. The work
+        pauses while the technicians are off shift; the machine then shows ``off_shift`` if
+        its own station is off shift too (not planned production time), else ``state``."""
+        env = self.env
+        tech = self.technicians
+        if tech is None:
+            yield env.timeout(d)
+            return
+        if not tech.try_get(1):
+            yield tech.get_event(1)
+        srv.down_until = env.now + d
+        tcal = self.tech_calendar
+        own = self.station.calendar
+        while d > 1e-9:
+            until = tcal.open_until(env.now) if tcal is not None else INF
+            if until is None:
+                if own is not None and own.open_until(env.now) is None:
+                    self.station.set_state(srv, _OFF)
+                srv.down_until = max(srv.down_until, tcal.next_open(env.now) + d)  # type: ignore[union-attr]
+                yield from tcal.wait_open()  # type: ignore[union-attr]
+                self.station.set_state(srv, state)
+                continue
+            chunk = min(d, until - env.now)
+            yield env.timeout(chunk)
+            d -= chunk
+        tech.put(1)
+
+    def _renew(self, srv: "Server") -> None:
+        """Repair and planned maintenance both leave the machine as good as new."""
+        if self.operating_basis:
+            srv.ttf_left = self.ttf.one()  # type: ignore[union-attr]
+            srv.pm_left = self.policy.plan(srv.ttf_left) if self.policy is not None else INF
+        elif self.calendar_basis:
+            srv.next_fail = self.env.now + self.ttf.one()  # type: ignore[union-attr]

@@ -1,0 +1,147 @@
+"""A run's :class:`~twin.record.Record` as DataFrames: lots, scrappings, state spells, orders.
+
+These are the raw tables; KPIs, station shares and costs are built on them in
+:mod:`twin.results`, :mod:`twin.cost` and :mod:`twin.adapt`. Times in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .record import Fate, Record
+from .state import STATE_KEYS, State
+
+LOT_STATUS = {int(Fate.GOOD): "good", int(Fate.SCRAPPED): "scrap", int(Fate.LOST): "lost"}
+"""``lots.status`` of a lot that left the line, by its :class:`~twin.record.Fate`; ``"wip"`` otherwise."""
+_WAITING = [State.IDLE.key, State.BLOCKED.key]
+
+
+def lots_frame(rec: Record) -> pd.DataFrame:
+    """One row per released lot: units released, finished good, scrapped, escaped defects, times (s)."""
+    rel = rec.array("releases")
+    fin = rec.array("finishes")
+    sc = rec.array("scraps")
+    n = len(rel)
+    t_done = np.full(n, np.nan)
+    good = np.zeros(n, dtype=np.int64)
+    escaped = np.zeros(n, dtype=np.int64)
+    scrap = np.zeros(n, dtype=np.int64)
+    status = np.full(n, "wip", dtype=object)
+    if len(fin):
+        ids = fin["lot"]
+        t_done[ids] = fin["t"]
+        good[ids] = fin["units"]
+        escaped[ids] = fin["escaped"]
+        status[ids] = np.array([LOT_STATUS[int(c)] for c in fin["fate"]], dtype=object)
+    if len(sc):
+        np.add.at(scrap, sc["lot"], sc["units"])
+    products = np.array(rec.products, dtype=object)
+    df = pd.DataFrame(
+        {
+            "lot": rel["lot"],
+            "product": products[rel["product"]] if n else np.array([], dtype=object),
+            "qty": rel["qty"],
+            "t_release": rel["t"],
+            "t_done": t_done,
+            "status": status,
+            "good": good,
+            "scrap": scrap,
+            "escaped": escaped,
+        }
+    )
+    df["lead_time_s"] = df["t_done"] - df["t_release"]
+    return df
+
+
+def scraps_frame(rec: Record) -> pd.DataFrame:
+    """One row per scrapping: lot, time (s), station, units, ideal work per unit lost (s)."""
+    sc = rec.array("scraps")
+    names = np.array(rec.stations, dtype=object)
+    return pd.DataFrame({
+        "lot": sc["lot"],
+        "t": sc["t"],
+        "station": names[sc["station"]] if len(sc) else np.array([], dtype=object),
+        "units": sc["units"],
+        "work_s": sc["work_s"],
+    })
+
+
+def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
+    """State spells per server: station, server, state, start, end (s), up to ``horizon``
+    (default the run's)."""
+    arr = rec.array("states")
+    if len(arr) == 0:
+        return pd.DataFrame(columns=["station", "server", "state", "start", "end"])
+    sid = arr["server"]
+    order = np.lexsort((arr["t"], sid))  # stable by time within each server
+    arr, sid = arr[order], sid[order]
+    start = arr["t"]
+    end = np.empty_like(start)
+    end[:-1] = start[1:]
+    last = np.ones(len(sid), dtype=bool)
+    last[:-1] = sid[1:] != sid[:-1]
+    end[last] = rec.horizon if horizon is None else horizon
+    keep = end > start
+    names = np.array([s for s, _ in rec.servers], dtype=object)
+    nums = np.array([i for _, i in rec.servers], dtype=np.int64)
+    keys = np.array(STATE_KEYS, dtype=object)
+    return pd.DataFrame(
+        {
+            "station": names[sid[keep]],
+            "server": nums[sid[keep]],
+            "state": keys[arr["state"][keep]],
+            "start": start[keep],
+            "end": end[keep],
+        }
+    )
+
+
+def reclassify_closed(rec: Record, states: pd.DataFrame) -> pd.DataFrame:
+    """Idle or blocked time while a station's calendar is closed is ``off_shift``.
+
+    Servers record idle/blocked when they wait; whether the plant was open then
+    is known from the calendar, so the split is made here, once, vectorised.
+    """
+    if not rec.station_calendar or states.empty:
+        return states.copy()
+    parts = []
+    keep = np.ones(len(states), dtype=bool)
+    for name in rec.station_calendar:
+        cal = rec.calendar_of(name)
+        m = ((states["station"] == name) & states["state"].isin(_WAITING)).to_numpy()
+        if cal is None or not m.any():
+            continue
+        sub = states[m]
+        opened = cal.open_seconds(sub["start"].to_numpy(), sub["end"].to_numpy())
+        closed = (sub["end"].to_numpy() - sub["start"].to_numpy()) - opened
+        # keep the interval's open share under its state, move the closed share to off_shift
+        a = sub.copy()
+        a["end"] = a["start"] + opened
+        b = sub.copy()
+        b["state"] = State.OFF_SHIFT.key
+        b["start"] = b["end"] - closed
+        parts += [a, b]
+        keep &= ~m
+    return pd.concat([states[keep]] + parts, ignore_index=True)
+
+
+def orders_frame(rec: Record) -> pd.DataFrame:
+    """One row per order: id, product, qty, t_order, due, t_delivered (NaN if open), on_time."""
+    o = rec.array("orders")
+    n = len(o)
+    delivered = np.full(n, np.nan)
+    d = rec.array("deliveries")
+    if len(d):
+        delivered[d["order"]] = d["t"]
+    names = np.array(rec.products, dtype=object)
+    df = pd.DataFrame({
+        "order": o["order"],
+        "product": names[o["product"]] if n else np.array([], dtype=object),
+        "qty": o["qty"],
+        "t_order": o["t"],
+        "due": o["due"],
+        "t_delivered": delivered,
+    })
+    df["on_time"] = df["t_delivered"] <= df["due"]
+    return df
