@@ -229,6 +229,7 @@ def test_report_html_opens_offline(compare_out):
     assert "@import" not in outside and "url(http" not in outside
 
 
+@pytest.mark.slow
 def test_compare_is_identical_twice_and_across_jobs(compare_out, tmp_path):
     out, _ = compare_out
     again = tmp_path / "again"
@@ -297,6 +298,7 @@ process_time = 60
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+@pytest.mark.slow
 def test_set_overrides_one_factory_and_leaves_the_others_alone(compare_out, tmp_path, capsys):
     out0, _ = compare_out
     out = tmp_path / "set"

@@ -8,11 +8,9 @@ enough to hold across seeds (checked by hand on seeds 1-5).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import simpy
 
-import twin
 from twin.calendar import CalendarHistory, CalendarSpec
 from twin.experiment import run_once
 from twin.state import State, TraceEvent

@@ -192,3 +192,120 @@ def test_worker_pool_serves_waiting_requests_in_order():
     env.run()
     assert got == [("a", 0), ("b", 10), ("c", 15)]
     assert pool.level == 3
+
+
+# --------------------------------------------------------------------------- the engine's shape
+def _every_feature_line():
+    """Stations with and without shortcuts side by side: plain, failures on both bases,
+    planned maintenance with technicians on shift, operators, quality with rework, lanes."""
+    return line(
+        [
+            {"name": "plain", "process_time": expo(20), "buffer": 2},
+            {"name": "wear", "process_time": {"dist": "normal", "mean": 22, "cv": 0.4}, "buffer": 2,
+             "failures": {"ttf": {"dist": "weibull", "shape": 2, "scale": "3h"}, "ttr": expo(600)},
+             "maintenance": {"policy": "preventive", "interval": "2h", "duration": "10min"},
+             "technicians": "tech"},
+            {"name": "cal", "process_time": expo(18), "buffer": 1,
+             "failures": {"ttf": expo(5400), "ttr": expo(900), "basis": "calendar"}},
+            {"name": "manual", "process_time_by_product": {"x": 19, "y": {"dist": "gamma", "mean": 21, "cv": 0.5}},
+             "buffer": 3, "operators": "ops", "setup": {"default": "3min"},
+             "quality": {"defect_rate": 0.05, "inspect": "inline", "detection": 0.9, "rework": 0.5,
+                         "rework_time": 30}},
+            {"name": "pack", "process_time": expo(10), "servers": 2, "buffer": 0},
+        ],
+        products=[{"name": "x", "route": ["plain", "wear", "cal", "manual", "pack"], "lot_size": 2, "share": 2},
+                  {"name": "y", "route": ["plain", "wear", "cal", "manual", "pack"], "lot_size": 3}],
+        calendars=[{"name": "day", "shifts": [{"days": "mon-sat", "start": "06:00", "end": "22:00"}]}],
+        workers=[{"name": "ops", "size": 1, "calendar": "day"}, {"name": "tech", "size": 1, "calendar": "day"}],
+    )
+
+
+def test_the_loop_shortcuts_change_nothing():
+    # the server loop skips steps that are no-ops for a station; run without any shortcut,
+    # every table is identical
+    from twin.model import Model
+    from twin.results import build
+
+    spec = _every_feature_line()
+    a = build(Model(spec, 9, 4 * 86400).run(4 * 86400, 3600))
+    b = build(Model(spec, 9, 4 * 86400, general=True).run(4 * 86400, 3600))
+    for name in ("lots", "states", "stations", "kpis", "costs"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+    assert len(a.states) > 1000 and (a.stations["down"] > 0).sum() >= 2
+
+
+def test_state_records_only_move_forward_in_time():
+    from twin.model import Model
+
+    rec = Model(_every_feature_line(), 2, 3 * 86400).run()
+    states = rec.array("states")
+    for sid in range(len(rec.servers)):
+        t = states["t"][states["server"] == sid]
+        assert len(t) > 10
+        assert (np.diff(t) >= 0).all(), rec.servers[sid]
+
+
+def test_conservation_counts_physical_lots():
+    # every released lot is finished, scrapped, turned away, or found somewhere in the line
+    # (a buffer, a blocked server, a server at work); units likewise, partial scrap included
+    from twin.model import Model
+    from twin.record import Fate
+
+    for seed in (1, 2, 3):
+        m = Model(_every_feature_line(), seed, 2 * 86400)
+        rec = m.run()
+        inside = m.lots_in_line()
+        assert len({id(x) for x in inside}) == len(inside)
+        rel, fin, sc = rec.array("releases"), rec.array("finishes"), rec.array("scraps")
+        assert len(rel) == len(fin) + len(inside)
+        assert set(fin["lot"]).isdisjoint(x.id for x in inside)
+        good = int(fin["units"][fin["fate"] == int(Fate.GOOD)].sum())
+        assert int(rel["qty"].sum()) == good + int(sc["units"].sum()) + sum(x.qty for x in inside)
+        assert len(inside) > 3 and len(sc) > 0
+
+
+@pytest.mark.parametrize("cv", [0.5, 1.0])
+def test_truncated_normal_keeps_its_declared_mean(cv):
+    # one saturated machine with normal(mean 5 s) times makes 720 units/h whatever the cv:
+    # 200 h is 144,000 units, so the estimate's relative s.d. is at most cv / sqrt(144,000) = 0.26 %
+    spec = line([{"name": "m", "process_time": {"dist": "normal", "mean": 5, "cv": cv}}])
+    res = twin.simulate(spec, horizon=200 * 3600, replications=1, seed=3)
+    assert res.kpis["throughput_per_hour"].iloc[0] == pytest.approx(720, rel=0.01)
+
+
+@pytest.mark.parametrize("cv", [0.2, 0.6, 0.9, 0.99995])
+def test_truncated_normal_draws_and_lots_have_the_declared_moments(cv):
+    from twin.dists import Normal, truncated_normal
+
+    s = Sampler(Normal(mean=5, cv=cv), np.random.default_rng(4))
+    x = np.array([s.one() for _ in range(200_000)])
+    assert (x >= 0).all()
+    # standard errors at n = 200,000: mean 5 cv / 447, sd about 1.5 % of itself at cv near 1
+    assert x.mean() == pytest.approx(5, rel=0.01)
+    assert x.std() / x.mean() == pytest.approx(cv, rel=0.03)
+    lots = np.array([s.lot(8) for _ in range(50_000)])  # a lot of 8: mean 8 m, variance 8 sigma^2
+    assert lots.mean() == pytest.approx(40, rel=0.01)
+    assert lots.var() == pytest.approx(8 * (5 * cv) ** 2, rel=0.05)
+    if cv < 0.9999:
+        mu, sigma, alpha = truncated_normal(5, cv)  # type: ignore[misc]
+        assert alpha == pytest.approx(-mu / sigma)
+
+
+def test_normal_with_a_cv_above_one_is_refused():
+    with pytest.raises(twin.SpecError, match="at most 1"):
+        line([{"name": "m", "process_time": {"dist": "normal", "mean": 5, "cv": 1.5}}])
+
+
+def test_a_spec_built_in_python_is_checked_like_a_loaded_one():
+    with pytest.raises(twin.SpecError, match="stations: duplicate name 'a'"):
+        twin.Spec(name="x", stations=[twin.Station(name="a", process_time=1), twin.Station(name="a", process_time=2)])
+    with pytest.raises(twin.SpecError, match=r"products\.p\.route\.1: unknown station 'b'"):
+        twin.Spec(name="x", stations=[twin.Station(name="a", process_time=1)],
+                  products=[twin.Product(name="p", route=["a", "b"])])
+    with pytest.raises(twin.SpecError, match="bufer: unknown key \\(did you mean 'buffer'\\?\\)"):
+        twin.Station(name="a", process_time=1, bufer=5)
+    # a spec edited after it was built is checked again before it runs
+    spec = twin.Spec(name="x", stations=[twin.Station(name="a", process_time=1)])
+    spec.stations.append(twin.Station(name="a", process_time=3))
+    with pytest.raises(twin.SpecError, match="duplicate name 'a'"):
+        twin.simulate(spec, horizon=100)

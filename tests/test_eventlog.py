@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import tomllib
 from pathlib import Path
@@ -53,6 +51,7 @@ def _mean(dist) -> float:
     return dist.mean if hasattr(dist, "mean") else float(dist)
 
 
+@pytest.mark.slow
 def test_calibration_recovers_the_known_line(round_trip):
     spec, cal, text, warnings, _ = round_trip
     assert not warnings
@@ -74,6 +73,7 @@ def test_calibration_recovers_the_known_line(round_trip):
     assert "by AIC" in text and "KS D=" in text and "n=" in text
 
 
+@pytest.mark.slow
 def test_calibrated_throughput_within_the_originals_ci(round_trip):
     spec, cal, *_ = round_trip
     a = twin.simulate(spec, horizon="2w", replications=8, seed=11).summary()["kpis"]["throughput_per_hour"]
@@ -81,6 +81,7 @@ def test_calibrated_throughput_within_the_originals_ci(round_trip):
     assert abs(b["mean"] - a["mean"]) <= a["ci95"]
 
 
+@pytest.mark.slow
 def test_check_compares_spec_and_log(round_trip, capsys):
     _, _, _, _, d = round_trip
     assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "5", "--json"]) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import os
 import re
 import signal
@@ -18,10 +19,9 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import twin
 from twin.cli import main
 from twin.spec import SpecError, validate
 
@@ -106,13 +106,13 @@ def _check_cli(tmp_path: Path, data: dict, horizon: str = "2h") -> None:
     assert len(lines) == len(set(lines))
 
 
-@settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(data=mutated(EXAMPLE))
 def test_mutated_specs_fail_cleanly_or_run(tmp_path_factory, data):
     _check_cli(tmp_path_factory.mktemp("m"), data)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(data=mutated(DARK))
 def test_mutated_reference_factory_is_validated_cleanly(data):
     try:
@@ -125,7 +125,7 @@ def test_mutated_reference_factory_is_validated_cleanly(data):
     assert spec.name
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(blob=st.binary(min_size=0, max_size=4000))
 def test_random_bytes_are_refused_cleanly(tmp_path_factory, blob):
     d = tmp_path_factory.mktemp("b")
@@ -187,6 +187,7 @@ def _wait_for_jobs(job_dir: Path, n: int, proc: subprocess.Popen, timeout: float
     raise AssertionError("no job finished in time")
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     full = tmp_path / "full"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -207,14 +208,20 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     assert not list(cut.rglob("*.tmp"))
 
 
-def test_ctrl_c_exits_promptly_saying_how_to_resume(tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_stops_the_compare_saying_how_to_resume(tmp_path):
+    # checked by what happened, not by how long it took: the exit code, the hint, the jobs on
+    # disk (whole files only) and no report; the timeout only guards against a hang
     out = tmp_path / "out"
     proc = subprocess.Popen(_twin(*SWEEP, "--jobs", "2", "--out", str(out)), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_jobs(out / "jobs", 1, proc)
-    t0 = time.time()
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert time.time() - t0 < 10
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert "--resume" in err and "Traceback" not in err
+    jobs = list((out / "jobs").glob("*__*.json"))
+    assert 1 <= len(jobs) < 8
+    for j in jobs:
+        json.loads(j.read_text())
+    assert not (out / "report.md").exists() and not (out / "kpis.json").exists()

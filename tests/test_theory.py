@@ -96,3 +96,28 @@ def test_calendar_time_failures_availability_on_a_partly_idle_machine():
     assert st["down"]["mean"] == pytest.approx(mttr / (mttf + mttr), rel=0.04)
     # every arrival is still served: throughput equals the arrival rate
     assert res.summary()["kpis"]["throughput_per_hour"]["mean"] == pytest.approx(180, rel=0.01)
+
+
+def test_calendar_failures_on_a_starved_and_blocked_station_renewal_reward():
+    # A station whose failures come in calendar time (time to failure from the end of the last
+    # repair, whatever it is doing) is down E[ttr] / (E[ttf] + E[ttr]) = 20/140 of the time in
+    # the long run (renewal-reward), however much it is starved or blocked. Its failure clock
+    # draws from its own stream, so on the same seeds its down spells are the same whether it
+    # runs alone (always busy) or between two stations that starve and block it.
+    fails = {"basis": "calendar", "ttf": expo(7200), "ttr": expo(1200)}
+    alone = line([{"name": "b", "process_time": expo(30), "failures": fails}])
+    middle = line([
+        {"name": "a", "process_time": expo(60), "buffer": 1},
+        {"name": "b", "process_time": expo(30), "buffer": 1, "failures": fails},
+        {"name": "c", "process_time": expo(60), "buffer": 1},
+    ])
+    # 30 x 300 h alone (about 130 cycles a replication): the half-width is 0.004-0.007 across seeds
+    r_alone = twin.simulate(alone, horizon=300 * 3600, replications=30, seed=5)
+    m, h = twin.mean_ci(r_alone.stations["down"])
+    assert h < 0.008
+    assert abs(m - 20 / 140) <= h
+    # the first 8 replications again in the middle of the line: the same down time, spell for spell
+    r_mid = twin.simulate(middle, horizon=300 * 3600, replications=8, seed=5)
+    b = r_mid.stations[r_mid.stations["station"] == "b"]
+    assert b["idle"].mean() > 0.2 and b["blocked"].mean() > 0.2  # it really waits both ways
+    assert b["down"].to_numpy() == pytest.approx(r_alone.stations["down"].to_numpy()[:8], rel=1e-9)

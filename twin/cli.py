@@ -11,11 +11,19 @@ import hashlib
 import os
 import shlex
 import sys
+import tomllib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .compare import FACTORIES, SCENARIOS, Grid, run_grid
+from .compare_report import write_report
 from .dists import parse_duration
+from .eventlog import calibrate, check, parse_map, read_log, write_log
+from .experiment import replication_seed, run_once, simulate, summarize, sweep, sweep_table
+from .io import atomic_write_text, dumps, write_csv, write_json
+from .report import run_page
 from .spec import SpecError, load, resolve
 from .state import State
 
@@ -198,10 +206,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from importlib.resources import files
-
-    from .io import atomic_write_text
-
     path = Path(args.file)
     if path.exists() and not args.force:
         raise SpecError([f"{path}: already exists (pass --force to overwrite)"])
@@ -223,7 +227,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``PATH=VALUE`` pairs; VALUE is read as TOML (``3``, ``"8h"``, ``{dist = ...}``), else as a string."""
-    import tomllib
 
     out: dict[str, Any] = {}
     bad = []
@@ -243,7 +246,6 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def parse_vary(items: list[str]) -> dict[str, list[Any]]:
     """``PATH=V1,V2`` (or ``PATH=[V1, V2]``) pairs; each value is read as TOML, else as text."""
-    import tomllib
 
     out: dict[str, list[Any]] = {}
     bad = []
@@ -271,9 +273,6 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
-    from .experiment import sweep, sweep_table
-    from .io import dumps, write_csv, write_json
-
     path = resolve(args.spec)
     spec = load(path)
     if args.set:
@@ -327,9 +326,6 @@ def spec_hash(path: Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from .experiment import simulate, summarize
-    from .io import dumps, write_csv, write_json
-
     path = resolve(args.spec)
     spec = load(path)
     if args.set:
@@ -347,9 +343,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                    progress=not args.json)
     if args.event_log:
-        from .eventlog import write_log
-        from .experiment import replication_seed, run_once
-
         seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
         traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
         write_log(traced.record, args.event_log)
@@ -364,8 +357,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         write_csv(out / "lots.csv", res.lots)
         write_csv(out / "states.csv", res.states)
         write_csv(out / "timeseries.csv", res.timeseries)
-        from .io import atomic_write_text
-        from .report import run_page
 
         atomic_write_text(out / "report.html", run_page(summary, res, f"twin run: {spec.name}"))
     if args.json:
@@ -376,11 +367,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
-    import os
-
-    from .compare import FACTORIES, SCENARIOS, Grid, run_grid
-    from .compare_report import write_report
-
     quick = args.quick
     grid = Grid(
         factories=list(args.factories or FACTORIES),
@@ -413,9 +399,6 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .eventlog import calibrate, parse_map, read_log
-    from .io import atomic_write_text
-
     df = read_log(args.log, parse_map(args.map))
     text, warnings = calibrate(df, name=args.name, source=str(args.log))
     atomic_write_text(args.out, text)
@@ -426,9 +409,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .eventlog import check, parse_map, read_log
-    from .io import dumps
-
     spec = load(args.spec)
     df = read_log(args.log, parse_map(args.map))
     res = check(spec, df, replications=args.replications, seed=args.seed)

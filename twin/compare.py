@@ -10,6 +10,7 @@ the warm-up.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,13 +21,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from .dists import Duration, PositiveDuration
 from . import builtins
 from .adapt import daily_series
+from .dists import Duration, PositiveDuration
 from .experiment import map_jobs, mean_ci, replication_seed, run_once
 from .io import dumps, write_json
+from .spec import _M, Shift, Spec, SpecError, _human, load, read_toml, resolve, validate
 from .state import STATE_KEYS
-from .spec import Shift, Spec, SpecError, _M, load, read_toml, resolve, validate
 
 WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
@@ -73,7 +74,6 @@ def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: s
     by the warm-up) and the run covers ``warmup + weeks``."""
     if spec.demand is None:
         raise SpecError([f"{spec.name}: demand: the factory has no [demand]; a scenario needs make-to-order demand"])
-    from .spec import _human
 
     data = spec.model_dump(mode="python", by_alias=True)
     problems = []
@@ -210,8 +210,6 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     if job_dir is not None:
         sig_path = job_dir / "grid.json"
         if resume and sig_path.exists():
-            import json
-
             old = json.loads(sig_path.read_text())
             if old != _jsonable(grid.signature()):
                 raise SpecError([f"{sig_path}: --resume: the stored grid differs from this command's "
@@ -235,8 +233,6 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
             write_json(job_dir / f"{j.key}.json", r)
         bar.step()
 
-    from .experiment import map_jobs
-
     for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
         finish(pending[i], r)
     bar.close()
@@ -244,8 +240,6 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
 
 
 def _jsonable(x: Any) -> Any:
-    import json
-
     return json.loads(dumps(x))
 
 

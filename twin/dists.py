@@ -10,12 +10,14 @@ compiles to a :class:`Sampler` bound to one named random stream.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from scipy import optimize, special
 
 UNITS: dict[str, float] = {
     "ms": 1e-3,
@@ -152,10 +154,50 @@ class _MeanCv(_Mean):
 
 
 class Normal(_MeanCv):
-    """Normal with ``mean`` (s) and ``cv`` (sd/mean), truncated at 0 by redrawing."""
+    """Normal truncated at 0 whose own mean (s) and cv (sd/mean) are the given ones.
+
+    A time cannot be negative, so the draws are those of an underlying normal above 0; its
+    parameters are solved so that the *truncated* distribution has exactly ``mean`` and
+    ``cv`` (see :func:`truncated_normal`). A normal truncated at 0 has cv < 1; ``cv = 1``
+    is its limit, the exponential, and a larger cv is refused."""
 
     dist: Literal["normal"] = "normal"
-    """`normal` (truncated at 0)."""
+    """`normal` (truncated at 0; cv at most 1)."""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "Normal":
+        if self.cv > 1.0:
+            raise ValueError(f"cv = {self.cv:g}: a normal truncated at 0 has a cv of at most 1 "
+                             "(use gamma or lognormal for more variable times)")
+        return self
+
+
+_ALPHA_MAX = 100.0  # beyond this truncation point the solved cv is within 1.1e-4 of 1: the exponential limit
+
+
+def _truncated_cv(alpha: float) -> tuple[float, float]:
+    """(cv, inverse Mills ratio) of a standard normal truncated below at ``alpha``."""
+    lam = math.exp(-0.5 * alpha * alpha - 0.5 * math.log(2 * math.pi) - float(special.log_ndtr(-alpha)))
+    return math.sqrt(max(1.0 + alpha * lam - lam * lam, 0.0)) / (lam - alpha), lam
+
+
+def truncated_normal(mean: float, cv: float) -> tuple[float, float, float] | None:
+    """``(mu, sigma, alpha)`` of the normal N(mu, sigma) whose part above 0 has mean ``mean`` (s)
+    and coefficient of variation ``cv``; ``alpha = -mu/sigma`` is the truncation point in
+    standard units. None when ``cv`` is so close to 1 that only the limit (exponential) is left.
+
+    With the inverse Mills ratio ``lam(alpha)``, the truncated mean is ``sigma (lam - alpha)``
+    and its variance ``sigma^2 (1 + alpha lam - lam^2)``: the cv depends on ``alpha`` alone and
+    rises from 0 to 1, so ``alpha`` is found by bisection and ``sigma`` from the mean."""
+    if cv <= 0.0:
+        return mean, 0.0, -math.inf
+    if cv >= _truncated_cv(_ALPHA_MAX)[0]:
+        return None
+    lo = -1.0 / cv - 10.0  # practically untruncated there: its cv is about 1 / (1/cv + 10) < cv
+    alpha = optimize.brentq(lambda a: _truncated_cv(a)[0] - cv, lo, _ALPHA_MAX, xtol=1e-12, rtol=1e-14)
+    lam = _truncated_cv(alpha)[1]
+    sigma = mean / (lam - alpha)
+    return -alpha * sigma, sigma, alpha
 
 
 class Lognormal(_MeanCv):
@@ -277,8 +319,6 @@ def _coerce_dist(v: Any) -> Any:
         if not isinstance(name, str):
             raise ValueError(f"'dist' must be a name (one of: {', '.join(DIST_CLASSES)}), got {type(name).__name__}")
         if name not in DIST_CLASSES:
-            import difflib
-
             close = difflib.get_close_matches(str(name), list(DIST_CLASSES), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown distribution {name!r}{hint}; known: {', '.join(DIST_CLASSES)}")
@@ -295,7 +335,6 @@ Dist = Annotated[
     BeforeValidator(_coerce_dist, json_schema_input_type=Union[float, DurationText, _DistUnion]),
 ]
 """Any distribution of durations (seconds)."""
-
 
 # --------------------------------------------------------------------------- samplers
 
@@ -353,15 +392,20 @@ def _make_block(d: _DistBase, rng: np.random.Generator):
         m = d.mean
         return lambda n: rng.exponential(m, n)
     if isinstance(d, Normal):
-        mu, sd = d.mean, d.mean * d.cv
+        params = truncated_normal(d.mean, d.cv)
+        if params is None:  # cv within 1.1e-4 of 1: the truncated normal's limit
+            m = d.mean
+            return lambda n: rng.exponential(m, n)
+        mu, sd, alpha = params
+        if sd == 0.0:
+            return lambda n: np.full(n, mu)
+        log_tail = float(special.log_ndtr(-alpha))
 
         def normal(n: int) -> np.ndarray:
-            x = rng.normal(mu, sd, n)
-            neg = x < 0.0
-            while neg.any():  # truncation at 0 by redrawing the negative ones
-                x[neg] = rng.normal(mu, sd, int(neg.sum()))
-                neg = x < 0.0
-            return x
+            # inverse CDF of the part above 0, in log space so that any truncation point works:
+            # P(Z > z | Z > alpha) = Phi(-z) / Phi(-alpha) = V, with V uniform on (0, 1]
+            v = np.log1p(-rng.random(n)) + log_tail
+            return mu - sd * special.ndtri_exp(v)
 
         return normal
     if isinstance(d, Lognormal):

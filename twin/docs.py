@@ -12,6 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+import twin
+
+from . import spec as spec_mod
+from .calendar import CalendarSpec, Window
+from .io import atomic_write_text
+from .spec import Spec
 
 SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Maintenance", "Quality", "CalendarSpec",
             "Window", "WorkerPool", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run", "Constant",
@@ -26,8 +34,6 @@ WHERE = {"Spec": "the top level of a spec file", "Source": "`[source]`", "Produc
 
 
 def schema() -> dict[str, Any]:
-    from .spec import Spec
-
     s = Spec.model_json_schema(by_alias=True)
     # the distribution classes default ``dist`` for Python users (``Exponential(mean=60)``),
     # but a table in a spec file must name its distribution
@@ -76,8 +82,6 @@ def _type(p: dict[str, Any]) -> str:
 
 
 def _default(field: Any) -> str:
-    from pydantic_core import PydanticUndefined
-
     if field.is_required():
         return "required"
     d = field.default
@@ -99,10 +103,6 @@ def _factory(field: Any) -> str:
 
 
 def reference() -> str:
-    import twin
-    from . import spec as spec_mod
-    from .calendar import CalendarSpec, Window
-
     sch = schema()
     defs = sch["$defs"]
     lines = [
@@ -137,8 +137,6 @@ def reference() -> str:
 
 
 def write(folder: Path) -> list[Path]:
-    from .io import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     ref, js = folder / "reference.md", folder / "spec.schema.json"
     atomic_write_text(ref, reference())

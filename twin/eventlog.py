@@ -12,13 +12,16 @@ time. Your own column names map with ``time=ts,station=machine``.
 
 from __future__ import annotations
 
+import io
 import math
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import tomli_w
 
 from .experiment import mean_ci, replication_seed, run_once, t975
 from .fit import best, best_censored
@@ -82,8 +85,6 @@ def write_log(rec: Record, path: str | Path) -> None:
     df = log_frame(rec)
     path = Path(path)
     if path.suffix == ".parquet":
-        import io
-
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic_write_bytes(path, buf.getvalue())
@@ -350,8 +351,6 @@ def saturated_release(df: pd.DataFrame, m: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- calibrate
 def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "") -> tuple[str, list[str]]:
     """A spec (TOML text with comments on every fit) and warnings, from a checked log."""
-    import tomli_w
-
 
     m = measure(df)
     proc, routes = m["proc"], m["routes"]
@@ -506,7 +505,6 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             k += 1
         out.append(ln)
     # validate what we wrote: a calibration must give a runnable spec
-    import tomllib
 
     validate(tomllib.loads("\n".join(out)), source="<calibrated spec>")
     return "\n".join(out) + "\n", warnings
@@ -572,7 +570,6 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
                      "stations": {n: {c: float(st.loc[n, c]) for c in STATE_COLS}
                                   for n in st.index}})
     rows = []
-
 
     def add(metric: str, observed: float, values: list[float], floor: float = 0.0) -> None:
         x = np.array(values)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing as mp
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -92,7 +96,6 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     validated before anything runs; :class:`SpecError` lists the problems of all of them
     (prefixed with ``source``).
     """
-    import itertools
 
     h = spec.run.horizon if horizon is None else parse_duration(horizon)
     w = spec.run.warmup if warmup is None else parse_duration(warmup)
@@ -142,7 +145,6 @@ def sweep_table(df: pd.DataFrame, kpis: list[str] | None = None, keys: list[str]
 def _progress(it, enabled: bool, label: str, total: int | None = None):
     """Wrap an iterable with a simple progress bar on a terminal (stderr); silent otherwise.
     With ``total`` the iterable is consumed lazily (results as they finish)."""
-    import sys
 
     if not enabled or not sys.stderr.isatty():
         yield from it
@@ -180,9 +182,6 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
         for i, a in enumerate(arglist):
             yield i, fn(*a)
         return
-    import multiprocessing as mp
-    import sys
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
     with ProcessPoolExecutor(max_workers=min(jobs, len(arglist)), mp_context=ctx) as ex:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from .state import State
@@ -40,12 +41,12 @@ RANKED = [c for c in COLUMNS if c[2] is not None and c[0] not in ("unit_cost_tra
                                                                    "lead_time_p95_s")]
 COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "#2ca02c"}
 
-
 # state colours and stacking order in every chart (busy at the bottom, planned stops on top)
 STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.IDLE.key: "#c7c7c7",
                  State.BLOCKED.key: "#9467bd", State.DOWN.key: "#d62728", State.MAINTENANCE.key: "#8c564b",
                  State.OFF_SHIFT.key: "#17becf"}
 STACK_ORDER = list(STATE_COLOURS)
+
 
 def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
     """``mean ± ci95`` in display units; "not recovered" counts for missing recoveries."""
@@ -192,6 +193,7 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
 
 def table_md(facs: dict[str, Any]) -> list[str]:
     cols = [c for c in COLUMNS if any(c[0] in d for d in facs.values())]
+
     def cell(x: str) -> str:
         return x.replace("|", "\\|")
 
@@ -296,7 +298,6 @@ def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str
 
 def _page_head(title: str, width: int) -> str:
     """Start of a self-contained page: styles and plotly.js inline, nothing fetched."""
-    from plotly.offline import get_plotlyjs
 
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:{width}px}}"

@@ -7,26 +7,31 @@ All durations are seconds (strings with units are accepted, see :mod:`twin.dists
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import importlib
 import os
+import sys
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import builtins
 from .calendar import CalendarSpec
-from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration
+from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration, _DistBase
 from .policies import registry
 from .state import STATE_KEYS
 
+_VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_validating", default=False)
 MAX_SPEC_BYTES = 2_000_000  # a real line spec is a few kB; refuse anything absurd before parsing
 
 
-class SpecError(Exception):
+class SpecError(ValueError):
     """A spec (or other input file) is invalid; ``problems`` lists every ``file: path: message``."""
 
     def __init__(self, problems: list[str]):
@@ -37,6 +42,24 @@ class SpecError(Exception):
 class _M(BaseModel):
     # attribute docstrings become field descriptions: the reference docs and JSON Schema use them
     model_config = ConfigDict(extra="forbid", validate_assignment=False, use_attribute_docstrings=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        # built in Python, a part of a spec is checked as a loaded one is, with the same messages;
+        # pydantic calls this for nested parts too, where its own errors must pass through whole
+        if _VALIDATING.get():
+            super().__init__(**data)
+            return
+        token = _VALIDATING.set(True)
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise SpecError(format_validation_error(e, data, f"<{type(self).__name__}>", type(self))) from None
+        finally:
+            _VALIDATING.reset(token)
+        self._check_built()
+
+    def _check_built(self) -> None:
+        """Checks beyond the schema for a part built in Python (the whole spec has some)."""
 
 
 class Failures(_M):
@@ -414,6 +437,13 @@ class Spec(_M):
     run: Run = Field(default_factory=Run)
     """Default run settings."""
 
+    def _check_built(self) -> None:
+        # a spec built in Python gets the checks a loaded one gets (duplicate names, unknown
+        # stations in routes, ...) before anything can run it
+        errors = self.problems()[0]
+        if errors:
+            raise SpecError([f"<Spec {self.name}>: {p}: {m}" for p, m in errors])
+
     @model_validator(mode="after")
     def _default_product(self) -> "Spec":
         if not self.products:
@@ -435,7 +465,6 @@ class Spec(_M):
 
     def to_toml(self) -> str:
         """The spec as TOML text; ``validate(tomllib.loads(spec.to_toml()))`` gives an equal spec."""
-        import tomli_w
 
         return tomli_w.dumps(self.to_dict())
 
@@ -643,8 +672,6 @@ def _human(seconds: float) -> str:
 
 
 def _plain(x: Any) -> Any:
-    from .dists import _DistBase
-
     if isinstance(x, _DistBase):
         return x.to_toml_value()
     if isinstance(x, BaseModel):
@@ -703,8 +730,6 @@ def _set_parts(cur: Any, parts: list[str], i: int, value: Any) -> str | None:
 
 def load_plugins(modules: list[str], base: Path | None, source: str) -> list[str]:
     """Import plugin modules (the spec's folder first on the path); return problems."""
-    import importlib
-    import sys
 
     problems = []
     added = False
@@ -735,8 +760,8 @@ def _hint(word: str, choices: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
-
 # --------------------------------------------------------------------------- loading
+
 
 def resolve(path_or_name: str | os.PathLike[str]) -> Path:
     """A spec path, or the file of a built-in factory given by name (``dark-factory``)."""
@@ -795,10 +820,13 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
         problems = load_plugins(plugins, base, source)
         if problems:
             raise SpecError(problems)
+    token = _VALIDATING.set(True)
     try:
         spec = model.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(e, data, source, model)) from None
+    finally:
+        _VALIDATING.reset(token)
     errors = spec.problems()[0] if hasattr(spec, "problems") else []
     if errors:
         raise SpecError([f"{source}: {p}: {m}" for p, m in errors])
