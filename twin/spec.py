@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import builtins
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration, _DistBase
-from .policies import registry
+from .policies.registry import registry
 from .state import STATE_KEYS
 
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_validating", default=False)
