@@ -4,12 +4,14 @@ Each server is one SimPy process running :meth:`StationRuntime.serve`: take a lo
 if the product changed, work, inspect, hand the lot on. Failures and maintenance are in
 :mod:`twin.reliability`, defects in :mod:`twin.quality`; both are steps of this loop.
 
-The loop is written once. Work that nothing can pause or interrupt (no calendar, no
-failures) is one timeout instead of a call to :meth:`StationRuntime.work`, and the steps
+The loop is :meth:`StationRuntime._serve`. It takes three shortcuts, each doing exactly
+what the full steps would do there: work that nothing can pause or interrupt (no calendar,
+no failures) is one timeout instead of a call to :meth:`StationRuntime.work`; the steps
 that only matter to stations with operators, policies, quality, lanes, disruptions or a
-trace are skipped as a group on stations without them. Both shortcuts do exactly what
-the full steps would do there: ``Model(..., general=True)`` turns them off, and a test
-requires identical results both ways.
+trace are skipped as a group on stations without them; and a station with none of these
+runs :meth:`StationRuntime._serve_plain`, the same loop with those steps left out (the hot
+path of big models). ``Model(..., general=True)`` turns all three off, and a test requires
+identical results both ways.
 """
 
 from __future__ import annotations
@@ -224,6 +226,64 @@ class StationRuntime:
     # ------------------------------------------------------------------ the server loop
     def serve(self, srv: Server):
         """The server's process: take a lot, set up, work, inspect, hand it on; forever."""
+        if not self.has_extras() and self.reliability.failures is None:
+            return self._serve_plain(srv)
+        return self._serve(srv)
+
+    def _serve_plain(self, srv: Server):
+        """:meth:`_serve` for a station with nothing optional (no failures, calendar, operators,
+        quality, lanes, speeds, disruption or trace), its no-op steps left out: the hot path of
+        big models. It records exactly what :meth:`_serve` would (``Model(general=True)``
+        runs every station through :meth:`_serve`; a test compares the two)."""
+        env = self.model.env
+        timeout = env.timeout
+        states = self.model.rec.states.append
+        buf = srv.lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
+        try_get = buf.try_get
+        get_event = buf.get_event
+        sid = srv.sid
+        lot_time = self.lot_time
+        means = self.means
+        setup = self.setup
+        state = srv.state  # only this loop changes a plain server's state: a local copy is exact
+        while True:
+            lot = try_get()
+            if lot is None:
+                if state != _IDLE:
+                    states((env.now, sid, _IDLE))
+                    state = srv.state = _IDLE
+                lot = yield get_event()
+            srv.lot = lot
+            p = lot.product
+            d = lot_time[p](lot.qty)  # type: ignore[misc]
+            if setup is not None and srv.last_product is not None and srv.last_product != p:
+                s = setup[srv.last_product][p]
+                if s is not None:
+                    su = s.lot(1)
+                    if su > 0.0:
+                        if state != _SETUP:
+                            states((env.now, sid, _SETUP))
+                            state = srv.state = _SETUP
+                        yield timeout(su)
+            srv.last_product = p
+            if state != _BUSY:
+                states((env.now, sid, _BUSY))
+                state = srv.state = _BUSY
+            yield timeout(d)
+            srv.units += lot.qty
+            srv.ideal += means[p] * lot.qty
+            lot.work += means[p]
+            lot.step += 1
+            nxt = lot.route[lot.step]
+            if not nxt.try_put(lot):
+                if state != _BLOCKED:
+                    states((env.now, sid, _BLOCKED))
+                    state = srv.state = _BLOCKED
+                yield nxt.put_event(lot)
+            srv.lot = None
+
+    def _serve(self, srv: Server):
+        """The full server loop (see the module doc)."""
         model = self.model
         env = model.env
         timeout = env.timeout
@@ -242,18 +302,20 @@ class StationRuntime:
         # waits that a calendar-time failure can strike during (it must be recorded when it happens)
         watch = rel.calendar_basis
         extras = self.has_extras()
-        plain = not (model.general or cal is not None or rel.failures is not None)
+        plain = not (model.general or cal is not None or rel.failures is not None or tr is not None)
+        buf = lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
+        try_get = buf.try_get
         while True:
-            lot = lane.buffer.try_get()
+            lot = try_get()
             if lot is None:
                 w = _IDLE if lane.active else _OFF
                 if watch:
-                    lot = yield from rel.wait(srv, lane.buffer.get_event(), w)
+                    lot = yield from rel.wait(srv, buf.get_event(), w)
                 else:
                     if srv.state != w:
                         states((env.now, sid, w))
                         srv.state = w
-                    lot = yield lane.buffer.get_event()
+                    lot = yield buf.get_event()
             srv.lot = lot
             if extras:
                 if watch and srv.next_fail <= env.now:  # struck during a wait that could not watch it
@@ -291,14 +353,14 @@ class StationRuntime:
                 if tr:
                     tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_END))
             srv.last_product = p
-            if tr:
-                tr((env.now, sid, lot.id, p, lot.qty, _T_START))
             if plain:
                 if srv.state != _BUSY:
                     states((env.now, sid, _BUSY))
                     srv.state = _BUSY
                 yield timeout(d)
             else:
+                if tr:
+                    tr((env.now, sid, lot.id, p, lot.qty, _T_START))
                 yield from self.work(srv, d, _BUSY, ages=True)
             srv.units += lot.qty
             srv.ideal += means[p] * lot.qty
