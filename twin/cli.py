@@ -22,7 +22,7 @@ from .compare_report import write_report
 from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
 from .experiment import replication_seed, run_once, simulate, summarize, sweep, sweep_table
-from .io import atomic_write_text, dumps, write_csv, write_json
+from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .report import run_page
 from .spec import SpecError, load, resolve
 from .state import State
@@ -211,6 +211,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise SpecError([f"{path}: already exists (pass --force to overwrite)"])
     if path.suffix != ".toml":
         raise SpecError([f"{path}: a spec file name ends in .toml"])
+    check_output_file(path, "twin init")
     atomic_write_text(path, files("twin").joinpath("templates/line.toml").read_text(encoding="utf-8"))
     print(f"wrote {path}: a three-station line with comments; next: twin validate {path} && twin run {path}")
     return 0
@@ -278,6 +279,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if args.set:
         spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
     grid = parse_vary(args.vary)
+    if args.scheduler and args.executor != "dask":
+        raise SpecError(["--scheduler: only used with --executor dask"])
+    if args.out:
+        check_output_dir(args.out)
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     warmup = spec.run.warmup if args.warmup is None else args.warmup
     if horizon <= 0 or warmup >= horizon:
@@ -293,10 +298,11 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
             "replications": spec.run.replications if args.replications is None else args.replications}
     points = tab.to_dict(orient="records")
     if args.out:
-        out = Path(args.out)
-        write_csv(out / "sweep.csv", df)
-        write_csv(out / "sweep_summary.csv", tab)
-        write_json(out / "kpis.json", {"meta": meta, "points": points})
+        with ResultSet(args.out, summary="kpis.json") as rs:
+            rs.add_csv("sweep.csv", df)
+            rs.add_csv("sweep_summary.csv", tab)
+            rs.add_json("kpis.json", {"meta": meta, "points": points})
+            rs.publish()
     if args.json:
         sys.stdout.write(dumps({"meta": meta, "points": points}))
         return 0
@@ -332,6 +338,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
     for p, m in spec.problems()[1]:
         sys.stderr.write(f"warning: {path}: {p}: {m}\n")
+    if args.out:
+        check_output_dir(args.out)
+    if args.event_log:
+        check_output_file(args.event_log, "--event-log")
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     warmup = spec.run.warmup if args.warmup is None else args.warmup
     if horizon <= 0:
@@ -350,15 +360,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
                        "overrides": args.set, "command": "twin " + shlex.join(argv)}
     if args.out:
-        out = Path(args.out)
-        write_json(out / "kpis.json", summary)
-        write_csv(out / "replications.csv", res.kpis)
-        write_csv(out / "stations.csv", res.stations)
-        write_csv(out / "lots.csv", res.lots)
-        write_csv(out / "states.csv", res.states)
-        write_csv(out / "timeseries.csv", res.timeseries)
-
-        atomic_write_text(out / "report.html", run_page(summary, res, f"twin run: {spec.name}"))
+        with ResultSet(args.out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete set
+            rs.add_csv("replications.csv", res.kpis)
+            rs.add_csv("stations.csv", res.stations)
+            rs.add_csv("lots.csv", res.lots)
+            rs.add_csv("states.csv", res.states)
+            rs.add_csv("timeseries.csv", res.timeseries)
+            rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}"))
+            rs.add_json("kpis.json", summary)
+            rs.publish()
     if args.json:
         sys.stdout.write(dumps(summary))
     else:
@@ -383,7 +393,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         for f in ([factory] if colon else grid.factories):
             grid.overrides.setdefault(f, {}).update(values)
     jobs = args.jobs or os.cpu_count() or 1
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     if args.scheduler and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     try:
@@ -399,6 +409,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
     df = read_log(args.log, parse_map(args.map))
     text, warnings = calibrate(df, name=args.name, source=str(args.log))
     atomic_write_text(args.out, text)

@@ -66,7 +66,7 @@ def scenario_path(path_or_name: str | os.PathLike[str]) -> Path:
 def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
     """Load and validate a scenario file or built-in scenario."""
     p = scenario_path(path_or_name)
-    return validate(read_toml(p), source=str(p), model=Scenario)  # type: ignore[return-value]
+    return validate(read_toml(p, "a scenario"), source=str(p), model=Scenario)  # type: ignore[return-value]
 
 
 def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: str = "<scenario>") -> Spec:

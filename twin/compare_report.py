@@ -8,7 +8,7 @@ from typing import Any
 
 from . import __version__
 from .compare import (Grid, scenario_path, costs_frame, daily_frame, load_scenario, runs_frame, stations_frame, summary)
-from .io import atomic_write_text, write_csv, write_json
+from .io import ResultSet
 from .spec import resolve
 from .report import (fig_backlog, fig_cost_waterfall, fig_output, fig_states, html_page, markdown,
                      overrides_text, reading)
@@ -51,11 +51,13 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts), fig_cost_waterfall(costs, base),
             fig_states(stations, base, bottlenecks)]
     page = html_page(summ, descriptions, meta, read, figs)
-    write_csv(out / "runs.csv", runs)
-    write_csv(out / "daily.csv", daily)
-    write_csv(out / "costs.csv", costs)
-    write_csv(out / "stations.csv", stations)
-    write_json(out / "kpis.json", {"meta": meta, "summary": summ, "reading": read})
-    atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.html", page)
+    with ResultSet(out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete report
+        rs.add_csv("runs.csv", runs)
+        rs.add_csv("daily.csv", daily)
+        rs.add_csv("costs.csv", costs)
+        rs.add_csv("stations.csv", stations)
+        rs.add_text("report.md", md)
+        rs.add_text("report.html", page)
+        rs.add_json("kpis.json", {"meta": meta, "summary": summ, "reading": read})
+        rs.publish()
     return md

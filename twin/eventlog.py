@@ -27,7 +27,7 @@ from .experiment import mean_ci, replication_seed, run_once, t975
 from .fit import best, best_censored
 from .io import atomic_write_bytes, atomic_write_text
 from .record import Fate, MaintKind, Record
-from .spec import SpecError, validate
+from .spec import SpecError, read_regular_file, validate
 from .state import TRACE_KEYS, State
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
@@ -38,6 +38,7 @@ SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
 _PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5,
              "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
 MAX_LISTED = 20
+MAX_LOG_BYTES = 1 << 30  # 1 GiB of log: far more than a year of one line's events, far less than memory
 STATE_COLS = tuple(State[n].key for n in ("BUSY", "SETUP", "BLOCKED", "DOWN", "MAINTENANCE", "IDLE"))  # compared by twin check
 STATE_FLOOR = 0.001  # state-fraction differences below 0.1 % of the time are not reported as differing
 MIN_OBS = 30  # fewer observations than this: the fit is flagged as weak
@@ -115,15 +116,12 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
     Raises :class:`SpecError` listing every problem as ``file: line N: message``."""
     path = Path(path)
     f = str(path)
-    if not path.exists():
-        raise SpecError([f"{f}: file not found"])
-    if path.is_dir():
-        raise SpecError([f"{f}: is a directory, not an event log"])
+    data = read_regular_file(path, MAX_LOG_BYTES, "an event log")
     try:
         if path.suffix == ".parquet":
-            raw = pd.read_parquet(path)
+            raw = pd.read_parquet(io.BytesIO(data))
         else:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+            raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8")
     except ImportError:
         raise SpecError([f"{f}: reading Parquet needs pyarrow (pip install pyarrow), or give a CSV"]) from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:

@@ -1,26 +1,160 @@
-"""Output files, always written atomically (temporary file in the same folder, then rename)."""
+"""Output files: checked before any work, written atomically, never over anything but a regular file.
+
+- :func:`check_output_dir` / :func:`check_output_file` refuse a target that is a device, a
+  FIFO, a folder where a file is wanted (or a file where a folder is), under a file, or not
+  writable, naming the path; commands call them before they simulate.
+- :func:`atomic_write_bytes` writes a temporary file in the same folder and renames it over
+  the target, so a reader sees the old file or the whole new one.
+- :class:`ResultSet` publishes a folder of results with its summary written last: a result
+  set without its summary is visibly incomplete, never mixed with an older one.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .spec import SpecError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_TMP_TAG = ".twin-tmp-"  # temporary files and folders carry it, with the writing process's id
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _probe_writable(folder: Path, label: str, shown: Path) -> None:
+    """Create and remove a temporary file in ``folder``: the only test that holds for /proc,
+    /sys, read-only mounts and permissions alike."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_TAG}{os.getpid()}-probe-", dir=folder)
+    except OSError as e:
+        raise SpecError([f"{label}: {shown}: cannot write there ({e.strerror or e})"]) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _nearest_existing(path: Path, label: str) -> Path:
+    cur = path
+    while not cur.exists():
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    try:
+        mode = os.stat(cur).st_mode
+    except OSError as e:
+        raise SpecError([f"{label}: {path}: cannot use {cur} ({e.strerror or e})"]) from None
+    if not stat.S_ISDIR(mode):
+        raise SpecError([f"{label}: {path}: {cur} is {_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, "
+                         "not a folder"])
+    return cur
+
+
+def check_output_dir(path: str | os.PathLike[str], label: str = "--out") -> Path:
+    """Make sure results can be written into folder ``path`` (created later if missing);
+    raise :class:`SpecError` naming the path otherwise. Writes nothing that stays."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        _probe_writable(_nearest_existing(p, label), label, p)
+        return p
+    except OSError as e:
+        raise SpecError([f"{label}: {p}: cannot use it ({e.strerror or e})"]) from None
+    if not stat.S_ISDIR(mode):
+        what = "a file" if stat.S_ISREG(mode) else _kind(mode)
+        raise SpecError([f"{label}: {p}: is {what}; results go into a folder"])
+    _probe_writable(p, label, p)
+    return p
+
+
+def check_output_file(path: str | os.PathLike[str], label: str) -> Path:
+    """Make sure ``path`` can be written as a regular file (replacing only a regular file);
+    raise :class:`SpecError` naming the path otherwise. Writes nothing that stays."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        _probe_writable(_nearest_existing(p.parent, label), label, p)
+        return p
+    except OSError as e:
+        raise SpecError([f"{label}: {p}: cannot use it ({e.strerror or e})"]) from None
+    if not stat.S_ISREG(mode):
+        raise SpecError([f"{label}: {p}: is {_kind(mode)}; only a regular file is written or replaced"])
+    _probe_writable(p.parent, label, p)
+    return p
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Remove temporary files and folders left in ``folder`` by twin processes that are gone
+    (killed mid-write); returns how many were removed."""
+    n = 0
+    d = Path(folder)
+    if not d.is_dir():
+        return 0
+    for entry in d.iterdir():
+        name = entry.name
+        if _TMP_TAG not in name:
+            continue
+        pid_text = name.split(_TMP_TAG, 1)[1].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    Only a regular file is ever replaced: a device, FIFO or folder at ``path`` raises
+    :class:`SpecError` (a device node is never renamed over)."""
     path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise SpecError([f"{path}: is {_kind(mode)}; only a regular file is written or replaced"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as f:
@@ -65,5 +199,62 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, dumps(obj))
 
 
+def csv_text(df: pd.DataFrame) -> str:
+    """The tidy CSV form of a table (stable number format)."""
+    return df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+
+
 def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    atomic_write_text(path, csv_text(df))
+
+
+class ResultSet:
+    """A folder of result files published together, its summary last.
+
+    Files are written into a staging folder inside ``folder``; :meth:`publish` removes the old
+    summary, moves the other files into place and the summary last, so ``kpis.json`` (or
+    whatever ``summary`` names) marks a complete set. A failure before :meth:`publish`
+    leaves the folder as it was (the staging folder is removed, or later cleaned up as stale).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], summary: str = "kpis.json"):
+        self.folder = Path(folder)
+        self.summary = summary
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.folder)
+        self.stage = Path(tempfile.mkdtemp(prefix=f"{_TMP_TAG}{os.getpid()}-", dir=self.folder))
+        self.names: list[str] = []
+
+    def __enter__(self) -> "ResultSet":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        atomic_write_bytes(self.stage / name, data)
+        if name not in self.names:
+            self.names.append(name)
+
+    def add_text(self, name: str, text: str) -> None:
+        self.add_bytes(name, text.encode("utf-8"))
+
+    def add_json(self, name: str, obj: Any) -> None:
+        self.add_text(name, dumps(obj))
+
+    def add_csv(self, name: str, df: pd.DataFrame) -> None:
+        self.add_text(name, csv_text(df))
+
+    def publish(self) -> list[Path]:
+        """Move the staged files into the folder, the summary last; return their paths."""
+        for name in self.names:
+            target = self.folder / name
+            if target.exists() and not target.is_file():
+                raise SpecError([f"{target}: is {_kind(os.stat(target).st_mode)}; only a regular file is replaced"])
+        old = self.folder / self.summary
+        if old.is_file():
+            old.unlink()  # from here until the new summary lands, the folder says "incomplete"
+        order = [n for n in self.names if n != self.summary] + [n for n in self.names if n == self.summary]
+        for name in order:
+            os.replace(self.stage / name, self.folder / name)
+        return [self.folder / n for n in order]

@@ -11,6 +11,7 @@ import contextvars
 import difflib
 import importlib
 import os
+import stat
 import sys
 import tomllib
 import types
@@ -638,28 +639,27 @@ def _blocking_cycle(spec: "Spec") -> list[str]:
         for a, b in zip(p.route, p.route[1:]):
             if a in finite and b in finite:
                 succ[a].add(b)
-    colour: dict[str, int] = {}  # 1 on the current path, 2 done
-    path: list[str] = []
-
-    def visit(n: str) -> list[str]:
-        colour[n] = 1
-        path.append(n)
-        for m in sorted(succ[n]):
-            if colour.get(m) == 1:
-                return path[path.index(m):]
-            if m not in colour:
-                found = visit(m)
-                if found:
-                    return found
-        colour[n] = 2
-        path.pop()
-        return []
-
-    for n in sorted(finite):
-        if n not in colour:
-            found = visit(n)
-            if found:
-                return list(found)
+    # depth-first search with an explicit stack (a line of a thousand stations must not
+    # exhaust Python's recursion limit); colour 1 = on the current path, 2 = done
+    colour: dict[str, int] = {}
+    for root in sorted(finite):
+        if root in colour:
+            continue
+        path = [root]
+        colour[root] = 1
+        stack = [iter(sorted(succ[root]))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                colour[path.pop()] = 2
+                stack.pop()
+                continue
+            if colour.get(nxt) == 1:
+                return path[path.index(nxt):]
+            if nxt not in colour:
+                colour[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(succ[nxt])))
     return []
 
 
@@ -771,35 +771,80 @@ def resolve(path_or_name: str | os.PathLike[str]) -> Path:
     return builtins.factories().get(str(path_or_name).replace("_", "-"), p)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file with clear, single-line errors (raises :class:`SpecError`)."""
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``max_bytes``.
+
+    A device, FIFO or folder is refused before it is opened (a FIFO would block, /dev/zero
+    never ends), and the cap is enforced on what is read, so it holds for files whose
+    size the system reports as 0 (/proc). Raises :class:`SpecError` naming the file."""
     f = str(path)
     try:
-        size = path.stat().st_size
+        st = os.stat(path)
     except FileNotFoundError:
         raise SpecError([f"{f}: file not found"]) from None
     except OSError as e:
-        raise SpecError([f"{f}: cannot read file ({e.strerror})"]) from None
-    if path.is_dir():
-        raise SpecError([f"{f}: is a directory, not a spec file"])
-    if size > MAX_SPEC_BYTES:
-        raise SpecError([f"{f}: file is {size} bytes; specs larger than {MAX_SPEC_BYTES} bytes are refused"])
+        raise SpecError([f"{f}: cannot read file ({e.strerror or e})"]) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError([f"{f}: is {_file_kind(st.st_mode)}, not a regular file ({what} expected)"])
+    if st.st_size > max_bytes:
+        raise SpecError([f"{f}: file is {st.st_size} bytes; the limit for {what} is {max_bytes} bytes"])
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
     except OSError as e:
-        raise SpecError([f"{f}: cannot read file ({e.strerror})"]) from None
+        raise SpecError([f"{f}: cannot read file ({e.strerror or e})"]) from None
+    if len(data) > max_bytes:
+        raise SpecError([f"{f}: more than {max_bytes} bytes; the limit for {what} is {max_bytes} bytes"])
+    return data
+
+
+MAX_DEPTH = 32  # tables and arrays nested deeper than any spec needs are refused before validation
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(data, 0)]
+    while stack:
+        x, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(x, dict):
+            stack.extend((v, d + 1) for v in x.values())
+        elif isinstance(x, list):
+            stack.extend((v, d + 1) for v in x)
+    return False
+
+
+def read_toml(path: Path, what: str = "a spec") -> dict[str, Any]:
+    """Read a TOML file with clear, single-line errors (raises :class:`SpecError`)."""
+    f = str(path)
+    raw = read_regular_file(path, MAX_SPEC_BYTES, what)
     if not raw.strip():
         raise SpecError([f"{f}: file is empty"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SpecError([f"{f}: not a text file (invalid UTF-8); a spec is TOML"]) from None
+        raise SpecError([f"{f}: not a text file (invalid UTF-8); {what} is TOML"]) from None
     if "\x00" in text:
-        raise SpecError([f"{f}: not a text file (contains NUL bytes); a spec is TOML"])
+        raise SpecError([f"{f}: not a text file (contains NUL bytes); {what} is TOML"])
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError([f"{f}: invalid TOML: {e}"]) from None
+    except RecursionError:
+        raise SpecError([f"{f}: arrays or tables nested too deeply (more than {MAX_DEPTH} levels)"]) from None
+    if _too_deep(data):
+        raise SpecError([f"{f}: arrays or tables nested too deeply (more than {MAX_DEPTH} levels)"])
+    return data
 
 
 def load(path_or_name: str | os.PathLike[str]) -> Spec:
@@ -815,6 +860,8 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
 
     ``base``: the folder plugin modules are looked up in first (the spec file's folder)."""
     model = model or Spec
+    if _too_deep(data):
+        raise SpecError([f"{source}: arrays or tables nested too deeply (more than {MAX_DEPTH} levels)"])
     plugins = data.get("plugins") if isinstance(data, dict) and model is Spec else None
     if isinstance(plugins, list) and all(isinstance(m, str) for m in plugins):
         problems = load_plugins(plugins, base, source)
