@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import shlex
 import sys
@@ -24,7 +25,7 @@ from .eventlog import calibrate, check, parse_map, read_log, write_log
 from .experiment import replication_seed, run_once, simulate, summarize, sweep, sweep_table
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .report import run_page
-from .spec import SpecError, load, resolve
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
 from .state import State
 
 
@@ -40,22 +41,24 @@ def _duration_arg(name: str):
         try:
             d = parse_duration(v)
         except ValueError as e:
-            raise argparse.ArgumentTypeError(f"{name}: {e}") from None
-        if d < 0:
-            raise argparse.ArgumentTypeError(f"{name}: must be >= 0")
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if not math.isfinite(d) or d < 0:
+            raise argparse.ArgumentTypeError(f"must be a finite duration >= 0, got {v!r}")
+        if d > MAX_HORIZON:
+            raise argparse.ArgumentTypeError(f"{v} is more than 20 years ({MAX_HORIZON:g} s)")
         return d
 
     return conv
 
 
-def _positive_int(name: str):
+def _positive_int(name: str, maximum: int = MAX_REPLICATIONS):
     def conv(v: str) -> int:
         try:
             n = int(v)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected an integer, got {v!r}") from None
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"{name}: must be >= 1, got {n}")
+            raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
+        if not 1 <= n <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {maximum}, got {n}")
         return n
 
     return conv
@@ -65,9 +68,9 @@ def _seed(v: str) -> int:
     try:
         n = int(v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed: expected an integer, got {v!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError("--seed: must be >= 0")
+        raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
+    if not 0 <= n <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {n}")
     return n
 
 
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all six in "
                    "benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
-    c.add_argument("--weeks", type=_positive_float("--weeks"), help="weeks observed after warm-up (default 26; quick 10)")
+    c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0), help="weeks observed after warm-up (default 26; quick 10)")
     c.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up before observation (default 2w; quick 1w)")
     c.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
     c.add_argument("--quick", action="store_true", help="a short profile for CI: 2 replications, 10 weeks")
@@ -150,14 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_float(name: str):
+def _positive_float(name: str, maximum: float | None = None):
     def conv(v: str) -> float:
         try:
             x = float(v)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {v!r}") from None
-        if not x > 0 or x == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name}: must be > 0, got {v}")
+            raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+        if not x > 0 or not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+        if maximum is not None and x > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum:g}, got {v}")
         return x
 
     return conv

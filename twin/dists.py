@@ -52,10 +52,15 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"expected a duration (number of seconds or a string like '90s'), got {type(value).__name__}")
 
 
+MAX_DURATION = 1e10  # s, about 317 years: longer is a typo, and float time loses its resolution
+
+
 def _check_duration(v: Any) -> float:
     d = parse_duration(v)
     if not math.isfinite(d):
         raise ValueError("duration must be finite")
+    if d > MAX_DURATION:
+        raise ValueError(f"{d:g} s is longer than {MAX_DURATION:g} s (about 317 years)")
     return d
 
 
@@ -82,7 +87,22 @@ PositiveDuration = Annotated[float, BeforeValidator(_positive, json_schema_input
 
 
 class _DistBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _finite_moments(self) -> "_DistBase":
+        # every draw feeds a clock and a lot's time is drawn from the mean and variance:
+        # both must exist as finite numbers (a Weibull of shape 0.001 has neither)
+        try:
+            m, v = float(self.mean), float(self.var)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            m = v = math.inf
+        if not (math.isfinite(m) and math.isfinite(v)):
+            raise ValueError("its mean or variance is not a finite number of seconds "
+                             "(for a weibull, use a shape of at least 0.05)")
+        if m > MAX_DURATION:
+            raise ValueError(f"its mean ({m:g} s) is longer than {MAX_DURATION:g} s")
+        return self
 
     @property
     def mean(self) -> float:  # pragma: no cover - overridden
@@ -120,7 +140,8 @@ class _Mean(_DistBase):
     mean_: PositiveDuration = Field(alias="mean")
     """Mean, s."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True,
+                              allow_inf_nan=False)
 
     @property
     def mean(self) -> float:

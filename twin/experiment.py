@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing as mp
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .dists import parse_duration
-from .model import Model
+from .model import PROGRESS_STEPS, Model
 from .results import Results, build
-from .spec import Spec, SpecError
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, Spec, SpecError
 from .stats import STATION_FIELDS, mean_ci, summarize, t975
 
 __all__ = ["run_once", "simulate", "stack", "sweep", "sweep_table", "map_jobs", "replication_seed", "mean_ci",
@@ -27,13 +29,28 @@ def replication_seed(seed: int, replication: int) -> int:
 
 
 def run_once(spec: Spec, horizon: float, warmup: float, seed: int, *, trace: bool = False,
-             replay: list[tuple[float, int, int]] | None = None, unit_sampling: bool = False) -> Results:
+             replay: list[tuple[float, int, int]] | None = None, unit_sampling: bool = False,
+             progress: Callable[[float], None] | None = None) -> Results:
     """Build, run and tabulate one replication: the one way every command runs a spec.
 
     ``horizon``/``warmup`` in s; ``trace``, ``replay`` and ``unit_sampling`` as for
-    :class:`~twin.model.Model`. ``Results.record`` keeps the run's plain record."""
+    :class:`~twin.model.Model`; ``progress(fraction)`` follows simulated time.
+    ``Results.record`` keeps the run's plain record."""
+    check_run_times(horizon, warmup)
     model = Model(spec, seed, horizon, unit_sampling=unit_sampling, trace=trace, replay=replay)
-    return build(model.run(horizon, warmup))
+    return build(model.run(horizon, warmup, progress=progress))
+
+
+def check_run_times(horizon: float, warmup: float, source: str = "") -> None:
+    """Refuse a horizon or warm-up (s) that cannot be simulated: not finite, not positive,
+    beyond 20 years, or a warm-up not shorter than the horizon (:class:`SpecError`)."""
+    where = f"{source}: " if source else ""
+    if not (math.isfinite(horizon) and 0 < horizon <= MAX_HORIZON):
+        raise SpecError([f"{where}horizon: must be > 0 and at most {MAX_HORIZON / 604800:g} weeks "
+                         f"(20 years), got {horizon:g} s"])
+    if not (math.isfinite(warmup) and 0 <= warmup < horizon):
+        raise SpecError([f"{where}warm-up: must be >= 0 and shorter than the horizon ({horizon:g} s), "
+                         f"got {warmup:g} s"])
 
 
 def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str | None = None,
@@ -47,16 +64,18 @@ def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str
     w = spec.run.warmup if warmup is None else parse_duration(warmup)
     s = spec.run.seed if seed is None else int(seed)
     n = spec.run.replications if replications is None else int(replications)
-    if h <= 0:
-        raise ValueError("horizon must be > 0")
-    if not 0 <= w < h:
-        raise ValueError("warm-up must be >= 0 and shorter than the horizon")
-    if n < 1:
-        raise ValueError("replications must be >= 1")
+    check_run_times(h, w)
+    if not 1 <= n <= MAX_REPLICATIONS:
+        raise SpecError([f"replications: must be between 1 and {MAX_REPLICATIONS}, got {n}"])
     parts: list[Results] = []
-    for r in _progress(range(n), progress, "replications"):
-        res = run_once(spec, h, w, replication_seed(s, r))
-        parts.append(res)
+    with progress_bar(n * PROGRESS_STEPS, "simulating", enabled=progress) as bar:
+        for r in range(n):
+            done = r * PROGRESS_STEPS
+
+            def tick(frac: float, done: int = done) -> None:
+                bar.update(done + round(frac * PROGRESS_STEPS) - bar.n)
+
+            parts.append(run_once(spec, h, w, replication_seed(s, r), progress=tick if bar.on else None))
     return stack(parts, extra={"horizon": h, "warmup": w, "seed": s, "replications": n, "spec": spec.name})
 
 
@@ -142,20 +161,37 @@ def sweep_table(df: pd.DataFrame, kpis: list[str] | None = None, keys: list[str]
     return pd.DataFrame(out)
 
 
-def _progress(it, enabled: bool, label: str, total: int | None = None):
-    """Wrap an iterable with a simple progress bar on a terminal (stderr); silent otherwise.
-    With ``total`` the iterable is consumed lazily (results as they finish)."""
+class progress_bar:
+    """A progress bar with elapsed time and ETA on a terminal (tqdm, on stderr); nothing at all
+    when disabled or when stderr is not a terminal (CI logs stay clean)."""
 
-    if not enabled or not sys.stderr.isatty():
-        yield from it
-        return
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.on = bool(enabled) and sys.stderr.isatty()
+        self.n = 0
+        self._bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=True,
+                         dynamic_ncols=True) if self.on else None
+
+    def __enter__(self) -> "progress_bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, k: int = 1) -> None:
+        if k > 0:
+            self.n += k
+            if self._bar is not None:
+                self._bar.update(k)
+
+
+def _progress(it, enabled: bool, label: str, total: int | None = None):
+    """Yield from ``it`` with a progress bar of ``total`` items (see :class:`progress_bar`)."""
     items = it if total is not None else list(it)
-    n = total if total is not None else len(items)
-    for i, x in enumerate(items):
-        sys.stderr.write(f"\r{label}: {i}/{n} [{'#' * (20 * i // n):<20}]")
-        sys.stderr.flush()
-        yield x
-    sys.stderr.write(f"\r{label}: {n}/{n} [{'#' * 20}]\n")
+    with progress_bar(total if total is not None else len(items), label, enabled) as bar:
+        for x in items:
+            yield x
+            bar.update(1)
 
 
 EXECUTORS = ("local", "dask")

@@ -8,6 +8,8 @@ plain data that :func:`twin.results.build` turns into tables. The runtime object
 
 from __future__ import annotations
 
+from typing import Callable
+
 import simpy
 
 from . import policies
@@ -18,6 +20,9 @@ from .station import StationRuntime
 from .streams import Streams
 from .flow import Sink
 from .workforce import Calendar, Pool
+
+
+PROGRESS_STEPS = 100
 
 
 class Model(Release):
@@ -81,16 +86,28 @@ class Model(Release):
         """Per server ``(units processed, ideal processing time s)`` so far."""
         return [(s.units, s.ideal) for st in self.stations.values() for s in st.servers]
 
-    def run(self, until: float | None = None, warmup: float = 0.0) -> Record:
+    def run(self, until: float | None = None, warmup: float = 0.0,
+            progress: Callable[[float], None] | None = None) -> Record:
         """Advance the model to ``until`` seconds (default: its horizon) and return its record.
 
         The per-server counters are snapshotted at ``warmup`` so that KPIs can exclude the
-        warm-up period."""
+        warm-up period. ``progress(fraction)`` is called as simulated time passes (in 100
+        steps; the results are the same with or without it)."""
         until = self.horizon if until is None else until
-        if 0 < warmup < until:
-            self.env.run(until=warmup)
-        self.rec.counters_at_warmup = self.counters()
+        if not 0 < warmup < until:
+            self.rec.counters_at_warmup = self.counters()
+        marks = [warmup] if 0 < warmup < until else []
+        if progress is not None:
+            marks = sorted(set(marks + [until * k / PROGRESS_STEPS for k in range(1, PROGRESS_STEPS)]))
+        for t in marks:
+            self.env.run(until=t)
+            if t == warmup and 0 < warmup:
+                self.rec.counters_at_warmup = self.counters()
+            if progress is not None:
+                progress(t / until)
         self.env.run(until=until)
+        if progress is not None:
+            progress(1.0)
         return self.finish(until, warmup)
 
     def finish(self, horizon: float, warmup: float = 0.0) -> Record:

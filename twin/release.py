@@ -7,6 +7,7 @@ policies talk to (``need``, ``book``, ``stock``, ``open_units``, ``lanes_active`
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any
 
@@ -17,10 +18,28 @@ from .demand import order_stream
 from .dists import Exponential, Sampler
 from .flow import Lot, SaturatedBuffer
 from .record import Fate, Record
-from .spec import Spec
+from .spec import SimulationError, Spec
 from .state import State
 
 _IDLE, _DOWN, _OFF = int(State.IDLE), int(State.DOWN), int(State.OFF_SHIFT)
+MAX_LOTS_AT_ONE_INSTANT = 200_000  # no real release comes close; a zero-time loop reaches it in a second
+_CHECK_EVERY = (1 << 16) - 1  # the memory projection runs every 65,536 lots
+BYTES_PER_RECORD = 160  # a recorded tuple of 3-6 numbers and its list slot, measured with tracemalloc
+
+
+def memory_budget() -> float:
+    """Bytes a run's record may take: half the physical memory (the tables built from it at
+    the end need about as much again), or ``TWIN_MAX_MEMORY_GB`` when set."""
+    env = os.environ.get("TWIN_MAX_MEMORY_GB")
+    if env:
+        try:
+            return float(env) * 2**30
+        except ValueError:
+            pass
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return 8 * 2**30
 _GOOD, _SCRAPPED, _LOST = int(Fate.GOOD), int(Fate.SCRAPPED), int(Fate.LOST)
 
 
@@ -45,6 +64,8 @@ class Release:
         self._source_rng = self.streams.get("source")
         self.wip = [0] * len(self.product_names)  # units released and not finished or scrapped, per product
         self.lost_lots = 0
+        self._t_last_release = -1.0
+        self._same_instant = 0  # lots released at the current instant (a zero-time loop never leaves it)
         self.orders_mode = spec.source.kind == "orders" and self.replay is None
         self.lane_structured = self.orders_mode and spec.planning.lanes > 1
 
@@ -53,9 +74,23 @@ class Release:
         """Create a lot of ``product`` at the current time and record its release."""
         lot_id = self._next_id
         self._next_id += 1
+        now = self.env.now
+        if now != self._t_last_release:
+            self._t_last_release = now
+            self._same_instant = 0
+        else:
+            self._same_instant += 1
+            if self._same_instant >= MAX_LOTS_AT_ONE_INSTANT:
+                raise SimulationError([
+                    f"<spec {self.spec.name}>: simulated time stopped advancing at t = {now:g} s: "
+                    f"{self._same_instant:,} lots released at that instant (a loop of stations that take "
+                    "no time, or arrivals at no interval?); give the first station a processing time > 0 "
+                    "or a finite buffer"])
+        if not lot_id & _CHECK_EVERY:
+            self.check_memory()
         q = self.lot_sizes[product] if qty is None else qty
-        lot = Lot(lot_id, product, q, self.routes[product], self.env.now, lane)
-        self.rec.releases.append((lot_id, product, q, self.env.now))
+        lot = Lot(lot_id, product, q, self.routes[product], now, lane)
+        self.rec.releases.append((lot_id, product, q, now))
         self.wip[product] += q
         return lot
 
@@ -88,6 +123,23 @@ class Release:
             if u < acc:
                 return i
         return list(cand)[-1]
+
+    def check_memory(self) -> None:
+        """Stop with a clear error when the run's record, projected to the horizon, would not
+        fit in memory (checked every 65,536 lots: early enough to refuse a year that will not fit)."""
+        rec = self.rec
+        now = self.env.now
+        n = len(rec.states) + len(rec.releases) + len(rec.finishes) + len(rec.orders) + len(rec.deliveries)
+        if rec.trace is not None:
+            n += len(rec.trace)
+        if n == 0 or now <= 0:
+            return
+        projected = n * BYTES_PER_RECORD * max(1.0, self.horizon / now)
+        if projected > memory_budget():
+            raise SimulationError([
+                f"<spec {self.spec.name}>: this run would need about {projected / 2**30:.1f} GiB for its record "
+                f"({n:,} records by t = {now:g} s of a {self.horizon:g} s horizon), more than this machine can "
+                f"give it ({memory_budget() / 2**30:.1f} GiB); shorten the horizon or use larger lots"])
 
     # ------------------------------------------------------------------ sources
     def _build_source(self) -> None:

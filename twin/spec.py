@@ -29,20 +29,40 @@ from .policies.registry import registry
 from .state import STATE_KEYS
 
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_validating", default=False)
-MAX_SPEC_BYTES = 2_000_000  # a real line spec is a few kB; refuse anything absurd before parsing
+MAX_SPEC_BYTES = 2_000_000
+# bounds that no real factory reaches; beyond them a value is a typo or an attack, not a design
+MAX_SERVERS = 10_000
+MAX_LANES = 1_000
+MAX_COUNT = 1_000_000_000
+MAX_LOT = 10_000_000
+MAX_RATE_PER_HOUR = 1_000_000.0
+MAX_RATE_PER_WEEK = 1_000_000_000.0
+MAX_REPLICATIONS = 10_000
+MAX_SEED = 2**63 - 1
+MAX_HORIZON = 20 * 52 * 604800.0  # 20 years, s  # a real line spec is a few kB; refuse anything absurd before parsing
 
 
 class SpecError(ValueError):
     """A spec (or other input file) is invalid; ``problems`` lists every ``file: path: message``."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+    def __init__(self, problems: list[str] | str):
+        # a copy made from the message alone (SimPy re-raises a process's exception that way)
+        self.problems = problems.split("\n") if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # travels whole from worker processes
+        return (type(self), (self.problems,))
+
+
+class SimulationError(SpecError):
+    """A valid spec that cannot be simulated as given: simulated time stopped advancing, or
+    the run would need more memory than the machine has. Bad input like any other (exit 2)."""
 
 
 class _M(BaseModel):
     # attribute docstrings become field descriptions: the reference docs and JSON Schema use them
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, use_attribute_docstrings=True,
+                              allow_inf_nan=False)
 
     def __init__(self, /, **data: Any) -> None:
         # built in Python, a part of a spec is checked as a loaded one is, with the same messages;
@@ -147,7 +167,7 @@ class Buffer(_M):
     ``Station(name="smt", buffer=Buffer(capacity=2))`` is ``buffer = 2`` in TOML (the
     station stores the capacity)."""
 
-    capacity: int | None = Field(default=None, ge=0)
+    capacity: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Waiting places (lots); 0 = direct hand-off (blocking until the next server takes the
     lot); None = unlimited."""
 
@@ -163,18 +183,18 @@ class Station(_M):
 
     name: str = Field(min_length=1)
     """Unique station name."""
-    servers: int = Field(default=1, ge=1)
+    servers: int = Field(default=1, ge=1, le=MAX_SERVERS)
     """Identical machines per lane sharing the lane's buffer."""
-    lanes: int = Field(default=1, ge=1)
+    lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """Parallel copies (lines, cells) of this station, each with its own buffer and ``servers`` machines."""
     dispatch: str = "fixed"
     """Rule choosing the lane of an arriving lot (with several lanes)."""
-    speeds: list[Annotated[float, Field(gt=0.0)]] | None = None
+    speeds: list[Annotated[float, Field(gt=0.0, le=100.0)]] | None = None
     """Per-lane speed factors (processing time is divided by the factor); default all 1."""
     operators: str | None = None
     """Worker pool whose operators (``crew`` per server) each server holds while it works;
     the pool's calendar applies: nothing is processed off shift."""
-    crew: int = Field(default=1, ge=1)
+    crew: int = Field(default=1, ge=1, le=MAX_SERVERS)
     """Operators each server holds while it works."""
     calendar: str | None = None
     """Calendar of an unmanned station (stations without one work 24/7)."""
@@ -191,7 +211,7 @@ class Station(_M):
     """Unit processing time (s); per-product overrides in ``process_time_by_product``."""
     process_time_by_product: dict[str, Dist] = Field(default_factory=dict)
     """Per-product unit processing time, s (overrides `process_time`)."""
-    buffer: int | None = Field(default=None, ge=0)
+    buffer: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Waiting places in front of the station; 0 = direct hand-off; omitted = unlimited."""
     setup: Setup | None = None
     """Changeover time when a server switches product."""
@@ -211,7 +231,7 @@ class Product(_M):
     """Unique product name."""
     route: list[str] = Field(min_length=1)
     """Station names in visiting order."""
-    lot_size: int = Field(default=1, ge=1)
+    lot_size: int = Field(default=1, ge=1, le=MAX_LOT)
     """Units per lot (a tray or panel); processing time scales with it."""
     share: float = Field(default=1.0, ge=0.0)
     """Relative share of lots released by the source."""
@@ -223,7 +243,7 @@ class Source(_M):
 
     kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
     """`saturated`, `poisson`, `renewal` or `orders`."""
-    rate_per_hour: float | None = Field(default=None, gt=0.0)
+    rate_per_hour: float | None = Field(default=None, gt=0.0, le=MAX_RATE_PER_HOUR)
     """Poisson arrival rate of lots per hour."""
     interarrival: Dist | None = None
     """Time between lots for `renewal`, s."""
@@ -234,6 +254,8 @@ class Source(_M):
             raise ValueError("kind 'poisson' needs rate_per_hour")
         if self.kind == "renewal" and self.interarrival is None:
             raise ValueError("kind 'renewal' needs interarrival")
+        if self.interarrival is not None and self.interarrival.mean <= 0:
+            raise ValueError("interarrival: its mean must be > 0 (lots arriving at no interval never end)")
         return self
 
 
@@ -242,7 +264,7 @@ class WorkerPool(_M):
 
     name: str = Field(min_length=1)
     """Unique pool name."""
-    size: int = Field(ge=1)
+    size: int = Field(ge=1, le=MAX_COUNT)
     """Workers on duty per shift."""
     calendar: str | None = None
     """Calendar name; omitted = around the clock."""
@@ -294,11 +316,11 @@ class Shift(_M):
 class Demand(_M):
     """Make-to-order demand: Poisson orders per product (DESIGN §8)."""
 
-    base_per_week: float = Field(gt=0.0)
+    base_per_week: float = Field(gt=0.0, le=MAX_RATE_PER_WEEK)
     """Baseline demand, units per week, all products together."""
     shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     """Share of each product in the baseline (default: the products' ``share``)."""
-    order_size: int = Field(default=100, ge=1)
+    order_size: int = Field(default=100, ge=1, le=MAX_LOT)
     """Units per order."""
     due: PositiveDuration = 3 * 86400.0
     """Promised delivery time from order arrival, s."""
@@ -315,11 +337,11 @@ class Planning(_M):
 
     policy: str = "hourly"
     """`campaign`, `hourly`, `backlog` or a registered name."""
-    period: PositiveDuration = 3600.0
-    """Re-planning interval, s."""
-    lanes: int = Field(default=1, ge=1)
+    period: Annotated[PositiveDuration, Field(ge=1.0)] = 3600.0
+    """Re-planning interval, s (at least 1 s)."""
+    lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """Parallel lines/cells fed separately (lot `lane` = line number); 1 = one shared feed."""
-    forecast_per_week: float | None = Field(default=None, gt=0.0)
+    forecast_per_week: float | None = Field(default=None, gt=0.0, le=MAX_RATE_PER_WEEK)
     """What a forecast-driven planner expects before it has order history (default: the demand's base rate)."""
     forecast_window: PositiveDuration = 4 * 604800.0
     """A forecast-driven planner forecasts each product's demand as its mean order rate over this
@@ -334,8 +356,8 @@ class Capacity(_M):
 
     policy: str = "none"
     """`none`, `shifts`, `modules` or a registered name."""
-    review: PositiveDuration = 86400.0
-    """Interval between capacity decisions, s."""
+    review: Annotated[PositiveDuration, Field(ge=1.0)] = 86400.0
+    """Interval between capacity decisions, s (at least 1 s)."""
     overtime_above: float = Field(default=0.5, ge=0.0)
     """``shifts``: run overtime while the backlog exceeds this many days of baseline demand."""
     release_below: float = Field(default=0.1, ge=0.0)
@@ -344,9 +366,9 @@ class Capacity(_M):
     """``shifts``: an extra shift starts after overtime has run this long (recruiting, training)."""
     lead_time: Duration = 7 * 86400.0
     """``modules``: deployment time of an added module."""
-    min_lanes: int = Field(default=1, ge=1)
+    min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """`modules`: never fewer deployed lanes."""
-    initial_lanes: int | None = Field(default=None, ge=1)
+    initial_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
     """`modules`: lanes deployed at t = 0 (default all)."""
     target_utilisation: float = Field(default=0.85, gt=0.0, le=1.0)
     """`modules`: planned load of a deployed lane."""
@@ -396,13 +418,13 @@ class Costs(_M):
 class Run(_M):
     """Default run settings; the CLI and :func:`twin.simulate` may override them."""
 
-    horizon: PositiveDuration = 604800.0
-    """Simulated time, s."""
+    horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON)] = 604800.0
+    """Simulated time, s (at most 20 years)."""
     warmup: Duration = 0.0
     """Initial time removed from all KPIs, s."""
-    replications: int = Field(default=5, ge=1)
+    replications: int = Field(default=5, ge=1, le=MAX_REPLICATIONS)
     """Independent replications."""
-    seed: int = Field(default=1, ge=0)
+    seed: int = Field(default=1, ge=0, le=MAX_SEED)
     """Base seed (same seed: identical results)."""
 
 
