@@ -15,6 +15,8 @@ from bisect import bisect_right
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .names import Name
+
 WEEK = 7 * 86400.0
 DAY = 86400.0
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -95,7 +97,7 @@ class CalendarSpec(BaseModel):
     """Named weekly calendar: shifts minus breaks, plus optional overtime and extra-shift windows."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    name: str = Field(min_length=1)
+    name: Name
     """Unique calendar name."""
     shifts: list[Window] = Field(min_length=1)
     """Open windows of the base pattern."""

@@ -24,15 +24,25 @@ from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
 from .experiment import replication_seed, run_once, simulate, summarize, sweep, sweep_table
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
+from .names import safe_text
 from .report import run_page
 from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
 from .state import State
 
 
+def _say(text: str = "") -> None:
+    """Print user-facing text on stdout with any control characters from user input escaped."""
+    print(safe_text(str(text)))
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(safe_text(text))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(safe_text(f"{self.prog}: error: {message}\n"))
         raise SystemExit(2)
 
 
@@ -192,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_init(args)
     except SpecError as e:
         for line in e.problems:
-            sys.stderr.write(f"error: {line}\n")
+            _warn(f"error: {safe_text(line, keep_newlines=False)}\n")
         return 2
     except KeyboardInterrupt:
         if getattr(args, "command", "") == "compare":
@@ -218,7 +228,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise SpecError([f"{path}: a spec file name ends in .toml"])
     check_output_file(path, "twin init")
     atomic_write_text(path, files("twin").joinpath("templates/line.toml").read_text(encoding="utf-8"))
-    print(f"wrote {path}: a three-station line with comments; next: twin validate {path} && twin run {path}")
+    _say(f"wrote {path}: a three-station line with comments; next: twin validate {path} && twin run {path}")
     return 0
 
 
@@ -226,8 +236,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = load(args.spec)
     _, warnings = spec.problems()
     for p, m in warnings:
-        sys.stderr.write(f"warning: {resolve(args.spec)}: {p}: {m}\n")
-    print(f"{resolve(args.spec)}: ok ({len(spec.stations)} stations, {len(spec.products)} products)")
+        _warn(f"warning: {resolve(args.spec)}: {p}: {m}\n")
+    _say(f"{resolve(args.spec)}: ok ({len(spec.stations)} stations, {len(spec.products)} products)")
     return 0
 
 
@@ -265,12 +275,16 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
             values = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             values = [x.strip() for x in v.strip("[]").split(",")]  # bare words: text values
+        twice = [x for i, x in enumerate(values) if x in values[:i]]
         if not k:
             bad.append(f"--vary: {item!r}: the spec path before '=' is empty")
         elif not values:
             bad.append(f"--vary: {k}: no values")
         elif k in out:
             bad.append(f"--vary: {k}: given twice")
+        elif twice:
+            bad.append(f"--vary: {k}: the value {twice[0]!r} is given twice (its points would pool copies "
+                       "of the same replications)")
         else:
             out[k] = values
     if bad:
@@ -312,7 +326,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         sys.stdout.write(dumps({"meta": meta, "points": points}))
         return 0
     keys = list(grid)
-    print(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {horizon / 3600:g} h, "
+    _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {horizon / 3600:g} h, "
           f"warm-up {warmup / 3600:g} h, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
     lt_scale, lt_unit = _time_unit(float(tab["lead_time_mean_s"].max()))
     cols = [("throughput_per_hour", "units/h", 1.0, "{:.1f}"), ("lead_time_mean_s", f"lead time {lt_unit}", lt_scale,
@@ -322,13 +336,13 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         cols.append(("unit_cost", "unit cost", 1.0, "{:.2f}"))
     head = "  " + "".join(f"{k.split('.')[-2] + '.' + k.split('.')[-1] if k.count('.') else k:>22}" for k in keys)
     head += "".join(f"{label:>22}" for _, label, _, _ in cols)
-    print(head)
+    _say(head)
     for row in points:
         line = "  " + "".join(f"{str(row[k]):>22}" for k in keys)
         for key, _, scale, fmt in cols:
             cell = fmt.format(row[key] * scale) + " ± " + fmt.format(row[f"{key}_ci95"] * scale)
             line += f"{cell:>22}"
-        print(line)
+        _say(line)
     return 0
 
 
@@ -342,7 +356,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.set:
         spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
     for p, m in spec.problems()[1]:
-        sys.stderr.write(f"warning: {path}: {p}: {m}\n")
+        _warn(f"warning: {path}: {p}: {m}\n")
     if args.out:
         check_output_dir(args.out)
     if args.event_log:
@@ -377,7 +391,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         sys.stdout.write(dumps(summary))
     else:
-        print(format_table(summary))
+        _say(format_table(summary))
     return 0
 
 
@@ -408,8 +422,8 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         raise SpecError([f"--executor dask: {e}"]) from None
     md = write_report(results, grid, out, command="twin " + shlex.join(argv))
     # the side-by-side tables on stdout (CI logs show them)
-    print(md.split("## Reading")[0])
-    print(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")
+    _say(md.split("## Reading")[0])
+    _say(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")
     return 0
 
 
@@ -419,8 +433,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     text, warnings = calibrate(df, name=args.name, source=str(args.log))
     atomic_write_text(args.out, text)
     for w in warnings:
-        sys.stderr.write(f"warning: {w}\n")
-    print(f"wrote {args.out} (fits and sample sizes in its comments); check it with: twin check {args.out} {args.log}")
+        _warn(f"warning: {w}\n")
+    _say(f"wrote {args.out} (fits and sample sizes in its comments); check it with: twin check {args.out} {args.log}")
     return 0
 
 
@@ -432,13 +446,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.write(dumps(res))
         return 0
     how = "the log's releases replayed" if res["replayed"] else "the spec's saturated source"
-    print(f"{args.spec} against {args.log}: {res['horizon'] / 3600:.1f} h with {how}, {res['replications']} "
+    _say(f"{args.spec} against {args.log}: {res['horizon'] / 3600:.1f} h with {how}, {res['replications']} "
           "replications (simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
-    print(f"  {'measure':<28}{'log':>12}{'simulated':>24}   ")
+    _say(f"  {'measure':<28}{'log':>12}{'simulated':>24}   ")
     for r in res["rows"]:
         scale = 3600.0 if r["metric"] == "lead_time_mean_s" else 1.0
         name = "lead_time_mean_h" if scale != 1.0 else r["metric"]
-        print(f"  {name:<28}{r['log'] / scale:>12.4g}{r['sim_mean'] / scale:>14.4g} ± {r['sim_ci95'] / scale:<8.2g}"
+        _say(f"  {name:<28}{r['log'] / scale:>12.4g}{r['sim_mean'] / scale:>14.4g} ± {r['sim_ci95'] / scale:<8.2g}"
               f"{'ok' if r['within_pi'] else 'DIFFERS'}")
     return 0
 

@@ -10,8 +10,10 @@ the warm-up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +27,21 @@ from . import builtins
 from .adapt import daily_series
 from .dists import Duration, PositiveDuration
 from .experiment import map_jobs, mean_ci, replication_seed, run_once
-from .io import dumps, write_json
-from .spec import _M, Shift, Spec, SpecError, _human, load, read_toml, resolve, validate
+from .io import dumps, remove_stale_temporaries, write_json
+from .names import Name
+from .spec import (
+    _M,
+    MAX_SPEC_BYTES,
+    Shift,
+    Spec,
+    SpecError,
+    _human,
+    load,
+    read_regular_file,
+    read_toml,
+    resolve,
+    validate,
+)
 from .state import STATE_KEYS
 
 WEEK = 604800.0
@@ -44,7 +59,7 @@ HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_
 class Scenario(_M):
     """A demand (or supply) scenario applied to every factory; shift times count from the end of warm-up."""
 
-    name: str = Field(min_length=1)
+    name: Name
     description: str = ""
     shifts: list[Shift] = Field(default_factory=list)
     weeks: PositiveDuration | None = None
@@ -104,7 +119,20 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.factory}__{self.scenario}__{self.replication}"
+        """The job's file name in ``OUT/jobs``: built from names, always inside that folder."""
+        return f"{_slug(self.factory)}__{_slug(self.scenario)}__{self.replication}"
+
+
+def _slug(name: str) -> str:
+    """``name`` if it is a plain word, else a safe file-name part with a hash of the whole name
+    (a factory given as ``/abs/path.toml`` must not send job files outside ``--out``)."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) and "__" not in name:
+        return name
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)[-40:].strip("_.") or "x"
+    return f"{tail}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+
+
+JOB_KEYS = {"factory", "scenario", "replication", "seed", "kpis", "daily", "costs", "stations"}
 
 
 def factory_spec(path: str, overrides: dict[str, Any] | None) -> Spec:
@@ -149,9 +177,13 @@ class Grid:
     """Per factory name, spec overrides (dotted path -> value) applied before the scenarios."""
 
     def signature(self) -> dict[str, Any]:
+        """What the jobs' results depend on: the options and the content of every input file
+        (an edited spec or scenario file makes stored jobs stale)."""
         sig = {"factories": self.factories, "scenarios": self.scenarios, "replications": self.replications,
-               "weeks": self.weeks, "warmup": self.warmup, "seed": self.seed}
-        if any(self.overrides.values()):  # absent when unused: older job folders still resume
+               "weeks": self.weeks, "warmup": self.warmup, "seed": self.seed,
+               "spec_sha256": {f: _file_sha(resolve(f)) for f in self.factories},
+               "scenario_sha256": {s: _file_sha(scenario_path(s)) for s in self.scenarios}}
+        if any(self.overrides.values()):
             sig["overrides"] = {f: v for f, v in self.overrides.items() if v}
         return sig
 
@@ -166,6 +198,17 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
     paths: dict[str, str] = {}
     scen: dict[str, Scenario] = {}
     specs: dict[str, Spec] = {}
+    for what, names, where in (("--factories", grid.factories, resolve), ("--scenarios", grid.scenarios, None)):
+        seen: dict[str, str] = {}
+        for n in names:
+            try:
+                key = str((where(n) if where else scenario_path(n)).resolve())
+            except SpecError:
+                key = n
+            if key in seen:
+                problems.append(f"{what}: {n!r} is given twice (as {seen[key]!r} too); each would pool copies of "
+                                "the same replications and shrink the intervals")
+            seen[key] = n
     unknown = sorted(set(grid.overrides) - set(grid.factories))
     if unknown:
         problems.append(f"--set: {', '.join(unknown)}: not among the compared factories "
@@ -209,22 +252,29 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     job_dir = out / "jobs" if out is not None else None
     if job_dir is not None:
         sig_path = job_dir / "grid.json"
+        if job_dir.exists():
+            remove_stale_temporaries(job_dir)
         if resume and sig_path.exists():
-            old = json.loads(sig_path.read_text())
+            try:
+                old = json.loads(read_regular_file(sig_path, MAX_SPEC_BYTES, "a job folder's grid.json"))
+            except ValueError:
+                raise SpecError([f"{sig_path}: --resume: the stored grid is damaged (not JSON); "
+                                 "start again without --resume or with a new --out"]) from None
             if old != _jsonable(grid.signature()):
-                raise SpecError([f"{sig_path}: --resume: the stored grid differs from this command's "
-                                 f"(stored {old}); use the same options or a new --out"])
+                changed = sorted(k for k in set(old) | set(grid.signature())
+                                 if old.get(k) != _jsonable(grid.signature()).get(k)) if isinstance(old, dict) else []
+                raise SpecError([f"{sig_path}: --resume: the stored jobs were made with other options or input "
+                                 f"files (differs in: {', '.join(changed) or 'everything'}); use the same options "
+                                 "and files, or a new --out"])
             for j in todo:
-                p = job_dir / f"{j.key}.json"
-                if p.exists():
-                    try:
-                        done[j.key] = json.loads(p.read_text())
-                    except ValueError:
-                        pass  # a damaged file is re-run
+                stored = _load_job(job_dir / f"{j.key}.json", j)
+                if stored is not None:
+                    done[j.key] = stored
         write_json(sig_path, grid.signature())
     pending = [j for j in todo if j.key not in done]
-    args = [(paths[j.factory], j.factory, scen[j.scenario].model_dump(mode="python"), j.replication, j.seed,
-             grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None) for j in pending]
+    args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
+             j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None)
+            for j in pending]
     bar = _Bar(len(todo), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:
@@ -237,6 +287,26 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
         finish(pending[i], r)
     bar.close()
     return [done[j.key] for j in todo]
+
+
+def _load_job(path: Path, job: Job) -> dict[str, Any] | None:
+    """A stored job's results, or None (with a note on stderr) when the file is missing,
+    damaged or not this job's: it is run again."""
+    if not path.exists():
+        return None
+    try:
+        r = json.loads(read_regular_file(path, 64 * MAX_SPEC_BYTES, "a stored job"))
+        if not (isinstance(r, dict) and JOB_KEYS <= set(r) and r["factory"] == job.factory
+                and r["scenario"] == job.scenario and r["replication"] == job.replication and r["seed"] == job.seed):
+            raise ValueError("not this job's results")
+    except (ValueError, SpecError) as e:
+        sys.stderr.write(f"note: {path} is damaged ({str(e).splitlines()[0][:80]}); running the job again\n")
+        return None
+    return r
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(read_regular_file(path, MAX_SPEC_BYTES, "an input file")).hexdigest()[:16]
 
 
 def _jsonable(x: Any) -> Any:

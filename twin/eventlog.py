@@ -27,7 +27,8 @@ from .experiment import mean_ci, replication_seed, run_once, t975
 from .fit import best, best_censored
 from .io import atomic_write_bytes, atomic_write_text
 from .record import Fate, MaintKind, Record
-from .spec import SpecError, read_regular_file, validate
+from .names import safe_text
+from .spec import MAX_HORIZON, SpecError, read_regular_file, validate
 from .state import TRACE_KEYS, State
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
@@ -38,6 +39,7 @@ SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
 _PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5,
              "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
 MAX_LISTED = 20
+MAX_LOG_INT = 2**53  # ids and quantities beyond this lose their last digits as floats
 MAX_LOG_BYTES = 1 << 30  # 1 GiB of log: far more than a year of one line's events, far less than memory
 STATE_COLS = tuple(State[n].key for n in ("BUSY", "SETUP", "BLOCKED", "DOWN", "MAINTENANCE", "IDLE"))  # compared by twin check
 STATE_FLOOR = 0.001  # state-fraction differences below 0.1 % of the time are not reported as differing
@@ -94,6 +96,26 @@ def write_log(rec: Record, path: str | Path) -> None:
 
 
 # --------------------------------------------------------------------------- reading
+def _parquet_as_text(raw: pd.DataFrame, f: str) -> pd.DataFrame:
+    """A Parquet log as the text a CSV gives: strings as they are, bytes as UTF-8 (or an error
+    naming the row), missing values as empty cells."""
+    out = {}
+    for col in raw.columns:
+        vals = []
+        for i, v in enumerate(raw[col].tolist()):
+            if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+                vals.append("")
+            elif isinstance(v, bytes):
+                try:
+                    vals.append(v.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise SpecError([f"{f}: row {i + 1}: column {col!r} holds bytes that are not UTF-8 text"]) from None
+            else:
+                vals.append(str(v))
+        out[str(col)] = vals
+    return pd.DataFrame(out, dtype=object).astype(str)
+
+
 def parse_map(text: str | None) -> dict[str, str]:
     """``time=ts,station=machine`` → {"timestamp": "ts", "station": "machine"} (``time`` means timestamp)."""
     if not text:
@@ -127,8 +149,15 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:
         raise SpecError([f"{f}: not a readable CSV event log ({str(e).splitlines()[0]})"]) from None
     if path.suffix == ".parquet":  # same text view as a CSV: missing values are empty cells
-        raw = raw.astype(object).where(raw.notna(), "").astype(str)
+        raw = _parquet_as_text(raw, f)
     mapping = mapping or {}
+    for ours, theirs in mapping.items():
+        if theirs not in raw.columns:
+            raise SpecError([f"{f}: --map {ours}={theirs}: the log has no column {theirs!r} "
+                             f"(found: {', '.join(map(str, raw.columns))})"])
+        if ours in raw.columns and ours != theirs:
+            raise SpecError([f"{f}: --map {ours}={theirs}: the log already has a column {ours!r}; "
+                             "map only the columns whose names differ"])
     rename = {theirs: ours for ours, theirs in mapping.items()}
     raw = raw.rename(columns=rename)
     missing = [c for c in COLUMNS if c not in raw.columns]
@@ -145,9 +174,15 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
         problems.append(f"{f}: line {line[i]}: {msg}")
 
     ts_raw = raw["timestamp"].str.strip()
-    num = pd.to_numeric(ts_raw, errors="coerce")
-    if num.notna().all():
-        t = num.to_numpy(dtype=float)
+    num = pd.to_numeric(ts_raw, errors="coerce").to_numpy(dtype=float)
+    numeric_like = ~np.isnan(num) | ts_raw.str.lower().isin(["nan", "inf", "-inf", "+inf"]).to_numpy()
+    if numeric_like.mean() >= 0.5:  # a log of seconds: each line that is not a finite number is named
+        for i in np.nonzero(~np.isfinite(num))[0][:MAX_LISTED]:
+            bad(int(i), f"timestamp {ts_raw.iloc[i]!r} is " + ("not a finite number of seconds" if numeric_like[i]
+                                                                else "neither seconds nor an ISO 8601 date-time"))
+        if problems:
+            raise SpecError(problems)
+        t = num
     else:
         dt = pd.to_datetime(ts_raw, errors="coerce", utc=True, format="ISO8601")
         for i in np.nonzero(dt.isna().to_numpy())[0][:MAX_LISTED]:
@@ -156,6 +191,19 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
             raise SpecError(problems)
         t = (dt - dt.iloc[0]).dt.total_seconds().to_numpy()
     t = t - t[0]
+    if len(t) and t[-1] <= 0:
+        raise SpecError([f"{f}: the log spans no time (every event is at the same instant); rates and "
+                         "durations cannot be measured from it"])
+    if len(t) and t[-1] - t[0] > MAX_HORIZON:
+        jump = int(np.argmax(np.diff(t))) + 1
+        bad(jump, f"timestamp {ts_raw.iloc[jump]} is {t[jump] - t[jump - 1]:.4g} s after the line before: the "
+                  f"log would span more than 20 years (a stray timestamp?)")
+        raise SpecError(problems)
+    for col in ("station", "product"):
+        ctrl = raw[col].str.contains(r"[\x00-\x1f\x7f-\x9f]", regex=True).to_numpy()
+        for i in np.nonzero(ctrl)[0][:MAX_LISTED]:
+            bad(int(i), f"{col} '{safe_text(raw[col].iloc[i], keep_newlines=False)}' contains control "
+                        "characters; a name is printable text")
     ev = raw["event"].str.strip()
     for i in np.nonzero(~ev.isin(EVENTS).to_numpy())[0]:
         bad(int(i), f"unknown event {ev.iloc[i]!r} (known: {', '.join(EVENTS)})")
@@ -167,8 +215,11 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
     def ints(col: str, required: bool) -> np.ndarray:
         s = raw[col].str.strip()
         v = pd.to_numeric(s, errors="coerce")
-        for i in np.nonzero((v.isna() & (s != "")).to_numpy() | (v < 0).to_numpy())[0][:MAX_LISTED]:
-            bad(int(i), f"{col} {s.iloc[i]!r} is not a whole number >= 0")
+        frac = (v.notna() & np.isfinite(v.to_numpy(dtype=float, na_value=0.0))
+                & (v.to_numpy(dtype=float, na_value=0.0) % 1 != 0)).to_numpy()
+        wrong = (v.isna() & (s != "")).to_numpy() | (v < 0).to_numpy() | frac | (v > MAX_LOG_INT).to_numpy()
+        for i in np.nonzero(wrong)[0][:MAX_LISTED]:
+            bad(int(i), f"{col} {s.iloc[i]!r} is not a whole number between 0 and {MAX_LOG_INT}")
         if required:
             for i in np.nonzero(((s == "") & ev.isin(["start", "end", "arrive", "leave"])).to_numpy())[0][:MAX_LISTED]:
                 bad(int(i), f"{col} is empty for a {ev.iloc[i]!r} event")
@@ -504,7 +555,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
         out.append(ln)
     # validate what we wrote: a calibration must give a runnable spec
 
-    validate(tomllib.loads("\n".join(out)), source="<calibrated spec>")
+    validate(tomllib.loads("\n".join(out)), source=f"{source or 'the log'} (the spec calibrated from it)")
     return "\n".join(out) + "\n", warnings
 
 
@@ -547,6 +598,11 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     """Simulate ``spec`` over the log's horizon with the log's releases; compare with the log."""
     m = measure(df)
     h = m["horizon"]
+    stations = {st.name for st in spec.stations}
+    strangers = sorted(set(df["station"]) - stations)
+    if strangers:
+        raise SpecError([f"the log's station(s) {', '.join(strangers)} are not in the spec (stations: "
+                         f"{', '.join(sorted(stations))}); a check compares like with like"])
     names = [p.name for p in spec.products]
     rel = m["releases"]
     unknown = sorted(set(rel["product"]) - set(names))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import math
 import multiprocessing as mp
 import sys
@@ -123,7 +125,14 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     if not 0 <= w < h or n < 1:
         raise ValueError("need 0 <= warm-up < horizon and replications >= 1")
     keys = list(grid)
+    run_keys = [k for k in keys if k == "run" or k.startswith("run.")]
+    if run_keys:
+        raise SpecError([f"{source}: {k}: a sweep runs every point with the same run settings (common random "
+                         "numbers); give the horizon, warm-up, seed and replications as arguments "
+                         "(--horizon, --warmup, --seed, --replications)" for k in run_keys])
     points = list(itertools.product(*(grid[k] for k in keys)))
+    if len(set(map(_point_label, points))) < len(points):
+        raise SpecError([f"{source}: a value is given twice: its points would pool copies of the same replications"])
     specs: list[Spec] = []
     problems: list[str] = []
     for p in points:
@@ -137,10 +146,20 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     rows: list[dict[str, Any] | None] = [None] * len(args)
     done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
     for i, k in _progress(done, progress, "sweep", total=len(args)):
-        rows[i] = {**dict(zip(keys, points[i // n])), "replication": i % n, **k}
+        rows[i] = {**dict(zip(keys, map(_cell, points[i // n]))), "replication": i % n, **k}
     out = pd.DataFrame(rows)
     out.attrs["grid"] = keys
     return out
+
+
+def _cell(value: Any) -> Any:
+    """A grid value as a table cell: numbers and text as they are, tables and arrays as their
+    JSON text (so points can be grouped and written to CSV)."""
+    return value if isinstance(value, (int, float, str, bool)) else json.dumps(value, sort_keys=True)
+
+
+def _point_label(point: tuple[Any, ...]) -> str:
+    return json.dumps([_cell(v) for v in point], sort_keys=True)
 
 
 def sweep_table(df: pd.DataFrame, kpis: list[str] | None = None, keys: list[str] | None = None) -> pd.DataFrame:
@@ -195,6 +214,7 @@ def _progress(it, enabled: bool, label: str, total: int | None = None):
 
 
 EXECUTORS = ("local", "dask")
+SCHEDULER_TIMEOUT = "10s"  # a scheduler that does not answer by then is reported, not waited for
 
 
 def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: str = "local",
@@ -241,7 +261,13 @@ def _map_dask(fn: Any, arglist: list[tuple[Any, ...]], jobs: int, scheduler: str
         raise ImportError("the dask executor needs dask.distributed: pip install -e '.[dask]'") from None
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        if not re.fullmatch(r"(tcp|tls|ucx|ws|wss)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", scheduler):
+            raise SpecError([f"--scheduler: {scheduler!r} is not a scheduler address like tcp://HOST:PORT"])
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise SpecError([f"--scheduler: cannot reach {scheduler} within {SCHEDULER_TIMEOUT} "
+                             f"({str(e).splitlines()[0][:120]})"]) from None
     else:
         cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
                                dashboard_address=None)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import builtins
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration, _DistBase
+from .names import Name
 from .policies.registry import registry
 from .state import STATE_KEYS
 
@@ -181,7 +182,7 @@ class Station(_M):
     registered in :mod:`twin.policies` works.
     """
 
-    name: str = Field(min_length=1)
+    name: Name
     """Unique station name."""
     servers: int = Field(default=1, ge=1, le=MAX_SERVERS)
     """Identical machines per lane sharing the lane's buffer."""
@@ -191,14 +192,14 @@ class Station(_M):
     """Rule choosing the lane of an arriving lot (with several lanes)."""
     speeds: list[Annotated[float, Field(gt=0.0, le=100.0)]] | None = None
     """Per-lane speed factors (processing time is divided by the factor); default all 1."""
-    operators: str | None = None
+    operators: Name | None = None
     """Worker pool whose operators (``crew`` per server) each server holds while it works;
     the pool's calendar applies: nothing is processed off shift."""
     crew: int = Field(default=1, ge=1, le=MAX_SERVERS)
     """Operators each server holds while it works."""
-    calendar: str | None = None
+    calendar: Name | None = None
     """Calendar of an unmanned station (stations without one work 24/7)."""
-    technicians: str | None = None
+    technicians: Name | None = None
     """Worker pool that repairs and maintains this station's machines (none: never waits)."""
     maintenance: Maintenance | None = None
     """Maintenance policy (default reactive: run to failure)."""
@@ -227,9 +228,9 @@ class Station(_M):
 class Product(_M):
     """A product: its route (station names in order), lot size and share of released lots."""
 
-    name: str = Field(min_length=1)
+    name: Name
     """Unique product name."""
-    route: list[str] = Field(min_length=1)
+    route: list[Name] = Field(min_length=1)
     """Station names in visiting order."""
     lot_size: int = Field(default=1, ge=1, le=MAX_LOT)
     """Units per lot (a tray or panel); processing time scales with it."""
@@ -262,11 +263,11 @@ class Source(_M):
 class WorkerPool(_M):
     """A crew of ``size`` workers per shift (operators or technicians) working to a calendar."""
 
-    name: str = Field(min_length=1)
+    name: Name
     """Unique pool name."""
     size: int = Field(ge=1, le=MAX_COUNT)
     """Workers on duty per shift."""
-    calendar: str | None = None
+    calendar: Name | None = None
     """Calendar name; omitted = around the clock."""
     role: Literal["operator", "technician"] = "operator"
     """`operator` or `technician` (documentation; both are held the same way)."""
@@ -293,11 +294,11 @@ class Shift(_M):
     """Length of a `ramp`, `pulse` or `disruption`, s."""
     shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     """New product shares (`mix`)."""
-    product: str | None = None
+    product: Name | None = None
     """The new product (`new_product`)."""
     share: float = Field(default=0.0, ge=0.0)
     """Share of the volume the new product takes (`new_product`)."""
-    target: str | None = None
+    target: Name | None = None
     """What a `disruption` stops: a station name or `supply`."""
 
     @model_validator(mode="after")
@@ -431,7 +432,7 @@ class Run(_M):
 class Spec(_M):
     """A whole factory."""
 
-    name: str = Field(min_length=1)
+    name: Name
     """Name of the factory (used in reports)."""
     description: str = ""
     """Free text."""
