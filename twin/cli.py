@@ -298,7 +298,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     if args.set:
         spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
     grid = parse_vary(args.vary)
-    if args.scheduler and args.executor != "dask":
+    if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     if args.out:
         check_output_dir(args.out)
@@ -413,7 +413,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
             grid.overrides.setdefault(f, {}).update(values)
     jobs = args.jobs or os.cpu_count() or 1
     out = check_output_dir(args.out)
-    if args.scheduler and args.executor != "dask":
+    if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     try:
         results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True, executor=args.executor,

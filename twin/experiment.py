@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import math
 import multiprocessing as mp
+import re
+import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 import numpy as np
@@ -240,18 +240,26 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
         return
 
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(arglist)), mp_context=ctx) as ex:
-        futs = {ex.submit(fn, *a): i for i, a in enumerate(arglist)}
-        try:
-            remaining = set(futs)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for f in done:
-                    yield futs[f], f.result()
-        except BaseException:
-            for f in futs:
-                f.cancel()
-            raise
+    # the workers ignore Ctrl-C: the parent catches it and terminates them at once, so an
+    # interrupted run stops now instead of finishing (and throwing away) the jobs in hand
+    pool = ctx.Pool(processes=min(jobs, len(arglist)), initializer=_ignore_sigint)
+    try:
+        yield from pool.imap_unordered(_indexed_call, [(fn, i, a) for i, a in enumerate(arglist)])
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _indexed_call(job: tuple[Any, int, tuple[Any, ...]]) -> tuple[int, Any]:
+    fn, i, args = job
+    return i, fn(*args)
 
 
 def _map_dask(fn: Any, arglist: list[tuple[Any, ...]], jobs: int, scheduler: str | None):
@@ -260,7 +268,7 @@ def _map_dask(fn: Any, arglist: list[tuple[Any, ...]], jobs: int, scheduler: str
     except ImportError:
         raise ImportError("the dask executor needs dask.distributed: pip install -e '.[dask]'") from None
     cluster = None
-    if scheduler:
+    if scheduler is not None:
         if not re.fullmatch(r"(tcp|tls|ucx|ws|wss)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", scheduler):
             raise SpecError([f"--scheduler: {scheduler!r} is not a scheduler address like tcp://HOST:PORT"])
         try:
