@@ -415,6 +415,15 @@ def test_malformed_scheduler_addresses_are_refused_at_once(address):
     _clean_failure(rc, err, "--scheduler")
 
 
+def test_sweep_over_tables_of_values_groups_them(tmp_path):
+    rc, out, err = _cli("sweep", str(TWO), "--horizon", "30min", "--warmup", "0", "--replications", "2", "--jobs", "1",
+                        "--vary", 'stations.smt.process_time={dist="exponential",mean=30},{dist="gamma",mean=30,cv=0.5}',
+                        "--out", str(tmp_path / "out"))
+    assert rc == 0, err
+    points = json.loads((tmp_path / "out" / "kpis.json").read_text())["points"]
+    assert len(points) == 2 and all(p["replication"] if "replication" in p else True for p in points)
+
+
 # --------------------------------------------------------------------------- 8. event-log edge cases
 def _native_log(tmp_path: Path) -> list[str]:
     log = tmp_path / "base.csv"

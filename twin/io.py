@@ -103,6 +103,7 @@ def check_output_file(path: str | os.PathLike[str], label: str) -> Path:
     if not stat.S_ISREG(mode):
         raise SpecError([f"{label}: {p}: is {_kind(mode)}; only a regular file is written or replaced"])
     _probe_writable(p.parent, label, p)
+    remove_stale_temporaries(p.parent)
     return p
 
 
