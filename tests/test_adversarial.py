@@ -421,7 +421,9 @@ def test_sweep_over_tables_of_values_groups_them(tmp_path):
                         "--out", str(tmp_path / "out"))
     assert rc == 0, err
     points = json.loads((tmp_path / "out" / "kpis.json").read_text())["points"]
-    assert len(points) == 2 and all(p["replication"] if "replication" in p else True for p in points)
+    labels = [p["stations.smt.process_time"] for p in points]
+    assert len(points) == 2 and json.loads(labels[0])["dist"] == "exponential" and json.loads(labels[1])["cv"] == 0.5
+    assert all(p["throughput_per_hour"] > 0 for p in points)
 
 
 # --------------------------------------------------------------------------- 8. event-log edge cases
