@@ -29,6 +29,7 @@ from .dists import Duration, PositiveDuration
 from .experiment import map_jobs, mean_ci, replication_seed, run_once
 from .io import dumps, remove_stale_temporaries, write_json
 from .names import Name
+from .report import RANKED
 from .spec import (
     _M,
     MAX_SPEC_BYTES,
@@ -43,6 +44,7 @@ from .spec import (
     validate,
 )
 from .state import STATE_KEYS
+from .stats import holm, paired_diff, select_best
 
 WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
@@ -372,6 +374,56 @@ def costs_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def stations_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Per-station state fractions and OEE of every job."""
     return _tidy(results, "stations", STATION_COLS)
+
+
+INDIFFERENCE = {"fill_rate": 0.01, "unit_cost": 0.10, "conversion_cost": 0.10, "lead_time_mean_s": 360.0,
+                "peak_backlog": 1000.0, "time_to_recover_s": 86400.0, "idle_capacity_after": 0.01,
+                "good_units_per_week": 1000.0, "throughput_per_hour": 1.0}
+"""The smallest difference worth telling apart, per measure (its own units: $ per unit, share,
+s, units): the indifference zone of the selection procedure."""
+
+
+def _by_replication(g: pd.DataFrame, factory: str, key: str) -> np.ndarray:
+    return g[g["factory"] == factory].sort_values("replication")[key].to_numpy(dtype=float)
+
+
+def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] | None = None) -> dict[str, Any]:
+    """``{scenario: {measure: {"A vs B": {"diff_mean", "ci95", "n", "p", "p_holm"}}}}``: every pair
+    of factories differenced replication by replication (the same seeds), A minus B, with its
+    95 % Student-t CI; ``p_holm`` is Holm's adjustment over every comparison in the result."""
+    measures = measures or RANKED
+    out: dict[str, Any] = {}
+    family: list[dict[str, Any]] = []
+    for sc, g in runs.groupby("scenario", sort=False):
+        facs = list(dict.fromkeys(g["factory"]))
+        for key, _, _, _ in measures:
+            if key not in g:
+                continue
+            for i, a in enumerate(facs):
+                for b in facs[i + 1:]:
+                    d = paired_diff(_by_replication(g, a, key), _by_replication(g, b, key))
+                    out.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = d
+                    family.append(d)
+    for d, p in zip(family, holm([d["p"] for d in family])):
+        d["p_holm"] = p
+    return out
+
+
+def selection(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] | None = None,
+              pcs: float = 0.95) -> dict[str, Any]:
+    """``{scenario: {measure: pick}}``: the best factory by :func:`twin.stats.select_best` with the
+    indifference zone of :data:`INDIFFERENCE` (a factory with a missing value, e.g. never
+    recovered, is not selected)."""
+    measures = measures or RANKED
+    out: dict[str, Any] = {}
+    for sc, g in runs.groupby("scenario", sort=False):
+        facs = list(dict.fromkeys(g["factory"]))
+        for key, _, better, _ in measures:
+            if key not in g or better is None or key not in INDIFFERENCE:
+                continue
+            samples = {f: _by_replication(g, f, key) for f in facs}
+            out.setdefault(str(sc), {})[key] = select_best(samples, better, INDIFFERENCE[key], pcs)
+    return out
 
 
 def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

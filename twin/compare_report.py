@@ -7,11 +7,31 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .compare import (Grid, scenario_path, costs_frame, daily_frame, load_scenario, runs_frame, stations_frame, summary)
+from .compare import (
+    Grid,
+    costs_frame,
+    daily_frame,
+    load_scenario,
+    paired,
+    runs_frame,
+    scenario_path,
+    selection,
+    stations_frame,
+    summary,
+)
 from .io import ResultSet
+from .report import (
+    SIGNIFICANCE,
+    fig_backlog,
+    fig_cost_waterfall,
+    fig_output,
+    fig_states,
+    html_page,
+    markdown,
+    overrides_text,
+    reading,
+)
 from .spec import resolve
-from .report import (fig_backlog, fig_cost_waterfall, fig_output, fig_states, html_page, markdown,
-                     overrides_text, reading)
 
 
 def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: str = "") -> str:
@@ -21,12 +41,14 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     costs = costs_frame(results)
     stations = stations_frame(results)
     summ = summary(runs)
+    pairs = paired(runs)
+    picks = selection(runs)
     scen = {s: load_scenario(s) for s in grid.scenarios}
     descriptions = {s: sc.description for s, sc in scen.items()}
     shifts = {s: (grid.warmup + min(sh.at for sh in sc.shifts)) if sc.shifts else None for s, sc in scen.items()}
     drops = {s for s, sc in scen.items()
              if any(sh.kind in ("step", "ramp", "pulse") and sh.factor < 1 for sh in sc.shifts)}
-    read = reading(summ, descriptions, drops)
+    read = reading(summ, descriptions, drops, paired=pairs)
     changed = overrides_text(grid.overrides)
 
     def sha(p: Path) -> str:
@@ -45,6 +67,15 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
                         "cells are mean ± 95 % CI."
                         + (f" Changed from the reference specs: {changed}." if changed else "")),
     }
+    n_cmp = sum(len(v) for m in pairs.values() for v in m.values())
+    meta["method"] = (
+        "Generated from the replications: each pair of factories is compared by the paired difference of "
+        "replication r with replication r (the same seeds, so the same orders), with its 95 % Student-t CI. "
+        f"A verdict is significant when its Holm-adjusted p-value is below {SIGNIFICANCE:g}, which keeps the "
+        f"chance of any false verdict among all {n_cmp} paired comparisons of this report at {SIGNIFICANCE:.0%}. "
+        "kpis.json also names, per scenario and measure, the best factory by the Clark-Yang Bonferroni "
+        "selection procedure for common random numbers (probability of correct selection 95 % when the best is "
+        "better by at least the stated indifference zone) and how many replications that guarantee needs.")
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {f: d.get("bottleneck", "") for f, d in summ.get(base, {}).items()}
@@ -58,6 +89,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         rs.add_csv("stations.csv", stations)
         rs.add_text("report.md", md)
         rs.add_text("report.html", page)
-        rs.add_json("kpis.json", {"meta": meta, "summary": summ, "reading": read})
+        rs.add_json("kpis.json", {"meta": meta, "summary": summ, "paired": pairs, "selection": picks,
+                                  "reading": read})
         rs.publish()
     return md

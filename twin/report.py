@@ -86,10 +86,60 @@ def _val(cell: dict[str, Any] | None) -> tuple[float, float]:
     return m, h
 
 
-def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] | frozenset[str] = frozenset()
-            ) -> list[str]:
+SIGNIFICANCE = 0.05
+"""Family-wise error rate of the reading's verdicts (Holm's step-down over every paired
+comparison the reading makes)."""
+
+
+def _pair(paired: dict[str, Any] | None, sc: str, key: str, a: str, b: str) -> dict[str, Any] | None:
+    """The paired difference ``a - b`` of measure ``key`` in scenario ``sc`` (sign flipped when
+    stored as ``b vs a``), or None."""
+    if not paired:
+        return None
+    cell = paired.get(sc, {}).get(key, {})
+    if f"{a} vs {b}" in cell:
+        return cell[f"{a} vs {b}"]
+    d = cell.get(f"{b} vs {a}")
+    return None if d is None else {**d, "diff_mean": -d["diff_mean"]}
+
+
+_BETTER_WORD = {("money", "low"): "cheaper", ("pct", "high"): "higher", ("pct", "low"): "lower",
+                ("hours", "low"): "shorter", ("days", "low"): "shorter", ("int", "low"): "lower",
+                ("int", "high"): "higher"}
+
+
+def _amount(d: float, kind: str) -> str:
+    d = abs(d)
+    if kind == "money":
+        return fmt({"mean": d, "ci95": None}, "money")
+    if kind == "pct":
+        return f"{d * 100:.1f} percentage points"
+    if kind == "hours":
+        return f"{d / 3600:.2f} h"
+    if kind == "days":
+        return f"{d / DAY:.1f} days"
+    return f"{d:,.0f}"
+
+
+def _amount_ci(d: dict[str, Any], kind: str) -> str:
+    h = d.get("ci95")
+    core = _amount(d["diff_mean"], kind)
+    if h is None or not math.isfinite(h):
+        return core
+    unit = {"pct": " percentage points", "hours": " h", "days": " days"}.get(kind, "")
+    half = _amount(h, kind).removesuffix(unit) if unit else _amount(h, kind)
+    return core.removesuffix(unit) + f" ± {half}{unit}" if unit else f"{core} ± {half}"
+
+
+def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] | frozenset[str] = frozenset(),
+            paired: dict[str, Any] | None = None) -> list[str]:
     """Plain sentences: who wins each ranked KPI in each scenario, by how much, and whether
-    the difference is significant (95 % CIs that do not overlap).
+    the difference is significant.
+
+    With ``paired`` (from :func:`twin.compare.paired`: differences across replications on the
+    same seeds, Holm-adjusted), a difference is significant when its adjusted p-value is below
+    :data:`SIGNIFICANCE`, and the margin is the paired difference with its 95 % CI. Without it,
+    only non-overlapping 95 % CIs count as significant (a weaker test).
 
     ``drops``: scenarios where demand falls; only there is less idle capacity after the
     shift a win (after a surge, no idle capacity means the plant is short of capacity)."""
@@ -112,6 +162,17 @@ def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] 
             (m1, h1, f1), (m2, h2, f2) = vals[0], vals[1]
             if m1 == m2 == float("inf"):
                 lines.append(f"{label}: none of {', '.join(v[2] for v in vals if v[0] == float('inf'))} recovered.")
+                continue
+            d = _pair(paired, sc, key, f1, f2) if math.isfinite(m2) else None
+            if d is not None and d.get("n", 0) >= 2 and math.isfinite(d.get("p_holm", float("nan"))):
+                word = _BETTER_WORD.get((kind, better), "better")
+                if d["p_holm"] < SIGNIFICANCE and (d["diff_mean"] < 0) == (better == "low") and d["diff_mean"] != 0:
+                    lines.append(f"{label}: {f1} is {_amount_ci(d, kind)} {word} than {f2} ({_short(m1, kind)} vs "
+                                 f"{_short(m2, kind)}; paired over {d['n']} replications, Holm p = {d['p_holm']:.2g}).")
+                else:
+                    lines.append(f"{label}: no significant difference between {f1} ({_short(m1, kind)}) and {f2} "
+                                 f"({_short(m2, kind)}); paired difference {_amount_ci(d, kind)}, Holm p = "
+                                 f"{d['p_holm']:.2g}.")
                 continue
             overlap = abs(m1 - m2) <= h1 + h2 if math.isfinite(m2) else False
             if overlap:
@@ -184,8 +245,9 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         lines += table_md(facs)
         lines.append("")
     lines += ["## Reading", "",
-              "Generated from the table above: the better factory on each ranked measure, by how much, "
-              "and \"no significant difference\" where the 95 % CIs overlap.", ""]
+              meta.get("method") or ("Generated from the table above: the better factory on each ranked measure, "
+                                     "by how much, and \"no significant difference\" where the 95 % CIs overlap."),
+              ""]
     lines += reading_lines
     lines.append("")
     return "\n".join(lines)
@@ -325,7 +387,10 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
                                                                 for d in facs.values()) + "</tr>")
         parts.append("<tr><td>bottleneck</td>" + "".join(f"<td>{esc(str(d.get('bottleneck', '')))}</td>"
                                                          for d in facs.values()) + "</tr></table>")
-    parts.append("<h2>Reading</h2><ul>")
+    parts.append("<h2>Reading</h2>")
+    if meta.get("method"):
+        parts.append(f"<p class='method'>{esc(meta['method'])}</p>")
+    parts.append("<ul>")
     for ln in reading_lines:
         if ln.startswith("- "):
             parts.append(f"<li>{esc(ln[2:])}</li>")

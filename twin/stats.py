@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
+from scipy.stats import qmc
 
 from .state import STATE_KEYS
 
@@ -61,3 +63,132 @@ def summarize(res: Any) -> dict[str, Any]:
     active = res.stations.groupby("station", sort=False)["active"].mean()
     return {"kpis": kp, "stations": st, "bottleneck": str(active.idxmax()),
             "bottleneck_votes": k["bottleneck"].value_counts().to_dict(), **res.extra}
+
+
+# --------------------------------------------------------------------------- paired comparisons
+def paired_diff(a: Any, b: Any) -> dict[str, float]:
+    """The paired difference ``a - b`` of two samples taken on the same seeds (replication r of
+    ``a`` with replication r of ``b``): mean, 95 % Student-t half-width, n, and the two-sided
+    p-value of "no difference". Pairs with a NaN on either side are dropped."""
+    x = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return {"diff_mean": float("nan"), "ci95": float("nan"), "n": 0, "p": float("nan")}
+    m = float(x.mean())
+    if n == 1:
+        return {"diff_mean": m, "ci95": float("nan"), "n": 1, "p": float("nan")}
+    sd = float(x.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if se == 0.0:
+        p = 1.0 if m == 0.0 else 0.0
+    else:
+        p = float(2 * scipy_stats.t.sf(abs(m) / se, n - 1))
+    return {"diff_mean": m, "ci95": float(t975(n - 1) * se), "n": n, "p": p}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (NaN stays NaN): rejecting every hypothesis
+    whose adjusted p is below alpha keeps the family-wise error rate at alpha."""
+    idx = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    out = [float("nan")] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+# --------------------------------------------------------------------------- ranking and selection
+def select_best(samples: dict[str, Any], better: str, delta: float, pcs: float = 0.95) -> dict[str, Any]:
+    """Select the best design from samples taken on common random numbers (replication r of
+    every design on the same seeds), by the Bonferroni procedure for CRN of Clark and Yang
+    (1986): with the sample variance S²_ij of each paired difference and t = t_{1-(1-pcs)/(k-1), n-1},
+    n >= (t S_ij / delta)² replications for every pair guarantee that the design with the best
+    sample mean is the best with probability >= ``pcs`` whenever the best is at least ``delta``
+    better than the rest (the indifference zone). Returns the pick, the replications the
+    guarantee needs (``n_needed``) and whether the ones at hand suffice (``met``)."""
+    names = [k for k, v in samples.items() if np.isfinite(np.asarray(v, dtype=float)).all() and len(v)]
+    out: dict[str, Any] = {"best": None, "delta": delta, "pcs": pcs, "n": 0, "n_needed": None, "met": False,
+                           "procedure": "Clark-Yang Bonferroni selection with common random numbers"}
+    if not names:
+        return out
+    arr = {k: np.asarray(samples[k], dtype=float) for k in names}
+    n = min(len(a) for a in arr.values())
+    means = {k: float(a[:n].mean()) for k, a in arr.items()}
+    best = (max if better == "high" else min)(names, key=lambda k: means[k])
+    out.update(best=best, n=n)
+    k = len(names)
+    if k == 1:
+        out.update(n_needed=1, met=True)
+        return out
+    if n < 2 or delta <= 0:
+        return out
+    t = float(scipy_stats.t.ppf(1 - (1 - pcs) / (k - 1), n - 1))
+    need = 2
+    for i in range(k):
+        for j in range(i + 1, k):
+            s2 = float(np.var(arr[names[i]][:n] - arr[names[j]][:n], ddof=1))
+            need = max(need, math.ceil((t * math.sqrt(s2) / delta) ** 2 - 1e-12))
+    out.update(n_needed=int(need), met=bool(n >= need))
+    return out
+
+
+# --------------------------------------------------------------------------- warm-up
+def mser(series: Any, batch: int = 5) -> int:
+    """The warm-up (in observations of ``series``) chosen by MSER-``batch`` (White 1997; MSER-5
+    with the default): over batch means Y_1..Y_m, the truncation d <= m/2 that minimises
+    sum_{i>d} (Y_i - mean_{i>d} Y)^2 / (m - d)^2; returns d * batch."""
+    x = np.asarray(series, dtype=float)
+    x = x[np.isfinite(x)]
+    m = len(x) // batch
+    if m < 4:
+        return 0
+    y = x[: m * batch].reshape(m, batch).mean(axis=1)
+    # suffix sums give every truncation's statistic in one pass
+    rev = y[::-1]
+    cnt = np.arange(1, m + 1)
+    s1 = np.cumsum(rev)[::-1]
+    s2 = np.cumsum(rev * rev)[::-1]
+    n_left = cnt[::-1].astype(float)
+    stat = (s2 - s1 * s1 / n_left) / (n_left * n_left)
+    d = int(np.argmin(stat[: m // 2 + 1]))
+    return d * batch
+
+
+# --------------------------------------------------------------------------- parameter uncertainty
+def latin_hypercube(n: int, d: int, seed: int) -> np.ndarray:
+    """``n`` points in [0, 1)^d, one in each of the n strata of every dimension (scipy's qmc,
+    randomised within strata, reproducible from ``seed``)."""
+    return qmc.LatinHypercube(d=d, seed=np.random.default_rng(seed)).random(n)
+
+
+def win_probabilities(values: list[dict[str, float]], better: str) -> dict[str, float]:
+    """Given one ``{design: value}`` per plausible world, the share of worlds in which each
+    design is the best (ties split evenly; a design with a NaN value cannot win that world).
+    The probabilities sum to 1 over the designs."""
+    names = sorted({k for v in values for k in v})
+    wins = dict.fromkeys(names, 0.0)
+    counted = 0
+    for world in values:
+        ok = {k: v for k, v in world.items() if math.isfinite(v)}
+        if not ok:
+            continue
+        top = (max if better == "high" else min)(ok.values())
+        leaders = [k for k, v in ok.items() if v == top]
+        for k in leaders:
+            wins[k] += 1.0 / len(leaders)
+        counted += 1
+    return {k: (w / counted if counted else float("nan")) for k, w in wins.items()}
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation (NaN when either side is constant or has too few points)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(scipy_stats.spearmanr(x[ok], y[ok]).statistic)

@@ -1,0 +1,108 @@
+"""Honest statistics: paired differences, Holm, selection of the best, MSER warm-up, Latin
+hypercube draws and win probabilities, each against numbers worked out by hand or a law."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import twin
+from twin.compare import paired, selection
+from twin.report import reading
+from twin.stats import holm, latin_hypercube, mean_ci, mser, paired_diff, select_best, win_probabilities
+from helpers import expo, line
+
+# a small table: five replications of two designs on the same seeds
+A = [50.0, 46.0, 52.0, 44.0, 49.0]
+B = [48.8, 45.2, 51.0, 42.9, 48.1]  # A - B = 1.2, 0.8, 1.0, 1.1, 0.9
+
+
+def test_paired_difference_is_significant_where_the_separate_intervals_overlap():
+    # by hand: differences 1.2, 0.8, 1.0, 1.1, 0.9 -> mean 1.0; deviations .2 -.2 0 .1 -.1 -> s^2 = 0.1/4
+    # = 0.025, s = 0.15811; se = s / sqrt 5 = 0.070711; t_{0.975,4} = 2.776 -> half-width 0.19629
+    d = paired_diff(A, B)
+    assert d["diff_mean"] == pytest.approx(1.0)
+    assert d["ci95"] == pytest.approx(2.776 * math.sqrt(0.025 / 5), rel=1e-6)
+    assert d["n"] == 5 and d["p"] < 0.001  # t = 14.1 on 4 degrees of freedom
+    # the separate intervals: A 48.2 +- 3.96, B 47.2 +- 3.9: they overlap, yet the loss is real
+    (ma, ha), (mb, hb) = mean_ci(A), mean_ci(B)
+    assert abs(ma - mb) < ha + hb
+
+
+def test_holm_adjusts_step_down():
+    # sorted p: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> kept monotone at 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([float("nan"), 0.2])[0]) and holm([float("nan"), 0.2])[1] == pytest.approx(0.2)
+
+
+def test_the_reading_uses_the_paired_difference():
+    runs = pd.DataFrame([{"factory": f, "scenario": "s", "replication": r, "unit_cost": v}
+                         for f, vals in (("static-line", A), ("dark-factory", B)) for r, v in enumerate(vals)])
+    pairs = paired(runs)
+    summ = {"s": {f: {"unit_cost": dict(zip(("mean", "ci95"), mean_ci(v)))}
+                  for f, v in (("static-line", A), ("dark-factory", B))}}
+    text = reading(summ, {"s": "a scenario"}, paired=pairs)
+    line_ = next(t for t in text if t.startswith("- unit cost"))
+    assert line_.startswith("- unit cost: dark-factory is $1.00 ± $0.20 cheaper than static-line")
+    # without the pairing the same table reads as no significant difference
+    assert any("no significant difference" in t for t in reading(summ, {"s": "a scenario"}))
+
+
+def test_selection_needs_replications_by_the_clark_yang_formula():
+    sel = select_best({"a": A, "b": B}, "low", delta=0.1)
+    # k = 2: t_{0.95,4} = 2.1318; S = 0.15811 -> n >= (2.1318 x 0.15811 / 0.1)^2 = 11.36 -> 12
+    assert sel["best"] == "b" and sel["n_needed"] == 12 and not sel["met"]
+    sel = select_best({"a": A, "b": B}, "low", delta=0.5)
+    assert sel["n_needed"] == max(2, math.ceil((2.1318 * math.sqrt(0.025) / 0.5) ** 2)) and sel["met"]  # n0 >= 2
+
+
+def test_selection_picks_the_best_buffer_allocation_of_a_line():
+    # two allocations of 2 buffer places on a 3-station exponential line, 12 replications on
+    # common random numbers: putting both in front of the middle station is not better
+    base = [{"name": n, "process_time": expo(1.0)} for n in ("a", "b", "c")]
+    samples = {}
+    for label, bufs in (("1-1", (1, 1)), ("2-0", (2, 0))):
+        st = [dict(s) for s in base]
+        st[1]["buffer"], st[2]["buffer"] = bufs
+        res = twin.simulate(line(st), horizon=20_000, replications=12, seed=4)
+        samples[label] = res.kpis["throughput_per_hour"].to_numpy()
+    sel = select_best(samples, "high", delta=20.0)
+    assert sel["best"] == "1-1"
+
+
+def test_mser_finds_a_known_step():
+    rng = np.random.default_rng(7)
+    for start in (100, 400, 1000):
+        y = np.concatenate([8 + rng.normal(0, 1, start), rng.normal(0, 1, 4000)])
+        d = mser(y)
+        assert start - 5 <= d <= start + 25  # all of the step cut, at most five batches of noise besides
+
+
+def test_mser_finds_the_transient_of_an_mm1_started_empty():
+    # M/M/1 at rho = 0.9 starts empty; the hourly WIP climbs towards its mean of 9 for a few
+    # relaxation times (about 1 / (mu (1 - sqrt rho))^2 ~ 400 s at mu = 1/s), then fluctuates
+    spec = line([{"name": "m", "process_time": expo(1.0)}], source={"kind": "poisson", "rate_per_hour": 0.9 * 3600})
+    res = twin.simulate(spec, horizon=400_000, replications=1, seed=2)
+    ts = res.timeseries
+    d = mser(ts["wip"].to_numpy())
+    assert 0 <= d <= 40  # hours; the transient is over well within the first tenth of the run
+
+
+def test_latin_hypercube_hits_every_stratum_once_and_repeats_from_its_seed():
+    x = latin_hypercube(12, 4, seed=3)
+    assert x.shape == (12, 4)
+    for j in range(4):
+        assert sorted((x[:, j] * 12).astype(int)) == list(range(12))
+    assert np.array_equal(x, latin_hypercube(12, 4, seed=3)) and not np.array_equal(x, latin_hypercube(12, 4, 4))
+
+
+def test_win_probabilities_sum_to_one_and_split_ties():
+    worlds = [{"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 2.0, "b": 2.0, "c": 3.0}, {"a": 3.0, "b": 1.0, "c": float("nan")},
+              {"a": 5.0, "b": 5.0, "c": 5.0}]
+    p = win_probabilities(worlds, "low")
+    # worlds: a; a/b tie; b (c cannot win with NaN); a/b/c three-way tie
+    assert p == pytest.approx({"a": (1 + 0.5 + 0 + 1 / 3) / 4, "b": (0 + 0.5 + 1 + 1 / 3) / 4, "c": (1 / 3) / 4})
+    assert sum(p.values()) == pytest.approx(1.0)
