@@ -17,17 +17,46 @@ register with :func:`twin.policies.register`.
 
 from . import experiment, policies, report
 from .calendar import CalendarSpec, Window
-from .dists import (Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Triangular, Uniform, Weibull,
-                    parse_duration)
+from .dists import (
+                    Constant,
+                    Empirical,
+                    Exponential,
+                    Gamma,
+                    Lognormal,
+                    Normal,
+                    Triangular,
+                    Uniform,
+                    Weibull,
+                    parse_duration,
+)
 from .experiment import mean_ci, run_once, simulate, summarize
 from .model import Model
-from .record import Record
-from .state import State
 from .policies import register
+from .record import Record
 from .results import Results
+from .spec import (
+                    Buffer,
+                    Capacity,
+                    Costs,
+                    Demand,
+                    Failures,
+                    Maintenance,
+                    Planning,
+                    Product,
+                    Quality,
+                    Run,
+                    Setup,
+                    Shift,
+                    Source,
+                    Spec,
+                    SpecError,
+                    Station,
+                    WorkerPool,
+                    load,
+                    validate,
+)
+from .state import State
 from .streams import Streams
-from .spec import (Buffer, Capacity, Costs, Demand, Failures, Maintenance, Planning, Product, Quality, Run, Setup, Shift,
-                   Source, Spec, SpecError, Station, WorkerPool, load, validate)
 
 __version__ = "0.1.0"
 

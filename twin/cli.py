@@ -18,15 +18,24 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .compare import FACTORIES, SCENARIOS, Grid, run_grid
+from .compare import FACTORIES, SCENARIOS, Grid, measure_warmup, run_grid
 from .compare_report import write_report
 from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
-from .experiment import replication_seed, run_once, simulate, summarize, sweep, sweep_table
+from .experiment import (
+    mser_warmup,
+    replication_seed,
+    run_once,
+    simulate,
+    summarize,
+    sweep,
+    sweep_selection,
+    sweep_table,
+)
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
 from .report import run_page
-from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, _human, load, resolve
 from .state import State
 
 
@@ -61,6 +70,10 @@ def _duration_arg(name: str):
     return conv
 
 
+def _warmup_arg(v: str) -> float | str:
+    return "auto" if v.strip().lower() == "auto" else _duration_arg("--warmup")(v)
+
+
 def _positive_int(name: str, maximum: int = MAX_REPLICATIONS):
     def conv(v: str) -> int:
         try:
@@ -92,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate a spec (file or built-in name) and print its KPIs")
     r.add_argument("spec", help="spec file (TOML) or built-in factory name (static-line, dark-factory, microfactory)")
     r.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
-    r.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs, e.g. 1d")
+    r.add_argument("--warmup", type=_warmup_arg, help="warm-up removed from KPIs, e.g. 1d, or 'auto' "
+                   "(measured by MSER on the WIP series)")
     r.add_argument("--replications", type=_positive_int("--replications"), help="independent replications")
     r.add_argument("--seed", type=_seed, help="base seed (same seed => identical results)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -146,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0), help="weeks observed after warm-up (default 26; quick 10)")
-    c.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up before observation (default 2w; quick 1w)")
+    c.add_argument("--warmup", type=_warmup_arg, help="warm-up before observation (default 2w; quick 1w), or "
+                   "'auto': measured by MSER on each factory's WIP under the first scenario, the longest kept")
     c.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
     c.add_argument("--quick", action="store_true", help="a short profile for CI: 2 replications, 10 weeks")
     c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
@@ -316,14 +331,15 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
             "seed": spec.run.seed if args.seed is None else args.seed,
             "replications": spec.run.replications if args.replications is None else args.replications}
     points = tab.to_dict(orient="records")
+    picks = sweep_selection(df)
     if args.out:
         with ResultSet(args.out, summary="kpis.json") as rs:
             rs.add_csv("sweep.csv", df)
             rs.add_csv("sweep_summary.csv", tab)
-            rs.add_json("kpis.json", {"meta": meta, "points": points})
+            rs.add_json("kpis.json", {"meta": meta, "points": points, "selection": picks})
             rs.publish()
     if args.json:
-        sys.stdout.write(dumps({"meta": meta, "points": points}))
+        sys.stdout.write(dumps({"meta": meta, "points": points, "selection": picks}))
         return 0
     keys = list(grid)
     _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {horizon / 3600:g} h, "
@@ -343,6 +359,12 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
             cell = fmt.format(row[key] * scale) + " ± " + fmt.format(row[f"{key}_ci95"] * scale)
             line += f"{cell:>22}"
         _say(line)
+    for kpi, pick in picks.items():
+        verdict = (f"probability of correct selection >= {pick['pcs']:.0%} when the best leads by "
+                   f"{pick['delta']:.3g} or more" if pick["met"] else
+                   f"not yet a guaranteed pick: {pick['n_needed']} replications would give a {pick['pcs']:.0%} "
+                   f"probability of correct selection at a lead of {pick['delta']:.3g}")
+        _say(f"  best {kpi}: {pick['best']} ({verdict}; Clark-Yang selection, common random numbers)")
     return 0
 
 
@@ -362,7 +384,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.event_log:
         check_output_file(args.event_log, "--event-log")
     horizon = spec.run.horizon if args.horizon is None else args.horizon
-    warmup = spec.run.warmup if args.warmup is None else args.warmup
+    auto = args.warmup == "auto"
+    warmup = spec.run.warmup if args.warmup is None else (0.0 if auto else args.warmup)
     if horizon <= 0:
         raise SpecError([f"--horizon: must be > 0, got {horizon:g} s"])
     if warmup >= horizon:
@@ -371,11 +394,21 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                          " pass a shorter --warmup or a longer --horizon"])
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                    progress=not args.json)
+    found, method = mser_warmup(res, spec)
+    if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
+        warmup = found
+        res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+                       progress=not args.json)
+    elif found > warmup:
+        _warn(f"warning: {path}: the warm-up ({_human(warmup)}) is shorter than the {_human(found)} that MSER finds "
+              "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
     if args.event_log:
         seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
         traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
         write_log(traced.record, args.event_log)
     summary = summarize(res)
+    summary["warmup"] = warmup
+    summary["warmup_method"] = ("measured: " + method) if auto else "given"
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
                        "overrides": args.set, "command": "twin " + shlex.join(argv)}
     if args.out:
@@ -402,7 +435,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         scenarios=list(args.scenarios or SCENARIOS),
         replications=args.replications or (2 if quick else 5),
         weeks=args.weeks or (10.0 if quick else 26.0),
-        warmup=args.warmup if args.warmup is not None else (604800.0 if quick else 2 * 604800.0),
+        warmup=(args.warmup if args.warmup not in (None, "auto") else (604800.0 if quick else 2 * 604800.0)),
         seed=args.seed,
     )
     for item in args.set:  # [FACTORY:]PATH=VALUE; the factory part ends before the path's '='
@@ -413,6 +446,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
             grid.overrides.setdefault(f, {}).update(values)
     jobs = args.jobs or os.cpu_count() or 1
     out = check_output_dir(args.out)
+    if args.warmup == "auto":
+        grid.warmup, grid.warmup_method = measure_warmup(grid)
+        _warn(f"warm-up measured: {_human(grid.warmup)} ({grid.warmup_method})\n")
     if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -26,7 +27,7 @@ from pydantic import Field
 from . import builtins
 from .adapt import daily_series
 from .dists import Duration, PositiveDuration
-from .experiment import map_jobs, mean_ci, replication_seed, run_once
+from .experiment import map_jobs, mean_ci, mser_warmup, replication_seed, run_once, simulate
 from .io import dumps, remove_stale_temporaries, write_json
 from .names import Name
 from .report import RANKED
@@ -177,6 +178,8 @@ class Grid:
     seed: int
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per factory name, spec overrides (dotted path -> value) applied before the scenarios."""
+    warmup_method: str = "given"
+    """How the warm-up was chosen ("given", or the measurement of :func:`measure_warmup`)."""
 
     def signature(self) -> dict[str, Any]:
         """What the jobs' results depend on: the options and the content of every input file
@@ -192,6 +195,25 @@ class Grid:
     def jobs(self) -> list[Job]:
         return [Job(f, s, r, replication_seed(self.seed, r))
                 for s in self.scenarios for f in self.factories for r in range(self.replications)]
+
+
+def measure_warmup(grid: Grid, replications: int = 2) -> tuple[float, str]:
+    """The warm-up (s) for ``grid``: each factory runs its first scenario from t = 0 for the
+    observation length (``replications`` on the grid's seeds), MSER finds the end of the start-up
+    transient in its WIP (:func:`twin.experiment.mser_warmup`), and the longest, rounded up to whole
+    days, is kept for every factory (the same warm-up for all: a fair comparison)."""
+    paths, scen = check_inputs(grid)
+    first = scen[grid.scenarios[0]]
+    found = 0.0
+    method = ""
+    for f in grid.factories:
+        spec = apply(factory_spec(paths[f], grid.overrides.get(f)), first, grid.weeks, 0.0)
+        res = simulate(spec, horizon=spec.run.horizon, warmup=0.0, seed=grid.seed, replications=replications)
+        w, method = mser_warmup(res, spec)
+        found = max(found, w)
+    found = math.ceil(found / 86400.0) * 86400.0
+    return found, (f"measured: {method}, under '{grid.scenarios[0]}', the longest of the factories, "
+                   "rounded up to whole days")
 
 
 def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:

@@ -58,6 +58,8 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "twin_version": __version__,
         "command": command,
         "grid": grid.signature(),
+        "warmup": grid.warmup,
+        "warmup_method": grid.warmup_method,
         "spec_sha256": {f: sha(resolve(f)) for f in grid.factories},
         "scenario_sha256": {s: sha(scenario_path(s))
                             for s in grid.scenarios},

@@ -20,7 +20,6 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

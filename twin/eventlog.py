@@ -26,8 +26,8 @@ import tomli_w
 from .experiment import mean_ci, replication_seed, run_once, t975
 from .fit import best, best_censored
 from .io import atomic_write_bytes, atomic_write_text
-from .record import Fate, MaintKind, Record
 from .names import safe_text
+from .record import Fate, MaintKind, Record
 from .spec import MAX_HORIZON, SpecError, read_regular_file, validate
 from .state import TRACE_KEYS, State
 

@@ -19,7 +19,7 @@ from .dists import parse_duration
 from .model import PROGRESS_STEPS, Model
 from .results import Results, build
 from .spec import MAX_HORIZON, MAX_REPLICATIONS, Spec, SpecError
-from .stats import STATION_FIELDS, mean_ci, summarize, t975
+from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
 
 __all__ = ["run_once", "simulate", "stack", "sweep", "sweep_table", "map_jobs", "replication_seed", "mean_ci",
            "summarize", "t975", "STATION_FIELDS", "EXECUTORS"]
@@ -53,6 +53,19 @@ def check_run_times(horizon: float, warmup: float, source: str = "") -> None:
     if not (math.isfinite(warmup) and 0 <= warmup < horizon):
         raise SpecError([f"{where}warm-up: must be >= 0 and shorter than the horizon ({horizon:g} s), "
                          f"got {warmup:g} s"])
+
+
+def mser_warmup(res: Results, spec: Spec) -> tuple[float, str]:
+    """The warm-up (s) MSER finds in the hourly WIP of ``res`` (replications run from t = 0):
+    the largest truncation over the replications, and a note of the method. Batches are 5 hours
+    (MSER-5), or a week when the spec works to calendars, so that batches hold whole shift cycles."""
+    weekly = bool(spec.calendars)
+    batch = 168 if weekly else 5
+    ts = res.timeseries
+    groups = ts.groupby("replication") if "replication" in ts else [(0, ts)]
+    d_hours = max(mser(g["wip"].to_numpy(), batch=batch) for _, g in groups)
+    return float(d_hours) * 3600.0, (f"MSER on {'weekly' if weekly else '5-hour'} batch means of the hourly WIP, "
+                                     "the largest truncation over the replications")
 
 
 def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str | None = None,
@@ -149,6 +162,36 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
         rows[i] = {**dict(zip(keys, map(_cell, points[i // n]))), "replication": i % n, **k}
     out = pd.DataFrame(rows)
     out.attrs["grid"] = keys
+    return out
+
+
+SWEEP_SELECTION = [("throughput_per_hour", "high"), ("lead_time_mean_s", "low"), ("unit_cost", "low"),
+                   ("fill_rate", "high")]
+
+
+def sweep_selection(df: pd.DataFrame, keys: list[str] | None = None, pcs: float = 0.95,
+                    relative_delta: float = 0.01) -> dict[str, Any]:
+    """Per KPI of :data:`SWEEP_SELECTION` present in a :func:`sweep` result: the best point by the
+    Clark-Yang selection procedure with common random numbers (:func:`twin.stats.select_best`),
+    with an indifference zone of ``relative_delta`` (1 %) of the best point's mean."""
+    keys = list(keys or df.attrs.get("grid") or [])
+    out: dict[str, Any] = {}
+    for kpi, better in SWEEP_SELECTION:
+        if kpi not in df or not pd.api.types.is_numeric_dtype(df[kpi]) or not df[kpi].notna().any():
+            continue
+        samples = {}
+        for point, g in df.groupby(keys, sort=False):
+            point = point if isinstance(point, tuple) else (point,)
+            label = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
+            samples[label] = g.sort_values("replication")[kpi].to_numpy(dtype=float)
+        means = [float(np.nanmean(v)) for v in samples.values()]
+        finite = [m for m in means if np.isfinite(m)]
+        if not finite:
+            continue
+        best_mean = max(finite) if better == "high" else min(finite)
+        delta = abs(best_mean) * relative_delta
+        if delta > 0:  # a KPI that is zero everywhere (no costs given) has no best
+            out[kpi] = select_best(samples, better, delta, pcs)
     return out
 
 

@@ -24,7 +24,6 @@ import pandas as pd
 
 from .spec import SpecError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

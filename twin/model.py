@@ -13,14 +13,13 @@ from typing import Callable
 import simpy
 
 from . import policies
+from .flow import Sink
 from .record import Record
 from .release import Release
 from .spec import Spec, SpecError
 from .station import StationRuntime
 from .streams import Streams
-from .flow import Sink
 from .workforce import Calendar, Pool
-
 
 PROGRESS_STEPS = 100
 

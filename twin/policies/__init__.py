@@ -17,7 +17,7 @@ name it in a spec; the built-ins use the same mechanism.
 
 from __future__ import annotations
 
-from .registry import KINDS, get, register, registry
 from . import capacity, dispatch, maintenance, planning  # noqa: E402,F401  (the built-ins register themselves)
+from .registry import KINDS, get, register, registry
 
 __all__ = ["KINDS", "get", "register", "registry"]
