@@ -22,7 +22,7 @@ LAYERS = {
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "results"},
     "figures": {"report"},
-    "commands": {"experiment", "compare", "compare_report", "eventlog", "docs", "cli"},
+    "commands": {"experiment", "compare", "compare_report", "uncertainty", "eventlog", "docs", "cli"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

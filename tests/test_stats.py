@@ -106,3 +106,79 @@ def test_win_probabilities_sum_to_one_and_split_ties():
     # worlds: a; a/b tie; b (c cannot win with NaN); a/b/c three-way tie
     assert p == pytest.approx({"a": (1 + 0.5 + 0 + 1 / 3) / 4, "b": (0 + 0.5 + 1 + 1 / 3) / 4, "c": (1 / 3) / 4})
     assert sum(p.values()) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- parameter uncertainty
+UNC = """
+[[parameter]]
+name = "cell capex"
+factory = "microfactory"
+path = "costs.capex_per_lane"
+low = 0.1e6
+high = 6e6
+reason = "a range wide enough to decide the cost ranking by itself (test)"
+
+[[parameter]]
+name = "electricity price"
+factory = "*"
+path = "costs.energy_per_kwh"
+low = 0.08
+high = 0.10
+reason = "a narrow shared range (test)"
+
+[[parameter]]
+name = "dark cycle times"
+factory = "dark-factory"
+path = "stations.*.process_time.mean"
+scale = [0.98, 1.02]
+reason = "a narrow factor range (test)"
+"""
+
+
+def test_uncertainty_draws_report_win_probabilities_and_the_decisive_parameter(tmp_path, capsys):
+    from twin.cli import main
+
+    (tmp_path / "u.toml").write_text(UNC)
+    out = tmp_path / "out"
+    rc = main(["compare", "--factories", "dark-factory", "microfactory", "--scenarios", "baseline", "--replications",
+               "2", "--weeks", "1", "--warmup", "1d", "--jobs", "1", "--uncertainty", "6", "--uncertainty-file",
+               str(tmp_path / "u.toml"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    k = json.loads((out / "kpis.json").read_text())
+    for measure, probs in k["uncertainty"]["baseline"].items():
+        assert sum(probs.values()) == pytest.approx(1.0), measure
+    # a cell capex from 0.1 to 6 M USD decides the cost ranking: both factories win somewhere,
+    # and it is the parameter the difference hangs on (a rank correlation near -1 or +1)
+    p = k["uncertainty"]["baseline"]["conversion_cost"]
+    assert 0 < p["microfactory"] < 1
+    rows = k["tornado"]["baseline"]["conversion_cost"]["dark-factory vs microfactory"]
+    assert rows[0]["parameter"] == "cell capex" and abs(rows[0]["rho"]) > 0.9
+    table = pd.read_csv(out / "uncertainty.csv")
+    assert sorted(table["draw"].unique()) == list(range(6))
+    capex = table.groupby("draw")["cell capex"].first().to_numpy()
+    assert sorted((capex - 0.1e6) / (6e6 - 0.1e6) * 6 // 1) == list(range(6))  # one draw per stratum
+    assert "How sure is the ranking" in (out / "report.md").read_text()
+
+
+def test_uncertainty_paths_that_match_nothing_are_refused(tmp_path, capsys):
+    from twin.cli import main
+
+    (tmp_path / "u.toml").write_text(UNC.replace("costs.capex_per_lane", "costs.capex_per_lame"))
+    rc = main(["compare", "--factories", "dark-factory", "microfactory", "--scenarios", "baseline",
+               "--uncertainty", "3", "--uncertainty-file", str(tmp_path / "u.toml"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "parameter.0 (cell capex)" in err and "capex_per_lame" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_reference_ranges_cover_every_factory_and_load():
+    from twin import uncertainty
+
+    pars, _ = uncertainty.load()
+    facs = {p.factory for p in pars.parameter}
+    assert {"static-line", "dark-factory", "microfactory", "*"} <= facs
+    names = " ".join(p.path for p in pars.parameter)
+    for must in ("capex_per_lane", "wage_per_hour", "process_time", "npi_lead_time", "failures.ttf"):
+        assert must in names

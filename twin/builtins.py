@@ -28,7 +28,8 @@ def _tomls(package: str) -> dict[str, Path]:
 
 def factories() -> dict[str, Path]:
     """Built-in factory name (``dark-factory``) → its spec file."""
-    return {stem.replace("_", "-"): p for stem, p in sorted(_tomls(FACTORIES_PACKAGE).items())}
+    return {stem.replace("_", "-"): p for stem, p in sorted(_tomls(FACTORIES_PACKAGE).items())
+            if stem != "uncertainty"}  # the ranges of their parameters, not a factory
 
 
 def scenarios() -> dict[str, Path]:
@@ -39,3 +40,8 @@ def scenarios() -> dict[str, Path]:
 def sources_page() -> Path:
     """``SOURCES.md``: where every number of the reference factories comes from."""
     return Path(str(files(FACTORIES_PACKAGE).joinpath("SOURCES.md")))
+
+
+def uncertainty_file() -> Path:
+    """``uncertainty.toml``: the plausible ranges of the reference factories' estimated parameters."""
+    return Path(str(files(FACTORIES_PACKAGE).joinpath("uncertainty.toml")))

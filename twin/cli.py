@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .compare import FACTORIES, SCENARIOS, Grid, measure_warmup, run_grid
+from .compare import (
+    FACTORIES,
+    SCENARIOS,
+    Grid,
+    measure_warmup,
+    prepare_uncertainty,
+    run_grid,
+    run_uncertainty,
+)
 from .compare_report import write_report
 from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
@@ -172,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "dark-factory:costs.energy_per_kwh=0.2, or demand.base_per_week=230000 for every factory; "
                         "stations.*.lanes=13 changes every station "
                         "(TOML value; repeatable)")
+    c.add_argument("--uncertainty", type=_positive_int("--uncertainty", 1000), metavar="N",
+                   help="also run N parameter sets drawn by Latin hypercube in the plausible ranges of the "
+                        "estimated parameters; report each factory's probability of being the best")
+    c.add_argument("--uncertainty-file", metavar="FILE",
+                   help="the ranges (default: the reference factories' lines/uncertainty.toml)")
     c.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
     c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
@@ -451,12 +464,19 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         _warn(f"warm-up measured: {_human(grid.warmup)} ({grid.warmup_method})\n")
     if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
+    prepared = prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file) if args.uncertainty else None
+    if args.uncertainty and args.resume:
+        _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
     try:
         results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True, executor=args.executor,
                            scheduler=args.scheduler)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
-    md = write_report(results, grid, out, command="twin " + shlex.join(argv))
+    unc = None
+    if args.uncertainty:
+        unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=True, executor=args.executor,
+                              scheduler=args.scheduler, prepared=prepared)
+    md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc)
     # the side-by-side tables on stdout (CI logs show them)
     _say(md.split("## Reading")[0])
     _say(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")

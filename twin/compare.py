@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from . import builtins
+from . import builtins, uncertainty
 from .adapt import daily_series
 from .dists import Duration, PositiveDuration
-from .experiment import map_jobs, mean_ci, mser_warmup, replication_seed, run_once, simulate
+from .experiment import map_jobs, mean_ci, mser_warmup, progress_bar, replication_seed, run_once, simulate
 from .io import dumps, remove_stale_temporaries, write_json
 from .names import Name
 from .report import RANKED
@@ -164,6 +164,55 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
         "costs": res.costs[COST_COLS].to_dict(orient="list"),
         "stations": st[STATION_COLS].to_dict(orient="list"),
     }
+
+
+def run_world_job(spec: Spec, factory: str, scenario: dict[str, Any], replication: int, seed: int,
+                  weeks: float, warmup: float, draw: int) -> dict[str, Any]:
+    """One job of a parameter-uncertainty study: ``spec`` as drawn, under ``scenario``; only the KPIs."""
+    s = apply(spec, Scenario.model_validate(scenario), weeks, warmup)
+    k = run_once(s, s.run.horizon, warmup, seed).kpis.iloc[0].to_dict()
+    k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
+    return {"draw": draw, "factory": factory, "scenario": scenario["name"], "replication": replication,
+            "seed": seed, **{key: v for key, v in k.items() if key != "bottleneck"}}
+
+
+def prepare_uncertainty(grid: Grid, draws_n: int, file: str | None = None) -> dict[str, Any]:
+    """Load the uncertainty file and draw (and validate) every parameter set before anything runs."""
+    pars, src = uncertainty.load(file)
+    paths, scen = check_inputs(grid)
+    specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories}
+    u, worlds = uncertainty.draws(pars, src, specs, draws_n, grid.seed)
+    return {"pars": pars, "src": src, "scen": scen, "u": u, "worlds": worlds}
+
+
+def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int = 1, progress: bool = False,
+                    executor: str = "local", scheduler: str | None = None,
+                    prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``twin compare --uncertainty N``: ``draws_n`` parameter sets of the uncertainty file by Latin
+    hypercube (seeded by the grid's seed), each run over the grid's scenarios and replications on
+    the same seeds; returns the runs, the draws and their analysis (see :mod:`twin.uncertainty`)."""
+    prep = prepared or prepare_uncertainty(grid, draws_n, file)
+    pars, src, scen, u, worlds = prep["pars"], prep["src"], prep["scen"], prep["u"], prep["worlds"]
+    args = [(worlds[k][j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
+             j.replication, j.seed, grid.weeks, grid.warmup, k) for k in range(draws_n) for j in grid.jobs()]
+    rows: list[dict[str, Any] | None] = [None] * len(args)
+    bar = _Bar(len(args), 0, enabled=progress, label="uncertainty")
+    for i, r in map_jobs(run_world_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+        rows[i] = r
+        bar.step()
+    bar.close()
+    runs = pd.DataFrame(rows)
+    probs, tornado = uncertainty.analyse(runs, u, pars, RANKED)
+    params = [{"name": p.name, "factory": p.factory, "path": p.path, "reason": p.reason,
+               **({"scale": list(p.scale)} if p.scale is not None else {"low": p.low, "high": p.high})}
+              for p in pars.parameter]
+    values = pd.DataFrame({p.name: [uncertainty.value_of(p, float(x)) for x in u[:, j]]
+                           for j, p in enumerate(pars.parameter)})
+    values.insert(0, "draw", range(draws_n))
+    return {"runs": runs, "values": values, "probabilities": probs, "tornado": tornado,
+            "meta": {"draws": draws_n, "file": src, "seed": grid.seed, "method": "Latin hypercube (scipy qmc), "
+                     "common random numbers across draws; tornado: Spearman rank correlation and univariate swing",
+                     "parameters": params}}
 
 
 @dataclass
@@ -338,25 +387,24 @@ def _jsonable(x: Any) -> Any:
 
 
 class _Bar:
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.total, self.n = total, start
-        self.on = enabled and sys.stderr.isatty()
-        self._draw()
+    """Jobs done of a grid: a bar with ETA on a terminal; elsewhere (a CI log) one line per tenth."""
 
-    def _draw(self) -> None:
-        if self.on:
-            w = 30
-            fill = w * self.n // max(1, self.total)
-            sys.stderr.write(f"\rcompare: {self.n}/{self.total} jobs [{'#' * fill:<{w}}]")
-            sys.stderr.flush()
+    def __init__(self, total: int, start: int, enabled: bool, label: str = "compare"):
+        self.total, self.n, self.label = total, start, label
+        self.enabled = enabled
+        self.bar = progress_bar(total, f"{label} (jobs)", enabled)
+        self.bar.update(start)
+        self._next_line = 0
 
     def step(self) -> None:
         self.n += 1
-        self._draw()
+        self.bar.update(1)
+        if self.enabled and not self.bar.on and self.n * 10 >= self._next_line * self.total:
+            sys.stderr.write(f"{self.label}: {self.n}/{self.total} jobs done\n")
+            self._next_line = self.n * 10 // max(1, self.total) + 1
 
     def close(self) -> None:
-        if self.on:
-            sys.stderr.write("\n")
+        self.bar.__exit__(None, None, None)
 
 
 # --------------------------------------------------------------------------- tables

@@ -21,11 +21,13 @@ from .compare import (
 )
 from .io import ResultSet
 from .report import (
+    COLUMNS,
     SIGNIFICANCE,
     fig_backlog,
     fig_cost_waterfall,
     fig_output,
     fig_states,
+    fig_tornado,
     html_page,
     markdown,
     overrides_text,
@@ -33,9 +35,42 @@ from .report import (
 )
 from .spec import resolve
 
+HEADLINE_UNCERTAIN = ["conversion_cost", "fill_rate", "time_to_recover_s"]
+"""The measures whose win probabilities lead the report when parameter uncertainty was run."""
 
-def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: str = "") -> str:
-    """Build every output file from the job results; returns the markdown report."""
+
+def uncertainty_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
+    """Plain sentences: per scenario and headline measure, each factory's probability of being the
+    best over the plausible worlds, and the two parameters the leading pair's difference hangs on."""
+    labels = {k: lab for k, lab, _, _ in COLUMNS}
+    n = unc["meta"]["draws"]
+    out = []
+    for sc in scenarios:
+        for key in HEADLINE_UNCERTAIN:
+            probs = unc["probabilities"].get(sc, {}).get(key)
+            if not probs or not any(v == v for v in probs.values()):
+                continue
+            ranked = sorted(probs.items(), key=lambda kv: -(kv[1] if kv[1] == kv[1] else -1))
+            (f1, p1), rest = ranked[0], ranked[1:]
+            text = (f"{sc}, {labels.get(key, key)}: {f1} is the best in {p1:.0%} of {n} plausible worlds"
+                    + (" (" + ", ".join(f"{f} {p:.0%}" for f, p in rest) + ")" if rest else ""))
+            if rest:
+                f2 = rest[0][0]
+                rows = (unc["tornado"].get(sc, {}).get(key, {}).get(f"{f1} vs {f2}")
+                        or unc["tornado"].get(sc, {}).get(key, {}).get(f"{f2} vs {f1}") or [])
+                top = [r for r in rows if r["rho"] == r["rho"]][:2]
+                if top:
+                    text += "; the difference to " + f2 + " hangs mostly on " + " and ".join(
+                        f"{r['parameter']} (rank correlation {r['rho']:+.2f})" for r in top)
+            out.append(text + ".")
+    return out
+
+
+def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: str = "",
+                 uncertainty: dict[str, Any] | None = None) -> str:
+    """Build every output file from the job results; returns the markdown report. With
+    ``uncertainty`` (from :func:`twin.compare.run_uncertainty`) the report leads with how sure
+    the ranking is, and kpis.json and uncertainty.csv carry the draws."""
     runs = runs_frame(results)
     daily = daily_frame(results)
     costs = costs_frame(results)
@@ -78,11 +113,21 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "kpis.json also names, per scenario and measure, the best factory by the Clark-Yang Bonferroni "
         "selection procedure for common random numbers (probability of correct selection 95 % when the best is "
         "better by at least the stated indifference zone) and how many replications that guarantee needs.")
+    if uncertainty is not None:
+        meta["uncertainty"] = uncertainty_lines(uncertainty, grid.scenarios)
+        meta["uncertainty_method"] = (
+            f"{uncertainty['meta']['draws']} parameter sets drawn by Latin hypercube in the plausible ranges of "
+            f"{len(uncertainty['meta']['parameters'])} estimated parameters ({Path(uncertainty['meta']['file']).name}), "
+            "each run on the same seeds; a factory's probability is the share of draws in which its mean over the "
+            "replications is the best (ties split); the parameters named are those whose draws correlate most "
+            "with the difference (Spearman).")
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {f: d.get("bottleneck", "") for f, d in summ.get(base, {}).items()}
     figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts), fig_cost_waterfall(costs, base),
             fig_states(stations, base, bottlenecks)]
+    if uncertainty is not None:
+        figs.insert(0, fig_tornado(uncertainty["tornado"], uncertainty["probabilities"], base, "conversion_cost"))
     page = html_page(summ, descriptions, meta, read, figs)
     with ResultSet(out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete report
         rs.add_csv("runs.csv", runs)
@@ -91,7 +136,12 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         rs.add_csv("stations.csv", stations)
         rs.add_text("report.md", md)
         rs.add_text("report.html", page)
-        rs.add_json("kpis.json", {"meta": meta, "summary": summ, "paired": pairs, "selection": picks,
-                                  "reading": read})
+        body = {"meta": meta, "summary": summ, "paired": pairs, "selection": picks, "reading": read}
+        if uncertainty is not None:
+            body.update(uncertainty=uncertainty["probabilities"], tornado=uncertainty["tornado"],
+                        uncertainty_meta=uncertainty["meta"])
+            table = uncertainty["runs"].merge(uncertainty["values"], on="draw")
+            rs.add_csv("uncertainty.csv", table)
+        rs.add_json("kpis.json", body)
         rs.publish()
     return md

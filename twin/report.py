@@ -240,6 +240,10 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
     ]
     if g.get("overrides"):  # the factories are not the reference specs: say so up front
         lines += [f"**Changed from the reference specs:** {overrides_text(g['overrides'], code=True)}", ""]
+    if meta.get("uncertainty"):
+        lines += ["## How sure is the ranking", "", meta.get("uncertainty_method", ""), ""]
+        lines += [f"- {ln}" for ln in meta["uncertainty"]]
+        lines.append("")
     for sc, facs in summary.items():
         lines += [f"## {sc}", "", scenarios.get(sc, ""), ""]
         lines += table_md(facs)
@@ -358,6 +362,28 @@ def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str
     return fig
 
 
+def fig_tornado(tornado: dict[str, Any], probs: dict[str, Any], scenario: str, key: str, top: int = 10) -> go.Figure:
+    """Which uncertain parameters swing the difference between the two likeliest winners of
+    ``key`` in ``scenario``: Spearman rank correlation of each parameter's draws with the difference."""
+    fig = go.Figure()
+    p = probs.get(scenario, {}).get(key, {})
+    ranked = [f for f, _ in sorted(p.items(), key=lambda kv: -(kv[1] if kv[1] == kv[1] else -1))]
+    cell = tornado.get(scenario, {}).get(key, {})
+    rows, pair = [], ""
+    if len(ranked) >= 2:
+        a, b = ranked[0], ranked[1]
+        pair = f"{a} vs {b}" if f"{a} vs {b}" in cell else f"{b} vs {a}"
+        rows = [r for r in cell.get(pair, []) if r["rho"] == r["rho"]][:top]
+    rows = rows[::-1]
+    fig.add_trace(go.Bar(x=[r["rho"] for r in rows], y=[html.escape(r["parameter"]) for r in rows], orientation="h",
+                         marker_color=["#d62728" if r["rho"] > 0 else "#1f77b4" for r in rows],
+                         text=[f"{r['rho']:+.2f}" for r in rows], textposition="auto"))
+    fig.update_layout(title=f"What the {html.escape(key.replace('_', ' '))} difference {html.escape(pair)} in "
+                            f"'{html.escape(scenario)}' hangs on", height=120 + 32 * max(1, len(rows)),
+                      xaxis_title="rank correlation with the difference (Spearman)", xaxis_range=[-1, 1])
+    return fig
+
+
 def _page_head(title: str, width: int) -> str:
     """Start of a self-contained page: styles and plotly.js inline, nothing fetched."""
 
@@ -377,6 +403,11 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
         "<h1>twin compare: static line vs dark factory vs microfactories</h1>",
         f"<p>{esc(meta['description'])}</p>",
     ]
+    if meta.get("uncertainty"):
+        parts.append("<h2>How sure is the ranking</h2>")
+        parts.append(f"<p>{esc(meta.get('uncertainty_method', ''))}</p><ul>")
+        parts += [f"<li>{esc(ln)}</li>" for ln in meta["uncertainty"]]
+        parts.append("</ul>")
     for sc, facs in summary.items():
         parts.append(f"<h2>{esc(sc)}</h2><p>{esc(scenarios.get(sc, ''))}</p>")
         parts.append("<table><tr><th>measure</th>" + "".join(f"<th>{esc(f)}</th>" for f in facs) + "</tr>")

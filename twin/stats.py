@@ -168,7 +168,7 @@ def latin_hypercube(n: int, d: int, seed: int) -> np.ndarray:
 def win_probabilities(values: list[dict[str, float]], better: str) -> dict[str, float]:
     """Given one ``{design: value}`` per plausible world, the share of worlds in which each
     design is the best (ties split evenly; a design with a NaN value cannot win that world).
-    The probabilities sum to 1 over the designs."""
+    The probabilities sum to 1 over the designs; {} when no world has a value."""
     names = sorted({k for v in values for k in v})
     wins = dict.fromkeys(names, 0.0)
     counted = 0
@@ -181,7 +181,7 @@ def win_probabilities(values: list[dict[str, float]], better: str) -> dict[str, 
         for k in leaders:
             wins[k] += 1.0 / len(leaders)
         counted += 1
-    return {k: (w / counted if counted else float("nan")) for k, w in wins.items()}
+    return {k: w / counted for k, w in wins.items()} if counted else {}
 
 
 def spearman(x: Any, y: Any) -> float:
