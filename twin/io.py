@@ -22,25 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from .spec import SpecError
+from .spec import SpecError, file_kind
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 _TMP_TAG = ".twin-tmp-"  # temporary files and folders carry it, with the writing process's id
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def _probe_writable(folder: Path, label: str, shown: Path) -> None:
@@ -65,7 +53,7 @@ def _nearest_existing(path: Path, label: str) -> Path:
     except OSError as e:
         raise SpecError([f"{label}: {path}: cannot use {cur} ({e.strerror or e})"]) from None
     if not stat.S_ISDIR(mode):
-        raise SpecError([f"{label}: {path}: {cur} is {_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, "
+        raise SpecError([f"{label}: {path}: {cur} is {file_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, "
                          "not a folder"])
     return cur
 
@@ -82,7 +70,7 @@ def check_output_dir(path: str | os.PathLike[str], label: str = "--out") -> Path
     except OSError as e:
         raise SpecError([f"{label}: {p}: cannot use it ({e.strerror or e})"]) from None
     if not stat.S_ISDIR(mode):
-        what = "a file" if stat.S_ISREG(mode) else _kind(mode)
+        what = "a file" if stat.S_ISREG(mode) else file_kind(mode)
         raise SpecError([f"{label}: {p}: is {what}; results go into a folder"])
     _probe_writable(p, label, p)
     return p
@@ -100,7 +88,7 @@ def check_output_file(path: str | os.PathLike[str], label: str) -> Path:
     except OSError as e:
         raise SpecError([f"{label}: {p}: cannot use it ({e.strerror or e})"]) from None
     if not stat.S_ISREG(mode):
-        raise SpecError([f"{label}: {p}: is {_kind(mode)}; only a regular file is written or replaced"])
+        raise SpecError([f"{label}: {p}: is {file_kind(mode)}; only a regular file is written or replaced"])
     _probe_writable(p.parent, label, p)
     remove_stale_temporaries(p.parent)
     return p
@@ -152,7 +140,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except FileNotFoundError:
         mode = None
     if mode is not None and not stat.S_ISREG(mode):
-        raise SpecError([f"{path}: is {_kind(mode)}; only a regular file is written or replaced"])
+        raise SpecError([f"{path}: is {file_kind(mode)}; only a regular file is written or replaced"])
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
@@ -250,7 +238,7 @@ class ResultSet:
         for name in self.names:
             target = self.folder / name
             if target.exists() and not target.is_file():
-                raise SpecError([f"{target}: is {_kind(os.stat(target).st_mode)}; only a regular file is replaced"])
+                raise SpecError([f"{target}: is {file_kind(os.stat(target).st_mode)}; only a regular file is replaced"])
         old = self.folder / self.summary
         if old.is_file():
             old.unlink()  # from here until the new summary lands, the folder says "incomplete"

@@ -104,24 +104,21 @@ class Reliability:
 
     def repair(self, srv: "Server"):
         """The server has failed now: down until a technician (if any) has repaired it."""
-        env = self.env
-        self.station.set_state(srv, _DOWN)
-        t0 = env.now
-        r = self.ttr.one()  # type: ignore[union-attr]
-        srv.down_until = t0 + r
-        yield from self._service(srv, r, _DOWN)
-        self.maint_log.append((t0, srv.sid, _REPAIR, env.now - t0))
-        self._renew(srv)
+        yield from self._stop(srv, self.ttr, _DOWN, _REPAIR)  # type: ignore[arg-type]
 
     def planned_maintenance(self, srv: "Server"):
         """Planned maintenance now (its policy said so)."""
+        yield from self._stop(srv, self.pm_time, _MAINT, _PLANNED)  # type: ignore[arg-type]
+
+    def _stop(self, srv: "Server", duration: Sampler, state: int, kind: int):
+        """A stop of a drawn duration in ``state``, logged as ``kind``; the machine is renewed after it."""
         env = self.env
-        self.station.set_state(srv, _MAINT)
+        self.station.set_state(srv, state)
         t0 = env.now
-        dur = self.pm_time.one()  # type: ignore[union-attr]
-        srv.down_until = t0 + dur
-        yield from self._service(srv, dur, _MAINT)
-        self.maint_log.append((t0, srv.sid, _PLANNED, env.now - t0))
+        d = duration.one()
+        srv.down_until = t0 + d
+        yield from self._service(srv, d, state)
+        self.maint_log.append((t0, srv.sid, kind, env.now - t0))
         self._renew(srv)
 
     def _service(self, srv: "Server", d: float, state: int):

@@ -794,13 +794,16 @@ def resolve(path_or_name: str | os.PathLike[str]) -> Path:
     return builtins.factories().get(str(path_or_name).replace("_", "-"), p)
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for messages about paths that are not regular files."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
     return "not a regular file"
 
 
@@ -818,7 +821,7 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
     except OSError as e:
         raise SpecError([f"{f}: cannot read file ({e.strerror or e})"]) from None
     if not stat.S_ISREG(st.st_mode):
-        raise SpecError([f"{f}: is {_file_kind(st.st_mode)}, not a regular file ({what} expected)"])
+        raise SpecError([f"{f}: is {file_kind(st.st_mode)}, not a regular file ({what} expected)"])
     if st.st_size > max_bytes:
         raise SpecError([f"{f}: file is {st.st_size} bytes; the limit for {what} is {max_bytes} bytes"])
     try:
