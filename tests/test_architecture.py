@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "twin"
 
 LAYERS = {
-    "spec": {"state", "names", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
+    "spec": {"state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
              "policies.registry"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning"},
     "runtime": {"flow", "workforce", "quality", "reliability", "station", "release", "model"},

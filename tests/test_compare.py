@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import line
 
 import twin
 from twin import compare
@@ -18,9 +19,9 @@ from twin.adapt import fill_rate, time_to_recover
 from twin.cli import main
 from twin.demand import expected_units, order_stream, shares_at
 from twin.model import Model
+from twin.record import MaintKind
 from twin.results import build
 from twin.spec import Demand
-from helpers import line
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -175,7 +176,7 @@ def test_overtime_scrap_and_maintenance_costs_by_hand():
     c = res.costs.set_index("term")["total"]
     # 40 regular hours and 4 overtime hours for 3 operators
     assert c["labour"] == pytest.approx(3 * 10 * 40 + 3 * 10 * 1.5 * 4)
-    repairs = sum(1 for x in m.rec.maint if x[2] == 0)
+    repairs = int((m.rec.array("maint")["kind"] == int(MaintKind.REPAIR)).sum())
     assert repairs >= 3 and c["maintenance"] == pytest.approx(100 * repairs)
     sc = res.extra["scraps"]
     # each scrapped unit loses its material and its 60 s of work at 360/h

@@ -10,14 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import simpy
+from helpers import expo, line
 
 from twin.calendar import CalendarHistory, CalendarSpec
 from twin.experiment import run_once
+from twin.model import Model
+from twin.record import MaintKind
+from twin.results import build
 from twin.state import State, TraceEvent
 from twin.workforce import Calendar
-from twin.model import Model
-from twin.results import build
-from helpers import expo, line
 
 H = 3600.0
 DAY = 86400.0
@@ -93,9 +94,10 @@ def test_repairs_wait_for_technicians_on_shift():
                 calendars=[{"name": "day", "shifts": [{"days": "mon-fri", "start": "08:00", "end": "16:00"}]}],
                 workers=[{"name": "tech", "size": 1, "calendar": "day", "role": "technician"}])
     m, res = _run(spec, DAY + 12 * H)
-    repair = [r for r in m.rec.maint if r[2] == 0]
-    assert repair[0][0] == pytest.approx(15 * H)
-    assert repair[0][0] + repair[0][3] == pytest.approx(DAY + 9 * H)
+    mt = m.rec.array("maint")
+    repair = mt[mt["kind"] == int(MaintKind.REPAIR)]
+    assert repair["t"][0] == pytest.approx(15 * H)
+    assert repair["t"][0] + repair["duration"][0] == pytest.approx(DAY + 9 * H)
     st = res.states[res.states["station"] == "m"]
     down = st[st["state"] == "down"]
     assert down["start"].tolist() == pytest.approx([15 * H, DAY + 8 * H])
@@ -130,7 +132,7 @@ def test_preventive_maintenance_cannot_help_a_memoryless_machine():
     for maint in (None, {"policy": "preventive", "interval": "3h", "duration": "10min"}):
         m, res = _run(_machine(maint, ttf=expo(10 * H)), 40 * WEEK)
         busy_h = res.stations.loc["m", "busy"] * 40 * WEEK / H
-        repairs = sum(1 for x in m.rec.maint if x[2] == 0)
+        repairs = int((m.rec.array("maint")["kind"] == int(MaintKind.REPAIR)).sum())
         rates.append(repairs / busy_h)
     # ~2,300 failures each: Poisson relative s.d. ~2 %, tolerance 4 sd
     assert rates[0] == pytest.approx(0.1, rel=0.08)

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import expo, line
 
 import twin
 from twin.dists import Sampler, parse_duration
 from twin.experiment import mean_ci, t975
-from helpers import expo, line
 
 
 def _mixed_line(**run):

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import expo, line
 
 import twin
-from twin.compare import paired, selection
+from twin.compare import paired
 from twin.report import reading
 from twin.stats import holm, latin_hypercube, mean_ci, mser, paired_diff, select_best, win_probabilities
-from helpers import expo, line
 
 # a small table: five replications of two designs on the same seeds
 A = [50.0, 46.0, 52.0, 44.0, 49.0]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers import expo, line
 
 import twin
-from helpers import expo, line
 
 
 def _erlang_c_wait(lam: float, mu: float, c: int) -> float:

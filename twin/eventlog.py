@@ -56,13 +56,17 @@ def log_frame(rec: Record) -> pd.DataFrame:
     routes = [p.route for p in rec.spec.products]
     prods = rec.products
     rows: list[tuple[float, int, str, Any, Any, str, int, str]] = []
-    lost = {f[0] for f in rec.finishes if f[4] == int(Fate.LOST)}  # turned away at a full first buffer: never arrived
-    for lot_id, p, qty, t in rec.releases:
+    fin = rec.array("finishes")
+    lost = set(fin["lot"][fin["fate"] == int(Fate.LOST)].tolist())  # turned away at a full first buffer
+    rel = rec.array("releases")
+    for lot_id, p, qty, t in zip(rel["lot"].tolist(), rel["product"].tolist(), rel["qty"].tolist(), rel["t"].tolist()):
         if lot_id in lost:
             continue
         rows.append((t, _PRIORITY["arrive"], routes[p][0], None, lot_id, prods[p], qty, "arrive"))
     step: dict[int, int] = defaultdict(int)
-    for t, sid, lot_id, p, qty, code in rec.trace:
+    tr = rec.array("trace")
+    for t, sid, lot_id, p, qty, code in zip(tr["t"].tolist(), tr["server"].tolist(), tr["lot"].tolist(),
+                                            tr["product"].tolist(), tr["qty"].tolist(), tr["event"].tolist()):
         ev = TRACE_KEYS[code]
         rows.append((t, _PRIORITY[ev], names[sid], nums[sid], lot_id, prods[p], qty, ev))
         if ev == "leave" and qty > 0:
@@ -70,7 +74,8 @@ def log_frame(rec: Record) -> pd.DataFrame:
             k = step[lot_id]
             if k < len(routes[p]):
                 rows.append((t, _PRIORITY["arrive"], routes[p][k], None, lot_id, prods[p], qty, "arrive"))
-    for t0, sid, kind, dur in rec.maint:
+    mt = rec.array("maint")
+    for t0, sid, kind, dur in zip(mt["t"].tolist(), mt["server"].tolist(), mt["kind"].tolist(), mt["duration"].tolist()):
         a, b = ("fail", "repair") if kind == int(MaintKind.REPAIR) else ("maint_start", "maint_end")
         rows.append((t0, _PRIORITY[a], names[sid], nums[sid], None, None, None, a))
         rows.append((t0 + dur, _PRIORITY[b], names[sid], nums[sid], None, None, None, b))

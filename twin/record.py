@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .calendar import CalendarHistory
+from .layouts import LAYOUTS
 from .spec import Spec
 
 
@@ -33,21 +34,6 @@ class MaintKind(IntEnum):
 
     REPAIR = 0
     PLANNED = 1
-
-
-# field layouts of the record lists, in tuple order; units: times and durations in s
-LAYOUTS: dict[str, list[tuple[str, str]]] = {
-    "states": [("t", "f8"), ("server", "i8"), ("state", "i8")],
-    "releases": [("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8")],
-    "finishes": [("lot", "i8"), ("t", "f8"), ("units", "i8"), ("escaped", "i8"), ("fate", "i8")],
-    "scraps": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8"), ("work_s", "f8")],
-    "reworks": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8")],
-    "maint": [("t", "f8"), ("server", "i8"), ("kind", "i8"), ("duration", "f8")],
-    "orders": [("order", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8"), ("due", "f8")],
-    "deliveries": [("order", "i8"), ("t", "f8")],
-    "events": [("t", "f8"), ("kind", "O"), ("detail", "O")],
-    "trace": [("t", "f8"), ("server", "i8"), ("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("event", "i8")],
-}
 
 
 class Record:

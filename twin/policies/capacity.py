@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from ..calendar import WEEK, WeeklyPattern
+from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
 
 DAY = 86400.0
@@ -103,7 +104,7 @@ class Modules:
         while True:
             yield env.timeout(sp.review)
             window = min(env.now, WEEK)
-            recent = sum(o[2] for o in _orders_since(m.rec.orders, env.now - window))
+            recent = sum(o[ORDER_QTY] for o in _orders_since(m.rec.orders, env.now - window))
             rate = recent / window * 3600.0 if window > 0 else 0.0
             backlog = max(0.0, sum(m.open_units) - sum(m.stock))
             need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.rate * sp.target_utilisation)
@@ -124,7 +125,7 @@ class Modules:
 
 def _orders_since(orders: list[tuple[Any, ...]], t0: float):
     for o in reversed(orders):
-        if o[3] < t0:
+        if o[ORDER_T] < t0:
             break
         yield o
 

@@ -12,6 +12,7 @@ import math
 from collections import deque
 from typing import Any
 
+from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
 from .registry import register
 
 WEEK = 604800.0
@@ -95,9 +96,9 @@ class Campaign(QueuePlanner):
             return [self.forecast * self.shares[p] * self.spec.period / WEEK for p in range(n)]
         units = [0.0] * n
         for o in reversed(m.rec.orders):
-            if o[3] < now - window:
+            if o[ORDER_T] < now - window:
                 break
-            units[o[1]] += o[2]
+            units[o[ORDER_PRODUCT]] += o[ORDER_QTY]
         return [u / window * self.spec.period for u in units]
 
     def replan(self) -> None:
