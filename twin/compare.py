@@ -203,13 +203,14 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
     bar.close()
     runs = pd.DataFrame(rows)
     probs, tornado = uncertainty.analyse(runs, u, pars, RANKED)
+    ties = tornado.pop("_ties")
     params = [{"name": p.name, "factory": p.factory, "path": p.path, "reason": p.reason,
                **({"scale": list(p.scale)} if p.scale is not None else {"low": p.low, "high": p.high})}
               for p in pars.parameter]
     values = pd.DataFrame({p.name: [uncertainty.value_of(p, float(x)) for x in u[:, j]]
                            for j, p in enumerate(pars.parameter)})
     values.insert(0, "draw", range(draws_n))
-    return {"runs": runs, "values": values, "probabilities": probs, "tornado": tornado,
+    return {"runs": runs, "values": values, "probabilities": probs, "tornado": tornado, "ties": ties,
             "meta": {"draws": draws_n, "file": src, "seed": grid.seed, "method": "Latin hypercube (scipy qmc), "
                      "common random numbers across draws; tornado: Spearman rank correlation and univariate swing",
                      "parameters": params}}

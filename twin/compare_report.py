@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,18 @@ def uncertainty_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
                 continue
             ranked = sorted(probs.items(), key=lambda kv: -(kv[1] if kv[1] == kv[1] else -1))
             (f1, p1), rest = ranked[0], ranked[1:]
+            tied = unc.get("ties", {}).get(sc, {}).get(key, 0.0)
+            if tied >= 0.999:
+                out.append(f"{sc}, {labels.get(key, key)}: the factories tie in every plausible world.")
+                continue
             text = (f"{sc}, {labels.get(key, key)}: {f1} is the best in {p1:.0%} of {n} plausible worlds"
-                    + (" (" + ", ".join(f"{f} {p:.0%}" for f, p in rest) + ")" if rest else ""))
+                    + (" (" + ", ".join(f"{f} {p:.0%}" for f, p in rest) + ")" if rest else "")
+                    + (f"; the best is shared in {tied:.0%} of them (ties split)" if tied > 0 else ""))
             if rest:
                 f2 = rest[0][0]
                 rows = (unc["tornado"].get(sc, {}).get(key, {}).get(f"{f1} vs {f2}")
                         or unc["tornado"].get(sc, {}).get(key, {}).get(f"{f2} vs {f1}") or [])
-                top = [r for r in rows if r["rho"] == r["rho"]][:2]
+                top = [r for r in rows if isinstance(r["rho"], float) and math.isfinite(r["rho"])][:2]
                 if top:
                     text += "; the difference to " + f2 + " hangs mostly on " + " and ".join(
                         f"{r['parameter']} (rank correlation {r['rho']:+.2f})" for r in top)
@@ -120,7 +126,9 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
             f"{len(uncertainty['meta']['parameters'])} estimated parameters ({Path(uncertainty['meta']['file']).name}), "
             "each run on the same seeds; a factory's probability is the share of draws in which its mean over the "
             "replications is the best (ties split); the parameters named are those whose draws correlate most "
-            "with the difference (Spearman).")
+            "with the difference (Spearman); with "
+            f"{uncertainty['meta']['draws']} draws, rank correlations below about "
+            f"{2 / max(1, uncertainty['meta']['draws']) ** 0.5:.2f} in size are within noise.")
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {f: d.get("bottleneck", "") for f, d in summ.get(base, {}).items()}
@@ -139,7 +147,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         body = {"meta": meta, "summary": summ, "paired": pairs, "selection": picks, "reading": read}
         if uncertainty is not None:
             body.update(uncertainty=uncertainty["probabilities"], tornado=uncertainty["tornado"],
-                        uncertainty_meta=uncertainty["meta"])
+                        uncertainty_ties=uncertainty["ties"], uncertainty_meta=uncertainty["meta"])
             table = uncertainty["runs"].merge(uncertainty["values"], on="draw")
             rs.add_csv("uncertainty.csv", table)
         rs.add_json("kpis.json", body)

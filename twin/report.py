@@ -373,7 +373,7 @@ def fig_tornado(tornado: dict[str, Any], probs: dict[str, Any], scenario: str, k
     if len(ranked) >= 2:
         a, b = ranked[0], ranked[1]
         pair = f"{a} vs {b}" if f"{a} vs {b}" in cell else f"{b} vs {a}"
-        rows = [r for r in cell.get(pair, []) if r["rho"] == r["rho"]][:top]
+        rows = [r for r in cell.get(pair, []) if isinstance(r["rho"], float) and math.isfinite(r["rho"])][:top]
     rows = rows[::-1]
     fig.add_trace(go.Bar(x=[r["rho"] for r in rows], y=[html.escape(r["parameter"]) for r in rows], orientation="h",
                          marker_color=["#d62728" if r["rho"] > 0 else "#1f77b4" for r in rows],

@@ -157,12 +157,26 @@ def draws(pars: UncertaintyFile, source: str, specs: dict[str, Spec], n: int, se
     return u, out
 
 
+def top_ties(worlds: list[dict[str, float]], better: str) -> float:
+    """Share of worlds (with a value) in which the best value is shared by two or more designs."""
+    n = tied = 0
+    for w in worlds:
+        ok = [v for v in w.values() if math.isfinite(v)]
+        if not ok:
+            continue
+        n += 1
+        top = max(ok) if better == "high" else min(ok)
+        tied += sum(1 for v in ok if v == top) > 1
+    return tied / n if n else float("nan")
+
+
 def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
             measures: list[tuple[str, str, str | None, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """From runs with a ``draw`` column: ``probabilities`` (scenario → measure → factory → share of
     draws in which it is the best by its mean over replications) and ``tornado`` (scenario →
     measure → "A vs B" → parameters sorted by |rho|, each with ``rho`` and ``swing``)."""
     probs: dict[str, Any] = {}
+    ties: dict[str, Any] = {}
     tornado: dict[str, Any] = {}
     means = runs.groupby(["draw", "scenario", "factory"], sort=False).mean(numeric_only=True)
     n_draws = u.shape[0]
@@ -178,6 +192,7 @@ def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
             if not p:
                 continue  # not defined in this scenario (no recovery without a shift)
             probs.setdefault(str(sc), {})[key] = p
+            ties.setdefault(str(sc), {})[key] = top_ties(worlds, better)
             for i, a in enumerate(facs):
                 for b in facs[i + 1:]:
                     diff = np.array([w[a] - w[b] for w in worlds])
@@ -196,4 +211,5 @@ def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
                         rows.append({"parameter": p.name, "factory": p.factory, "rho": rho, "swing": swing})
                     rows.sort(key=lambda r: -abs(r["rho"]) if math.isfinite(r["rho"]) else 0.0)
                     tornado.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = rows
+    tornado["_ties"] = ties
     return probs, tornado
