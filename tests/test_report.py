@@ -20,7 +20,7 @@ def test_the_static_line_wins_when_its_numbers_are_better():
         "microfactory": {"unit_cost": cell(470.0, 1.0), "lead_time_mean_s": cell(5400.0, 60.0)},
     }}
     text = reading(summ, {"baseline": "no shift"})
-    assert text[0] == "**baseline** (no shift)"
+    assert text[0] == "### baseline: no shift"
     # $10 on $460 is 2.2 %; 1 h on 1.5 h is 33 %
     assert "- unit cost: static-line wins ($450.00) — $10.00 (2.2 %) better than dark-factory ($460.00)." in text
     assert "- lead time mean: dark-factory wins (1.0 h) — 0.5 h (33 %) better than microfactory (1.5 h)." in text
@@ -63,7 +63,7 @@ def test_idle_capacity_is_a_win_only_after_a_drop():
     # after a surge, no idle capacity means the plant is short of capacity, not better
     assert idle == ["- idle capacity after shift: dark-factory wins (0.0 %) — 10.0 percentage points better "
                     "than microfactory (10.0 %)."]
-    assert text.index("**slump** (down)") < text.index(idle[0])
+    assert text.index("### slump: down") < text.index(idle[0])
 
 
 def test_reading_in_the_html_page_has_no_markdown_left():
@@ -72,6 +72,26 @@ def test_reading_in_the_html_page_has_no_markdown_left():
     summ = {"surge": {"static-line": {"unit_cost": cell(450.0, 1.0)}, "dark-factory": {"unit_cost": cell(460.0, 1.0)}}}
     lines = reading(summ, {"surge": "+40 % <for> 8 weeks"})
     page = html_page(summ, {"surge": "+40 % <for> 8 weeks"}, {"description": "d"}, lines, [])
-    assert "<p><b>surge</b> (+40 % &lt;for&gt; 8 weeks)</p>" in page
-    assert "**" not in page[page.index("<h2>Reading</h2>"):]
+    assert "<h3>surge</h3><p>+40 % &lt;for&gt; 8 weeks</p>" in page
+    assert "**" not in page[page.index("<h2>Reading</h2>"):] and "###" not in page
     assert "<li>unit cost: static-line wins ($450.00)" in page
+
+
+def test_report_md_renders_every_scenario_as_a_heading_under_commonmark():
+    from markdown_it import MarkdownIt
+
+    from twin.report import markdown
+
+    summ = {sc: {"static-line": {"unit_cost": {"mean": 450.0, "ci95": 1.0}},
+                 "dark-factory": {"unit_cost": {"mean": 460.0, "ci95": 1.0}}} for sc in ("baseline", "surge")}
+    scen = {"baseline": "no shift", "surge": "+40 %"}
+    meta = {"grid": {"replications": 5, "factories": ["static-line", "dark-factory"], "scenarios": list(summ),
+                     "weeks": 26, "warmup": 1209600, "seed": 1}, "twin_version": "x"}
+    md = markdown(summ, scen, meta, reading(summ, scen))
+    tokens = MarkdownIt("commonmark").parse(md)
+    heads = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    # the tables' headings and the reading's: each scenario twice, none swallowed by a bullet
+    assert heads.count("baseline") == 1 and heads.count("surge") == 1
+    assert "baseline: no shift" in heads and "surge: +40 %" in heads
+    items = [tokens[i + 2].content for i, t in enumerate(tokens) if t.type == "list_item_open"]
+    assert not any("surge" in it and "###" in it for it in items)

@@ -182,7 +182,7 @@ def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] 
                 diff = _diff(m1, m2, kind)
                 lines.append(f"{label}: {f1} wins ({_short(m1, kind)}) — {diff} than {f2} ({_short(m2, kind)}).")
         if lines:
-            out.append(f"**{sc}** ({scenarios.get(sc, '')})")
+            out.append(f"### {sc}: {scenarios.get(sc, '')}".rstrip(": "))
             out += [f"- {ln}" for ln in lines]
     return out
 
@@ -252,7 +252,8 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
               meta.get("method") or ("Generated from the table above: the better factory on each ranked measure, "
                                      "by how much, and \"no significant difference\" where the 95 % CIs overlap."),
               ""]
-    lines += reading_lines
+    for ln in reading_lines:  # each scenario is a heading of its own, set apart by blank lines (CommonMark)
+        lines += ["", ln, ""] if ln.startswith("#") else [ln]
     lines.append("")
     return "\n".join(lines)
 
@@ -425,9 +426,9 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
     for ln in reading_lines:
         if ln.startswith("- "):
             parts.append(f"<li>{esc(ln[2:])}</li>")
-        else:  # "**scenario** (description)"
-            name, _, rest = ln.removeprefix("**").partition("**")
-            parts.append(f"</ul><p><b>{esc(name)}</b>{esc(rest)}</p><ul>")
+        else:  # "### scenario: description"
+            name, _, rest = ln.removeprefix("### ").partition(": ")
+            parts.append(f"</ul><h3>{esc(name)}</h3><p>{esc(rest)}</p><ul>")
     parts.append("</ul>")
     for fig in figures:
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
