@@ -182,3 +182,22 @@ def test_the_reference_ranges_cover_every_factory_and_load():
     names = " ".join(p.path for p in pars.parameter)
     for must in ("capex_per_lane", "wage_per_hour", "process_time", "npi_lead_time", "failures.ttf"):
         assert must in names
+
+
+def test_the_verdict_names_a_winner_only_where_the_paired_difference_is_significant():
+    from twin.report import verdict
+
+    rows = [{"factory": f, "scenario": sc, "replication": r, "conversion_cost": v + (0 if sc == "s1" else 0.0),
+             "fill_rate": 0.99}
+            for sc in ("s1", "s2") for f, vals in (("static-line", A), ("dark-factory", B)) for r, v in enumerate(vals)]
+    runs = pd.DataFrame(rows)
+    summ = {sc: {f: {"conversion_cost": dict(zip(("mean", "ci95"), mean_ci(v))),
+                     "fill_rate": {"mean": 0.99, "ci95": 0.0}} for f, v in (("static-line", A), ("dark-factory", B))}
+            for sc in ("s1", "s2")}
+    v = verdict(summ, paired(runs), replications=5)
+    cell = v["matrix"]["s1"]["conversion_cost"]
+    assert cell["winner"] == "dark-factory" and cell["margin"].startswith("$1.00 ± $0.20 cheaper than static-line")
+    assert v["matrix"]["s1"]["fill_rate"]["winner"] == "tie"
+    assert "conversion cost/unit: dark-factory best in 2 of 2 scenarios." in v["lines"]
+    assert not any(ln.startswith("Caution") for ln in v["lines"])
+    assert any(ln.startswith("Caution: 2 replications") for ln in verdict(summ, paired(runs), 2)["lines"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import os
 import shlex
@@ -477,9 +478,20 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=True, executor=args.executor,
                               scheduler=args.scheduler, prepared=prepared)
     md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc)
-    # the side-by-side tables on stdout (CI logs show them)
-    _say(md.split("## Reading")[0])
-    _say(f"wrote {out}/report.html, report.md, kpis.json, runs.csv, daily.csv, costs.csv, stations.csv")
+    # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written
+    tables = md.split("## Reading")[0]
+    if "## Verdict" in tables:  # the verdict closes the output instead
+        head, _, rest = tables.partition("## Verdict")
+        tables = head + rest[rest.index("\n## ") + 1:] if "\n## " in rest else head
+    _say(tables)
+    _say("Verdict (paired differences, Holm-corrected):")
+    for ln in json.loads((out / "kpis.json").read_text())["meta"]["verdict"]["lines"]:
+        _say(f"  - {ln}")
+    written = ["report.html", "report.md", "kpis.json", "runs.csv", "daily.csv", "costs.csv", "stations.csv"]
+    if unc is not None:
+        written.append("uncertainty.csv")
+    _say(f"wrote {', '.join(str(out / w) for w in written)}")
+    _say(f"open {(out / 'report.html').resolve().as_uri()} in a browser")
     return 0
 
 

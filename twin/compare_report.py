@@ -33,6 +33,7 @@ from .report import (
     markdown,
     overrides_text,
     reading,
+    verdict,
 )
 from .spec import resolve
 
@@ -129,6 +130,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
             "with the difference (Spearman); with "
             f"{uncertainty['meta']['draws']} draws, rank correlations below about "
             f"{2 / max(1, uncertainty['meta']['draws']) ** 0.5:.2f} in size are within noise.")
+    meta["verdict"] = verdict(summ, pairs, grid.replications)
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {f: d.get("bottleneck", "") for f, d in summ.get(base, {}).items()}

@@ -187,6 +187,62 @@ def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] 
     return out
 
 
+VERDICT_MEASURES = ["conversion_cost", "fill_rate", "lead_time_mean_s", "time_to_recover_s"]
+"""The measures of the winner matrix: cost, service, speed and adaptation."""
+
+
+def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications: int) -> dict[str, Any]:
+    """The answer first: a winner matrix (scenario × measure → the best factory when its paired
+    difference to the runner-up is significant after Holm's correction, else "tie", with the
+    margin) and a few lines that say who wins what. ``replications``: for the caution line."""
+    labels = {k: (lab, better, kind) for k, lab, better, kind in COLUMNS}
+    matrix: dict[str, dict[str, dict[str, str]]] = {}
+    wins: dict[str, dict[str, int]] = {}
+    for sc, facs in summary.items():
+        for key in VERDICT_MEASURES:
+            label, better, kind = labels[key]
+            vals = []
+            for f, d in facs.items():
+                m, _ = _val(d.get(key))
+                if kind == "days" and not math.isfinite(m) and d.get(key, {}).get("n_missing"):
+                    m = float("inf")
+                if math.isfinite(m) or m == float("inf"):
+                    vals.append((m, f))
+            if len(vals) < 2 or all(v[0] == float("inf") for v in vals):
+                continue
+            vals.sort(key=lambda x: x[0], reverse=(better == "high"))
+            (m1, f1), (m2, f2) = vals[0], vals[1]
+            d = _pair(paired, sc, key, f1, f2) if math.isfinite(m2) else None
+            if not math.isfinite(m2) and math.isfinite(m1):
+                cell = {"winner": f1, "margin": "the others did not recover"}
+            elif d is not None and math.isfinite(d.get("p_holm", float("nan"))) and d["p_holm"] < SIGNIFICANCE \
+                    and d["diff_mean"] != 0 and (d["diff_mean"] < 0) == (better == "low"):
+                cell = {"winner": f1, "margin": f"{_amount_ci(d, kind)} {_BETTER_WORD.get((kind, better), 'better')} "
+                                                f"than {f2}"}
+            else:
+                cell = {"winner": "tie", "margin": f"{f1} {_short(m1, kind)}, {f2} {_short(m2, kind)}: not "
+                                                   "significantly different"}
+            matrix.setdefault(sc, {})[key] = cell
+            if cell["winner"] != "tie":
+                wins.setdefault(cell["winner"], {}).setdefault(key, 0)
+                wins[cell["winner"]][key] += 1
+    n_sc = len(summary)
+    lines = []
+    for key in VERDICT_MEASURES:
+        label = labels[key][0]
+        who = sorted(((w[key], f) for f, w in wins.items() if key in w), reverse=True)
+        if who:
+            lines.append(f"{label}: " + "; ".join(f"{f} best in {n} of {n_sc} scenarios" for n, f in who)
+                         + (f"; a tie in the other {n_sc - sum(n for n, _ in who)}" if sum(n for n, _ in who) < n_sc
+                            else "") + ".")
+        elif any(key in m for m in matrix.values()):
+            lines.append(f"{label}: no factory is significantly better in any scenario.")
+    if replications <= 2:
+        lines.append(f"Caution: {replications} replications give wide intervals, and after the correction for "
+                     "multiple comparisons almost nothing is significant; use the full run for decisions.")
+    return {"matrix": matrix, "lines": lines}
+
+
 def _short(m: float, kind: str) -> str:
     if m == float("inf"):
         return "not recovered"
@@ -238,6 +294,10 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         f"twin {meta['twin_version']}.",
         "",
     ]
+    if meta.get("verdict"):
+        v = meta["verdict"]
+        lines += ["## Verdict", ""] + [f"- {ln}" for ln in v["lines"]] + [""]
+        lines += verdict_table_md(v["matrix"]) + [""]
     if g.get("overrides"):  # the factories are not the reference specs: say so up front
         lines += [f"**Changed from the reference specs:** {overrides_text(g['overrides'], code=True)}", ""]
     if meta.get("uncertainty"):
@@ -256,6 +316,18 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         lines += ["", ln, ""] if ln.startswith("#") else [ln]
     lines.append("")
     return "\n".join(lines)
+
+
+def verdict_table_md(matrix: dict[str, dict[str, dict[str, str]]]) -> list[str]:
+    """The winner matrix as a markdown table: scenarios × measures."""
+    labels = {k: lab for k, lab, _, _ in COLUMNS}
+    keys = [k for k in VERDICT_MEASURES if any(k in m for m in matrix.values())]
+    rows = ["| scenario | " + " | ".join(labels[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for sc, cells in matrix.items():
+        rows.append(f"| {sc} | " + " | ".join(
+            (f"**{cells[k]['winner']}** ({cells[k]['margin']})" if cells[k]["winner"] != "tie"
+             else f"tie ({cells[k]['margin']})") if k in cells else "–" for k in keys) + " |")
+    return rows
 
 
 def table_md(facs: dict[str, Any]) -> list[str]:
@@ -404,6 +476,27 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
         "<h1>twin compare: static line vs dark factory vs microfactories</h1>",
         f"<p>{esc(meta['description'])}</p>",
     ]
+    if meta.get("verdict"):
+        v = meta["verdict"]
+        labels = {k: lab for k, lab, _, _ in COLUMNS}
+        keys = [k for k in VERDICT_MEASURES if any(k in m for m in v["matrix"].values())]
+        parts.append("<section id='verdict'><h2>Verdict</h2><ul>" + "".join(f"<li>{esc(ln)}</li>" for ln in v["lines"])
+                     + "</ul><table class='matrix'><tr><th>scenario</th>"
+                     + "".join(f"<th>{esc(labels[k])}</th>" for k in keys) + "</tr>")
+        for sc, cells in v["matrix"].items():
+            tds = []
+            for k in keys:
+                c = cells.get(k)
+                if c is None:
+                    tds.append("<td>–</td>")
+                elif c["winner"] == "tie":
+                    tds.append(f"<td class='tie'>tie<br><small>{esc(c['margin'])}</small></td>")
+                else:
+                    colour = COLORS.get(c["winner"], "#444")
+                    tds.append(f"<td><b style='color:{colour}'>{esc(c['winner'])}</b><br>"
+                               f"<small>{esc(c['margin'])}</small></td>")
+            parts.append(f"<tr><td>{esc(sc)}</td>" + "".join(tds) + "</tr>")
+        parts.append("</table></section>")
     if meta.get("uncertainty"):
         parts.append("<h2>How sure is the ranking</h2>")
         parts.append(f"<p>{esc(meta.get('uncertainty_method', ''))}</p><ul>")
