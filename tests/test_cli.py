@@ -232,3 +232,35 @@ def test_init_writes_a_starter_spec_that_runs(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["init", str(tmp_path / "line.txt")]) == 2
     assert not (tmp_path / "line.txt").exists()
+
+
+def test_the_cli_helps(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: twin" in out and "compare" in out and "list" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "dark-factory" in out and "surge" in out and "uncertainty" not in out
+    assert main(["comapre"]) == 2
+    assert "did you mean 'compare'?" in capsys.readouterr().err
+    assert main(["run", "--horizn", "1h", "dark-factory"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: twin run") and "did you mean '--horizon'?" in err and err.count("--horizn") == 1
+    assert main(["run", "dark-factry"]) == 2
+    assert "did you mean 'dark-factory'?" in capsys.readouterr().err
+    assert main(["run", "examples/two_machine.toml", "--set", "stations.SMT.servers=2"]) == 2
+    assert "did you mean 'smt'?); the items here: smt, assembly" in capsys.readouterr().err
+    for command in ("run", "compare", "sweep", "check", "calibrate", "validate", "init", "list"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "-q, --quiet" in text and "-v, --verbose" in text, command
+        assert text.split("\n\n")[1].strip(), command  # a description under the usage
+
+
+def test_quiet_runs_say_nothing_on_stderr(tmp_path, capsys):
+    assert main(["run", str(ROOT / "examples" / "two_machine.toml"), "--horizon", "1h", "--warmup", "0",
+                 "--replications", "1", "--out", str(tmp_path / "o"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["run", str(ROOT / "examples" / "two_machine.toml"), "--horizon", "1h", "--warmup", "0",
+                 "--replications", "1", "--out", str(tmp_path / "o")]) == 0
+    assert "wrote " in capsys.readouterr().err

@@ -7,22 +7,26 @@ written), 1 internal error.
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import sys
+import time
 import tomllib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from . import __version__, builtins
 from .compare import (
     FACTORIES,
     SCENARIOS,
     Grid,
+    load_scenario,
     measure_warmup,
     prepare_uncertainty,
     run_grid,
@@ -53,12 +57,36 @@ def _say(text: str = "") -> None:
     print(safe_text(str(text)))
 
 
+_QUIET = [False]  # -q: progress bars and notes are left out
+
+
 def _warn(text: str) -> None:
+    if _QUIET[0] and not text.startswith("error:"):
+        return
     sys.stderr.write(safe_text(text))
+
+
+def cmd_list() -> int:
+    """The built-in factories and scenarios, with what each is."""
+    _say("factories (twin run NAME, twin compare --factories NAME ...):")
+    for name, path in builtins.factories().items():
+        spec = load(path)
+        _say(f"  {name:<14} {spec.description.splitlines()[0] if spec.description else spec.name}")
+    _say("scenarios (twin compare --scenarios NAME ...):")
+    for name in builtins.scenarios():
+        sc = load_scenario(name)
+        _say(f"  {name:<14} {sc.description.split('(')[0].strip()}")
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:  # a mistyped command: suggest the closest
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
         self.print_usage(sys.stderr)
         sys.stderr.write(safe_text(f"{self.prog}: error: {message}\n"))
         raise SystemExit(2)
@@ -107,9 +135,23 @@ def _seed(v: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="twin", description="Factory digital-twin simulator (model time in seconds).")
+    p = _Parser(prog="twin", description="Factory digital-twin simulator (model time in seconds). "
+                "Start with 'twin list', 'twin run dark-factory' or 'twin compare --quick'.")
     p.add_argument("--version", action="version", version=f"twin {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no notes on stderr")
+    common.add_argument("-v", "--verbose", action="store_true", help="say what is being done and how long it took")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add = sub.add_parser
+
+    def add_parser(name: str, help: str) -> argparse.ArgumentParser:
+        sp = _add(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+        p.commands[name] = sp  # type: ignore[attr-defined]
+        return sp
+
+    p.commands = {}  # type: ignore[attr-defined]
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     r = sub.add_parser("run", help="simulate a spec (file or built-in name) and print its KPIs")
     r.add_argument("spec", help="spec file (TOML) or built-in factory name (static-line, dark-factory, microfactory)")
@@ -131,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--name", default="calibrated line", help="name of the written spec")
 
     h = sub.add_parser("check", help="simulate a spec with a log's releases and compare it with the log")
-    h.add_argument("spec")
-    h.add_argument("log")
+    h.add_argument("spec", help="spec file (TOML) or built-in factory name")
+    h.add_argument("log", help="event log (CSV or .parquet) with timestamp, station, server, lot, product, qty, event")
     h.add_argument("--map", help="your column names: ours=theirs,...")
     h.add_argument("--replications", type=_positive_int("--replications"), default=10)
     h.add_argument("--seed", type=_seed, default=1)
@@ -160,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     v = sub.add_parser("validate", help="check a spec without running it")
-    v.add_argument("spec")
+    v.add_argument("spec", help="spec file (TOML) or built-in factory name")
 
+    sub.add_parser("list", help="list the built-in factories and scenarios")
     c = sub.add_parser("compare", help="the reference factories side by side under demand scenarios")
     c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files "
                    "(default: static-line dark-factory microfactory)")
@@ -210,11 +253,27 @@ def _positive_float(name: str, maximum: float | None = None):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # a flag the command does not know: its own usage, and the closest flag it has
+            sp = parser.commands.get(args.command, parser)  # type: ignore[attr-defined]
+            known = [o for a in sp._actions for o in a.option_strings]
+            hints = [f"{x!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(x.split("=")[0], known, n=1))
+                     else repr(x) for x in extra]
+            sp.error(f"unrecognized arguments: {', '.join(hints)}")
     except SystemExit as e:
         return int(e.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _QUIET[0] = bool(getattr(args, "quiet", False))
+    t0 = time.perf_counter()
     try:
+        if args.command == "list":
+            return cmd_list()
         if args.command == "run":
             return cmd_run(args, argv)
         if args.command == "validate":
@@ -230,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return cmd_init(args)
     except SpecError as e:
+        if getattr(args, "verbose", False):
+            _warn(f"twin {args.command}: stopped after {time.perf_counter() - t0:.1f} s\n")
         for line in e.problems:
             _warn(f"error: {safe_text(line, keep_newlines=False)}\n")
         return 2
@@ -338,7 +399,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                          f"({horizon:g} s)"])
     df = sweep(spec, grid, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                jobs=args.jobs or os.cpu_count() or 1, executor=args.executor, scheduler=args.scheduler,
-               progress=not args.json, source=f"{path} --vary")  # validates every point before running
+               progress=not (args.json or args.quiet), source=f"{path} --vary")  # validates every point before running
     tab = sweep_table(df)
     meta = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
             "command": "twin " + shlex.join(argv), "grid": grid, "horizon": horizon, "warmup": warmup,
@@ -407,12 +468,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise SpecError([f"{origin}: warm-up ({warmup:g} s) must be shorter than the horizon ({horizon:g} s);"
                          " pass a shorter --warmup or a longer --horizon"])
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
-                   progress=not args.json)
+                   progress=not (args.json or args.quiet))
     found, method = mser_warmup(res, spec)
     if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
         warmup = found
         res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
-                       progress=not args.json)
+                       progress=not (args.json or args.quiet))
     elif found > warmup:
         _warn(f"warning: {path}: the warm-up ({_human(warmup)}) is shorter than the {_human(found)} that MSER finds "
               "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
@@ -434,7 +495,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             rs.add_csv("timeseries.csv", res.timeseries)
             rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}"))
             rs.add_json("kpis.json", summary)
-            rs.publish()
+            written = rs.publish()
+        if not args.json:
+            _warn(f"wrote {', '.join(str(w) for w in written)}; open {(Path(args.out) / 'report.html').resolve().as_uri()}\n")
     if args.json:
         sys.stdout.write(dumps(summary))
     else:
@@ -469,13 +532,13 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     if args.uncertainty and args.resume:
         _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
     try:
-        results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=True, executor=args.executor,
+        results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=not args.quiet, executor=args.executor,
                            scheduler=args.scheduler)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
     unc = None
     if args.uncertainty:
-        unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=True, executor=args.executor,
+        unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
                               scheduler=args.scheduler, prepared=prepared)
     md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc)
     # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written

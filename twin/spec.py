@@ -734,7 +734,9 @@ def _set_parts(cur: Any, parts: list[str], i: int, value: Any) -> str | None:
         elif key.isdigit() and int(key) < len(cur):
             items = range(int(key), int(key) + 1)
         else:
-            return f"no item named {key!r}{_hint(key, [n for n in names if isinstance(n, str)])}"
+            known = [n for n in names if isinstance(n, str)]
+            return (f"no item named {key!r}{_hint(key, known)}"
+                    + (f"; the items here: {', '.join(known[:30])}" if known else ""))
         for k in items:
             if last:
                 cur[k] = value
@@ -780,7 +782,9 @@ def _dupes(errors: list[tuple[str, str]], path: str, names: list[str]) -> None:
 
 
 def _hint(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    choices = list(choices)
+    same = [c for c in choices if c.lower() == word.lower()]  # the same name in other capitals
+    close = same or difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 # --------------------------------------------------------------------------- loading
@@ -791,7 +795,12 @@ def resolve(path_or_name: str | os.PathLike[str]) -> Path:
     p = Path(path_or_name)
     if p.exists() or p.suffix == ".toml" or os.sep in str(path_or_name):
         return p
-    return builtins.factories().get(str(path_or_name).replace("_", "-"), p)
+    known = builtins.factories()
+    name = str(path_or_name).replace("_", "-")
+    if name in known:
+        return known[name]
+    raise SpecError([f"{path_or_name}: no such file, nor a built-in factory{_hint(name, known)}; "
+                     f"built-in: {', '.join(known)} (twin list)"])
 
 
 def file_kind(mode: int) -> str:
