@@ -26,6 +26,7 @@ from .report import (
     SIGNIFICANCE,
     fig_backlog,
     fig_cost_waterfall,
+    fig_oee,
     fig_output,
     fig_states,
     fig_tornado,
@@ -133,9 +134,9 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     meta["verdict"] = verdict(summ, pairs, grid.replications)
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
-    bottlenecks = {f: d.get("bottleneck", "") for f, d in summ.get(base, {}).items()}
-    figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts), fig_cost_waterfall(costs, base),
-            fig_states(stations, base, bottlenecks)]
+    bottlenecks = {sc: {f: d.get("bottleneck", "") for f, d in facs.items()} for sc, facs in summ.items()}
+    figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts, grid.warmup),
+            fig_cost_waterfall(costs), fig_states(stations), fig_oee(stations, bottlenecks)]
     if uncertainty is not None:
         figs.insert(0, fig_tornado(uncertainty["tornado"], uncertainty["probabilities"], base, "conversion_cost"))
     page = html_page(summ, descriptions, meta, read, figs)

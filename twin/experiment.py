@@ -7,6 +7,7 @@ import json
 import math
 import multiprocessing as mp
 import re
+import shutil
 import signal
 import sys
 from typing import Any, Callable
@@ -230,8 +231,13 @@ class progress_bar:
     def __init__(self, total: int, label: str, enabled: bool = True):
         self.on = bool(enabled) and sys.stderr.isatty()
         self.n = 0
-        self._bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=True,
-                         dynamic_ncols=True) if self.on else None
+        # a terminal that reports no size (a bare pseudo-terminal) gets a fixed width
+        width = None if shutil.get_terminal_size((0, 0)).columns else 100
+        # block characters only where the terminal takes UTF-8 (tqdm goes silent on an encoding error)
+        plain = (getattr(sys.stderr, "encoding", "") or "").lower().replace("-", "") != "utf8"
+        self._bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=True, ncols=width,
+                         nrows=None if width is None else 24, dynamic_ncols=width is None,
+                         ascii=plain) if self.on else None
 
     def __enter__(self) -> "progress_bar":
         return self

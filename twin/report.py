@@ -346,92 +346,142 @@ def table_md(facs: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- figures
+def _scenario_menu(fig: go.Figure, scenarios: list[str], owner: list[int]) -> None:
+    """A dropdown that shows one scenario's traces at a time (``owner[i]``: scenario of trace i)."""
+    if len(scenarios) < 2:
+        return
+    buttons = [{"label": html.escape(sc), "method": "update",
+                "args": [{"visible": [o == k for o in owner]}]} for k, sc in enumerate(scenarios)]
+    fig.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right",
+                                    "y": 1.18, "yanchor": "top", "showactive": True}])
+
+
 def fig_output(daily: pd.DataFrame, shifts: dict[str, float | None], warmup: float) -> go.Figure:
-    """Weekly good output against demand per scenario, the shift marked."""
+    """Weekly good output against demand, one scenario at a time (a dropdown picks it); weeks
+    count from the end of the warm-up, as the scenarios' shift times do."""
     scen = list(dict.fromkeys(daily["scenario"]))
-    fig = make_subplots(rows=len(scen), cols=1, shared_xaxes=False,
-                        subplot_titles=[html.escape(s) for s in scen], vertical_spacing=0.06)
-    for i, sc in enumerate(scen, start=1):
+    fig = go.Figure()
+    owner: list[int] = []
+    for k, sc in enumerate(scen):
         d = daily[daily["scenario"] == sc].copy()
-        d["week"] = np.floor((d["t_end"] - 1.0) / WEEK) + 1
+        d["week"] = np.floor((d["t_end"] - 1.0 - warmup) / WEEK) + 1
         wk = d.groupby(["factory", "replication", "week"])[["demand", "output"]].sum().reset_index()
         mean = wk.groupby(["factory", "week"])[["demand", "output"]].mean().reset_index()
         dem = mean.groupby("week")["demand"].mean()
-        fig.add_trace(go.Scatter(x=dem.index, y=dem.values, name="demand", mode="lines",
-                                 line={"dash": "dash", "color": "black"}, showlegend=(i == 1),
-                                 legendgroup="demand"), row=i, col=1)
+        fig.add_trace(go.Scatter(x=dem.index, y=dem.values, name="demand", mode="lines", visible=(k == 0),
+                                 line={"dash": "dash", "color": "black"}))
+        owner.append(k)
         for f, g in mean.groupby("factory", sort=False):
             fig.add_trace(go.Scatter(x=g["week"], y=g["output"], name=html.escape(str(f)), mode="lines+markers",
-                                     line={"color": COLORS.get(str(f))}, showlegend=(i == 1),
-                                     legendgroup=str(f)), row=i, col=1)
+                                     line={"color": COLORS.get(str(f))}, visible=(k == 0)))
+            owner.append(k)
         t = shifts.get(sc)
-        if t is not None:
-            fig.add_vline(x=t / WEEK, line_dash="dot", line_color="red", row=i, col=1)
-        fig.add_vrect(x0=0, x1=warmup / WEEK, fillcolor="lightgrey", opacity=0.3, line_width=0, row=i, col=1)
-    fig.update_layout(title="Good units per week against demand (grey: warm-up; red: the shift)",
-                      height=260 * len(scen), margin={"t": 60})
-    fig.update_xaxes(title_text="week")
+        if t is not None:  # the shift as a trace, so that it follows the scenario picked
+            top = float(max(mean["output"].max(), dem.max())) * 1.05 if len(mean) else 1.0
+            fig.add_trace(go.Scatter(x=[(t - warmup) / WEEK] * 2, y=[0, top], mode="lines", name="the shift",
+                                     line={"dash": "dot", "color": "red"}, visible=(k == 0)))
+            owner.append(k)
+    if warmup > 0:
+        fig.add_vrect(x0=-warmup / WEEK, x1=0, fillcolor="lightgrey", opacity=0.3, line_width=0)
+    _scenario_menu(fig, scen, owner)
+    fig.update_layout(title="Good units per week against demand (grey: warm-up; red: the shift)", height=420,
+                      margin={"t": 90}, xaxis_title="weeks after the warm-up", yaxis_title="units per week",
+                      yaxis_tickformat=",.0f")
     return fig
 
 
-def fig_backlog(daily: pd.DataFrame, shifts: dict[str, float | None]) -> go.Figure:
+def fig_backlog(daily: pd.DataFrame, shifts: dict[str, float | None], warmup: float = 0.0) -> go.Figure:
+    """The order backlog at the end of each day, one scenario at a time (days after the warm-up)."""
     scen = list(dict.fromkeys(daily["scenario"]))
-    fig = make_subplots(rows=len(scen), cols=1, subplot_titles=[html.escape(s) for s in scen], vertical_spacing=0.06)
-    for i, sc in enumerate(scen, start=1):
+    fig = go.Figure()
+    owner: list[int] = []
+    for k, sc in enumerate(scen):
         d = daily[daily["scenario"] == sc]
         mean = d.groupby(["factory", "t_end"])["backlog"].mean().reset_index()
         for f, g in mean.groupby("factory", sort=False):
-            fig.add_trace(go.Scatter(x=g["t_end"] / DAY, y=g["backlog"], name=html.escape(str(f)), mode="lines",
-                                     line={"color": COLORS.get(str(f))}, showlegend=(i == 1),
-                                     legendgroup=str(f)), row=i, col=1)
-        t = shifts.get(sc)
-        if t is not None:
-            fig.add_vline(x=t / DAY, line_dash="dot", line_color="red", row=i, col=1)
-    fig.update_layout(title="Order backlog (units ordered, not yet delivered), end of day",
-                      height=240 * len(scen), margin={"t": 60})
-    fig.update_xaxes(title_text="day")
+            fig.add_trace(go.Scatter(x=(g["t_end"] - warmup) / DAY, y=g["backlog"], name=html.escape(str(f)),
+                                     mode="lines", line={"color": COLORS.get(str(f))}, visible=(k == 0)))
+            owner.append(k)
+    _scenario_menu(fig, scen, owner)
+    fig.update_layout(title="Order backlog: units ordered and not yet delivered, at the end of each day", height=380,
+                      margin={"t": 90}, xaxis_title="days after the warm-up", yaxis_title="backlog (units)",
+                      yaxis_tickformat=",.0f")
     return fig
 
 
-def fig_cost_waterfall(costs: pd.DataFrame, scenario: str) -> go.Figure:
-    """Per factory: the conversion-cost terms per good unit (material shown in the title)."""
-    d = costs[(costs["scenario"] == scenario) & (costs["term"] != "total")]
-    mean = d.groupby(["factory", "term"], sort=False)["per_unit"].mean().reset_index()
-    facs = list(dict.fromkeys(mean["factory"]))
-    fig = make_subplots(rows=1, cols=len(facs), subplot_titles=[html.escape(f) for f in facs], shared_yaxes=True)
+def fig_cost_waterfall(costs: pd.DataFrame, scenario: str | None = None, currency: str = "$") -> go.Figure:
+    """Per factory: the conversion-cost terms per good unit, labelled, one scenario at a time
+    (material, the same bill in every factory, is left out of the bars and named in the title)."""
+    scen = [scenario] if scenario else list(dict.fromkeys(costs["scenario"]))
+    fig = go.Figure()
+    owner: list[int] = []
     material = {}
-    for j, f in enumerate(facs, start=1):
-        g = mean[(mean["factory"] == f) & (mean["term"] != "material")]
-        material[f] = float(mean[(mean["factory"] == f) & (mean["term"] == "material")]["per_unit"].sum())
-        fig.add_trace(go.Waterfall(x=list(g["term"]) + ["conversion"], y=list(g["per_unit"]) + [None],
-                                   measure=["relative"] * len(g) + ["total"], name=html.escape(str(f)),
-                                   showlegend=False), row=1, col=j)
-    mat = ", ".join(f"{html.escape(k)} {v:,.0f}" for k, v in material.items())
-    fig.update_layout(title=f"Unit cost per good unit in '{html.escape(scenario)}' excluding material (material: {mat})",
-                      height=420)
+    for k, sc in enumerate(scen):
+        d = costs[(costs["scenario"] == sc) & (costs["term"] != "total")]
+        mean = d.groupby(["factory", "term"], sort=False)["per_unit"].mean().reset_index()
+        for f in dict.fromkeys(mean["factory"]):
+            g = mean[(mean["factory"] == f) & (mean["term"] != "material")]
+            material[f] = float(mean[(mean["factory"] == f) & (mean["term"] == "material")]["per_unit"].sum())
+            y = list(g["per_unit"])
+            fig.add_trace(go.Waterfall(x=[[html.escape(str(f))] * (len(g) + 1), list(g["term"]) + ["conversion"]],
+                                       y=y + [None], measure=["relative"] * len(g) + ["total"],
+                                       name=html.escape(str(f)), showlegend=False, visible=(k == 0),
+                                       text=[f"{currency}{v:,.2f}" for v in y] + [f"{currency}{sum(y):,.2f}"],
+                                       textposition="outside"))
+            owner.append(k)
+    _scenario_menu(fig, scen, owner)
+    mat = ", ".join(f"{html.escape(k)} {currency}{v:,.0f}" for k, v in material.items())
+    fig.update_layout(title=f"Conversion cost per good unit by term (material, not shown: {mat})", height=460,
+                      margin={"t": 90}, xaxis_title="factory and cost term", yaxis_title=f"{currency} per good unit",
+                      yaxis_tickprefix=currency)
     return fig
 
 
-def fig_states(stations: pd.DataFrame, scenario: str, bottlenecks: dict[str, str]) -> go.Figure:
-    """Station-state fractions and OEE per factory (the bottleneck marked)."""
-    d = stations[stations["scenario"] == scenario]
-    states = STACK_ORDER
-    mean = d.groupby(["factory", "station"], sort=False)[states + ["oee"]].mean().reset_index()
-    facs = list(dict.fromkeys(mean["factory"]))
-    titles = [f"{html.escape(f)} (bottleneck: {html.escape(bottlenecks.get(f, ''))})" for f in facs]
-    fig = make_subplots(rows=1, cols=len(facs), subplot_titles=titles, shared_yaxes=True)
-    palette = STATE_COLOURS
-    for j, f in enumerate(facs, start=1):
-        g = mean[mean["factory"] == f]
-        names = [html.escape(str(s)) for s in g["station"]]
-        for s in states:
-            fig.add_trace(go.Bar(x=names, y=g[s], name=s, marker_color=palette[s], showlegend=(j == 1),
-                                 legendgroup=s), row=1, col=j)
-        fig.add_trace(go.Scatter(x=names, y=g["oee"], name="OEE", mode="markers",
-                                 marker={"symbol": "diamond", "size": 10, "color": "black"},
-                                 showlegend=(j == 1), legendgroup="oee"), row=1, col=j)
-    fig.update_layout(barmode="stack", title=f"Station states and OEE in '{html.escape(scenario)}'", height=450)
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+def fig_states(stations: pd.DataFrame, scenario: str | None = None, bottlenecks: dict[str, str] | None = None
+               ) -> go.Figure:
+    """Station-state shares of calendar time per factory and station, one scenario at a time."""
+    scen = [scenario] if scenario else list(dict.fromkeys(stations["scenario"]))
+    fig = go.Figure()
+    owner: list[int] = []
+    shown: set[str] = set()
+    for k, sc in enumerate(scen):
+        d = stations[stations["scenario"] == sc]
+        mean = d.groupby(["factory", "station"], sort=False)[STACK_ORDER].mean().reset_index()
+        x = [[html.escape(str(f)) for f in mean["factory"]], [html.escape(str(st)) for st in mean["station"]]]
+        for s in STACK_ORDER:
+            fig.add_trace(go.Bar(x=x, y=mean[s], name=s.replace("_", " "), marker_color=STATE_COLOURS[s],
+                                 legendgroup=s, showlegend=s not in shown, visible=(k == 0)))
+            shown.add(s)
+            owner.append(k)
+    _scenario_menu(fig, scen, owner)
+    fig.update_layout(barmode="stack", title="Station states (share of calendar time)", height=480, margin={"t": 90},
+                      xaxis_title="factory and station", yaxis_title="share of calendar time", yaxis_tickformat=".0%",
+                      yaxis_range=[0, 1.0])
+    return fig
+
+
+def fig_oee(stations: pd.DataFrame, bottlenecks: dict[str, dict[str, str]] | None = None) -> go.Figure:
+    """OEE per factory and station (share of planned busy time), one scenario at a time; the
+    bottleneck's bar is outlined."""
+    scen = list(dict.fromkeys(stations["scenario"]))
+    fig = go.Figure()
+    owner: list[int] = []
+    for k, sc in enumerate(scen):
+        d = stations[stations["scenario"] == sc]
+        mean = d.groupby(["factory", "station"], sort=False)["oee"].mean().reset_index()
+        bn = (bottlenecks or {}).get(sc, {})
+        fig.add_trace(go.Bar(x=[[html.escape(str(f)) for f in mean["factory"]],
+                                [html.escape(str(st)) for st in mean["station"]]], y=mean["oee"],
+                             marker_color=[COLORS.get(str(f), "#444") for f in mean["factory"]],
+                             marker_line_width=[3 if bn.get(str(f)) == str(st) else 0
+                                                for f, st in zip(mean["factory"], mean["station"])],
+                             marker_line_color="black", showlegend=False, visible=(k == 0),
+                             text=[f"{v:.0%}" for v in mean["oee"]], textposition="outside"))
+        owner.append(k)
+    _scenario_menu(fig, scen, owner)
+    fig.update_layout(title="OEE per station (outlined: the bottleneck)", height=440, margin={"t": 90},
+                      xaxis_title="factory and station", yaxis_title="OEE (share of planned busy time)",
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1.1])
     return fig
 
 
@@ -543,7 +593,8 @@ def station_states(res: Any, title: str = "Station states") -> go.Figure:
     for s in states:
         fig.add_trace(go.Bar(x=[html.escape(str(n)) for n in mean.index], y=mean[s], name=s,
                              marker_color=palette[s]))
-    fig.update_layout(barmode="stack", title=html.escape(title), yaxis={"tickformat": ".0%", "range": [0, 1.02]})
+    fig.update_layout(barmode="stack", title=html.escape(title), xaxis_title="station",
+                      yaxis={"tickformat": ".0%", "range": [0, 1.02], "title": {"text": "share of calendar time"}})
     return fig
 
 
@@ -577,7 +628,7 @@ def output_over_time(res: Any, warmup: float = 0.0, title: str = "Output and WIP
     fig.add_trace(go.Scatter(x=hours, y=ts["wip"], name="WIP (units)", line={"color": "#7f7f7f"}), secondary_y=True)
     if warmup > 0:
         fig.add_vrect(x0=0, x1=warmup / 3600.0, fillcolor="#999", opacity=0.15, line_width=0)
-    fig.update_layout(title=html.escape(title), xaxis_title="hour")
+    fig.update_layout(title=html.escape(title), xaxis_title="hours since the start (the warm-up shaded)")
     fig.update_yaxes(title_text="good units per hour", secondary_y=False)
     fig.update_yaxes(title_text="WIP (units)", secondary_y=True)
     return fig

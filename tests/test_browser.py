@@ -1,0 +1,124 @@
+"""The HTML reports as a person sees them: opened in a real headless Chromium (Debian's
+`chromium`; `.ci/run` installs it), with plotly's JavaScript run. Skipped, with the reason
+shown, only where no Chromium can be had."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from twin.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def render(page: Path, tmp: Path, width: int = 1400) -> tuple[str, str]:
+    """The DOM after scripts ran, and Chromium's log (console messages included)."""
+    r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0",
+                        f"--window-size={width},1600", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout, r.stderr
+
+
+def visible_text(dom: str) -> str:
+    body = re.sub(r"(?s)<script.*?</script>|<style.*?</style>", " ", dom)
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+def console_errors(log: str) -> list[str]:
+    return [ln for ln in log.splitlines() if "CONSOLE" in ln and ("ERROR" in ln.split("CONSOLE")[0]
+                                                                   or "Uncaught" in ln or "Error" in ln)]
+
+
+def check_plots(dom: str, expected: int) -> None:
+    dom = re.sub(r"(?s)<script.*?</script>", " ", dom)
+    plots = re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom)
+    assert len(plots) == expected
+    ytitles = re.findall(r'class="ytitle[^"]*"[^>]*>([^<]*)<', dom)
+    xtitles = re.findall(r'class="xtitle[^"]*"[^>]*>([^<]*)<', dom)
+    assert len([t for t in ytitles if t.strip()]) >= expected, ytitles
+    assert len([t for t in xtitles if t.strip()]) >= expected, xtitles
+
+
+@pytest.fixture(scope="module")
+def compare_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "out"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["compare", "--scenarios", "baseline", "surge", "--replications", "2", "--weeks", "4",
+                     "--warmup", "1w", "--jobs", "2", "--out", str(out), "-q"]) == 0
+    return out / "report.html"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [900, 1600])
+def test_the_compare_report_renders_with_the_verdict_first(compare_page, tmp_path, width):
+    dom, log = render(compare_page, tmp_path, width)
+    assert not console_errors(log), console_errors(log)
+    body = re.sub(r"(?s)<script.*?</script>", " ", dom)  # plotly.js itself names its classes
+    verdict = body.index('id="verdict"')
+    assert verdict < body.index("<table") and verdict < body.index("js-plotly-plot")
+    check_plots(dom, 5)
+    text = visible_text(dom)
+    assert "NaN" not in text and "undefined" not in text
+    assert "2 replications give wide intervals" in text
+
+
+def test_the_run_report_renders(tmp_path):
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", str(ROOT / "examples" / "two_machine.toml"), "--horizon", "1d", "--warmup", "2h",
+                     "--replications", "2", "--out", str(out), "-q"]) == 0
+    dom, log = render(out / "report.html", tmp_path)
+    assert not console_errors(log), console_errors(log)
+    check_plots(dom, 2)
+    text = visible_text(dom)
+    assert "NaN" not in text and "undefined" not in text
+
+
+@pytest.mark.slow
+def test_compare_on_a_terminal_shows_progress_with_an_eta_and_ends_with_the_verdict(tmp_path):
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    argv = [sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main(sys.argv[1:]))", "compare",
+            "--factories", "dark-factory", "microfactory", "--scenarios", "baseline", "--replications", "2",
+            "--weeks", "3", "--warmup", "1w", "--jobs", "2", "--out", str(tmp_path / "out")]
+    import fcntl
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on a pseudo-terminal
+        os.execv(sys.executable, argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal of 120 x 40
+    chunks, deadline = [], time.time() + 600
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 1.0)
+        if r:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert os.WEXITSTATUS(status) == 0, text[-2000:]
+    assert re.search(r"compare \(jobs\):.*\d+/4.*\[\d\d:\d\d<\d\d:\d\d", text), text[:2000]  # tqdm: elapsed<ETA
+    assert text.rstrip().splitlines()[-1].startswith("open file://")
+    assert "Verdict (paired differences, Holm-corrected):" in text
