@@ -20,7 +20,7 @@ LAYERS = {
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning"},
     "runtime": {"flow", "workforce", "quality", "reliability", "station", "release", "model"},
     "record": {"record"},
-    "results": {"tables", "stats", "cost", "adapt", "results"},
+    "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
     "commands": {"experiment", "compare", "compare_report", "uncertainty", "eventlog", "docs", "cli"},
 }

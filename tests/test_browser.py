@@ -81,7 +81,7 @@ def test_the_run_report_renders(tmp_path):
                      "--replications", "2", "--out", str(out), "-q"]) == 0
     dom, log = render(out / "report.html", tmp_path)
     assert not console_errors(log), console_errors(log)
-    check_plots(dom, 2)
+    check_plots(dom, 4)  # states, output, flow, Gantt
     text = visible_text(dom)
     assert "NaN" not in text and "undefined" not in text
 

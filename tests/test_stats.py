@@ -201,3 +201,20 @@ def test_the_verdict_names_a_winner_only_where_the_paired_difference_is_signific
     assert "conversion cost/unit: dark-factory best in 2 of 2 scenarios." in v["lines"]
     assert not any(ln.startswith("Caution") for ln in v["lines"])
     assert any(ln.startswith("Caution: 2 replications") for ln in verdict(summ, paired(runs), 2)["lines"])
+
+
+def test_shifting_bottleneck_by_the_active_period_method_on_a_hand_made_timeline():
+    from twin.bottleneck import shifting_bottleneck
+
+    # station a is active 0-6 and 8-10, station b 4-9: at each moment the longest current active
+    # period leads. a's 6 s period leads 0-6 (b's 5 s period overlaps it 4-6: shifting), b leads
+    # 6-9 (overlap with a's next period 8-9: shifting), a's 2 s period leads 9-10.
+    rows = [("a", 0, "busy", 0, 6), ("a", 0, "idle", 6, 8), ("a", 0, "busy", 8, 10),
+            ("b", 0, "idle", 0, 4), ("b", 0, "busy", 4, 7), ("b", 0, "down", 7, 9), ("b", 0, "blocked", 9, 10)]
+    states = pd.DataFrame(rows, columns=["station", "server", "state", "start", "end"])
+    sb = shifting_bottleneck(states, 0.0, 10.0)
+    # the hand-overs: a (0-6) to b (4-9) overlap 4-6, b to a (8-10) overlap 8-9; each overlap is a
+    # shifting bottleneck for both. a rules 0-6 and 9-10: sole 0-4 and 9-10 = 5 s, shifting 2 + 1 = 3 s;
+    # b rules 6-9: sole 6-8 = 2 s, shifting 3 s
+    assert sb.loc["a", "sole"] == pytest.approx(0.5) and sb.loc["a", "shifting"] == pytest.approx(0.3)
+    assert sb.loc["b", "sole"] == pytest.approx(0.2) and sb.loc["b", "shifting"] == pytest.approx(0.3)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__, builtins
+from .bottleneck import shifting_table
 from .compare import (
     FACTORIES,
     SCENARIOS,
@@ -47,7 +48,7 @@ from .experiment import (
 )
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
-from .report import run_page
+from .report import duration_text, run_page
 from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, _human, load, resolve
 from .state import State
 
@@ -417,8 +418,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         sys.stdout.write(dumps({"meta": meta, "points": points, "selection": picks}))
         return 0
     keys = list(grid)
-    _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {horizon / 3600:g} h, "
-          f"warm-up {warmup / 3600:g} h, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
+    _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {duration_text(horizon)}, "
+         f"warm-up {duration_text(warmup)}, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
     lt_scale, lt_unit = _time_unit(float(tab["lead_time_mean_s"].max()))
     cols = [("throughput_per_hour", "units/h", 1.0, "{:.1f}"), ("lead_time_mean_s", f"lead time {lt_unit}", lt_scale,
                                                                  "{:.1f}"),
@@ -482,6 +483,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
         write_log(traced.record, args.event_log)
     summary = summarize(res)
+    shifting = shifting_table(res.states, warmup, horizon)
+    summary["bottleneck_shifting"] = {str(n): {"sole": float(r["sole"]), "shifting": float(r["shifting"])}
+                                      for n, r in shifting.iterrows()}
     summary["warmup"] = warmup
     summary["warmup_method"] = ("measured: " + method) if auto else "given"
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
@@ -493,7 +497,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             rs.add_csv("lots.csv", res.lots)
             rs.add_csv("states.csv", res.states)
             rs.add_csv("timeseries.csv", res.timeseries)
-            rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}"))
+            rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}",
+                                                routes=[p.route for p in spec.products], shifting=shifting))
             rs.add_json("kpis.json", summary)
             written = rs.publish()
         if not args.json:
@@ -588,6 +593,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shifting_text(summary: dict[str, Any]) -> str:
+    sb = summary.get("bottleneck_shifting") or {}
+    top = sorted(sb.items(), key=lambda kv: -(kv[1]["sole"] + kv[1]["shifting"]))[:3]
+    if not top:
+        return ""
+    return " (active-period method: " + ", ".join(f"{n} sole {v['sole']:.0%} + shifting {v['shifting']:.0%}"
+                                                  for n, v in top) + ")"
+
+
 def _pm(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
     m, h = d["mean"], d["ci95"]
     if m != m:  # NaN
@@ -622,8 +636,9 @@ def format_table(summary: dict[str, Any]) -> str:
                (("scrap_units", "scrapped"), ("rework_units", "reworked"), ("escaped_units", "escaped"))
                if key in k and k[key]["mean"] > 0]
     lines = [
-        f"{summary.get('spec', '')}: {summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, "
-        f"warm-up {summary['warmup'] / 3600:g} h, seed {summary['seed']} (mean ± 95 % CI)",
+        f"{summary.get('spec', '')}: {summary['replications']} replications, horizon "
+        f"{duration_text(summary['horizon'])}, warm-up {duration_text(summary['warmup'])}, seed {summary['seed']} "
+        "(mean ± 95 % CI)",
         f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
         f"  good units      {_pm(k['good_units'], fmt='{:,.0f}')}" if "good_units" in k else "",
         f"  defects         {'; '.join(quality)} units" if quality else "",
@@ -633,7 +648,7 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  OEE             {_pm(k['oee'])}",
         f"  unit cost       {_pm(k['unit_cost'], fmt='{:.2f}')} per good unit" if k.get('cost_total', {}).get('mean') else "",
         f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
-        f"  bottleneck      {summary['bottleneck']}",
+        f"  bottleneck      {summary['bottleneck']}" + _shifting_text(summary),
         "",
         f"  {'station':<18}" + "".join(f"{label:>{w}}" for _, label, w in _STATION_COLUMNS),
     ]

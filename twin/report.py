@@ -634,7 +634,74 @@ def output_over_time(res: Any, warmup: float = 0.0, title: str = "Output and WIP
     return fig
 
 
-def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
+def fig_gantt(res: Any, t0: float, hours: float = 8.0, max_spells: int = 3000) -> go.Figure:
+    """Server states over ``hours`` from ``t0`` (s) in the first replication: one row per server."""
+    st = res.states
+    if "replication" in st:
+        st = st[st["replication"] == st["replication"].min()]
+    t1 = t0 + hours * 3600.0
+    w = st[(st["end"] > t0) & (st["start"] < t1)].head(max_spells)
+    fig = go.Figure()
+    for s in STACK_ORDER:
+        g = w[w["state"] == s]
+        if g.empty:
+            continue
+        a = (g["start"].clip(t0, t1) - t0) / 3600.0
+        b = (g["end"].clip(t0, t1) - t0) / 3600.0
+        fig.add_trace(go.Bar(x=b - a, base=a, y=[html.escape(f"{n}/{k}") for n, k in zip(g["station"], g["server"])],
+                             orientation="h", name=s.replace("_", " "), marker_color=STATE_COLOURS[s]))
+    fig.update_layout(barmode="overlay", title=f"Server states over {hours:g} h after the warm-up (first replication)",
+                      height=160 + 22 * max(1, w[["station", "server"]].drop_duplicates().shape[0]),
+                      xaxis_title="hours after the warm-up", yaxis_title="station / server",
+                      yaxis_autorange="reversed")
+    return fig
+
+
+def fig_flow(summary: dict[str, Any], routes: list[list[str]], shifting: pd.DataFrame | None = None) -> go.Figure:
+    """The line as a flow: stations in route order (every product's route drawn), each placed at its
+    busy share of calendar time, the bottleneck ringed; hover shows the shifting-bottleneck shares."""
+    order: list[str] = []
+    for r in routes:
+        for n in r:
+            if n not in order:
+                order.append(n)
+    busy = {n: float(summary["stations"].get(n, {}).get(State.BUSY.key, {}).get("mean") or 0.0) for n in order}
+    x = {n: i for i, n in enumerate(order)}
+    fig = go.Figure()
+    for r in routes:
+        fig.add_trace(go.Scatter(x=[x[n] for n in r], y=[busy[n] for n in r], mode="lines",
+                                 line={"color": "#bbb", "width": 2}, hoverinfo="skip", showlegend=False))
+    bn = str(summary.get("bottleneck", ""))
+    hover = []
+    for n in order:
+        extra = ""
+        if shifting is not None and n in shifting.index:
+            extra = f"<br>sole bottleneck {shifting.loc[n, 'sole']:.0%}, shifting {shifting.loc[n, 'shifting']:.0%}"
+        hover.append(f"{html.escape(n)}: busy {busy[n]:.0%}{extra}")
+    fig.add_trace(go.Scatter(x=[x[n] for n in order], y=[busy[n] for n in order], mode="markers+text",
+                             text=[html.escape(n) for n in order], textposition="top center", hovertext=hover,
+                             hoverinfo="text", showlegend=False,
+                             marker={"size": 22, "color": [busy[n] for n in order], "colorscale": "YlOrRd",
+                                     "cmin": 0, "cmax": 1, "colorbar": {"title": "busy"},
+                                     "line": {"width": [4 if n == bn else 1 for n in order],
+                                              "color": ["red" if n == bn else "#555" for n in order]}}))
+    fig.update_layout(title="The line: stations in route order at their busy share (ringed in red: the bottleneck)",
+                      height=420, xaxis_title="stations in route order", yaxis_title="busy share of calendar time",
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1.15],
+                      xaxis={"tickvals": list(range(len(order))), "ticktext": [html.escape(n) for n in order]})
+    return fig
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a person writes it: 2 w, 36 h, 90 min, 45 s."""
+    for unit, size in (("w", WEEK), ("d", DAY), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[str]] | None = None,
+             shifting: pd.DataFrame | None = None) -> str:
     """One self-contained HTML page for ``twin run --out``: the KPI and station tables
     (mean ± 95 % CI) and the station-state and output figures; works offline."""
     esc = html.escape
@@ -646,23 +713,29 @@ def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
         return f"{m:,.{digits}f}" + (f" ± {float(h):,.{digits}f}" if h is not None and math.isfinite(float(h)) else "")
 
     k = summary["kpis"]
+    lt = float(k.get("lead_time_mean_s", {}).get("mean") or 0.0)
+    lt_unit, lt_scale = ("h", 3600.0) if lt >= 7200 else ("min", 60.0) if lt >= 120 else ("s", 1.0)
     rows = [("throughput (good units/h)", "throughput_per_hour", 2), ("good units", "good_units", 0),
-            ("lead time mean (s)", "lead_time_mean_s", 1), ("lead time p95 (s)", "lead_time_p95_s", 1),
+            (f"lead time mean ({lt_unit})", "lead_time_mean_s", 2), (f"lead time p95 ({lt_unit})", "lead_time_p95_s", 2),
             ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
             ("unit cost", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
     parts = [
         _page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
-        f"<p>{summary['replications']} replications, horizon {summary['horizon'] / 3600:g} h, warm-up "
-        f"{summary['warmup'] / 3600:g} h, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
+        f"<p>{summary['replications']} replications, horizon {duration_text(summary['horizon'])}, warm-up "
+        f"{duration_text(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
         "<table><tr><th>measure</th><th>value</th></tr>",
     ]
     has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
         if key in k and (key != "unit_cost" or has_costs):
-            parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(k[key], digits))}</td></tr>")
+            d = k[key]
+            if key.startswith("lead_time"):  # durations in the unit that suits them, as on the terminal
+                d = {"mean": None if d.get("mean") is None else float(d["mean"]) / lt_scale,
+                     "ci95": None if d.get("ci95") is None else float(d["ci95"]) / lt_scale}
+            parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(d, digits))}</td></tr>")
     parts.append("</table>")
     fields = [*STACK_ORDER, "availability", "oee"]
     parts.append("<table><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
@@ -670,7 +743,19 @@ def run_page(summary: dict[str, Any], res: Any, title: str) -> str:
         parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)
                      + "</tr>")
     parts.append("</table>")
-    for fig in (station_states(res), output_over_time(res, float(summary["warmup"]))):
+    if shifting is not None:
+        parts.append("<h2>Where the bottleneck is</h2><p>By the active-period method (Roser, Nakano and Tanaka "
+                     "2002): the share of the observed time in which each station holds the longest active "
+                     "period alone (sole) or while handing over to the next (shifting).</p>")
+        parts.append("<table><tr><th>station</th><th>sole bottleneck</th><th>shifting bottleneck</th></tr>")
+        for name, row in shifting.iterrows():
+            parts.append(f"<tr><td>{esc(str(name))}</td><td>{row['sole']:.1%}</td><td>{row['shifting']:.1%}</td></tr>")
+        parts.append("</table>")
+    figs = [station_states(res), output_over_time(res, float(summary["warmup"]))]
+    if routes:
+        figs.append(fig_flow(summary, routes, shifting))
+    figs.append(fig_gantt(res, float(summary["warmup"])))
+    for fig in figs:
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"displaylogo": False, "responsive": True}))
     parts.append("</body></html>")
