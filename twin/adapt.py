@@ -136,6 +136,6 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     if len(tab):
         active = sum(tab.get(c, 0.0) for c in ACTIVE)
         bn = active.idxmax()
-        paid = tab.loc[bn].sum() - tab.loc[bn].get(State.OFF_SHIFT.key, 0.0)
+        paid = tab.loc[bn].sum() - sum(tab.loc[bn].get(k, 0.0) for k in (State.OFF_SHIFT.key, State.MODULE_OFF.key))
         out["idle_capacity_after"] = float(tab.loc[bn].get(State.IDLE.key, 0.0) / paid) if paid > 0 else nan
     return out

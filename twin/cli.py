@@ -49,7 +49,7 @@ from .experiment import (
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
 from .report import duration_text, run_page
-from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, _human, load, resolve
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
 from .state import State
 
 
@@ -476,7 +476,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                        progress=not (args.json or args.quiet))
     elif found > warmup:
-        _warn(f"warning: {path}: the warm-up ({_human(warmup)}) is shorter than the {_human(found)} that MSER finds "
+        _warn(f"warning: {path}: the warm-up ({duration_text(warmup)}) is shorter than the {duration_text(found)} that MSER finds "
               "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
     if args.event_log:
         seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
@@ -530,7 +530,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     out = check_output_dir(args.out)
     if args.warmup == "auto":
         grid.warmup, grid.warmup_method = measure_warmup(grid)
-        _warn(f"warm-up measured: {_human(grid.warmup)} ({grid.warmup_method})\n")
+        _warn(f"warm-up measured: {duration_text(grid.warmup)} ({grid.warmup_method})\n")
     if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     prepared = prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file) if args.uncertainty else None
@@ -627,6 +627,7 @@ def _pm_time(d: dict[str, float]) -> str:
 _STATION_COLUMNS = [(State.BUSY.key, "busy", 8), (State.SETUP.key, "setup", 8), (State.IDLE.key, "idle", 8),
                     (State.BLOCKED.key, "blocked", 9), (State.DOWN.key, "down", 8),
                     (State.MAINTENANCE.key, "maint", 8), (State.OFF_SHIFT.key, "off", 8),
+                    (State.MODULE_OFF.key, "mod.off", 8),
                     ("availability", "avail", 8), ("oee", "OEE", 8)]
 
 

@@ -72,6 +72,16 @@ def stock_mean(rec: Record, t0: float, t1: float) -> float:
     return float((np.diff(edges) * np.maximum(values, 0.0)).sum() / (t1 - t0))
 
 
+def _power(kw: dict[str, float], state: str) -> float:
+    """kW of a server in ``state``: its own figure, an idled module drawing what it draws off shift,
+    otherwise the idle figure."""
+    if state in kw:
+        return kw[state]
+    if state == State.MODULE_OFF.key and State.OFF_SHIFT.key in kw:
+        return kw[State.OFF_SHIFT.key]
+    return kw.get(State.IDLE.key, 0.0)
+
+
 def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
           wip_mean: float | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Cost terms over ``[t0, t1]``: a table (term, total, per_unit) and flat KPIs ``cost_<term>``."""
@@ -100,7 +110,7 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         m = (s["station"] == name).to_numpy()
         by_state = pd.Series(dur[m]).groupby(s["state"].to_numpy()[m]).sum()
         for state, secs in by_state.items():
-            kwh += kw.get(str(state), kw.get(State.IDLE.key, 0.0)) * secs / 3600.0
+            kwh += _power(kw, str(state)) * secs / 3600.0
         # servers with no recorded state at all are idle
     energy = kwh * c.energy_per_kwh
     # maintenance

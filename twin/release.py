@@ -21,7 +21,7 @@ from .record import Fate, Record
 from .spec import SimulationError, Spec
 from .state import State
 
-_IDLE, _DOWN, _OFF = int(State.IDLE), int(State.DOWN), int(State.OFF_SHIFT)
+_IDLE, _DOWN, _OFF, _MODULE_OFF = int(State.IDLE), int(State.DOWN), int(State.OFF_SHIFT), int(State.MODULE_OFF)
 MAX_LOTS_AT_ONE_INSTANT = 200_000  # no real release comes close; a zero-time loop reaches it in a second
 _CHECK_EVERY = (1 << 16) - 1  # the memory projection runs every 65,536 lots
 BYTES_PER_RECORD = 160  # a recorded tuple of 3-6 numbers and its list slot, measured with tracemalloc
@@ -278,8 +278,8 @@ class Release:
                 ln = st.lanes[lane]
                 ln.active = active
                 for srv in ln.servers:
-                    if srv.state in (_IDLE, _OFF):
-                        st.set_state(srv, _IDLE if active else _OFF)
+                    if srv.state in (_IDLE, _OFF, _MODULE_OFF):
+                        st.set_state(srv, _IDLE if active else _MODULE_OFF)
         if active:
             ev, self.lane_wakeup[lane] = self.lane_wakeup[lane], self.env.event()
             ev.succeed()
@@ -297,9 +297,9 @@ class Release:
             st = self.stations[sh.target]
             st.stop_until = max(st.stop_until, end)
             for srv in st.servers:
-                if srv.state in (_IDLE, _OFF):
+                if srv.state in (_IDLE, _OFF, _MODULE_OFF):
                     st.set_state(srv, _DOWN)
             yield env.timeout(sh.duration)
             for srv in st.servers:
                 if srv.state == _DOWN and srv.down_until <= env.now:
-                    st.set_state(srv, _IDLE if srv.lane.active else _OFF)
+                    st.set_state(srv, _IDLE if srv.lane.active else _MODULE_OFF)

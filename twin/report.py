@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from .state import State
+from .state import LABELS, State
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -44,7 +44,7 @@ COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "
 # state colours and stacking order in every chart (busy at the bottom, planned stops on top)
 STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.IDLE.key: "#c7c7c7",
                  State.BLOCKED.key: "#9467bd", State.DOWN.key: "#d62728", State.MAINTENANCE.key: "#8c564b",
-                 State.OFF_SHIFT.key: "#17becf"}
+                 State.OFF_SHIFT.key: "#17becf", State.MODULE_OFF.key: "#e8e8e8"}
 STACK_ORDER = list(STATE_COLOURS)
 
 
@@ -449,7 +449,7 @@ def fig_states(stations: pd.DataFrame, scenario: str | None = None, bottlenecks:
         mean = d.groupby(["factory", "station"], sort=False)[STACK_ORDER].mean().reset_index()
         x = [[html.escape(str(f)) for f in mean["factory"]], [html.escape(str(st)) for st in mean["station"]]]
         for s in STACK_ORDER:
-            fig.add_trace(go.Bar(x=x, y=mean[s], name=s.replace("_", " "), marker_color=STATE_COLOURS[s],
+            fig.add_trace(go.Bar(x=x, y=mean[s], name=LABELS.get(s, s), marker_color=STATE_COLOURS[s],
                                  legendgroup=s, showlegend=s not in shown, visible=(k == 0)))
             shown.add(s)
             owner.append(k)
@@ -591,7 +591,7 @@ def station_states(res: Any, title: str = "Station states") -> go.Figure:
     mean = st.groupby("station", sort=False)[states].mean()
     fig = go.Figure()
     for s in states:
-        fig.add_trace(go.Bar(x=[html.escape(str(n)) for n in mean.index], y=mean[s], name=s,
+        fig.add_trace(go.Bar(x=[html.escape(str(n)) for n in mean.index], y=mean[s], name=LABELS.get(s, s),
                              marker_color=palette[s]))
     fig.update_layout(barmode="stack", title=html.escape(title), xaxis_title="station",
                       yaxis={"tickformat": ".0%", "range": [0, 1.02], "title": {"text": "share of calendar time"}})
@@ -649,7 +649,7 @@ def fig_gantt(res: Any, t0: float, hours: float = 8.0, max_spells: int = 3000) -
         a = (g["start"].clip(t0, t1) - t0) / 3600.0
         b = (g["end"].clip(t0, t1) - t0) / 3600.0
         fig.add_trace(go.Bar(x=b - a, base=a, y=[html.escape(f"{n}/{k}") for n, k in zip(g["station"], g["server"])],
-                             orientation="h", name=s.replace("_", " "), marker_color=STATE_COLOURS[s]))
+                             orientation="h", name=LABELS.get(s, s), marker_color=STATE_COLOURS[s]))
     fig.update_layout(barmode="overlay", title=f"Server states over {hours:g} h after the warm-up (first replication)",
                       height=160 + 22 * max(1, w[["station", "server"]].drop_duplicates().shape[0]),
                       xaxis_title="hours after the warm-up", yaxis_title="station / server",

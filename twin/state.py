@@ -25,7 +25,9 @@ class State(IntEnum):
     MAINTENANCE = 5
     """Planned maintenance."""
     OFF_SHIFT = 6
-    """Not planned production time: closed calendar, or an idled line/cell."""
+    """Not planned production time: the calendar is closed."""
+    MODULE_OFF = 7
+    """Not planned production time either: the line or cell (module) is idled by the capacity policy."""
 
     @property
     def key(self) -> str:
@@ -34,10 +36,12 @@ class State(IntEnum):
 
 
 _KEYS = {s: s.name.lower() for s in State}
+LABELS = {State.MODULE_OFF.key: "idle (module off)", State.OFF_SHIFT.key: "off shift"}
+"""How reports name states where the key does not read well."""
 STATE_KEYS: tuple[str, ...] = tuple(s.key for s in State)
 """State names in enum order (the columns of state tables)."""
 
-PLANNED_STOPS: tuple[str, ...] = (State.OFF_SHIFT.key, State.MAINTENANCE.key)
+PLANNED_STOPS: tuple[str, ...] = (State.OFF_SHIFT.key, State.MODULE_OFF.key, State.MAINTENANCE.key)
 """States outside planned busy time (ISO 22400 PBT excludes them)."""
 ACTIVE: tuple[str, ...] = (State.BUSY.key, State.SETUP.key, State.DOWN.key)
 """States that make a station the bottleneck (busy, setup and down: it holds up the flow)."""

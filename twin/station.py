@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the model builds stations; stations only call back into it
     from .model import Model
 
 INF = float("inf")
-_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF = (int(s) for s in State)
+_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF, _MODULE_OFF = (int(s) for s in State)
 _T_START, _T_END, _T_SETUP_START, _T_SETUP_END, _T_BLOCKED, _T_UNBLOCKED, _T_LEAVE = (int(e) for e in TraceEvent)
 _IN_PROCESS = (_BUSY, _SETUP, _DOWN, _MAINT)
 
@@ -308,7 +308,7 @@ class StationRuntime:
         while True:
             lot = try_get()
             if lot is None:
-                w = _IDLE if lane.active else _OFF
+                w = _IDLE if lane.active else _MODULE_OFF
                 if watch:
                     lot = yield from rel.wait(srv, buf.get_event(), w)
                 else:
