@@ -5,8 +5,10 @@ A server's *active period* is an uninterrupted spell of work, setup or repair (i
 waiting for parts or for room downstream). At each moment the *momentary bottleneck* is the
 server whose current active period is the longest. Where one momentary bottleneck hands over
 to the next, their active periods overlap: during that overlap both are *shifting*
-bottlenecks; the rest of a server's reign it is the *sole* bottleneck. Shares are of the
-observation window and are summed over a station's servers.
+bottlenecks; the rest of its reign it is the *sole* bottleneck. Read at station level: a
+hand-over between two servers of one station leaves the station the bottleneck, and a
+station's shifting share is the time covered by its hand-over overlaps. Shares are of the
+observation window; the sole shares of all stations add up to at most 1.
 """
 
 from __future__ import annotations
@@ -72,31 +74,51 @@ def shifting_bottleneck(states: pd.DataFrame, t0: float, t1: float) -> pd.DataFr
             reigns[-1][1] = hi
         else:
             reigns.append([lo, hi, top])
-    sole = np.zeros(len(per))
-    shifting = np.zeros(len(per))
-    # a hand-over from one reign to the next: the overlap of the two active periods is shifting
-    # for both servers (Roser et al.); it is counted once for each
-    windows: list[tuple[float, float] | None] = []
-    for r in range(len(reigns) - 1):
-        p, o = int(reigns[r][2]), int(reigns[r + 1][2])
-        a, b = max(starts[p], starts[o]), min(ends[p], ends[o])
-        if p != o and b > a:
-            shifting[p] += b - a
-            shifting[o] += b - a
-            windows.append((a, b))
+    # at station level: a hand-over between two servers of one station leaves the station the bottleneck
+    st_of = per["station"].to_numpy()
+    merged: list[list] = []  # [start, end, station, first period, last period]
+    for lo, hi, p in reigns:
+        p = int(p)
+        if merged and merged[-1][2] == st_of[p] and merged[-1][1] == lo:
+            merged[-1][1], merged[-1][4] = hi, p
         else:
-            windows.append(None)
-    for r, (lo, hi, p) in enumerate(reigns):
+            merged.append([lo, hi, st_of[p], p, p])
+    sole = {n: 0.0 for n in stations}
+    windows: dict[str, list[tuple[float, float]]] = {n: [] for n in stations}
+    cut: list[tuple[float, float] | None] = []
+    for r in range(len(merged) - 1):
+        p, o = merged[r][4], merged[r + 1][3]  # the periods that hand over
+        a, b = max(starts[p], starts[o]), min(ends[p], ends[o])
+        if b > a:  # the overlap is a shifting bottleneck for both stations (Roser et al.)
+            windows[merged[r][2]].append((a, b))
+            windows[merged[r + 1][2]].append((a, b))
+            cut.append((a, b))
+        else:
+            cut.append(None)
+    for r, (lo, hi, name, _, _) in enumerate(merged):
         inside = 0.0
-        for w in (windows[r - 1] if r > 0 else None, windows[r] if r < len(windows) else None):
+        for w in (cut[r - 1] if r > 0 else None, cut[r] if r < len(cut) else None):
             if w is not None:
                 inside += max(0.0, min(hi, w[1]) - max(lo, w[0]))
-        sole[int(p)] += max(0.0, (hi - lo) - inside)
+        sole[name] += max(0.0, (hi - lo) - inside)
     span = t1 - t0
-    by = pd.DataFrame({"station": per["station"], "sole": sole / span, "shifting": shifting / span})
-    agg = by.groupby("station", sort=False)[["sole", "shifting"]].sum()
-    out.loc[agg.index, ["sole", "shifting"]] = agg.to_numpy()
+    for name in stations:
+        out.loc[name, "sole"] = sole[name] / span
+        out.loc[name, "shifting"] = _union(windows[name]) / span
     return out
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    """Total length covered by ``intervals``."""
+    total, end = 0.0, -np.inf
+    for a, b in sorted(intervals):
+        if a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
 
 
 def shifting_table(states: pd.DataFrame, t0: float, t1: float) -> pd.DataFrame:

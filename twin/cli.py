@@ -48,7 +48,7 @@ from .experiment import (
 )
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
-from .report import duration_text, run_page
+from .report import duration_text, money_format, run_page
 from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
 from .state import State
 
@@ -275,20 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list()
-        if args.command == "run":
-            return cmd_run(args, argv)
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "compare":
-            return cmd_compare(args, argv)
-        if args.command == "calibrate":
-            return cmd_calibrate(args)
-        if args.command == "check":
-            return cmd_check(args)
-        if args.command == "sweep":
-            return cmd_sweep(args, argv)
-        if args.command == "init":
-            return cmd_init(args)
+        if getattr(args, "verbose", False):
+            _warn(f"twin {args.command}: {shlex.join(argv)}\n")
+            rc = _dispatch(args, argv)
+            _warn(f"twin {args.command}: done in {time.perf_counter() - t0:.1f} s (exit {rc})\n")
+            return rc
+        return _dispatch(args, argv)
     except SpecError as e:
         if getattr(args, "verbose", False):
             _warn(f"twin {args.command}: stopped after {time.perf_counter() - t0:.1f} s\n")
@@ -297,10 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if getattr(args, "command", "") == "compare":
-            sys.stderr.write(f"\ninterrupted; finished jobs are kept in {args.out}/jobs — resume with:\n"
-                             f"  twin {shlex.join(a for a in argv if a != '--resume')} --resume\n")
+            _warn(f"\ninterrupted; finished jobs are kept in {args.out}/jobs — resume with:\n"
+                  f"  twin {shlex.join(a for a in argv if a != '--resume')} --resume\n")
         else:
-            sys.stderr.write("interrupted\n")
+            _warn("interrupted\n")
         return 130
     except BrokenPipeError:
         # the reader (``| head``) went away: stop quietly, as Unix tools do, and keep
@@ -308,7 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    return 1  # pragma: no cover
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the command ``args`` names."""
+    commands = {"run": lambda: cmd_run(args, argv), "validate": lambda: cmd_validate(args),
+                "compare": lambda: cmd_compare(args, argv), "calibrate": lambda: cmd_calibrate(args),
+                "check": lambda: cmd_check(args), "sweep": lambda: cmd_sweep(args, argv), "init": lambda: cmd_init(args)}
+    return commands[args.command]()
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -483,6 +482,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
         write_log(traced.record, args.event_log)
     summary = summarize(res)
+    summary["currency"] = spec.costs.currency
     shifting = shifting_table(res.states, warmup, horizon)
     summary["bottleneck_shifting"] = {str(n): {"sole": float(r["sole"]), "shifting": float(r["shifting"])}
                                       for n, r in shifting.iterrows()}
@@ -647,7 +647,8 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  lead time p95   {_pm_time(k['lead_time_p95_s'])}",
         f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
         f"  OEE             {_pm(k['oee'])}",
-        f"  unit cost       {_pm(k['unit_cost'], fmt='{:.2f}')} per good unit" if k.get('cost_total', {}).get('mean') else "",
+        f"  unit cost       {_pm(k['unit_cost'], fmt=money_format(summary.get('currency', 'USD')))} per good unit"
+        if k.get('cost_total', {}).get('mean') else "",
         f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
         f"  bottleneck      {summary['bottleneck']}" + _shifting_text(summary),
         "",
@@ -655,6 +656,8 @@ def format_table(summary: dict[str, Any]) -> str:
     ]
     # drop the optional rows a spec without costs or orders does not have (keep the blank separator)
     lines = [ln for i, ln in enumerate(lines) if ln != "" or i == len(lines) - 2]
+    if summary["replications"] <= 2:
+        lines.insert(1, f"  caution: {summary['replications']} replication(s) give wide intervals; use more for decisions")
     for name, st in summary["stations"].items():
         row = f"  {name[:17]:<18}"
         for f, _, w in _STATION_COLUMNS:

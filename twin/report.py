@@ -48,6 +48,19 @@ STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.ID
 STACK_ORDER = list(STATE_COLOURS)
 
 
+CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "¥", "JPY": "¥"}
+
+
+def currency_sign(code: str) -> str:
+    """How money is written: the sign of a known ISO currency code, else the code and a space."""
+    return CURRENCY_SIGNS.get(code.upper(), f"{code} ")
+
+
+def money_format(code: str) -> str:
+    """A format string for amounts of money in ``code`` (two decimals, thousands separated)."""
+    return currency_sign(code).replace("{", "{{").replace("}", "}}") + "{:,.2f}"
+
+
 def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
     """``mean ± ci95`` in display units; "not recovered" counts for missing recoveries."""
     if not cell:
@@ -318,6 +331,36 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
     return "\n".join(lines)
 
 
+def headline_cards(summary: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Per factory, three numbers a plant manager asks for first: conversion cost per unit at
+    baseline (the first scenario), the lowest fill rate over the scenarios and the longest time
+    to recover (with the scenario each comes from)."""
+    if not summary:
+        return {}
+    first = next(iter(summary))
+    cards: dict[str, list[tuple[str, str]]] = {}
+    for f in summary[first]:
+        rows = [(f"conversion cost/unit ({first})", fmt(summary[first][f].get("conversion_cost"), "money"))]
+        fills = [(v[f]["fill_rate"]["mean"], sc) for sc, v in summary.items()
+                 if f in v and "fill_rate" in v[f] and v[f]["fill_rate"].get("mean") is not None]
+        if fills:
+            m, sc = min(fills)
+            rows.append((f"lowest fill rate ({sc})", fmt({"mean": m, "ci95": None}, "pct")))
+        rec = []
+        for sc, v in summary.items():
+            d = v.get(f, {}).get("time_to_recover_s")
+            m = d.get("mean") if d else None
+            if d and d.get("n_missing"):
+                rec.append((float("inf"), sc))  # not recovered in some replication
+            elif m is not None and math.isfinite(float(m)):
+                rec.append((float(m), sc))
+        if rec:
+            m, sc = max(rec)
+            rows.append((f"longest recovery ({sc})", "not recovered" if m == float("inf") else f"{m / DAY:.1f} d"))
+        cards[f] = rows
+    return cards
+
+
 def verdict_table_md(matrix: dict[str, dict[str, dict[str, str]]]) -> list[str]:
     """The winner matrix as a markdown table: scenarios × measures."""
     labels = {k: lab for k, lab, _, _ in COLUMNS}
@@ -513,7 +556,10 @@ def _page_head(title: str, width: int) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:{width}px}}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-            "text-align:right}th:first-child,td:first-child{text-align:left}</style>"
+            "text-align:right}th:first-child,td:first-child{text-align:left}"
+            ".cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}.card{border:1px solid #ccc;padding:.3em 1em;"
+            "flex:1 1 16em}.card h3{margin:.3em 0}.card p{display:flex;justify-content:space-between;gap:1em;"
+            "margin:.3em 0}.caution{color:#a40}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>")
 
 
@@ -547,6 +593,12 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
                                f"<small>{esc(c['margin'])}</small></td>")
             parts.append(f"<tr><td>{esc(sc)}</td>" + "".join(tds) + "</tr>")
         parts.append("</table></section>")
+    cards = headline_cards(summary)
+    if cards:
+        parts.append("<div class='cards'>" + "".join(
+            f"<div class='card' style='border-top:4px solid {COLORS.get(f, '#444')}'><h3>{esc(f)}</h3>"
+            + "".join(f"<p><span>{esc(label)}</span><b>{esc(value)}</b></p>" for label, value in rows) + "</div>"
+            for f, rows in cards.items()) + "</div>")
     if meta.get("uncertainty"):
         parts.append("<h2>How sure is the ranking</h2>")
         parts.append(f"<p>{esc(meta.get('uncertainty_method', ''))}</p><ul>")
@@ -719,7 +771,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
             (f"lead time mean ({lt_unit})", "lead_time_mean_s", 2), (f"lead time p95 ({lt_unit})", "lead_time_p95_s", 2),
             ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
-            ("unit cost", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
+            (f"unit cost ({summary.get('currency', 'USD')} per good unit)", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
     parts = [
         _page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
@@ -728,6 +780,9 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
         "<table><tr><th>measure</th><th>value</th></tr>",
     ]
+    if summary["replications"] <= 2:
+        parts.insert(3, f"<p class='caution'><b>Caution:</b> {summary['replications']} replication(s): wide "
+                        "intervals; use more replications for decisions.</p>")
     has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
         if key in k and (key != "unit_cost" or has_costs):
