@@ -264,3 +264,12 @@ def test_quiet_runs_say_nothing_on_stderr(tmp_path, capsys):
     assert main(["run", str(ROOT / "examples" / "two_machine.toml"), "--horizon", "1h", "--warmup", "0",
                  "--replications", "1", "--out", str(tmp_path / "o")]) == 0
     assert "wrote " in capsys.readouterr().err
+
+
+def test_every_argument_of_every_command_has_help():
+    from twin.cli import build_parser
+
+    parser = build_parser()
+    missing = [(name, a.dest) for name, sp in parser.commands.items() for a in sp._actions
+               if not a.help and a.dest != "help"]
+    assert not missing

@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("spec", help="spec file (TOML) or built-in factory name")
     h.add_argument("log", help="event log (CSV or .parquet) with timestamp, station, server, lot, product, qty, event")
     h.add_argument("--map", help="your column names: ours=theirs,...")
-    h.add_argument("--replications", type=_positive_int("--replications"), default=10)
-    h.add_argument("--seed", type=_seed, default=1)
+    h.add_argument("--replications", type=_positive_int("--replications"), default=10,
+                   help="simulated replications to compare the log with (default 10)")
+    h.add_argument("--seed", type=_seed, default=1, help="base seed of the replications (default 1)")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     w = sub.add_parser("sweep", help="run a spec over a grid of parameter values (what-if study)")
