@@ -202,8 +202,7 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
         bar.step()
     bar.close()
     runs = pd.DataFrame(rows)
-    probs, tornado = uncertainty.analyse(runs, u, pars, RANKED)
-    ties = tornado.pop("_ties")
+    probs, ties, tornado = uncertainty.analyse(runs, u, pars, RANKED)
     params = [{"name": p.name, "factory": p.factory, "path": p.path, "reason": p.reason,
                **({"scale": list(p.scale)} if p.scale is not None else {"low": p.low, "high": p.high})}
               for p in pars.parameter]
@@ -334,9 +333,9 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
             except ValueError:
                 raise SpecError([f"{sig_path}: --resume: the stored grid is damaged (not JSON); "
                                  "start again without --resume or with a new --out"]) from None
-            if old != _jsonable(grid.signature()):
-                changed = sorted(k for k in set(old) | set(grid.signature())
-                                 if old.get(k) != _jsonable(grid.signature()).get(k)) if isinstance(old, dict) else []
+            sig = _jsonable(grid.signature())
+            if old != sig:
+                changed = sorted(k for k in set(old) | set(sig) if old.get(k) != sig.get(k)) if isinstance(old, dict) else []
                 raise SpecError([f"{sig_path}: --resume: the stored jobs were made with other options or input "
                                  f"files (differs in: {', '.join(changed) or 'everything'}); use the same options "
                                  "and files, or a new --out"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from .compare import (
     load_scenario,
     paired,
     runs_frame,
-    scenario_path,
     selection,
     stations_frame,
     summary,
@@ -36,7 +34,6 @@ from .report import (
     reading,
     verdict,
 )
-from .spec import resolve
 
 HEADLINE_UNCERTAIN = ["conversion_cost", "fill_rate", "time_to_recover_s"]
 """The measures whose win probabilities lead the report when parameter uncertainty was run."""
@@ -94,18 +91,15 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     read = reading(summ, descriptions, drops, paired=pairs)
     changed = overrides_text(grid.overrides)
 
-    def sha(p: Path) -> str:
-        return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-
+    sig = grid.signature()
     meta = {
         "twin_version": __version__,
         "command": command,
-        "grid": grid.signature(),
+        "grid": sig,
         "warmup": grid.warmup,
         "warmup_method": grid.warmup_method,
-        "spec_sha256": {f: sha(resolve(f)) for f in grid.factories},
-        "scenario_sha256": {s: sha(scenario_path(s))
-                            for s in grid.scenarios},
+        "spec_sha256": sig["spec_sha256"],
+        "scenario_sha256": sig["scenario_sha256"],
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
                         f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "
                         f"warm-up, seed {grid.seed}; all factories see the same orders (common random numbers); "

@@ -14,6 +14,7 @@ from .state import STATE_KEYS, State
 
 LOT_STATUS = {int(Fate.GOOD): "good", int(Fate.SCRAPPED): "scrap", int(Fate.LOST): "lost"}
 """``lots.status`` of a lot that left the line, by its :class:`~twin.record.Fate`; ``"wip"`` otherwise."""
+_STATUS_BY_FATE = np.array([LOT_STATUS[f] for f in range(int(Fate.LOST), int(Fate.GOOD) + 1)], dtype=object)
 _WAITING = [State.IDLE.key, State.BLOCKED.key]
 
 
@@ -33,7 +34,7 @@ def lots_frame(rec: Record) -> pd.DataFrame:
         t_done[ids] = fin["t"]
         good[ids] = fin["units"]
         escaped[ids] = fin["escaped"]
-        status[ids] = np.array([LOT_STATUS[int(c)] for c in fin["fate"]], dtype=object)
+        status[ids] = _STATUS_BY_FATE[fin["fate"] - int(Fate.LOST)]
     if len(sc):
         np.add.at(scrap, sc["lot"], sc["units"])
     products = np.array(rec.products, dtype=object)

@@ -171,10 +171,12 @@ def top_ties(worlds: list[dict[str, float]], better: str) -> float:
 
 
 def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
-            measures: list[tuple[str, str, str | None, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+            measures: list[tuple[str, str, str | None, str]]
+            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """From runs with a ``draw`` column: ``probabilities`` (scenario → measure → factory → share of
-    draws in which it is the best by its mean over replications) and ``tornado`` (scenario →
-    measure → "A vs B" → parameters sorted by |rho|, each with ``rho`` and ``swing``)."""
+    draws in which it is the best by its mean over replications), ``ties`` (scenario → measure →
+    share of draws whose best is shared) and ``tornado`` (scenario → measure → "A vs B" →
+    parameters sorted by |rho|, each with ``rho`` and ``swing``)."""
     probs: dict[str, Any] = {}
     ties: dict[str, Any] = {}
     tornado: dict[str, Any] = {}
@@ -211,5 +213,4 @@ def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
                         rows.append({"parameter": p.name, "factory": p.factory, "rho": rho, "swing": swing})
                     rows.sort(key=lambda r: -abs(r["rho"]) if math.isfinite(r["rho"]) else 0.0)
                     tornado.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = rows
-    tornado["_ties"] = ties
-    return probs, tornado
+    return probs, ties, tornado
