@@ -18,7 +18,7 @@ LAYERS = {
     "spec": {"state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
              "policies.registry"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning"},
-    "runtime": {"flow", "workforce", "quality", "reliability", "station", "release", "model"},
+    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},

@@ -628,7 +628,7 @@ def _pm_time(d: dict[str, float]) -> str:
 _STATION_COLUMNS = [(State.BUSY.key, "busy", 8), (State.SETUP.key, "setup", 8), (State.IDLE.key, "idle", 8),
                     (State.BLOCKED.key, "blocked", 9), (State.DOWN.key, "down", 8),
                     (State.MAINTENANCE.key, "maint", 8), (State.OFF_SHIFT.key, "off", 8),
-                    (State.MODULE_OFF.key, "mod.off", 8),
+                    (State.MODULE_OFF.key, "mod.off", 8), (State.STARVED_MATERIAL.key, "no mat.", 8),
                     ("availability", "avail", 8), ("oee", "OEE", 8)]
 
 

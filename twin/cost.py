@@ -14,7 +14,8 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 - ``scrap``: material plus the value added (ideal work × conversion rate) of scrapped
   units, and the warranty cost of escaped defects;
 - ``rework``: parts per reworked unit (the rework's station time is in labour and energy);
-- ``holding``: carrying cost of the mean WIP plus finished stock;
+- ``holding``: carrying cost of the mean WIP plus finished stock, and of the mean stock of
+  each component (its ``holding_per_unit_year``);
 - ``overhead``: fixed cost per year, pro rata.
 """
 
@@ -70,6 +71,23 @@ def stock_mean(rec: Record, t0: float, t1: float) -> float:
     edges = np.concatenate([[t0], np.clip(times, t0, t1), [t1]])
     values = np.concatenate([[level[times < t0][-1] if (times < t0).any() else 0.0], level])
     return float((np.diff(edges) * np.maximum(values, 0.0)).sum() / (t1 - t0))
+
+
+def component_stock_means(rec: Record, t0: float, t1: float) -> list[float]:
+    """Time-average units on hand of each component over ``[t0, t1]`` (s)."""
+    st = rec.array("stock")
+    out = []
+    for i in range(len(rec.components)):
+        rows = st[st["component"] == i]
+        if not len(rows):
+            out.append(0.0)
+            continue
+        times, level = rows["t"], rows["level"].astype(float)
+        before = times < t0
+        edges = np.concatenate([[t0], np.clip(times, t0, t1), [t1]])
+        values = np.concatenate([[level[before][-1] if before.any() else level[0]], level])
+        out.append(float((np.diff(edges) * values).sum() / (t1 - t0)))
+    return out
 
 
 def _power(kw: dict[str, float], state: str) -> float:
@@ -143,6 +161,8 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
     fg = stock_mean(rec, t0, t1)
     holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
+    for comp, mean in zip(rec.spec.components, component_stock_means(rec, t0, t1)):
+        holding += mean * comp.holding_per_unit_year * span / YEAR
     overhead = c.overhead_per_year * span / YEAR
     totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,
                   scrap=scrap, rework=rework, holding=holding, overhead=overhead)

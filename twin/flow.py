@@ -18,7 +18,8 @@ import simpy
 class Lot:
     """``qty`` units of one product moving along its route."""
 
-    __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defects", "work", "lane", "target")
+    __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defects", "work", "lane", "target",
+                 "detour", "rework")
 
     def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float,
                  lane: int | None = None):
@@ -32,6 +33,8 @@ class Lot:
         self.work = 0.0  # ideal processing seconds per unit done so far (the value scrap destroys)
         self.lane = lane  # the line or cell it was released to (fixed dispatch), None = any
         self.target = 0  # lane chosen by the last dispatcher
+        self.detour = False  # at a station off its route (repair bench, rework): comes back to ``step``
+        self.rework = 0  # found units on their way to a rework station
 
 
 class Buffer:
@@ -85,6 +88,12 @@ class Buffer:
             return waiting
         return None
 
+    def peek(self) -> Lot | None:
+        """The lot ``try_get`` would take, left in place (None when there is none)."""
+        if self.items:
+            return self.items[0]
+        return self.putters[0][1] if self.putters else None
+
     def get_event(self) -> simpy.Event:
         """An event whose value is the next lot (call after ``try_get`` returned None)."""
         ev = self.env.event()
@@ -108,6 +117,13 @@ class SaturatedBuffer(Buffer):
     def try_get(self) -> Lot:  # type: ignore[override]
         lot = super().try_get()
         return lot if lot is not None else self.make_lot()
+
+    def peek(self) -> Lot:  # type: ignore[override]
+        lot = super().peek()
+        if lot is None:  # released now, first in the queue
+            lot = self.make_lot()
+            self.items.appendleft(lot)
+        return lot
 
 
 class Sink:

@@ -16,6 +16,10 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "orders": [("order", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8"), ("due", "f8")],
     "deliveries": [("order", "i8"), ("t", "f8")],
     "events": [("t", "f8"), ("kind", "O"), ("detail", "O")],
+    "minor": [("t", "f8"), ("server", "i8"), ("duration", "f8")],
+    "stock": [("t", "f8"), ("component", "i8"), ("level", "i8"), ("backorders", "i8")],
+    "demands": [("t", "f8"), ("component", "i8"), ("units", "i8"), ("filled", "i8")],
+    "purchases": [("t", "f8"), ("component", "i8"), ("units", "i8"), ("due", "f8")],
     "trace": [("t", "f8"), ("server", "i8"), ("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("event", "i8")],
 }
 

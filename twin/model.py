@@ -8,7 +8,7 @@ plain data that :func:`twin.results.build` turns into tables. The runtime object
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import simpy
 
@@ -19,6 +19,8 @@ from .release import Release
 from .spec import Spec, SpecError
 from .station import StationRuntime
 from .streams import Streams
+from .supply import build_stores
+from .transport import build_fleets
 from .workforce import Calendar, Pool
 
 PROGRESS_STEPS = 100
@@ -60,6 +62,10 @@ class Model(Release):
         self._disrupted: set[str] = set()
         if spec.demand is not None:
             self._disrupted = {sh.target for sh in spec.demand.shifts if sh.kind == "disruption"}
+        self.route_names = [list(p.route) for p in spec.products]
+        self.detours = any(s.routing or (s.quality is not None and s.quality.rework_at) for s in spec.stations)
+        self.stores, self.takes = build_stores(self)
+        self.in_transit: set = set()  # lots on a vehicle
         self.stations: dict[str, StationRuntime] = {}
         for i, s in enumerate(spec.stations):
             st = StationRuntime(self, s, i)
@@ -69,6 +75,10 @@ class Model(Release):
         self.sink = Sink(self._finish)
         self._build_source()
         self.routes = [tuple(self.stations[nm].input for nm in p.route) + (self.sink,) for p in spec.products]
+        self.fleets, self._fleet_pairs, self._fleet_every = build_fleets(self)
+        self._station_of = {id(st.input): st for st in self.stations.values()}
+        for f in self.fleets:
+            f.start()
         for st in self.stations.values():
             for srv in st.servers:
                 self.env.process(st.serve(srv))
@@ -76,6 +86,32 @@ class Model(Release):
             self._build_orders()
         self.capacity = policies.get("capacity", spec.capacity.policy)(self)
         self.capacity.start()
+
+    def moved_by(self, st: StationRuntime, srv: Any, lot: Any, nxt: Any) -> tuple[Any, Any]:
+        """The input ``lot`` is put into on its way from ``st`` to ``nxt`` (a lane's buffer when
+        the lane is chosen now) and the fleet that carries it there (None: no vehicle)."""
+        dest = self._station_of.get(id(nxt))
+        if dest is None:  # the sink
+            return nxt, None
+        fleet = self._fleet_pairs.get((st.name, dest.name))
+        if fleet is None and self._fleet_every:
+            fleet = self._fleet_every[0]
+        if fleet is None:
+            return nxt, None
+        if fleet.spec.cross_lane:
+            here = srv.lane.index if len(st.lanes) > 1 else lot.lane
+            if len(dest.lanes) > 1:
+                lot.target = dest.input.rule.choose(lot)
+                there = lot.target
+                nxt = dest.lanes[lot.target].buffer
+            else:
+                there = None
+            if here is None or there is None or here == there:
+                return nxt, None
+        elif len(dest.lanes) > 1:
+            lot.target = dest.input.rule.choose(lot)
+            nxt = dest.lanes[lot.target].buffer
+        return nxt, fleet
 
     def disrupted(self, station: str) -> bool:
         """Whether a scenario disruption stops ``station`` at some time."""
@@ -124,6 +160,8 @@ class Model(Release):
         """The lots physically in the line now: in work or blocked at a server, or waiting in a
         buffer (or at its entrance). Counted from where they are, not from the record."""
         held = [srv.lot for st in self.stations.values() for srv in st.servers if srv.lot is not None]
+        held += [q for st in self.stations.values() for srv in st.servers for q in srv.held if q is not srv.lot]
+        held += list(self.in_transit)
         seen = {id(lot) for lot in held}
         out = list(held)
         for st in self.stations.values():

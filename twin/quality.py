@@ -16,7 +16,7 @@ class Inspection:
     station's; end of line: every defect the lot carries) are reworked with probability
     ``rework`` (taking ``rework_time`` s per unit) or scrapped."""
 
-    __slots__ = ("spec", "rng", "index", "model", "rework_time")
+    __slots__ = ("spec", "rng", "index", "model", "rework_time", "rework_at", "rework_return")
 
     def __init__(self, station: "StationRuntime", model: "Model", spec: Any):
         self.spec = spec
@@ -24,6 +24,8 @@ class Inspection:
         self.index = station.index
         self.model = model
         self.rework_time = float(spec.rework_time)
+        self.rework_at: str | None = spec.rework_at  # a rework station, or None: rework in place
+        self.rework_return: str | None = spec.rework_return
 
     @classmethod
     def build(cls, station: "StationRuntime", model: "Model") -> "Inspection | None":

@@ -43,7 +43,10 @@ class Record:
     :class:`~twin.state.State` value), ``releases``, ``finishes`` (``fate`` a :class:`Fate`),
     ``scraps``, ``reworks`` (found defects repaired; the units go on), ``maint`` (``kind`` a
     :class:`MaintKind`), ``orders`` and ``deliveries`` (make-to-order runs), ``events`` (rare
-    control events: capacity changes, disruptions) and ``trace`` (lot events per server, a
+    control events: capacity changes, disruptions), ``minor`` (minor stops), ``stock`` (a
+    component store's level and backorders from ``t`` on), ``demands`` (requests on a store,
+    ``filled`` 1 when served from stock at once), ``purchases`` (orders placed with suppliers,
+    with the delivery time) and ``trace`` (lot events per server, a
     :class:`~twin.state.TraceEvent`; ``None`` unless the run was traced).
 
     Set when the run ends: ``horizon``/``warmup`` (s), per-server counters at the warm-up
@@ -51,7 +54,7 @@ class Record:
     """
 
     __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
-                 "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
+                 "minor", "stock", "demands", "purchases", "fleets", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
                  "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time")
 
     def __init__(self, spec: Spec, seed: int, trace: bool = False):
@@ -64,6 +67,12 @@ class Record:
         self.orders: list[tuple[int, int, int, float, float]] = []
         self.deliveries: list[tuple[int, float]] = []
         self.events: list[tuple[float, str, str]] = []
+        self.minor: list[tuple[float, int, float]] = []
+        self.stock: list[tuple[float, int, int, int]] = []
+        self.demands: list[tuple[float, int, int, int]] = []
+        self.purchases: list[tuple[float, int, int, float]] = []
+        self.fleets: list[str] = []  # transport fleets; their vehicles are servers named after them
+        self.components: list[str] = [c.name for c in spec.components]
         self.trace: list[tuple[float, int, int, int, int, int]] | None = [] if trace else None
         self.spec = spec
         self.seed = seed

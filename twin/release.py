@@ -129,7 +129,9 @@ class Release:
         fit in memory (checked every 65,536 lots: early enough to refuse a year that will not fit)."""
         rec = self.rec
         now = self.env.now
-        n = len(rec.states) + len(rec.releases) + len(rec.finishes) + len(rec.orders) + len(rec.deliveries)
+        # every server's first state is recorded at t = 0: it does not grow with time
+        n = (len(rec.states) - len(rec.servers) + len(rec.releases) + len(rec.finishes) + len(rec.orders)
+             + len(rec.deliveries) + len(rec.demands) + len(rec.stock))
         if rec.trace is not None:
             n += len(rec.trace)
         if n == 0 or now <= 0:

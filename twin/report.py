@@ -44,7 +44,8 @@ COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "
 # state colours and stacking order in every chart (busy at the bottom, planned stops on top)
 STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.IDLE.key: "#c7c7c7",
                  State.BLOCKED.key: "#9467bd", State.DOWN.key: "#d62728", State.MAINTENANCE.key: "#8c564b",
-                 State.OFF_SHIFT.key: "#17becf", State.MODULE_OFF.key: "#e8e8e8"}
+                 State.OFF_SHIFT.key: "#17becf", State.MODULE_OFF.key: "#e8e8e8",
+                 State.STARVED_MATERIAL.key: "#bcbd22"}
 STACK_ORDER = list(STATE_COLOURS)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .adapt import adaptation
-from .cost import costs
+from .cost import component_stock_means, costs
 from .record import Record
 from .state import ACTIVE, PLANNED_STOPS, STATE_KEYS, State
 from .stats import summarize
@@ -63,15 +63,17 @@ class Results:
 
 def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: float,
                   scrap_units: dict[str, float] | None = None) -> pd.DataFrame:
-    """Per station: state fractions, utilisation, availability, effectiveness, OEE.
+    """Per station (and transport fleet): state fractions, utilisation, availability,
+    effectiveness, OEE.
 
     ``scrap_units``: units found defective at each station (scrapped or reworked) in the
-    window; the quality ratio counts them as not good first time."""
+    window; the quality ratio counts them as not good first time. A fleet's rows count
+    moves as units, with effectiveness 1 (a trip has no ideal time apart from itself)."""
     window = horizon - warmup
     s = reclassify_closed(rec, states)
     s["dur"] = np.clip(s["end"], warmup, horizon) - np.clip(s["start"], warmup, horizon)
     tot = s.groupby(["station", "state"], sort=False)["dur"].sum().unstack(fill_value=0.0)
-    names = list(rec.stations)
+    names = list(rec.stations) + list(rec.fleets)
     tot = tot.reindex(index=names, columns=list(STATE_KEYS), fill_value=0.0)
     servers = np.array([rec.servers_of(n) for n in names], dtype=float)
     frac = tot.div(servers * window, axis=0)
@@ -84,6 +86,7 @@ def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: flo
     for (name, _), a, b in zip(rec.servers, w0, w1):
         by_station[name][0] += b[0] - a[0]
         by_station[name][1] += b[1] - a[1]
+    fleet = np.array([n in rec.fleets for n in names])
     units = [by_station[n][0] for n in names]
     ideal = [by_station[n][1] for n in names]
     out["units"] = units
@@ -94,7 +97,8 @@ def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: flo
     out["availability"] = apt / pbt
     out["technical_availability"] = (pbt - frac[down]) / pbt
     busy_s = (frac[busy] * servers * window).to_numpy()
-    out["effectiveness"] = np.where(busy_s > 0, np.array(ideal) / np.maximum(busy_s, 1e-12), 0.0)
+    ideal_s = np.where(fleet, busy_s, np.array(ideal))
+    out["effectiveness"] = np.where(busy_s > 0, ideal_s / np.maximum(busy_s, 1e-12), 0.0)
     scrap = np.array([float((scrap_units or {}).get(n, 0)) for n in names])
     u_arr = np.array(units)
     out["quality_ratio"] = np.where(u_arr > 0, 1.0 - scrap / np.maximum(u_arr, 1), 1.0)
@@ -201,6 +205,27 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
     }
 
 
+def supply_kpis(rec: Record, t0: float, t1: float) -> dict[str, float]:
+    """``material_fill_rate`` (share of component units requested in ``[t0, t1]`` that were
+    served from stock at once), ``component_stock_mean`` (time-average units on hand, all
+    components) and ``minor_stop_share`` (minor-stop time over server time of the stations
+    that have them); none without components or minor stops."""
+    out: dict[str, float] = {}
+    if rec.components:
+        d = rec.array("demands")
+        d = d[(d["t"] >= t0) & (d["t"] < t1)]
+        units = float(d["units"].sum())
+        out["material_fill_rate"] = float(d["units"][d["filled"] == 1].sum()) / units if units > 0 else 1.0
+        out["component_stock_mean"] = float(sum(component_stock_means(rec, t0, t1)))
+    if rec.minor:
+        m = rec.array("minor")
+        m = m[(m["t"] >= t0) & (m["t"] < t1)]
+        have = {n for n in rec.stations if rec.spec.station(n).minor_stops is not None}
+        servers = sum(rec.servers_of(n) for n in have)
+        out["minor_stop_share"] = float(m["duration"].sum()) / (servers * (t1 - t0)) if servers else 0.0
+    return out
+
+
 def build(rec: Record, warmup: float | None = None, horizon: float | None = None) -> Results:
     """Turn one run's :class:`~twin.record.Record` into :class:`Results` over ``[warmup, horizon]``
     (s; default the run's own)."""
@@ -223,6 +248,7 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     extra: dict[str, Any] = {"scraps": scraps}
     cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"])
     kpis.update(cost_kpis)
+    kpis.update(supply_kpis(rec, warmup, horizon))
     orders = pd.DataFrame()
     if rec.orders_mode:
         states_cls = reclassify_closed(rec, states)

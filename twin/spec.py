@@ -160,7 +160,38 @@ class Quality(_M):
     rework: Probability = 0.0
     """Probability that a found defective unit is reworked (and goes on as good) instead of scrapped."""
     rework_time: Duration = 0.0
-    """Server time to rework one unit, s (the lot and the crew wait for it)."""
+    """Server time to rework one unit, s, on this station (the lot and the crew wait for it);
+    only without `rework_at`."""
+    rework_at: Name | None = None
+    """A station that reworks the found units: a lot with units to rework goes there (its
+    servers, buffer and operators; its processing time is per reworked unit), then back into
+    the line at `rework_return`. Omitted: reworked in place, taking `rework_time` per unit."""
+    rework_return: Name | None = None
+    """Where a reworked lot re-enters its route: a station of the route (default this one:
+    the repaired units are tested again)."""
+
+
+class MinorStops(_M):
+    """Short stops that need no technician (a jam, a feeder or nozzle error): a performance
+    loss (ISO 22400 effectiveness), not an availability loss. The stop's time is spent in state
+    ``busy``; the lot in work waits for it."""
+
+    every: Dist
+    """Operating (busy) time between two minor stops, s."""
+    duration: Dist
+    """Length of one minor stop, s."""
+
+
+class Batch(_M):
+    """A batch process (burn-in, soak test, oven): a server works on up to ``size`` units at
+    once; one processing time (the station's, not scaled by quantity) for the whole batch."""
+
+    size: int = Field(ge=1, le=MAX_LOT)
+    """Most units processed together (whole lots; a lot larger than this runs alone)."""
+    min: int | None = Field(default=None, ge=1, le=MAX_LOT)
+    """Units needed to start a batch (default ``size``: full batches only)."""
+    max_wait: PositiveDuration | None = None
+    """Start with the units there (at least one lot) once the first has waited this long, s."""
 
 
 class Buffer(_M):
@@ -218,6 +249,18 @@ class Station(_M):
     """Changeover time when a server switches product."""
     failures: Failures | None = None
     """Unplanned failures of each server."""
+    minor_stops: MinorStops | None = None
+    """Short stops without a technician (performance loss, not availability)."""
+    speed_loss: Dist | None = None
+    """Factor (>= 1) on the unit processing time relative to the ideal (the process time's
+    mean), drawn per lot: a speed loss (ISO 22400 effectiveness). Omitted: none."""
+    routing: dict[Name, Probability] = Field(default_factory=dict)
+    """After this station a lot goes to the named station with that probability, otherwise on
+    along its route (retest: this station itself; a station of the route: the lot goes back
+    or ahead to it; any other station, such as a repair bench: a detour, after which the lot
+    comes back here)."""
+    batch: Batch | None = None
+    """Process whole batches of lots at once (burn-in)."""
 
     @field_validator("buffer", mode="before")
     @classmethod
@@ -236,6 +279,8 @@ class Product(_M):
     """Units per lot (a tray or panel); processing time scales with it."""
     share: float = Field(default=1.0, ge=0.0)
     """Relative share of lots released by the source."""
+    bom: dict[Name, Annotated[int, Field(ge=1, le=MAX_LOT)]] = Field(default_factory=dict)
+    """Bill of materials: units of each component (``[[components]]``) per unit of product."""
 
 
 class Source(_M):
@@ -281,17 +326,21 @@ class Shift(_M):
     - ``pulse``: volume × ``factor`` from ``at`` for ``duration``;
     - ``mix``: product shares become ``shares`` from ``at``;
     - ``new_product``: ``product`` starts being ordered at ``at`` with ``share``;
-    - ``disruption``: ``target`` (a station name, or ``supply``) stops for ``duration``.
+    - ``disruption``: ``target`` (a station name, or ``supply``: no lot is released) stops
+      for ``duration``;
+    - ``supply``: the supplier of component ``target`` (``*``: of every component) takes
+      ``factor`` times its lead time for orders placed from ``at`` for ``duration``, or, with
+      ``stop = true``, delivers nothing in that window (what falls due comes at its end).
     """
 
-    kind: Literal["step", "ramp", "pulse", "mix", "new_product", "disruption"]
-    """`step`, `ramp`, `pulse`, `mix`, `new_product` or `disruption`."""
+    kind: Literal["step", "ramp", "pulse", "mix", "new_product", "disruption", "supply"]
+    """`step`, `ramp`, `pulse`, `mix`, `new_product`, `disruption` or `supply`."""
     at: Duration
     """When the shift starts, s from t = 0 (in a scenario file: from the end of the warm-up)."""
     factor: float = Field(default=1.0, ge=0.0)
-    """Volume multiplier (`step`, `ramp`, `pulse`)."""
+    """Volume multiplier (`step`, `ramp`, `pulse`); lead-time multiplier (`supply`)."""
     duration: Duration = 0.0
-    """Length of a `ramp`, `pulse` or `disruption`, s."""
+    """Length of a `ramp`, `pulse`, `disruption` or `supply` shift, s."""
     shares: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     """New product shares (`mix`)."""
     product: Name | None = None
@@ -299,7 +348,10 @@ class Shift(_M):
     share: float = Field(default=0.0, ge=0.0)
     """Share of the volume the new product takes (`new_product`)."""
     target: Name | None = None
-    """What a `disruption` stops: a station name or `supply`."""
+    """What a `disruption` stops (a station name or `supply`); the component whose supplier a
+    `supply` shift hits (`*`: all)."""
+    stop: bool = False
+    """`supply`: the supplier delivers nothing during the shift."""
 
     @model_validator(mode="after")
     def _needs(self) -> "Shift":
@@ -311,6 +363,8 @@ class Shift(_M):
             raise ValueError("a new_product shift needs product and a positive share")
         if self.kind == "disruption" and not self.target:
             raise ValueError("a disruption needs a target (a station name or 'supply')")
+        if self.kind == "supply" and (not self.target or self.duration <= 0):
+            raise ValueError("a supply shift needs a target (a component name or '*') and a positive duration")
         return self
 
 
@@ -429,6 +483,92 @@ class Run(_M):
     """Base seed (same seed: identical results)."""
 
 
+class Supplier(_M):
+    """Who delivers a component: lead time and reliability."""
+
+    lead_time: Dist
+    """Time from placing an order to its delivery, s."""
+    reliability: Probability = 1.0
+    """Share of orders delivered within their lead time; the others come ``delay`` later."""
+    delay: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
+    """Extra time a late order takes, s."""
+
+
+class Component(_M):
+    """A purchased component held in a store and reordered by a policy (DESIGN §8).
+
+    - ``sQ`` (continuous review): when the inventory position (stock + on order − backorders)
+      falls to ``reorder_point`` or below, order ``order_qty`` (as often as needed);
+    - ``RS`` (periodic review): every ``review``, order up to ``order_up_to``.
+
+    The station that consumes it takes a lot's units × the product's ``bom`` quantity
+    before it starts the lot; short of them it waits in state ``starved_material``
+    (first come, first served)."""
+
+    name: Name
+    """Unique component name (the products' ``bom`` keys)."""
+    at: Name | None = None
+    """Station that consumes it (default: the first station of each product's route)."""
+    policy: Literal["sQ", "RS"] = "sQ"
+    """`sQ` (reorder point, order quantity) or `RS` (review period, order-up-to level)."""
+    reorder_point: int = Field(default=0, ge=-MAX_COUNT, le=MAX_COUNT)
+    """`sQ`: reorder when the inventory position is at or below this, units."""
+    order_qty: int = Field(default=1, ge=1, le=MAX_COUNT)
+    """`sQ`: units per order."""
+    review: PositiveDuration = 7 * 86400.0
+    """`RS`: time between reviews, s."""
+    order_up_to: int = Field(default=0, ge=0, le=MAX_COUNT)
+    """`RS`: order up to this inventory position, units."""
+    initial: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    """Stock at t = 0, units (default: reorder point + order quantity, or the order-up-to level)."""
+    supplier: Supplier
+    """Its supplier."""
+    holding_per_unit_year: float = Field(default=0.0, ge=0.0)
+    """Carrying cost of one unit in stock for a year (the cost's ``holding`` term)."""
+
+
+class Transport(_M):
+    """A fleet that moves lots between stations (AGVs, forklifts, a conveyor's places).
+
+    A move that the fleet serves waits for a free vehicle (the upstream server stays
+    ``blocked`` until it is loaded), then takes ``load_time`` + travel + ``unload_time``;
+    the vehicle then waits for room at the destination (``blocked``) and travels back
+    empty. Vehicles' states are recorded like servers' (the run's ``transport`` table)."""
+
+    name: Name
+    """Unique fleet name (not a station's)."""
+    vehicles: int = Field(default=1, ge=1, le=MAX_SERVERS)
+    """Vehicles (or conveyor places) in the fleet."""
+    moves: list[Annotated[list[Name], Field(min_length=2, max_length=2)]] = Field(default_factory=list)
+    """Moves the fleet serves, as ``[from, to]`` station pairs; omitted: every move between
+    two stations."""
+    cross_lane: bool = False
+    """Only moves that change line or cell (a lot dispatched to another lane) use the fleet;
+    the others ride the line's own conveyor."""
+    travel_time: Dist | None = None
+    """Time of one trip (loaded or empty), s; or give ``distance_m`` and ``speed_m_per_s``."""
+    distance_m: float | None = Field(default=None, gt=0.0, le=1e6)
+    """Length of one trip, m (with ``speed_m_per_s``)."""
+    speed_m_per_s: float | None = Field(default=None, gt=0.0, le=100.0)
+    """Travel speed, m/s."""
+    load_time: Duration = 0.0
+    """Time to load a lot, s."""
+    unload_time: Duration = 0.0
+    """Time to unload a lot, s."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Transport":
+        if self.travel_time is None and (self.distance_m is None or self.speed_m_per_s is None):
+            raise ValueError("a transport fleet needs travel_time, or distance_m and speed_m_per_s")
+        return self
+
+    def trip_time(self) -> Any:
+        """The travel time of one trip as a distribution, s."""
+        if self.travel_time is not None:
+            return self.travel_time
+        return DIST_CLASSES["constant"](value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
+
+
 class Spec(_M):
     """A whole factory."""
 
@@ -450,6 +590,10 @@ class Spec(_M):
     """Named shift calendars (t = 0 is Monday 00:00)."""
     workers: list[WorkerPool] = Field(default_factory=list)
     """Worker pools (operators, technicians)."""
+    components: list[Component] = Field(default_factory=list)
+    """Purchased components, their stores and suppliers (the products' ``bom``)."""
+    transport: list[Transport] = Field(default_factory=list)
+    """Fleets that move lots between stations."""
     demand: Demand | None = None
     """Make-to-order demand (needed by `source.kind = "orders"`)."""
     planning: Planning = Field(default_factory=Planning)
@@ -473,6 +617,72 @@ class Spec(_M):
         if not self.products:
             self.products = [Product(name="unit", route=[s.name for s in self.stations])]
         return self
+
+    def _check_flow(self, errors: list[tuple[str, str]], names: set[str], products: set[str]) -> None:
+        """Checks of the shop-floor elements: minor stops, routing, rework stations, batches,
+        components and transport."""
+        visitors = {n: [p.name for p in self.products if n in p.route] for n in names}
+        comps = {c.name for c in self.components}
+        _dupes(errors, "components", [c.name for c in self.components])
+        _dupes(errors, "transport", [t.name for t in self.transport])
+        for s in self.stations:
+            at = f"stations.{s.name}"
+            if s.speed_loss is not None and s.speed_loss.mean < 1.0:
+                errors.append((f"{at}.speed_loss", f"mean {s.speed_loss.mean:g} is below 1: a speed loss is a factor "
+                                                   ">= 1 on the ideal unit time (1.1 = 10 % slower)"))
+            if s.batch is not None and s.batch.min is not None and s.batch.min > s.batch.size:
+                errors.append((f"{at}.batch.min", f"{s.batch.min} is more than batch.size ({s.batch.size})"))
+            total = sum(s.routing.values())
+            if total > 1.0 + 1e-9:
+                errors.append((f"{at}.routing", f"probabilities sum to {total:g}; at most 1"))
+            if s.routing.get(s.name, 0.0) >= 1.0:
+                errors.append((f"{at}.routing.{s.name}", "a lot sent back with probability 1 never leaves"))
+            for tgt in s.routing:
+                if tgt not in names:
+                    errors.append((f"{at}.routing.{tgt}", f"unknown station {tgt!r}{_hint(tgt, names)}"))
+                else:
+                    off = [p for p in visitors[s.name] if tgt not in self._route(p)]
+                    _times_for(errors, self, f"{at}.routing.{tgt}", tgt, off)
+            q = s.quality
+            if q is not None and q.rework_at is not None:
+                if q.rework_at not in names:
+                    errors.append((f"{at}.quality.rework_at", f"unknown station {q.rework_at!r}{_hint(q.rework_at, names)}"))
+                elif q.rework_at == s.name:
+                    errors.append((f"{at}.quality.rework_at", "is this station; leave it out and set rework_time to "
+                                                              "rework in place"))
+                else:
+                    _times_for(errors, self, f"{at}.quality.rework_at", q.rework_at, visitors[s.name])
+                if q.rework_time > 0:
+                    errors.append((f"{at}.quality.rework_time", "is for rework in place; with rework_at the rework "
+                                                                "station's processing time applies"))
+            if q is not None and q.rework_return is not None:
+                if q.rework_at is None:
+                    errors.append((f"{at}.quality.rework_return", "needs rework_at (a rework station)"))
+                for p in visitors[s.name]:
+                    if q.rework_return not in self._route(p):
+                        errors.append((f"{at}.quality.rework_return", f"{q.rework_return!r} is not on the route of "
+                                                                      f"product {p!r}"))
+        for p in self.products:
+            for c in p.bom:
+                if c not in comps:
+                    errors.append((f"products.{p.name}.bom.{c}", f"unknown component {c!r}{_hint(c, comps)}"))
+        for c in self.components:
+            if c.at is not None and c.at not in names:
+                errors.append((f"components.{c.name}.at", f"unknown station {c.at!r}{_hint(c.at, names)}"))
+            if c.policy == "RS" and c.order_up_to <= 0:
+                errors.append((f"components.{c.name}.order_up_to", "an RS policy needs an order-up-to level > 0"))
+            if c.at is not None and not any(c.name in p.bom and c.at in p.route for p in self.products):
+                errors.append((f"components.{c.name}.at", f"no product that needs {c.name!r} visits {c.at!r}"))
+        for t in self.transport:
+            if t.name in names:
+                errors.append((f"transport.{t.name}.name", "is also a station's name"))
+            for i, mv in enumerate(t.moves):
+                for j, st in enumerate(mv):
+                    if st not in names:
+                        errors.append((f"transport.{t.name}.moves.{i}.{j}", f"unknown station {st!r}{_hint(st, names)}"))
+
+    def _route(self, product: str) -> list[str]:
+        return next(p.route for p in self.products if p.name == product)
 
     # ------------------------------------------------------------------ helpers
     def station(self, name: str) -> Station:
@@ -627,9 +837,14 @@ class Spec(_M):
                         errors.append((f"{where}.shares.{k}", f"unknown product {k!r}{_hint(k, products)}"))
                 if sh.product is not None and sh.product not in products:
                     errors.append((f"{where}.product", f"unknown product {sh.product!r}{_hint(sh.product, products)}"))
+                comps = {c.name for c in self.components}
+                if sh.kind == "supply" and sh.target not in comps and sh.target != "*":
+                    errors.append((f"{where}.target", f"unknown component {sh.target!r}{_hint(sh.target or '', comps)} "
+                                                      "(or '*' for every component)"))
                 if sh.kind == "disruption" and sh.target not in names and sh.target != "supply":
                     errors.append((f"{where}.target", f"unknown station {sh.target!r}{_hint(sh.target or '', names)} "
                                                       "(or 'supply')"))
+        self._check_flow(errors, names, products)
         cycle = _blocking_cycle(self)
         if cycle:
             warnings.append((f"stations.{cycle[0]}.buffer",
@@ -654,12 +869,30 @@ class Spec(_M):
         return errors, warnings
 
 
+def _times_for(errors: list[tuple[str, str]], spec: "Spec", where: str, station: str, products: list[str]) -> None:
+    """``station`` (reached off its products' routes) needs a processing time for each of ``products``."""
+    s = spec.station(station)
+    for p in products:
+        if s.process_time is None and p not in s.process_time_by_product:
+            errors.append((where, f"sends product {p!r} to {station!r}, which has no processing time for it "
+                                  f"(set stations.{station}.process_time or process_time_by_product.{p})"))
+
+
 def _blocking_cycle(spec: "Spec") -> list[str]:
     """A loop of routes through stations that all have finite buffers (a possible deadlock), or []."""
     finite = {s.name for s in spec.stations if s.buffer is not None}
     succ: dict[str, set[str]] = {n: set() for n in finite}
     for p in spec.products:
         for a, b in zip(p.route, p.route[1:]):
+            if a in finite and b in finite:
+                succ[a].add(b)
+    # loops of probabilistic routing and rework (a detour comes back to where it left)
+    for st in spec.stations:
+        back = [(st.name, t) for t in st.routing] + [(t, st.name) for t in st.routing]
+        q = st.quality
+        if q is not None and q.rework_at is not None:
+            back += [(st.name, q.rework_at), (q.rework_at, q.rework_return or st.name)]
+        for a, b in back:
             if a in finite and b in finite:
                 succ[a].add(b)
     # depth-first search with an explicit stack (a line of a thousand stations must not

@@ -28,6 +28,8 @@ class State(IntEnum):
     """Not planned production time: the calendar is closed."""
     MODULE_OFF = 7
     """Not planned production time either: the line or cell (module) is idled by the capacity policy."""
+    STARVED_MATERIAL = 8
+    """Holding a lot it cannot start: a component it consumes is out of stock."""
 
     @property
     def key(self) -> str:
@@ -36,7 +38,8 @@ class State(IntEnum):
 
 
 _KEYS = {s: s.name.lower() for s in State}
-LABELS = {State.MODULE_OFF.key: "idle (module off)", State.OFF_SHIFT.key: "off shift"}
+LABELS = {State.MODULE_OFF.key: "idle (module off)", State.OFF_SHIFT.key: "off shift",
+          State.STARVED_MATERIAL.key: "starved (material)"}
 """How reports name states where the key does not read well."""
 STATE_KEYS: tuple[str, ...] = tuple(s.key for s in State)
 """State names in enum order (the columns of state tables)."""

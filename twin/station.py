@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the model builds stations; stations only call back into it
     from .model import Model
 
 INF = float("inf")
-_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF, _MODULE_OFF = (int(s) for s in State)
+_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF, _MODULE_OFF, _STARVED = (int(s) for s in State)
 _T_START, _T_END, _T_SETUP_START, _T_SETUP_END, _T_BLOCKED, _T_UNBLOCKED, _T_LEAVE = (int(e) for e in TraceEvent)
 _IN_PROCESS = (_BUSY, _SETUP, _DOWN, _MAINT)
 
@@ -39,7 +39,7 @@ class Server:
     """One machine of a station; :meth:`StationRuntime.serve` is its SimPy process."""
 
     __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
-                 "units", "ideal", "state", "busy_until", "down_until", "lot")
+                 "units", "ideal", "state", "busy_until", "down_until", "lot", "held", "ms_left")
 
     def __init__(self, station: "StationRuntime", lane: "Lane", index: int, sid: int):
         self.station = station
@@ -56,6 +56,8 @@ class Server:
         self.busy_until = 0.0  # expected end of the work in hand (for dispatching)
         self.down_until = 0.0
         self.lot: Lot | None = None  # the lot in hand, from taking it until it is handed on
+        self.held: list[Lot] = []  # a batch station's other lots in hand
+        self.ms_left = INF  # operating seconds to the next minor stop
 
 
 class Lane:
@@ -179,6 +181,18 @@ class StationRuntime:
         self.calendar: Calendar | None = model.calendars.get(cal_name) if cal_name else None
         self.reliability = reliability.Reliability(self, model)
         self.quality = quality.Inspection.build(self, model)
+        self.minor: tuple[Sampler, Sampler] | None = None
+        if spec_station.minor_stops is not None:
+            mrng = model.streams.get(f"minor:{self.name}")
+            self.minor = (Sampler(spec_station.minor_stops.every, mrng), Sampler(spec_station.minor_stops.duration, mrng))
+        self.speed_loss = (Sampler(spec_station.speed_loss, model.streams.get(f"speed:{self.name}"))
+                           if spec_station.speed_loss is not None else None)
+        self.routing_rng = model.streams.get(f"routing:{self.name}") if spec_station.routing else None
+        self.batch = spec_station.batch
+        self.takes = model.takes[index]  # components consumed here, per product
+        self.needs_material = any(self.takes)
+        # where the lot goes next is more than "the next step of its route"
+        self.flow_extras = bool(model.detours or model.spec.transport)
         self.stop_until = 0.0  # disruption: no lot starts before this time (s)
         speeds = spec_station.speeds or [1.0] * spec_station.lanes
         self.lanes: list[Lane] = []
@@ -199,6 +213,9 @@ class StationRuntime:
         else:
             self.input = Dispatcher(self.lanes, policies.get("dispatch", spec_station.dispatch)(self))
         self.reliability.start(self.servers)
+        if self.minor is not None:
+            for srv in self.servers:
+                srv.ms_left = self.minor[0].one()
 
     @property
     def buffer(self) -> Any:
@@ -221,7 +238,9 @@ class StationRuntime:
         m = self.model
         return bool(self.pool is not None or self.calendar is not None or self.reliability.active
                     or self.quality is not None or len(self.lanes) > 1 or self.spec.speeds
-                    or m.disrupted(self.name) or m.lane_structured or m.rec.trace is not None or m.general)
+                    or m.disrupted(self.name) or m.lane_structured or m.rec.trace is not None or m.general
+                    or self.minor is not None or self.speed_loss is not None or self.flow_extras
+                    or self.batch is not None or self.needs_material or m.detours)
 
     # ------------------------------------------------------------------ the server loop
     def serve(self, srv: Server):
@@ -302,7 +321,12 @@ class StationRuntime:
         # waits that a calendar-time failure can strike during (it must be recorded when it happens)
         watch = rel.calendar_basis
         extras = self.has_extras()
-        plain = not (model.general or cal is not None or rel.failures is not None or tr is not None)
+        plain = not (model.general or cal is not None or rel.failures is not None or tr is not None
+                     or self.minor is not None)
+        flow = self.flow_extras
+        batch = self.batch
+        takes = self.takes if self.needs_material else None
+        speed_loss = self.speed_loss
         buf = lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
         try_get = buf.try_get
         while True:
@@ -317,6 +341,9 @@ class StationRuntime:
                         srv.state = w
                     lot = yield buf.get_event()
             srv.lot = lot
+            lots = [lot]
+            if batch is not None:
+                yield from self._fill_batch(srv, buf, lots)
             if extras:
                 if watch and srv.next_fail <= env.now:  # struck during a wait that could not watch it
                     yield from rel.repair(srv)
@@ -325,14 +352,32 @@ class StationRuntime:
                 if self.stop_until > env.now:  # a disruption stops the station
                     srv.down_until = self.stop_until
                     yield from rel.wait(srv, timeout(self.stop_until - env.now), _DOWN)
+                if takes is not None:
+                    for q in lots:
+                        for store, per in takes[q.product]:
+                            ev = store.take(per * q.qty)
+                            if ev is not None:
+                                yield from rel.wait(srv, ev, _STARVED)
             p = lot.product
-            d = lot_time[p](lot.qty)  # type: ignore[misc]
+            units = sum(q.qty for q in lots) if batch is not None else lot.qty
+            if batch is not None:
+                d = lot_time[p](1)  # type: ignore[misc]  # one time for the whole batch
+            elif lot.rework:  # at a rework station: only the units to rework are worked on
+                d = lot_time[p](lot.rework)  # type: ignore[misc]
+                units = lot.rework
+            else:
+                d = lot_time[p](lot.qty)  # type: ignore[misc]
             su = 0.0
             if setup is not None and srv.last_product is not None and srv.last_product != p:
                 s = setup[srv.last_product][p]
                 if s is not None:
                     su = s.lot(1)
             if extras:
+                ideal_d = d
+                if speed_loss is not None:
+                    d *= speed_loss.one()
+                if self.minor is not None:
+                    d = self._with_minor_stops(srv, d, ideal_d)
                 d /= lane.speed
                 srv.busy_until = env.now + su + d
                 if pool is not None:
@@ -360,44 +405,162 @@ class StationRuntime:
                 yield timeout(d)
             else:
                 if tr:
-                    tr((env.now, sid, lot.id, p, lot.qty, _T_START))
+                    for q in lots:
+                        tr((env.now, sid, q.id, q.product, q.qty, _T_START))
                 yield from self.work(srv, d, _BUSY, ages=True)
-            srv.units += lot.qty
-            srv.ideal += means[p] * lot.qty
-            lot.work += means[p]
+            srv.units += units
+            if batch is not None:
+                srv.ideal += means[p]
+                for q in lots:
+                    q.work += means[p] / units
+            else:
+                srv.ideal += means[p] * units
+                lot.work += means[p]
+                lot.rework = 0
             if extras:
-                if tr:
-                    tr((env.now, sid, lot.id, p, lot.qty, _T_END))
-                if inspect is not None:
-                    reworked = inspect(lot)
-                    if reworked and self.quality.rework_time > 0.0:  # type: ignore[union-attr]
-                        # the crew (or machine) repairs the found units before the lot moves on
-                        yield from self.work(srv, reworked * self.quality.rework_time, _BUSY, ages=False)  # type: ignore[union-attr]
+                for q in lots:
+                    if tr:
+                        tr((env.now, sid, q.id, q.product, q.qty, _T_END))
+                    if inspect is not None:
+                        reworked = inspect(q)
+                        if reworked:
+                            if self.quality.rework_at is not None:  # type: ignore[union-attr]
+                                q.rework = reworked  # the lot goes to the rework station
+                            elif self.quality.rework_time > 0.0:  # type: ignore[union-attr]
+                                # the crew (or machine) repairs the found units before the lot moves on
+                                yield from self.work(srv, reworked * self.quality.rework_time, _BUSY, ages=False)  # type: ignore[union-attr]
                 if pool is not None:
                     pool.put(crew)
-                if lot.qty == 0:  # every unit found defective and scrapped: the lot leaves the line
-                    srv.lot = None
-                    model.scrapped_lot(lot)
+            for k, q in enumerate(lots):
+                srv.lot = q
+                if batch is not None:
+                    srv.held = lots[k + 1:]
+                if extras and q.qty == 0:  # every unit found defective and scrapped: the lot leaves the line
+                    model.scrapped_lot(q)
                     if tr:
-                        tr((env.now, sid, lot.id, p, 0, _T_LEAVE))
+                        tr((env.now, sid, q.id, q.product, 0, _T_LEAVE))
                     continue
-            lot.step += 1
-            nxt = lot.route[lot.step]
-            if not nxt.try_put(lot):
-                if tr:
-                    tr((env.now, sid, lot.id, p, lot.qty, _T_BLOCKED))
-                if watch:
-                    yield from rel.wait(srv, nxt.put_event(lot), _BLOCKED)
+                if flow:
+                    nxt, fleet = self._destination(srv, q)
+                    if fleet is not None:
+                        if tr:
+                            tr((env.now, sid, q.id, q.product, q.qty, _T_BLOCKED))
+                        yield from rel.wait(srv, fleet.request(q, nxt), _BLOCKED)
+                        if tr:
+                            tr((env.now, sid, q.id, q.product, q.qty, _T_UNBLOCKED))
+                            tr((env.now, sid, q.id, q.product, q.qty, _T_LEAVE))
+                        continue
                 else:
-                    if srv.state != _BLOCKED:
-                        states((env.now, sid, _BLOCKED))
-                        srv.state = _BLOCKED
-                    yield nxt.put_event(lot)
+                    q.step += 1
+                    nxt = q.route[q.step]
+                if not nxt.try_put(q):
+                    if tr:
+                        tr((env.now, sid, q.id, q.product, q.qty, _T_BLOCKED))
+                    if watch:
+                        yield from rel.wait(srv, nxt.put_event(q), _BLOCKED)
+                    else:
+                        if srv.state != _BLOCKED:
+                            states((env.now, sid, _BLOCKED))
+                            srv.state = _BLOCKED
+                        yield nxt.put_event(q)
+                    if tr:
+                        tr((env.now, sid, q.id, q.product, q.qty, _T_UNBLOCKED))
                 if tr:
-                    tr((env.now, sid, lot.id, p, lot.qty, _T_UNBLOCKED))
+                    tr((env.now, sid, q.id, q.product, q.qty, _T_LEAVE))
             srv.lot = None
-            if tr:
-                tr((env.now, sid, lot.id, p, lot.qty, _T_LEAVE))
+            srv.held = []
+
+    def _fill_batch(self, srv: Server, buf: Any, lots: list[Lot]):
+        """Add lots from ``buf`` to the batch ``lots`` (up to ``batch.size`` units); wait for
+        more while it is below ``batch.min``, at most ``batch.max_wait`` from now."""
+        b = self.batch
+        env = self.model.env
+        size = b.size  # type: ignore[union-attr]
+        need = b.min if b.min is not None else size  # type: ignore[union-attr]
+        units = lots[0].qty
+        deadline = env.now + b.max_wait if b.max_wait is not None else None  # type: ignore[union-attr]
+        srv.held = lots
+        while units < size:
+            q = buf.peek()
+            if q is not None:
+                if units + q.qty > size:
+                    break
+                lots.append(buf.try_get())
+                units += q.qty
+                continue
+            if units >= need or (deadline is not None and env.now >= deadline):
+                break
+            ev = buf.get_event()
+            if deadline is not None:
+                yield ev | env.timeout(deadline - env.now)
+                if not ev.triggered:
+                    buf.getters.remove(ev)
+                    break
+                q = ev.value
+            else:
+                q = yield ev
+            if units + q.qty > size:  # too big to join: it opens the next batch
+                buf.items.appendleft(q)
+                break
+            lots.append(q)
+            units += q.qty
+
+    def _with_minor_stops(self, srv: Server, d: float, ideal: float) -> float:
+        """``d`` s of work stretched by the minor stops that fall in it (operating time); each
+        stop is recorded as ``(t, server, duration)``."""
+        every, length = self.minor  # type: ignore[misc]
+        log = self.model.rec.minor
+        now = self.model.env.now
+        done = 0.0
+        total = d
+        while srv.ms_left <= d - done:
+            done += srv.ms_left
+            stop = length.one()
+            log.append((now + done, srv.sid, stop))
+            now += stop
+            total += stop
+            srv.ms_left = every.one()
+        srv.ms_left -= d - done
+        return total
+
+    def _destination(self, srv: Server, lot: Lot) -> tuple[Any, Any]:
+        """Where ``lot`` goes from here, and the fleet that moves it (or None): back from a
+        detour, to a rework station, where the routing draw sends it, else its next step."""
+        model = self.model
+        names = model.route_names[lot.product]
+        if lot.detour:  # back from a repair bench or rework station to where it left its route
+            lot.detour = False
+            nxt = lot.route[lot.step]
+        elif lot.rework and self.quality is not None and self.quality.rework_at is not None:
+            q = self.quality
+            ret = q.rework_return or self.name
+            lot.step = _route_index(names, ret, lot.step)
+            lot.detour = True
+            nxt = model.stations[q.rework_at].input  # type: ignore[index]
+        else:
+            nxt = None
+            if self.routing_rng is not None:
+                u = self.routing_rng.random()
+                acc = 0.0
+                for tgt, prob in self.spec.routing.items():
+                    acc += prob
+                    if u < acc:
+                        if tgt == self.name:
+                            nxt = lot.route[lot.step]  # retest here
+                        elif tgt in names:
+                            lot.step = _route_index(names, tgt, lot.step)
+                            nxt = lot.route[lot.step]
+                        else:
+                            lot.detour = True  # a detour: it comes back here afterwards
+                            nxt = model.stations[tgt].input
+                        break
+            if nxt is None:
+                lot.step += 1
+                nxt = lot.route[lot.step]
+        if not model.fleets:
+            return nxt, None
+        return model.moved_by(self, srv, lot, nxt)
+
 
     def work(self, srv: Server, d: float, state: int, ages: bool):
         """Spend ``d`` seconds of work in ``state``: paused off shift, interrupted by failures.
@@ -440,3 +603,11 @@ class StationRuntime:
                 srv.pm_left -= chunk
             if d <= 1e-9:
                 return
+
+
+def _route_index(names: list[str], station: str, step: int) -> int:
+    """The step of ``station`` on a route: the nearest visit at or before ``step``, else after it."""
+    for i in range(min(step, len(names) - 1), -1, -1):
+        if names[i] == station:
+            return i
+    return names.index(station)
