@@ -44,7 +44,7 @@ class Buffer:
     *blocked*); a get that finds it empty waits (the getter is *starved*).
     """
 
-    __slots__ = ("env", "capacity", "items", "getters", "putters", "on_put")
+    __slots__ = ("env", "capacity", "items", "getters", "putters", "on_put", "reserved", "on_space")
 
     def __init__(self, env: simpy.Environment, capacity: int | None):
         self.env = env
@@ -53,6 +53,8 @@ class Buffer:
         self.getters: deque[simpy.Event] = deque()
         self.putters: deque[tuple[simpy.Event, Lot]] = deque()
         self.on_put: Callable[[Lot], None] | None = None
+        self.reserved = 0  # places promised to lots on their way (a vehicle loads only with a place)
+        self.on_space: list[Callable[[], None]] = []  # told when a lot leaves (fleets wait for room)
 
     def __len__(self) -> int:
         return len(self.items) + len(self.putters)
@@ -62,10 +64,14 @@ class Buffer:
         if self.getters:
             self.getters.popleft().succeed(lot)
             return True
-        if len(self.items) < self.capacity:
+        if len(self.items) + self.reserved < self.capacity:
             self.items.append(lot)
             return True
         return False
+
+    def has_room(self) -> bool:
+        """Whether a lot could be put now (a free place not promised, or a waiting getter)."""
+        return len(self.items) + self.reserved < self.capacity + len(self.getters)
 
     def put_event(self, lot: Lot) -> simpy.Event:
         """An event that fires when ``lot`` has been accepted (call after ``try_put`` failed)."""
@@ -77,10 +83,13 @@ class Buffer:
         """Take the next lot at once if there is one (a place or a blocked upstream lot)."""
         if self.items:
             lot = self.items.popleft()
-            if self.putters:
+            if self.putters and len(self.items) + self.reserved < self.capacity:  # (a retested lot may fill it beyond)
                 ev, waiting = self.putters.popleft()
                 self.items.append(waiting)
                 ev.succeed()
+            elif self.on_space:
+                for tell in self.on_space:
+                    tell()
             return lot
         if self.putters:  # capacity 0: take straight from the blocked upstream server
             ev, waiting = self.putters.popleft()

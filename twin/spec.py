@@ -168,7 +168,8 @@ class Quality(_M):
     the line at `rework_return`. Omitted: reworked in place, taking `rework_time` per unit."""
     rework_return: Name | None = None
     """Where a reworked lot re-enters its route: a station of the route (default this one:
-    the repaired units are tested again)."""
+    the repaired units are tested again). It joins that station's queue even when the queue
+    is full (a re-entry rack), so a rework loop cannot block."""
 
 
 class MinorStops(_M):
@@ -256,9 +257,10 @@ class Station(_M):
     mean), drawn per lot: a speed loss (ISO 22400 effectiveness). Omitted: none."""
     routing: dict[Name, Probability] = Field(default_factory=dict)
     """After this station a lot goes to the named station with that probability, otherwise on
-    along its route (retest: this station itself; a station of the route: the lot goes back
-    or ahead to it; any other station, such as a repair bench: a detour, after which the lot
-    comes back here)."""
+    along its route. This station itself: a retest, done in place (the lot goes to the front
+    of its lane's queue, even a full one); a station of the route: the lot goes back or ahead
+    to it; any other station, such as a repair bench: a detour, after which the lot comes
+    back here."""
     batch: Batch | None = None
     """Process whole batches of lots at once (burn-in)."""
 
@@ -851,6 +853,10 @@ class Spec(_M):
                              f"routes loop through {' -> '.join(cycle + [cycle[0]])} and every station on the "
                              "loop has a finite buffer: the line can deadlock (every server blocked by the "
                              "next); leave one of these buffers unlimited"))
+        for s in self.stations:  # lots reach rework stations and routing targets off their routes too
+            visited.update(s.routing)
+            if s.quality is not None and s.quality.rework_at is not None:
+                visited.add(s.quality.rework_at)
         for s in self.stations:
             if s.name not in visited:
                 warnings.append((f"stations.{s.name}", "no product visits this station"))
@@ -886,15 +892,12 @@ def _blocking_cycle(spec: "Spec") -> list[str]:
         for a, b in zip(p.route, p.route[1:]):
             if a in finite and b in finite:
                 succ[a].add(b)
-    # loops of probabilistic routing and rework (a detour comes back to where it left)
+    # probabilistic routing back along a route closes a loop (a retest happens in place and a
+    # detour's return joins a re-entry rack: neither can block)
     for st in spec.stations:
-        back = [(st.name, t) for t in st.routing] + [(t, st.name) for t in st.routing]
-        q = st.quality
-        if q is not None and q.rework_at is not None:
-            back += [(st.name, q.rework_at), (q.rework_at, q.rework_return or st.name)]
-        for a, b in back:
-            if a in finite and b in finite:
-                succ[a].add(b)
+        for t in st.routing:
+            if t != st.name and st.name in finite and t in finite:
+                succ[st.name].add(t)
     # depth-first search with an explicit stack (a line of a thousand stations must not
     # exhaust Python's recursion limit); colour 1 = on the current path, 2 = done
     colour: dict[str, int] = {}

@@ -491,6 +491,9 @@ class StationRuntime:
             if units >= need or (deadline is not None and env.now >= deadline):
                 break
             ev = buf.get_event()
+            # the chamber being loaded gets the next lots before idle ones start batches of their own
+            buf.getters.pop()
+            buf.getters.appendleft(ev)
             if deadline is not None:
                 yield ev | env.timeout(deadline - env.now)
                 if not ev.triggered:
@@ -530,7 +533,13 @@ class StationRuntime:
         names = model.route_names[lot.product]
         if lot.detour:  # back from a repair bench or rework station to where it left its route
             lot.detour = False
-            nxt = lot.route[lot.step]
+            back = lot.route[lot.step]
+            if isinstance(back, Dispatcher):
+                lot.target = back.rule.choose(lot)
+                back = back.lanes[lot.target].buffer
+            # it re-enters the station's queue even when that is full (a re-entry rack): a repair
+            # bench blocked by the line it serves would starve the loop and deadlock it
+            return _InPlace(back, front=False), None
         elif lot.rework and self.quality is not None and self.quality.rework_at is not None:
             q = self.quality
             ret = q.rework_return or self.name
@@ -545,8 +554,9 @@ class StationRuntime:
                 for tgt, prob in self.spec.routing.items():
                     acc += prob
                     if u < acc:
-                        if tgt == self.name:
-                            nxt = lot.route[lot.step]  # retest here
+                        if tgt == self.name:  # tested again in place: first in this lane's queue, whatever its room
+                            buf = srv.lane.buffer
+                            nxt = _InPlace(buf)
                         elif tgt in names:
                             lot.step = _route_index(names, tgt, lot.step)
                             nxt = lot.route[lot.step]
@@ -611,3 +621,25 @@ def _route_index(names: list[str], station: str, step: int) -> int:
         if names[i] == station:
             return i
     return names.index(station)
+
+
+class _InPlace:
+    """Where a retested lot goes back to (the front of its own lane's queue) or a reworked one
+    re-enters its line (the back of the queue), even when the queue is full: the retested lot
+    never left the tester, and the reworked one has its own re-entry rack."""
+
+    __slots__ = ("buffer", "front")
+
+    def __init__(self, buffer: Buffer, front: bool = True):
+        self.buffer = buffer
+        self.front = front
+
+    def try_put(self, lot: Lot) -> bool:
+        b = self.buffer
+        if b.getters:
+            b.getters.popleft().succeed(lot)
+        elif self.front:
+            b.items.appendleft(lot)
+        else:
+            b.items.append(lot)
+        return True

@@ -2,8 +2,9 @@
 
 Each vehicle is one SimPy process (the servers' rule: one process per resource, never one
 per lot). A server that hands a lot to a fleet stays ``blocked`` until a vehicle has loaded
-it; the vehicle then travels, waits for room at the destination (``blocked``), unloads and
-travels back empty. Vehicles record their states in the run's state list like servers do,
+it. A vehicle takes the oldest waiting move whose destination has a free place, reserves
+that place (so that it never holds a lot it cannot unload, which would deadlock a line whose
+servers wait for vehicles), travels, unloads and travels back empty. Vehicles record their states in the run's state list like servers do,
 under the fleet's name.
 """
 
@@ -33,8 +34,8 @@ class Fleet:
         self.model = model
         self.spec = spec
         self.name = spec.name
-        self.queue: deque[tuple[Lot, Any, simpy.Event]] = deque()  # (lot, destination input, loaded)
-        self.free: deque[simpy.Event] = deque()  # idle vehicles waiting for a move
+        self.queue: deque[tuple[Lot, Any, simpy.Event]] = deque()  # (lot, destination buffer, loaded)
+        self.free: deque[simpy.Event] = deque()  # idle vehicles waiting for a move they can make
         rng = model.streams.get(f"transport:{spec.name}")
         self.trip = Sampler(spec.trip_time(), rng)
         self.load = float(spec.load_time)
@@ -52,45 +53,67 @@ class Fleet:
             self.model.env.process(self._vehicle(sid))
 
     def request(self, lot: Lot, dest: Any) -> simpy.Event:
-        """Ask for ``lot`` to be moved to ``dest`` (a station input); the event fires once it is loaded."""
+        """Ask for ``lot`` to be moved to ``dest`` (a buffer); the event fires once it is loaded."""
         ev = self.model.env.event()
-        if self.free:
-            self.free.popleft().succeed((lot, dest, ev))
-        else:
-            self.queue.append((lot, dest, ev))
+        self.queue.append((lot, dest, ev))
+        if self.wake not in dest.on_space:
+            dest.on_space.append(self.wake)
+        self.wake()
         return ev
+
+    def wake(self) -> None:
+        """Let the idle vehicles look at the queue again (a move came, or room at a destination)."""
+        while self.free and self.queue:
+            self.free.popleft().succeed()
+
+    def _next_move(self) -> tuple[Lot, Any, simpy.Event] | None:
+        """The oldest move whose destination has room now, its place reserved (a vehicle never
+        loads a lot it could not unload: vehicles holding lots for full buffers whose servers
+        wait for vehicles would deadlock)."""
+        for i, (lot, dest, ev) in enumerate(self.queue):
+            if dest.has_room():
+                del self.queue[i]
+                if dest.capacity > 0:
+                    dest.reserved += 1
+                return lot, dest, ev
+        return None
 
     def _vehicle(self, sid: int):
         env = self.model.env
         states = self.model.rec.states.append
+        in_transit = self.model.in_transit
         state = -1
         while True:
-            if self.queue:
-                lot, dest, loaded = self.queue.popleft()
-            else:
+            move = self._next_move()
+            if move is None:
                 if state != _IDLE:
                     states((env.now, sid, _IDLE))
                     state = _IDLE
                 ev = env.event()
                 self.free.append(ev)
-                lot, dest, loaded = yield ev
-            states((env.now, sid, _BUSY))
-            state = _BUSY
+                yield ev
+                continue
+            lot, dest, loaded = move
+            if state != _BUSY:
+                states((env.now, sid, _BUSY))
+                state = _BUSY
             if self.load > 0.0:
                 yield env.timeout(self.load)
-            self.model.in_transit.add(lot)
+            in_transit.add(lot)
             loaded.succeed()
             self.moves += 1
             yield env.timeout(self.trip.lot(1))
             if self.unload > 0.0:
                 yield env.timeout(self.unload)
-            if not dest.try_put(lot):
+            if dest.capacity > 0:
+                dest.reserved -= 1
+            if not dest.try_put(lot):  # only a hand-off (capacity 0) whose taker has gone waits
                 states((env.now, sid, _BLOCKED))
                 state = _BLOCKED
                 yield dest.put_event(lot)
                 states((env.now, sid, _BUSY))
                 state = _BUSY
-            self.model.in_transit.discard(lot)
+            in_transit.discard(lot)
             yield env.timeout(self.trip.lot(1))  # back empty
 
 

@@ -133,7 +133,9 @@ def _orders_since(orders: list[tuple[Any, ...]], t0: float):
 def lane_rate_per_hour(spec: Any) -> float:
     """Rated output of one lane (line or cell), units/hour: the slowest station's
     servers per lane over the share-weighted mean unit time, derated by the
-    machines' availability MTBF/(MTBF+MTTR) when failures are modelled."""
+    machines' availability MTBF/(MTBF+MTTR) when failures are modelled, and with
+    the time that speed losses, minor stops and retests add (a batch station's
+    time is per batch of ``batch.size`` units)."""
     shares = spec.product_shares()
     worst = float("inf")
     for st in spec.stations:
@@ -144,6 +146,13 @@ def lane_rate_per_hour(spec: Any) -> float:
                 t += shares[p.name] * (d.mean if d is not None else 0.0) * p.route.count(st.name)
         if t <= 0:
             continue
+        if st.batch is not None:
+            t /= st.batch.size
+        if st.speed_loss is not None:
+            t *= st.speed_loss.mean
+        if st.minor_stops is not None:
+            t *= 1.0 + st.minor_stops.duration.mean / st.minor_stops.every.mean
+        t /= 1.0 - st.routing.get(st.name, 0.0)  # a retest share p: 1/(1 - p) passes a unit
         avail = 1.0
         if st.failures is not None:
             avail = st.failures.ttf.mean / (st.failures.ttf.mean + st.failures.ttr.mean)
