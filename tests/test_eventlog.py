@@ -219,3 +219,40 @@ def test_censored_fits_recover_known_laws():
     assert fits["weibull"].params["scale"] == pytest.approx(10800, rel=0.03)
     # exponential with censoring: total time on test / failures (closed form)
     assert fits["exponential"].params["mean"] == pytest.approx((fails.sum() + cens.sum()) / len(fails))
+
+
+def test_minor_stops_retests_and_repair_detours_round_trip(tmp_path):
+    """A line whose 60 s machine stops for 90 s (lognormal) after every exp(20 min) of operation,
+    whose tester retests 15 % of passes in place and sends 10 % to a repair bench (which
+    returns them for another test): the log shows minor_start/minor_end and the loops, and
+    calibration recovers all of it (n: ~1,700 stops, ~12,000 passes at the tester)."""
+    spec = twin.validate({
+        "name": "loops", "source": {"kind": "poisson", "rate_per_hour": 40},
+        "products": [{"name": "u", "route": ["m", "test"]}],
+        "stations": [{"name": "m", "process_time": {"dist": "gamma", "mean": 60, "cv": 0.2},
+                      "minor_stops": {"every": {"dist": "exponential", "mean": "20min"},
+                                      "duration": {"dist": "lognormal", "mean": 90, "cv": 0.3}}},
+                     {"name": "test", "process_time": 30, "routing": {"test": 0.15, "repair": 0.10}},
+                     {"name": "repair", "process_time": {"dist": "exponential", "mean": 120}}]})
+    m = Model(spec, 4, 6 * WEEK, trace=True)
+    m.run(6 * WEEK)
+    write_log(m.rec, tmp_path / "log.csv")
+    df = read_log(tmp_path / "log.csv")
+    assert {"minor_start", "minor_end"} <= set(df["event"])
+    text, warnings = calibrate(df, source="log.csv")
+    assert not warnings, warnings
+    cal = twin.validate(tomllib.loads(text))
+    assert cal.products[0].route == ["m", "test"]
+    st = cal.station("m")
+    # ~1,700 stops: s.e. of the mean gap 2.4 %, of the mean duration 0.7 %
+    assert _mean(st.minor_stops.every) == pytest.approx(1200, rel=0.08)
+    assert _mean(st.minor_stops.duration) == pytest.approx(90, rel=0.03)
+    # the stops are not processing time
+    assert _mean(st.process_time) == pytest.approx(60, rel=0.01)
+    t = cal.station("test")
+    # ~12,000 passes: binomial s.e. 0.3 percentage points
+    assert t.routing["test"] == pytest.approx(0.15, abs=0.012)
+    assert t.routing["repair"] == pytest.approx(0.10, abs=0.012)
+    assert float(_mean(t.process_time)) == pytest.approx(30, rel=1e-6)
+    assert _mean(cal.station("repair").process_time) == pytest.approx(120, rel=0.08)
+    assert "minor stops:" in text and "routing per pass" in text

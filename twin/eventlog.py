@@ -5,9 +5,14 @@ Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
 (seconds, or ISO 8601 date-times), ``station``, ``server``, ``lot``, ``product``,
 ``qty``, ``event`` — one of ``arrive``, ``setup_start``, ``setup_end``, ``start``,
 ``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server`` empty
-for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end`` (server events:
-unplanned failures and planned maintenance; ``lot`` may be empty). Rows are sorted by
-time. Your own column names map with ``time=ts,station=machine``.
+for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end``, ``minor_start``,
+``minor_end`` (server events: unplanned failures, planned maintenance and minor stops;
+``lot`` may be empty). Rows are sorted by time. Your own column names map with
+``time=ts,station=machine``.
+
+A lot that starts twice in a row at a station was tested again there (a retest); one that
+visits a station off its usual route and comes back took a detour (a repair bench):
+``twin calibrate`` turns both into ``routing`` probabilities per pass.
 """
 
 from __future__ import annotations
@@ -33,11 +38,11 @@ from .state import TRACE_KEYS, State
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
 EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",
-          "maint_start", "maint_end"]
-SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end")
+          "maint_start", "maint_end", "minor_start", "minor_end"]
+SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end", "minor_start", "minor_end")
 # order of simultaneous events in an exported log (a repair before the work it allows, ...)
-_PRIORITY = {"repair": 0, "maint_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4, "arrive": 5,
-             "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9}
+_PRIORITY = {"repair": 0, "maint_end": 0, "minor_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4,
+             "arrive": 5, "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9, "minor_start": 9}
 MAX_LISTED = 20
 MAX_LOG_INT = 2**53  # ids and quantities beyond this lose their last digits as floats
 MAX_LOG_BYTES = 1 << 30  # 1 GiB of log: far more than a year of one line's events, far less than memory
@@ -65,20 +70,36 @@ def log_frame(rec: Record) -> pd.DataFrame:
         rows.append((t, _PRIORITY["arrive"], routes[p][0], None, lot_id, prods[p], qty, "arrive"))
     step: dict[int, int] = defaultdict(int)
     tr = rec.array("trace")
-    for t, sid, lot_id, p, qty, code in zip(tr["t"].tolist(), tr["server"].tolist(), tr["lot"].tolist(),
-                                            tr["product"].tolist(), tr["qty"].tolist(), tr["event"].tolist()):
-        ev = TRACE_KEYS[code]
+    events = [TRACE_KEYS[c] for c in tr["event"].tolist()]
+    # where a lot went after each leave: the station of its next take (a retest, a detour and a
+    # rework loop leave the route); a lot still queued at the end goes by its route
+    takes = {"start", "setup_start"}
+    next_at: dict[int, str] = {}
+    pending: dict[int, int] = {}
+    trace = list(zip(tr["t"].tolist(), tr["server"].tolist(), tr["lot"].tolist(), tr["product"].tolist(),
+                     tr["qty"].tolist(), events))
+    for i, (_, sid, lot_id, _, qty, ev) in enumerate(trace):
+        if ev in takes and lot_id in pending:
+            next_at[pending.pop(lot_id)] = names[sid]
+        elif ev == "leave" and qty > 0:
+            pending[lot_id] = i
+    for i, (t, sid, lot_id, p, qty, ev) in enumerate(trace):
         rows.append((t, _PRIORITY[ev], names[sid], nums[sid], lot_id, prods[p], qty, ev))
         if ev == "leave" and qty > 0:
             step[lot_id] += 1
             k = step[lot_id]
-            if k < len(routes[p]):
-                rows.append((t, _PRIORITY["arrive"], routes[p][k], None, lot_id, prods[p], qty, "arrive"))
+            at = next_at.get(i, routes[p][k] if k < len(routes[p]) else None)
+            if at is not None:
+                rows.append((t, _PRIORITY["arrive"], at, None, lot_id, prods[p], qty, "arrive"))
     mt = rec.array("maint")
     for t0, sid, kind, dur in zip(mt["t"].tolist(), mt["server"].tolist(), mt["kind"].tolist(), mt["duration"].tolist()):
         a, b = ("fail", "repair") if kind == int(MaintKind.REPAIR) else ("maint_start", "maint_end")
         rows.append((t0, _PRIORITY[a], names[sid], nums[sid], None, None, None, a))
         rows.append((t0 + dur, _PRIORITY[b], names[sid], nums[sid], None, None, None, b))
+    ms = rec.array("minor")
+    for t0, sid, dur in zip(ms["t"].tolist(), ms["server"].tolist(), ms["duration"].tolist()):
+        rows.append((t0, _PRIORITY["minor_start"], names[sid], nums[sid], None, None, None, "minor_start"))
+        rows.append((t0 + dur, _PRIORITY["minor_end"], names[sid], nums[sid], None, None, None, "minor_end"))
     horizon = rec.end_time
     rows = [r for r in rows if r[0] <= horizon]
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -255,7 +276,7 @@ def _pairing(df: pd.DataFrame, f: str) -> list[str]:
     seen: dict[tuple[Any, ...], int] = {}
     open_: dict[tuple[Any, ...], int] = {}
     pairs = {"end": "start", "setup_end": "setup_start", "unblocked": "blocked", "repair": "fail",
-             "maint_end": "maint_start"}
+             "maint_end": "maint_start", "minor_end": "minor_start"}
     for r in df.itertuples(index=False):
         key = (r.t, r.station, r.server, r.lot, r.event)
         if key in seen:
@@ -334,8 +355,19 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
     # every stop of a machine renews it; planned ones end a life before its failure
     renewals = pd.concat([down.assign(_pm=False), pm.assign(_pm=True)], ignore_index=True).sort_values(
         "t0", kind="stable")
+    minor = _intervals(df, "minor_start", "minor_end", ["station", "server"])
     proc = _intervals(df, "start", "end", ["station", "server", "lot"])
-    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, renewals)
+    stops = pd.concat([renewals[["station", "server", "t0", "t1"]], minor[["station", "server", "t0", "t1"]]],
+                      ignore_index=True).sort_values("t0", kind="stable")
+    proc["work"] = (proc["t1"] - proc["t0"]) - _overlap(proc, stops)
+    # operating time between minor stops: the work between the end of one and the start of the next
+    minor_every: dict[str, list[float]] = defaultdict(list)
+    for (st, srv), g in minor.groupby(["station", "server"]):
+        work = proc[(proc["station"] == st) & (proc["server"] == srv)]
+        w0, w1 = work["t0"].to_numpy(), work["t1"].to_numpy()
+        g = g.sort_values("t0")
+        for a, b in zip(g["t1"].to_numpy()[:-1], g["t0"].to_numpy()[1:]):
+            minor_every[st].append(float(np.clip(np.minimum(w1, b) - np.maximum(w0, a), 0, None).sum()))
     setups = _intervals(df, "setup_start", "setup_end", ["station", "server", "lot"])
     blocked = _intervals(df, "blocked", "unblocked", ["station", "server", "lot"])
     # operating time to failure: busy time since the last renewal (a repair or a planned
@@ -363,9 +395,7 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
     complete = set(last_ev.index[last_ev.to_numpy() == "leave"])
     starts = lot_ev[(lot_ev["event"] == "start") & lot_ev["lot"].isin(complete)]
     seqs = starts.groupby(["product", "lot"], sort=False)["station"].agg(tuple)
-    routes: dict[str, Counter] = defaultdict(Counter)
-    for (prod, _), seq in seqs.items():
-        routes[prod][seq] += 1
+    routes, passes, loops = _routes_and_loops(seqs)
     arrivals = df[df["event"] == "arrive"]
     first = arrivals.drop_duplicates("lot", keep="first")
     leave = df[df["event"] == "leave"]
@@ -381,9 +411,40 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
         q = np.cumsum(delta[order])
         queue_max[st] = int(q.max()) if len(q) else 0
     return {"proc": proc, "setups": setups, "down": down, "pm": pm, "pm_age": pm_age, "blocked": blocked,
-            "ttf": ttf, "censored": censored,
-            "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
+            "ttf": ttf, "censored": censored, "minor": minor, "minor_every": minor_every,
+            "passes": passes, "loops": loops, "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
             "horizon": float(df["t"].max())}
+
+
+def _collapse(seq: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x)
+
+
+def _routes_and_loops(seqs: pd.Series) -> tuple[dict[str, Counter], Counter, dict[str, Counter]]:
+    """From the station sequences of complete lots (by product and lot): the routes (stations
+    most lots of a product visit, in order), the passes at each station, and the loops taken
+    after a pass: ``loops[x][x]`` retests (x twice in a row), ``loops[x][y]`` detours to a
+    station ``y`` off the route that came back to ``x``."""
+    passes: Counter = Counter()
+    loops: dict[str, Counter] = defaultdict(Counter)
+    by_prod: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    for (prod, _), seq in seqs.items():
+        by_prod[prod].append(seq)
+        passes.update(seq)
+    routes: dict[str, Counter] = defaultdict(Counter)
+    for prod, all_seqs in by_prod.items():
+        seen = Counter(st for seq in all_seqs for st in set(seq))
+        on_route = {st for st, n in seen.items() if n * 2 >= len(all_seqs)}
+        for seq in all_seqs:
+            for a, b in zip(seq, seq[1:]):
+                if a == b:
+                    loops[a][a] += 1
+            col = _collapse(seq)
+            for a, y, b in zip(col, col[1:], col[2:]):
+                if y not in on_route and a == b:
+                    loops[a][y] += 1
+            routes[prod][_collapse(tuple(x for x in col if x in on_route))] += 1
+    return routes, passes, loops
 
 
 def saturated_release(df: pd.DataFrame, m: dict[str, Any]) -> bool:
@@ -426,6 +487,8 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
         for s in route:
             if s not in station_order:
                 station_order.append(s)
+    for st in sorted({y for x in m["loops"] for y in m["loops"][x]} - set(station_order)):
+        station_order.append(st)  # a repair bench or other detour station, off every route
     blocked_into: set[str] = set()
     for r in m["blocked"].itertuples(index=False):
         for p in products:
@@ -471,6 +534,17 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             fit, rep = best((su["t1"] - su["t0"]).to_numpy())
             entry["setup"] = {"default": fit.spec()}  # type: ignore[union-attr]
             note.append(f"  setup: {rep}")
+        mi = m["minor"][m["minor"]["station"] == st]
+        if len(mi) >= 2 and len(m["minor_every"].get(st, [])):
+            every_fit, every_rep = best(np.asarray(m["minor_every"][st]))
+            dur_fit, dur_rep = best((mi["t1"] - mi["t0"]).to_numpy())
+            entry["minor_stops"] = {"every": every_fit.spec(), "duration": dur_fit.spec()}  # type: ignore[union-attr]
+            note.append(f"  minor stops: {len(mi)}; operating time between them {every_rep}; duration {dur_rep}")
+        loops = m["loops"].get(st, {})
+        if loops and m["passes"][st]:
+            entry["routing"] = {y: float(f"{n / m['passes'][st]:.6g}") for y, n in sorted(loops.items())}
+            note.append("  routing per pass: " + ", ".join(
+                f"{'retest' if y == st else 'to ' + y} {n} of {m['passes'][st]}" for y, n in sorted(loops.items())))
         fails = m["ttf"].get(st, [])
         dn = m["down"][m["down"]["station"] == st]
         ages = m["pm_age"].get(st, [])
