@@ -24,6 +24,7 @@ def test_public_surface_is_exactly_the_documented_one():
         "SpecError",
         "parse_duration", "Streams", "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance",
         "Quality", "WorkerPool", "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
+        "MinorStops", "Batch", "Component", "Supplier", "Transport",
         "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
         "experiment", "report", "policies", "register", "__version__",
     }
@@ -133,7 +134,7 @@ process_time = 60
 
 
 @pytest.mark.parametrize("script", ["01_three_station_line", "02_custom_dispatch", "03_pdm_recall_sweep",
-                                    "04_break_even"])
+                                    "04_break_even", "06_shop_floor"])
 def test_examples_run(script, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / f"{script}.py"), "--quick", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300)

@@ -35,12 +35,15 @@ from .policies import register
 from .record import Record
 from .results import Results
 from .spec import (
+                    Batch,
                     Buffer,
                     Capacity,
+                    Component,
                     Costs,
                     Demand,
                     Failures,
                     Maintenance,
+                    MinorStops,
                     Planning,
                     Product,
                     Quality,
@@ -51,6 +54,8 @@ from .spec import (
                     Spec,
                     SpecError,
                     Station,
+                    Supplier,
+                    Transport,
                     WorkerPool,
                     load,
                     validate,
@@ -67,6 +72,7 @@ __all__ = [
     # spec classes
     "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
     "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
+    "MinorStops", "Batch", "Component", "Supplier", "Transport",
     # distributions (durations in seconds)
     "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
     # modules and extension
