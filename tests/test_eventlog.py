@@ -164,6 +164,7 @@ def test_parquet_logs_when_pyarrow_is_installed(tmp_path):
     assert len(a) == len(b) and np.allclose(a["t"], b["t"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_planned_maintenance_round_trip(tmp_path):
     # age-based maintenance every 2 operating hours (30 min, lognormal) on a wearing machine:
     # the log carries maint_start/maint_end, calibration recovers the policy, its interval and
@@ -221,6 +222,7 @@ def test_censored_fits_recover_known_laws():
     assert fits["exponential"].params["mean"] == pytest.approx((fails.sum() + cens.sum()) / len(fails))
 
 
+@pytest.mark.slow
 def test_minor_stops_retests_and_repair_detours_round_trip(tmp_path):
     """A line whose 60 s machine stops for 90 s (lognormal) after every exp(20 min) of operation,
     whose tester retests 15 % of passes in place and sends 10 % to a repair bench (which

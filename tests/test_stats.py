@@ -135,6 +135,7 @@ reason = "a narrow factor range (test)"
 """
 
 
+@pytest.mark.slow
 def test_uncertainty_draws_report_win_probabilities_and_the_decisive_parameter(tmp_path, capsys):
     from twin.cli import main
 

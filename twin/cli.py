@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the reference factories side by side under demand scenarios")
     c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files "
                    "(default: static-line dark-factory microfactory)")
-    c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all six in "
+    c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all seven in "
                    "benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0), help="weeks observed after warm-up (default 26; quick 10)")

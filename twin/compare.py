@@ -49,7 +49,7 @@ from .stats import holm, paired_diff, select_best
 
 WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
-SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption"]
+SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage"]
 # fixed column orders: a job read back from its JSON file (sorted keys) must give the same tables
 DAILY_COLS = ["t_end", "demand", "output", "backlog"]
 COST_COLS = ["term", "total", "per_unit"]

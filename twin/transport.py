@@ -62,9 +62,14 @@ class Fleet:
         return ev
 
     def wake(self) -> None:
-        """Let the idle vehicles look at the queue again (a move came, or room at a destination)."""
-        while self.free and self.queue:
+        """Send idle vehicles to the moves they can make now (a move came, or room at a
+        destination): one vehicle per feasible move, not the whole fleet."""
+        if not (self.free and self.queue):
+            return
+        n = sum(1 for _, dest, _ in self.queue if dest.has_room())
+        while self.free and n > 0:
             self.free.popleft().succeed()
+            n -= 1
 
     def _next_move(self) -> tuple[Lot, Any, simpy.Event] | None:
         """The oldest move whose destination has room now, its place reserved (a vehicle never
@@ -102,9 +107,7 @@ class Fleet:
             in_transit.add(lot)
             loaded.succeed()
             self.moves += 1
-            yield env.timeout(self.trip.lot(1))
-            if self.unload > 0.0:
-                yield env.timeout(self.unload)
+            yield env.timeout(self.trip.lot(1) + self.unload)
             if dest.capacity > 0:
                 dest.reserved -= 1
             if not dest.try_put(lot):  # only a hand-off (capacity 0) whose taker has gone waits
