@@ -323,3 +323,21 @@ def test_set_overrides_one_factory_and_leaves_the_others_alone(compare_out, tmp_
     err = capsys.readouterr().err
     assert "costs.energy_per_kwh" in err and "microfactory: not among the compared factories" in err
     assert not bad.exists()
+
+
+@pytest.mark.slow
+def test_supply_shortage_starves_every_factory(tmp_path):
+    """The supply_shortage scenario reaches all three reference factories: each one's assembly
+    waits for displays (starved_material), fewer requested displays come from stock at once than
+    at baseline, and the component stock's carrying cost is in the holding term."""
+    out = tmp_path / "o"
+    rc = main(["compare", "--scenarios", "baseline", "supply_shortage", "--replications", "1", "--weeks", "6",
+               "--warmup", "1w", "--jobs", "1", "--out", str(out), "-q"])
+    assert rc == 0
+    st = pd.read_csv(out / "stations.csv")
+    asm = st[st["station"] == "assembly"].set_index(["factory", "scenario"])["starved_material"]
+    runs = pd.read_csv(out / "runs.csv").set_index(["factory", "scenario"])
+    for f in ("static-line", "dark-factory", "microfactory"):
+        assert asm[(f, "supply_shortage")] > 0.01 > asm[(f, "baseline")]
+        assert runs.loc[(f, "supply_shortage"), "material_fill_rate"] < runs.loc[(f, "baseline"), "material_fill_rate"]
+        assert runs.loc[(f, "baseline"), "component_stock_mean"] > 0
