@@ -270,3 +270,23 @@ def test_supply_problems_are_named():
     with pytest.raises(twin.SpecError, match="supply shift needs a target"):
         line([{"name": "m", "process_time": 1}], source={"kind": "orders"},
              demand={"base_per_week": 10, "shifts": [{"kind": "supply", "at": 10}]})
+
+
+def test_only_the_repaired_units_are_tested_again():
+    """Trays of 10: a tray whose test finds defects goes to the bench and comes back; the test then
+    re-tests the repaired units only, so its units = units released + units reworked, exactly."""
+    spec = line([{"name": "make", "process_time": 5, "quality": {"defect_rate": 0.05}},
+                 {"name": "test", "process_time": 3,
+                  "quality": {"inspect": "end_of_line", "rework": 1.0, "rework_at": "repair"}},
+                 {"name": "repair", "process_time": 60}],
+                products=[{"name": "u", "route": ["make", "test"], "lot_size": 10}])
+    res = _one(spec, horizon=50 * 3600.0)
+    reworked = int(res.record.array("reworks")["units"].sum())
+    done = res.lots[res.lots["status"] == "good"]
+    assert reworked > 100
+    assert res.stations.loc["repair", "units"] == reworked
+    # every tray passes the test once whole; its repaired units pass again
+    wip_at_test = res.stations.loc["test", "units"] - 10 * len(done) - reworked
+    assert 0 <= wip_at_test <= 20  # a tray or two still between test and repair at the end
+    h = res.stations.loc["test", State.BUSY.key] * 50 * 3600.0
+    assert h == pytest.approx(3.0 * res.stations.loc["test", "units"], abs=30.0)

@@ -19,7 +19,7 @@ class Lot:
     """``qty`` units of one product moving along its route."""
 
     __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defects", "work", "lane", "target",
-                 "detour", "rework")
+                 "detour", "rework", "retest")
 
     def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float,
                  lane: int | None = None):
@@ -35,6 +35,7 @@ class Lot:
         self.target = 0  # lane chosen by the last dispatcher
         self.detour = False  # at a station off its route (repair bench, rework): comes back to ``step``
         self.rework = 0  # found units on their way to a rework station
+        self.retest = 0  # repaired units to test again at the station that found them (-1: on the way)
 
 
 class Buffer:

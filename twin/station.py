@@ -365,6 +365,9 @@ class StationRuntime:
             elif lot.rework:  # at a rework station: only the units to rework are worked on
                 d = lot_time[p](lot.rework)  # type: ignore[misc]
                 units = lot.rework
+            elif lot.retest:  # back at its inspecting station: only the repaired units are tested again
+                d = lot_time[p](lot.retest)  # type: ignore[misc]
+                units = lot.retest
             else:
                 d = lot_time[p](lot.qty)  # type: ignore[misc]
             su = 0.0
@@ -415,8 +418,13 @@ class StationRuntime:
                     q.work += means[p] / units
             else:
                 srv.ideal += means[p] * units
-                lot.work += means[p]
-                lot.rework = 0
+                if units == lot.qty:
+                    lot.work += means[p]
+                if lot.rework:
+                    lot.retest = lot.rework if lot.retest < 0 else 0  # -1: it returns to its inspector
+                    lot.rework = 0
+                else:
+                    lot.retest = 0
             if extras:
                 for q in lots:
                     if tr:
@@ -545,6 +553,8 @@ class StationRuntime:
             ret = q.rework_return or self.name
             lot.step = _route_index(names, ret, lot.step)
             lot.detour = True
+            if ret == self.name:
+                lot.retest = -1  # the rework station sets how many units come back to be tested
             nxt = model.stations[q.rework_at].input  # type: ignore[index]
         else:
             nxt = None
