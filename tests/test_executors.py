@@ -28,11 +28,13 @@ def test_local_processes_match_serial(serial):
     assert _csv(compare.run_grid(GRID, jobs=2)) == serial
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_matches_serial(serial):
     pytest.importorskip("distributed")
     assert _csv(compare.run_grid(GRID, jobs=2, executor="dask")) == serial
 
 
+@pytest.mark.slow
 def test_cli_dask_executor_gives_the_same_kpis_json(tmp_path):
     pytest.importorskip("distributed")
     args = ["compare", "--factories", "dark-factory", "--scenarios", "baseline", "--replications", "2",

@@ -49,6 +49,7 @@ def test_factory_week_within_design_capacity(week_runs, name):
         assert op in spec.products[0].route
 
 
+@pytest.mark.slow
 def test_dark_factory_makes_ten_million_a_year():
     res = twin.simulate(twin.load("dark-factory"), horizon="5w", warmup="1w", replications=2, seed=11)
     per_year = res.kpis["throughput_per_hour"].mean() * 8760

@@ -133,8 +133,9 @@ process_time = 60
     assert "plugins.0: cannot import 'no_such_module'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script", ["01_three_station_line", "02_custom_dispatch", "03_pdm_recall_sweep",
-                                    "04_break_even", "06_shop_floor"])
+@pytest.mark.parametrize("script", ["01_three_station_line", "02_custom_dispatch",
+                                    pytest.param("03_pdm_recall_sweep", marks=pytest.mark.slow),
+                                    pytest.param("04_break_even", marks=pytest.mark.slow), "06_shop_floor"])
 def test_examples_run(script, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / f"{script}.py"), "--quick", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300)
