@@ -47,6 +47,17 @@ def round_trip(tmp_path_factory):
     return spec, twin.load(d / "cal.toml"), text, warnings, d
 
 
+def _log_and_calibrate(spec, seed: int, horizon: float, tmp_path):
+    """Run ``spec`` traced, write and read back its event log, calibrate a spec from it:
+    ``(log, spec text, warnings, calibrated spec)``."""
+    m = Model(spec, seed, horizon, trace=True)
+    m.run(horizon)
+    write_log(m.rec, tmp_path / "log.csv")
+    df = read_log(tmp_path / "log.csv")
+    text, warnings = calibrate(df, source="log.csv")
+    return df, text, warnings, twin.validate(tomllib.loads(text))
+
+
 def _mean(dist) -> float:
     return dist.mean if hasattr(dist, "mean") else float(dist)
 
@@ -175,13 +186,8 @@ def test_planned_maintenance_round_trip(tmp_path):
                       "failures": {"ttf": {"dist": "weibull", "shape": 3, "scale": "3h"}, "ttr": "20min"},
                       "maintenance": {"policy": "preventive", "interval": "2h",
                                       "duration": {"dist": "lognormal", "mean": "30min", "cv": 0.2}}}]})
-    m = Model(spec, 5, 8 * WEEK, trace=True)
-    m.run(8 * WEEK)
-    write_log(m.rec, tmp_path / "log.csv")
-    df = read_log(tmp_path / "log.csv")
+    df, text, warnings, cal = _log_and_calibrate(spec, 5, 8 * WEEK, tmp_path)
     assert {"maint_start", "maint_end"} <= set(df["event"])
-    text, warnings = calibrate(df, source="log.csv")
-    cal = twin.validate(tomllib.loads(text))
     st = cal.stations[0]
     assert st.maintenance is not None and st.maintenance.policy == "preventive"
     # ~560 maintenances: the interval is exact up to the lot in process when it falls due
@@ -236,14 +242,9 @@ def test_minor_stops_retests_and_repair_detours_round_trip(tmp_path):
                                       "duration": {"dist": "lognormal", "mean": 90, "cv": 0.3}}},
                      {"name": "test", "process_time": 30, "routing": {"test": 0.15, "repair": 0.10}},
                      {"name": "repair", "process_time": {"dist": "exponential", "mean": 120}}]})
-    m = Model(spec, 4, 6 * WEEK, trace=True)
-    m.run(6 * WEEK)
-    write_log(m.rec, tmp_path / "log.csv")
-    df = read_log(tmp_path / "log.csv")
+    df, text, warnings, cal = _log_and_calibrate(spec, 4, 6 * WEEK, tmp_path)
     assert {"minor_start", "minor_end"} <= set(df["event"])
-    text, warnings = calibrate(df, source="log.csv")
     assert not warnings, warnings
-    cal = twin.validate(tomllib.loads(text))
     assert cal.products[0].route == ["m", "test"]
     st = cal.station("m")
     # ~1,700 stops: s.e. of the mean gap 2.4 %, of the mean duration 0.7 %
