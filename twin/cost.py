@@ -66,11 +66,15 @@ def stock_mean(rec: Record, t0: float, t1: float) -> float:
     times = np.concatenate([fin["t"], dl["t"]])
     delta = np.concatenate([fin["units"].astype(float), -qty[dl["order"]]])
     order = np.argsort(times, kind="stable")
-    times, level = times[order], np.cumsum(delta[order])
-    # integrate the step function over [t0, t1]
+    return step_mean(times[order], np.maximum(np.cumsum(delta[order]), 0.0), t0, t1, before=0.0)
+
+
+def step_mean(times: np.ndarray, level: np.ndarray, t0: float, t1: float, before: float) -> float:
+    """Time-average over ``[t0, t1]`` of a step function that is ``level[i]`` from ``times[i]``
+    (sorted) on and ``before`` until the first time."""
     edges = np.concatenate([[t0], np.clip(times, t0, t1), [t1]])
-    values = np.concatenate([[level[times < t0][-1] if (times < t0).any() else 0.0], level])
-    return float((np.diff(edges) * np.maximum(values, 0.0)).sum() / (t1 - t0))
+    values = np.concatenate([[level[times < t0][-1] if (times < t0).any() else before], level])
+    return float((np.diff(edges) * values).sum() / (t1 - t0))
 
 
 def component_stock_means(rec: Record, t0: float, t1: float) -> list[float]:
@@ -79,14 +83,8 @@ def component_stock_means(rec: Record, t0: float, t1: float) -> list[float]:
     out = []
     for i in range(len(rec.components)):
         rows = st[st["component"] == i]
-        if not len(rows):
-            out.append(0.0)
-            continue
-        times, level = rows["t"], rows["level"].astype(float)
-        before = times < t0
-        edges = np.concatenate([[t0], np.clip(times, t0, t1), [t1]])
-        values = np.concatenate([[level[before][-1] if before.any() else level[0]], level])
-        out.append(float((np.diff(edges) * values).sum() / (t1 - t0)))
+        level = rows["level"].astype(float)
+        out.append(step_mean(rows["t"], level, t0, t1, before=level[0]) if len(rows) else 0.0)
     return out
 
 
@@ -161,7 +159,8 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
     fg = stock_mean(rec, t0, t1)
     holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
-    for comp, mean in zip(rec.spec.components, component_stock_means(rec, t0, t1)):
+    comp_stock = component_stock_means(rec, t0, t1)
+    for comp, mean in zip(rec.spec.components, comp_stock):
         holding += mean * comp.holding_per_unit_year * span / YEAR
     overhead = c.overhead_per_year * span / YEAR
     totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,
@@ -178,4 +177,6 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
     kpis["planned_maintenances"] = float(planned)
     kpis["scrap_units_cost_window"] = scrap_units
     kpis["fg_stock_mean"] = fg
+    if rec.components:
+        kpis["component_stock_mean"] = float(sum(comp_stock))
     return table, kpis

@@ -104,11 +104,25 @@ class Buffer:
             return self.items[0]
         return self.putters[0][1] if self.putters else None
 
-    def get_event(self) -> simpy.Event:
-        """An event whose value is the next lot (call after ``try_get`` returned None)."""
+    def get_event(self, first: bool = False) -> simpy.Event:
+        """An event whose value is the next lot (call after ``try_get`` returned None);
+        ``first``: ahead of the getters already waiting."""
         ev = self.env.event()
-        self.getters.append(ev)
+        if first:
+            self.getters.appendleft(ev)
+        else:
+            self.getters.append(ev)
         return ev
+
+    def put_beyond_capacity(self, lot: Lot, front: bool) -> None:
+        """Hand ``lot`` to a waiting getter, or queue it (at the front or the back) even when the
+        room is full: a lot that never left its station (a retest) or has a rack of its own."""
+        if self.getters:
+            self.getters.popleft().succeed(lot)
+        elif front:
+            self.items.appendleft(lot)
+        else:
+            self.items.append(lot)
 
 
 class SaturatedBuffer(Buffer):

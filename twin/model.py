@@ -98,19 +98,13 @@ class Model(Release):
             fleet = self._fleet_every[0]
         if fleet is None:
             return nxt, None
+        multi = len(dest.lanes) > 1
+        if multi:  # the lane is chosen now: the vehicle needs its destination
+            nxt = dest.input.route(lot)
         if fleet.spec.cross_lane:
             here = srv.lane.index if len(st.lanes) > 1 else lot.lane
-            if len(dest.lanes) > 1:
-                lot.target = dest.input.rule.choose(lot)
-                there = lot.target
-                nxt = dest.lanes[lot.target].buffer
-            else:
-                there = None
-            if here is None or there is None or here == there:
+            if not multi or here is None or here == lot.target:
                 return nxt, None
-        elif len(dest.lanes) > 1:
-            lot.target = dest.input.rule.choose(lot)
-            nxt = dest.lanes[lot.target].buffer
         return nxt, fleet
 
     def disrupted(self, station: str) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .adapt import adaptation
-from .cost import component_stock_means, costs
+from .cost import costs
 from .record import Record
 from .state import ACTIVE, PLANNED_STOPS, STATE_KEYS, State
 from .stats import summarize
@@ -207,16 +207,15 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
 
 def supply_kpis(rec: Record, t0: float, t1: float) -> dict[str, float]:
     """``material_fill_rate`` (share of component units requested in ``[t0, t1]`` that were
-    served from stock at once), ``component_stock_mean`` (time-average units on hand, all
-    components) and ``minor_stop_share`` (minor-stop time over server time of the stations
-    that have them); none without components or minor stops."""
+    served from stock at once) and ``minor_stop_share`` (minor-stop time over server time of
+    the stations that have them); none without components or minor stops. (The components'
+    mean stock, ``component_stock_mean``, comes with their holding cost from :func:`costs`.)"""
     out: dict[str, float] = {}
     if rec.components:
         d = rec.array("demands")
         d = d[(d["t"] >= t0) & (d["t"] < t1)]
         units = float(d["units"].sum())
         out["material_fill_rate"] = float(d["units"][d["filled"] == 1].sum()) / units if units > 0 else 1.0
-        out["component_stock_mean"] = float(sum(component_stock_means(rec, t0, t1)))
     if rec.minor:
         m = rec.array("minor")
         m = m[(m["t"] >= t0) & (m["t"] < t1)]

@@ -113,9 +113,13 @@ class Dispatcher:
     def __len__(self) -> int:
         return sum(len(ln.buffer) for ln in self.lanes)
 
-    def try_put(self, lot: Lot) -> bool:
+    def route(self, lot: Lot) -> Buffer:
+        """The buffer of the lane the rule picks for ``lot`` (kept in ``lot.target``)."""
         lot.target = self.rule.choose(lot)
-        return self.lanes[lot.target].buffer.try_put(lot)
+        return self.lanes[lot.target].buffer
+
+    def try_put(self, lot: Lot) -> bool:
+        return self.route(lot).try_put(lot)
 
     def put_event(self, lot: Lot) -> simpy.Event:
         return self.lanes[lot.target].buffer.put_event(lot)
@@ -498,10 +502,8 @@ class StationRuntime:
                 continue
             if units >= need or (deadline is not None and env.now >= deadline):
                 break
-            ev = buf.get_event()
             # the chamber being loaded gets the next lots before idle ones start batches of their own
-            buf.getters.pop()
-            buf.getters.appendleft(ev)
+            ev = buf.get_event(first=True)
             if deadline is not None:
                 yield ev | env.timeout(deadline - env.now)
                 if not ev.triggered:
@@ -543,8 +545,7 @@ class StationRuntime:
             lot.detour = False
             back = lot.route[lot.step]
             if isinstance(back, Dispatcher):
-                lot.target = back.rule.choose(lot)
-                back = back.lanes[lot.target].buffer
+                back = back.route(lot)
             # it re-enters the station's queue even when that is full (a re-entry rack): a repair
             # bench blocked by the line it serves would starve the loop and deadlock it
             return _InPlace(back, front=False), None
@@ -645,11 +646,5 @@ class _InPlace:
         self.front = front
 
     def try_put(self, lot: Lot) -> bool:
-        b = self.buffer
-        if b.getters:
-            b.getters.popleft().succeed(lot)
-        elif self.front:
-            b.items.appendleft(lot)
-        else:
-            b.items.append(lot)
+        self.buffer.put_beyond_capacity(lot, self.front)
         return True

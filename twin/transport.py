@@ -28,7 +28,7 @@ _IDLE, _BUSY, _BLOCKED = int(State.IDLE), int(State.BUSY), int(State.BLOCKED)
 class Fleet:
     """A transport fleet: its vehicles and the queue of moves waiting for one."""
 
-    __slots__ = ("model", "spec", "name", "queue", "free", "trip", "load", "unload", "sids", "ideal", "moves")
+    __slots__ = ("model", "spec", "name", "queue", "free", "trip", "load", "unload", "sids")
 
     def __init__(self, model: "Model", spec: Any):
         self.model = model
@@ -40,7 +40,6 @@ class Fleet:
         self.trip = Sampler(spec.trip_time(), rng)
         self.load = float(spec.load_time)
         self.unload = float(spec.unload_time)
-        self.moves = 0
         self.sids: list[int] = []
         for k in range(spec.vehicles):
             sid = len(model.rec.servers)
@@ -106,7 +105,6 @@ class Fleet:
                 yield env.timeout(self.load)
             in_transit.add(lot)
             loaded.succeed()
-            self.moves += 1
             yield env.timeout(self.trip.lot(1) + self.unload)
             if dest.capacity > 0:
                 dest.reserved -= 1
