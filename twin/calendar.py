@@ -1,9 +1,10 @@
 """Calendars: when a station (and its operators) may work.
 
 A calendar is a weekly pattern of open windows; model time 0 is Monday 00:00.
-It has three levels that a capacity policy can switch between at run time:
-``base`` shifts (minus breaks), ``base + overtime`` windows, and
-``base + extra_shift`` (a shift added after a hiring lag, which replaces overtime).
+It has four levels that a capacity policy can switch between at run time:
+``base`` shifts (minus breaks), ``base + overtime`` windows,
+``base + extra_shift`` (a shift added after a hiring lag, which replaces overtime) and
+``base − shed`` (a shift let go in a slump).
 Stations without a calendar work around the clock (lights-out, 24/7).
 """
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .names import Name
 
 WEEK = 7 * 86400.0
+LEVELS = (0, 1, 2, 3)  # base, overtime, extra shift, shed
 DAY = 86400.0
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -107,15 +109,22 @@ class CalendarSpec(BaseModel):
     """Windows opened while the capacity policy runs overtime."""
     extra_shift: list[Window] = Field(default_factory=list)
     """Windows of a shift the capacity policy can add after a hiring lag."""
+    shed: list[Window] = Field(default_factory=list)
+    """Windows of the base the capacity policy can close in a slump (a shift, or its temporary workers, let go)."""
 
     def pattern(self, level: int) -> np.ndarray:
-        """Merged open intervals (n × 2 array, s within the week) at ``level`` 0, 1 or 2."""
+        """Merged open intervals (n × 2 array, s within the week) at ``level`` 0 base, 1 overtime,
+        2 extra shift or 3 shed."""
         ivs = [iv for w in self.shifts for iv in w.intervals()]
         if level == 1:
             ivs += [iv for w in self.overtime for iv in w.intervals()]
         if level == 2:  # the hired shift replaces overtime
             ivs += [iv for w in self.extra_shift for iv in w.intervals()]
         merged = _merge(ivs)
+        if level == 3:
+            for w in self.shed:
+                for b in w.intervals():
+                    merged = _subtract(merged, b)
         for w in self.breaks:
             for b in w.intervals():
                 merged = _subtract(merged, b)
@@ -202,14 +211,14 @@ class WeeklyPattern:
 
 
 class CalendarHistory:
-    """A calendar's patterns (level 0 base, 1 overtime, 2 extra shift) and the level changes
+    """A calendar's patterns (level 0 base, 1 overtime, 2 extra shift, 3 shed) and the level changes
     of one run: plain data, so results can ask how many seconds were open or paid."""
 
     __slots__ = ("name", "patterns", "changes")
 
     def __init__(self, spec: CalendarSpec):
         self.name = spec.name
-        self.patterns = [WeeklyPattern(spec.pattern(lv)) for lv in range(3)]
+        self.patterns = [WeeklyPattern(spec.pattern(lv)) for lv in LEVELS]
         self.changes: list[tuple[float, int]] = [(0.0, 0)]  # (from time s, level)
 
     def open_seconds(self, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:

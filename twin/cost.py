@@ -2,13 +2,17 @@
 
 Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 
-- ``capex``: (plant capex + capex per deployed lane) / depreciation years, pro rata;
-  with ``capacity.policy = "modules"`` lanes are charged only while deployed, plus
-  ``module_deploy_cost`` per deployment;
+- ``capex``: (plant capex + capex per owned lane) / depreciation years, pro rata: every
+  installed lane is owned from the start, deployed or idle, except lines the ``orchestrated``
+  policy buys (owned from when they work); plus ``module_deploy_cost`` per module
+  deployment. Leased lanes (``lanes_leased``) pay ``lease_per_lane_hour`` while deployed instead;
 - ``labour``: per worker pool, crew size × paid hours × wage (overtime hours × (1 + premium));
   a pool without a calendar is paid around the clock; plus ``labour_per_lane_hour`` per
   deployed lane;
-- ``energy``: kW per server and state × time in that state × price per kWh;
+- ``workforce``: workers hired by the capacity policy × ``hiring_per_worker`` (recruiting,
+  training) plus workers let go × ``severance_per_worker``;
+- ``energy``: kW per server and state × time in that state × price per kWh, plus what
+  overdriven lines draw above nominal (busy kW × (factor ** ``overdrive_power`` − 1));
 - ``maintenance``: cost per repair and per planned maintenance started in the window;
 - ``material``: material of the good units delivered out of the line;
 - ``scrap``: material plus the value added (ideal work × conversion rate) of scrapped
@@ -29,28 +33,72 @@ from .state import State
 from .tables import reclassify_closed
 
 YEAR = 365 * 86400.0
-TERMS = ["capex", "labour", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
+TERMS = ["capex", "labour", "workforce", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
 
 
-def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, int]:
-    """Deployed lane-seconds in ``[t0, t1]`` and deployments started there."""
-    lanes = rec.spec.planning.lanes
-    if rec.spec.capacity.policy != "modules" or not rec.orders_mode:
-        return lanes * (t1 - t0), 0
-    changes = [(0.0, float(rec.spec.capacity.initial_lanes or lanes))]
-    deploys = 0
-    for t, kind, detail in rec.events:
-        if kind == "lanes":
-            changes.append((t, float(detail)))
-        elif kind == "deploy" and t0 <= t < t1:
-            deploys += 1
+def _steps(changes: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """Integral over ``[t0, t1]`` of a step function given as sorted (from time, value) pairs."""
     total = 0.0
     for k, (t, n) in enumerate(changes):
         end = changes[k + 1][0] if k + 1 < len(changes) else float("inf")
         a, b = max(t, t0), min(end, t1)
         if b > a:
             total += n * (b - a)
-    return total, deploys
+    return total
+
+
+def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, float, int]:
+    """(owned lane-seconds, deployed lane-seconds) in ``[t0, t1]`` and module deployments started there."""
+    lanes = float(rec.spec.planning.lanes)
+    if not rec.orders_mode:
+        return lanes * (t1 - t0), lanes * (t1 - t0), 0
+    deployed = [(0.0, float(rec.spec.capacity.initial_lanes or lanes))]
+    owned = [(0.0, lanes)]
+    deploys = 0
+    for t, kind, detail in rec.events:
+        if kind == "lanes":
+            deployed.append((t, float(detail)))
+        elif kind == "owned":
+            owned.append((t, float(detail)))
+        elif kind == "deploy" and t0 <= t < t1:
+            deploys += 1
+    return _steps(owned, t0, t1), _steps(deployed, t0, t1), deploys
+
+
+def _crew_changes(rec: Record, t0: float, t1: float) -> tuple[float, float]:
+    """Workers hired and workers let go by the capacity policy in ``[t0, t1]``."""
+    hired = shed = 0.0
+    for t, kind, detail in rec.events:
+        if t0 <= t < t1:
+            if kind == "hire":
+                hired += float(detail)
+            elif kind == "shed":
+                shed += float(detail)
+    return hired, shed
+
+
+def _overdrive_extra_kwh(rec: Record, s: pd.DataFrame, t0: float, t1: float) -> float:
+    """Busy energy overdriven lines draw above their nominal power in ``[t0, t1]``, kWh: busy kW ×
+    (factor ** ``overdrive_power`` − 1) × busy time of the line stations while overdriven."""
+    windows = [(t, float(d)) for t, kind, d in rec.events if kind == "overdrive"]
+    if not windows:
+        return 0.0
+    expo = rec.spec.capacity.overdrive_power
+    lanes = rec.spec.planning.lanes
+    busy = s[(s["state"] == State.BUSY.key).to_numpy()]
+    start, end = busy["start"].to_numpy(), busy["end"].to_numpy()
+    extra = 0.0
+    for k, (a, f) in enumerate(windows):
+        b = windows[k + 1][0] if k + 1 < len(windows) else t1
+        lo, hi = max(a, t0), min(b, t1)
+        if hi <= lo or f == 1.0:
+            continue
+        ov = np.clip(np.minimum(end, hi) - np.maximum(start, lo), 0.0, None)
+        for st in rec.spec.stations:
+            if st.lanes == lanes > 1 and st.power_kw.get(State.BUSY.key):
+                m = (busy["station"] == st.name).to_numpy()
+                extra += st.power_kw[State.BUSY.key] * (f ** expo - 1.0) * float(ov[m].sum()) / 3600.0
+    return extra
 
 
 def stock_mean(rec: Record, t0: float, t1: float) -> float:
@@ -104,10 +152,14 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
     c = rec.spec.costs
     span = t1 - t0
     # capex
-    lane_s, deploys = _lane_seconds(rec, t0, t1)
-    capex = (c.capex * span + c.capex_per_lane * lane_s) / (c.depreciation_years * YEAR) + deploys * c.module_deploy_cost
+    owned_s, lane_s, deploys = _lane_seconds(rec, t0, t1)
+    lane_capex = c.lease_per_lane_hour * lane_s / 3600.0 if c.lanes_leased else (
+        c.capex_per_lane * owned_s / (c.depreciation_years * YEAR))
+    capex = c.capex * span / (c.depreciation_years * YEAR) + lane_capex + deploys * c.module_deploy_cost
     # labour
     labour = c.labour_per_lane_hour * lane_s / 3600.0
+    hired, shed = _crew_changes(rec, t0, t1)
+    workforce = hired * c.hiring_per_worker + shed * c.severance_per_worker
     for w in rec.spec.workers:
         wage = c.wage_per_hour.get(w.name, 0.0)
         if w.calendar is None:
@@ -128,6 +180,7 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         for state, secs in by_state.items():
             kwh += _power(kw, str(state)) * secs / 3600.0
         # servers with no recorded state at all are idle
+    kwh += _overdrive_extra_kwh(rec, s, t0, t1)
     energy = kwh * c.energy_per_kwh
     # maintenance
     mt = rec.array("maint")
@@ -163,7 +216,7 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
     for comp, mean in zip(rec.spec.components, comp_stock):
         holding += mean * comp.holding_per_unit_year * span / YEAR
     overhead = c.overhead_per_year * span / YEAR
-    totals = dict(capex=capex, labour=labour, energy=energy, maintenance=maintenance, material=material,
+    totals = dict(capex=capex, labour=labour, workforce=workforce, energy=energy, maintenance=maintenance, material=material,
                   scrap=scrap, rework=rework, holding=holding, overhead=overhead)
     total = sum(totals.values())
     per = {k: (v / good if good > 0 else float("nan")) for k, v in totals.items()}
@@ -177,6 +230,8 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
     kpis["planned_maintenances"] = float(planned)
     kpis["scrap_units_cost_window"] = scrap_units
     kpis["fg_stock_mean"] = fg
+    kpis["workers_hired"] = hired
+    kpis["workers_shed"] = shed
     if rec.components:
         kpis["component_stock_mean"] = float(sum(comp_stock))
     return table, kpis

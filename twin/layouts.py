@@ -12,7 +12,7 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "finishes": [("lot", "i8"), ("t", "f8"), ("units", "i8"), ("escaped", "i8"), ("fate", "i8")],
     "scraps": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8"), ("work_s", "f8")],
     "reworks": [("lot", "i8"), ("t", "f8"), ("station", "i8"), ("units", "i8")],
-    "maint": [("t", "f8"), ("server", "i8"), ("kind", "i8"), ("duration", "f8")],
+    "maint": [("t", "f8"), ("server", "i8"), ("kind", "i8"), ("duration", "f8"), ("remaining", "f8")],
     "orders": [("order", "i8"), ("product", "i8"), ("qty", "i8"), ("t", "f8"), ("due", "f8")],
     "deliveries": [("order", "i8"), ("t", "f8")],
     "events": [("t", "f8"), ("kind", "O"), ("detail", "O")],
@@ -20,6 +20,7 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "stock": [("t", "f8"), ("component", "i8"), ("level", "i8"), ("backorders", "i8")],
     "demands": [("t", "f8"), ("component", "i8"), ("units", "i8"), ("filled", "i8")],
     "purchases": [("t", "f8"), ("component", "i8"), ("units", "i8"), ("due", "f8")],
+    "forecasts": [("t", "f8"), ("span", "f8"), ("units", "f8")],
     "trace": [("t", "f8"), ("server", "i8"), ("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("event", "i8")],
 }
 

@@ -50,6 +50,8 @@ class Model(Release):
         self.general = general
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
         self.env = simpy.Environment()
+        # time factor of manual work now (a capacity policy's learning curve for new crews), or None
+        self.pace: Any = None
         self.streams = Streams(seed)
         self.rec = Record(spec, seed, trace=trace)
         self.product_names = [p.name for p in spec.products]

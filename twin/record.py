@@ -46,7 +46,8 @@ class Record:
     control events: capacity changes, disruptions), ``minor`` (minor stops), ``stock`` (a
     component store's level and backorders from ``t`` on), ``demands`` (requests on a store,
     ``filled`` 1 when served from stock at once), ``purchases`` (orders placed with suppliers,
-    with the delivery time) and ``trace`` (lot events per server, a
+    with the delivery time), ``forecasts`` (a planner's forecast, made at ``t``, of the units
+    ordered in the next ``span`` s) and ``trace`` (lot events per server, a
     :class:`~twin.state.TraceEvent`; ``None`` unless the run was traced).
 
     Set when the run ends: ``horizon``/``warmup`` (s), per-server counters at the warm-up
@@ -54,7 +55,7 @@ class Record:
     """
 
     __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
-                 "minor", "stock", "demands", "purchases", "fleets", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
+                 "minor", "stock", "demands", "purchases", "forecasts", "fleets", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
                  "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time")
 
     def __init__(self, spec: Spec, seed: int, trace: bool = False):
@@ -63,7 +64,7 @@ class Record:
         self.finishes: list[tuple[int, float, int, int, int]] = []
         self.scraps: list[tuple[int, float, int, int, float]] = []
         self.reworks: list[tuple[int, float, int, int]] = []
-        self.maint: list[tuple[float, int, int, float]] = []
+        self.maint: list[tuple[float, int, int, float, float]] = []
         self.orders: list[tuple[int, int, int, float, float]] = []
         self.deliveries: list[tuple[int, float]] = []
         self.events: list[tuple[float, str, str]] = []
@@ -71,6 +72,7 @@ class Record:
         self.stock: list[tuple[float, int, int, int]] = []
         self.demands: list[tuple[float, int, int, int]] = []
         self.purchases: list[tuple[float, int, int, float]] = []
+        self.forecasts: list[tuple[float, float, float]] = []
         self.fleets: list[str] = []  # transport fleets; their vehicles are servers named after them
         self.components: list[str] = [c.name for c in spec.components]
         self.trace: list[tuple[float, int, int, int, int, int]] | None = [] if trace else None

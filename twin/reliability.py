@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import simpy
 
 from . import policies
@@ -52,6 +53,12 @@ class Reliability:
             self.policy = policies.get("maintenance", spec.maintenance.policy)(
                 spec.maintenance, model.streams.get(f"maintenance:{station.name}"))
             self.pm_time = Sampler(spec.maintenance.duration, model.streams.get(f"pm:{station.name}"))
+            if hasattr(self.policy, "learn"):
+                # a learning policy trains on run-to-failure histories of its own (own stream)
+                trng = model.streams.get(f"pm-training:{station.name}")
+                life = Sampler(self.failures.ttf, trng)
+                lives = np.array([life.one() for _ in range(spec.maintenance.training_lives)])
+                self.policy.learn(lives, trng, self.failures.ttr.mean, spec.maintenance.duration.mean)
         self.technicians = model.pools[spec.technicians] if spec.technicians else None
         # technicians repair only while their pool is on shift: a failure late in the
         # last shift waits for the morning (run-to-failure lines feel this most)
@@ -115,10 +122,12 @@ class Reliability:
         env = self.env
         self.station.set_state(srv, state)
         t0 = env.now
+        # the life the stop cut short (operating s; 0 for a failure): what a warning's lead was
+        left = 0.0 if kind == _REPAIR else (srv.ttf_left if self.operating_basis else srv.next_fail - t0)
         d = duration.one()
         srv.down_until = t0 + d
         yield from self._service(srv, d, state)
-        self.maint_log.append((t0, srv.sid, kind, env.now - t0))
+        self.maint_log.append((t0, srv.sid, kind, env.now - t0, left))
         self._renew(srv)
 
     def _service(self, srv: "Server", d: float, state: int):

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .adapt import adaptation
 from .cost import costs
-from .record import Record
+from .record import MaintKind, Record
 from .state import ACTIVE, PLANNED_STOPS, STATE_KEYS, State
 from .stats import summarize
 from .tables import lots_frame, orders_frame, reclassify_closed, scraps_frame, states_frame
@@ -225,6 +225,67 @@ def supply_kpis(rec: Record, t0: float, t1: float) -> dict[str, float]:
     return out
 
 
+CONDITION_POLICIES = ("predictive", "oracle")
+
+
+def maintenance_outcomes(rec: Record, t0: float, t1: float) -> dict[str, dict[str, float]]:
+    """Per station with condition-based maintenance, what its alarms did in ``[t0, t1]``:
+    ``pdm_true`` (planned maintenances at most ``horizon`` of operating life before the failure
+    they prevented), ``pdm_false`` (earlier ones), ``pdm_missed`` (failures), ``pdm_recall`` =
+    true / (true + missed), ``pdm_precision`` = true / (true + false), ``pdm_lead_h`` (mean
+    remaining life at a true alarm, operating hours). NaN where a ratio has no cases."""
+    mt = rec.array("maint")
+    mt = mt[(mt["t"] >= t0) & (mt["t"] < t1)]
+    station_of = np.array([rec.stations.index(n) if n in rec.stations else -1 for n, _ in rec.servers], dtype=int)
+    out: dict[str, dict[str, float]] = {}
+    for st in rec.spec.stations:
+        if st.maintenance is None or st.failures is None or st.maintenance.policy not in CONDITION_POLICIES:
+            continue
+        rows = mt[station_of[mt["server"]] == rec.stations.index(st.name)] if len(mt) else mt
+        planned = rows[rows["kind"] == int(MaintKind.PLANNED)]
+        true = planned["remaining"] <= st.maintenance.horizon
+        tp, fp = float(true.sum()), float((~true).sum())
+        fn = float((rows["kind"] == int(MaintKind.REPAIR)).sum())
+        out[st.name] = {
+            "pdm_true": tp, "pdm_false": fp, "pdm_missed": fn,
+            "pdm_recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "pdm_precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "pdm_lead_h": float(planned["remaining"][true].mean() / 3600.0) if tp else float("nan"),
+        }
+    return out
+
+
+def pdm_kpis(outcomes: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Line KPIs ``pdm_recall`` and ``pdm_precision`` pooled over the stations' alarms."""
+    if not outcomes:
+        return {}
+    tp = sum(o["pdm_true"] for o in outcomes.values())
+    fp = sum(o["pdm_false"] for o in outcomes.values())
+    fn = sum(o["pdm_missed"] for o in outcomes.values())
+    return {"pdm_recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "pdm_precision": tp / (tp + fp) if tp + fp else float("nan")}
+
+
+def forecast_kpis(rec: Record, t0: float, t1: float) -> dict[str, float]:
+    """``forecast_mape``: mean absolute percentage error of the planner's recorded forecasts
+    (made in ``[t0, t1]`` for a span ending by ``t1``) against the units then ordered; none
+    without forecasts."""
+    fc = rec.array("forecasts")
+    if not len(fc):
+        return {}
+    ok = (fc["t"] >= t0) & (fc["t"] + fc["span"] <= t1)
+    fc = fc[ok]
+    if not len(fc):
+        return {"forecast_mape": float("nan")}
+    orders = rec.array("orders")
+    cum = np.concatenate([[0.0], np.cumsum(orders["qty"].astype(float))])
+    ts = orders["t"]
+    actual = cum[np.searchsorted(ts, fc["t"] + fc["span"], side="left")] - cum[np.searchsorted(ts, fc["t"], side="left")]
+    good = actual > 0
+    mape = float(np.mean(np.abs(fc["units"][good] - actual[good]) / actual[good])) if good.any() else float("nan")
+    return {"forecast_mape": mape}
+
+
 def build(rec: Record, warmup: float | None = None, horizon: float | None = None) -> Results:
     """Turn one run's :class:`~twin.record.Record` into :class:`Results` over ``[warmup, horizon]``
     (s; default the run's own)."""
@@ -241,6 +302,10 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     for i, units in zip(rw["station"], rw["units"]):
         not_first_time[names[i]] = not_first_time.get(names[i], 0) + units
     stations = station_table(rec, states, warmup, horizon, not_first_time)
+    outcomes = maintenance_outcomes(rec, warmup, horizon)
+    if outcomes:
+        for col in ("pdm_recall", "pdm_precision", "pdm_lead_h"):
+            stations[col] = [outcomes.get(n, {}).get(col, np.nan) for n in stations.index]
     rework_units = float(rw["units"].sum())
     kpis = line_kpis(lots, scraps, stations, warmup, horizon, rework_units)
     ts = timeseries_frame(lots, scraps, horizon)
@@ -248,6 +313,8 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"])
     kpis.update(cost_kpis)
     kpis.update(supply_kpis(rec, warmup, horizon))
+    kpis.update(pdm_kpis(outcomes))
+    kpis.update(forecast_kpis(rec, warmup, horizon))
     orders = pd.DataFrame()
     if rec.orders_mode:
         states_cls = reclassify_closed(rec, states)

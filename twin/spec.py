@@ -112,31 +112,57 @@ class Maintenance(_M):
 
     - ``reactive``: run to failure (only repairs);
     - ``preventive``: planned maintenance after every ``interval`` of operating time;
-    - ``predictive``: the machine's remaining life (from its wear-out failure law,
-      the degradation that raises the hazard with use) is estimated from a noisy
-      health signal (relative error ``noise_cv``); a degradation is noticed with
-      probability ``recall``, and planned maintenance is done ``lead_time``
-      (operating time) before the predicted failure; false alarms trigger
-      needless maintenance at ``false_alarm_per_hour`` per operating hour.
+    - ``predictive``: learned from a condition signal. Each machine emits a health index
+      that rises with its wear (noise ``signal_noise``, unit-to-unit variation
+      ``unit_variation``, read every ``inspect_every`` of operating time); an alarm
+      threshold is trained on ``training_lives`` simulated run-to-failure histories
+      before the run, and recall, precision and warning lead time are measured by the run
+      (an alarm within ``horizon`` of the failure it prevented counts as a true one);
+    - ``oracle``: the upper bound that knows each machine's failure age: a wear-out is
+      noticed with probability ``recall`` (given, not measured), estimated with relative
+      error ``noise_cv`` and maintained ``lead_time`` before it; false alarms at
+      ``false_alarm_per_hour`` per operating hour.
 
     Planned maintenance takes ``duration`` (state ``maintenance``), happens between
     lots, and renews the machine like a repair does.
     """
 
     policy: str = "reactive"
-    """`reactive`, `preventive`, `predictive` or a registered name."""
+    """`reactive`, `preventive`, `predictive`, `oracle` or a registered name."""
     interval: PositiveDuration | None = None
     """`preventive`: operating time between planned maintenances, s."""
     duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     """Duration of one planned maintenance, s."""
+    signal_noise: float = Field(default=0.05, ge=0.0, le=10.0)
+    """`predictive`: standard deviation of a health-index reading (the index runs from 0 new to about 1 at failure)."""
+    unit_variation: float = Field(default=0.1, ge=0.0, le=2.0)
+    """`predictive`: coefficient of variation of the index at failure between machines."""
+    inspect_every: PositiveDuration = 3600.0
+    """`predictive`: operating time between condition readings, s."""
+    horizon: PositiveDuration = 8 * 3600.0
+    """`predictive`: an alarm this close (operating time, s) to the failure it prevents is a true alarm; earlier ones are false."""
+    training_lives: int = Field(default=300, ge=10, le=100_000)
+    """`predictive`: run-to-failure histories the alarm threshold is trained on."""
     recall: Probability = 1.0
-    """`predictive`: probability that a wear-out is noticed."""
+    """`oracle`: probability that a wear-out is noticed."""
     noise_cv: float = Field(default=0.0, ge=0.0)
-    """`predictive`: relative error of the remaining-life estimate."""
+    """`oracle`: relative error of the remaining-life estimate."""
     false_alarm_per_hour: float = Field(default=0.0, ge=0.0)
-    """`predictive`: needless maintenances per operating hour."""
+    """`oracle`: needless maintenances per operating hour."""
     lead_time: Duration = 0.0
-    """`predictive`: plan maintenance this much operating time before the predicted failure, s."""
+    """`oracle`: plan maintenance this much operating time before the predicted failure, s."""
+
+    @model_validator(mode="after")
+    def _outcomes_are_not_inputs(self) -> "Maintenance":
+        if self.policy == "predictive":
+            # a dumped spec carries every field, so "given" means set to other than the default
+            given = sorted(f for f in ("recall", "noise_cv", "false_alarm_per_hour", "lead_time")
+                           if getattr(self, f) != type(self).model_fields[f].default)
+            if given:
+                raise ValueError(f"{', '.join(given)}: a learned predictive policy measures its recall and "
+                                 "lead time (see signal_noise, unit_variation, inspect_every, horizon); "
+                                 "policy = \"oracle\" takes them as given")
+        return self
 
 
 class Quality(_M):
@@ -386,14 +412,14 @@ class Demand(_M):
 
 
 class Planning(_M):
-    """Release policy for ``source.kind = "orders"``: ``campaign``, ``hourly`` or ``backlog`` (or a registered name).
+    """Release policy for ``source.kind = "orders"``: ``campaign``, ``hourly``, ``forecast`` or ``backlog`` (or a registered name).
 
     ``lanes`` parallel lines or cells are fed (lot ``lane`` = line number), or one
     shared feed when ``lanes = 1``; ``period`` is the re-planning interval.
     """
 
     policy: str = "hourly"
-    """`campaign`, `hourly`, `backlog` or a registered name."""
+    """`campaign`, `hourly`, `forecast` (hourly plus a pre-build from a learned forecast), `backlog` or a registered name."""
     period: Annotated[PositiveDuration, Field(ge=1.0)] = 3600.0
     """Re-planning interval, s (at least 1 s)."""
     lanes: int = Field(default=1, ge=1, le=MAX_LANES)
@@ -405,30 +431,48 @@ class Planning(_M):
     trailing window (a moving-average forecast, updated at every re-plan)."""
     npi_lead_time: Duration = 0.0
     """Time after a new product's first order before it can be made (tooling, programs, qualification)."""
+    prebuild_horizon: PositiveDuration = 7 * 86400.0
+    """`forecast`: finished stock is built ahead for the forecast demand above capacity over this time, s."""
 
 
 class Capacity(_M):
     """How capacity follows demand: ``none``, ``shifts`` (overtime, then an extra shift
-    after a hiring lag) or ``modules`` (cells added or idled with a deployment lead time)."""
+    after a hiring lag; a shift shed in a slump), ``modules`` (cells added or idled with a
+    deployment lead time) or ``orchestrated`` (overdrive and bought lines, pulled by a forecast)."""
 
     policy: str = "none"
-    """`none`, `shifts`, `modules` or a registered name."""
+    """`none`, `shifts`, `modules`, `orchestrated` or a registered name."""
     review: Annotated[PositiveDuration, Field(ge=1.0)] = 86400.0
     """Interval between capacity decisions, s (at least 1 s)."""
     overtime_above: float = Field(default=0.5, ge=0.0)
-    """``shifts``: run overtime while the backlog exceeds this many days of baseline demand."""
+    """``shifts``/``orchestrated``: overtime (overdrive) while the backlog exceeds this many days of baseline demand."""
     release_below: float = Field(default=0.1, ge=0.0)
-    """``shifts``/``modules``: drop overtime and extra shifts below this many days of backlog."""
+    """``shifts``/``orchestrated``: drop overtime, extra shifts (overdrive) below this many days of backlog."""
     hiring_lag: Duration = 4 * 604800.0
     """``shifts``: an extra shift starts after overtime has run this long (recruiting, training)."""
+    learning_factor: float = Field(default=1.0, ge=1.0, le=5.0)
+    """``shifts``: a newly hired crew's work takes this many times the normal time at first (learning curve)."""
+    learning_halflife: PositiveDuration = 14 * 86400.0
+    """``shifts``: time in which a new crew's excess time halves, s."""
+    shed_below: float = Field(default=0.0, ge=0.0, le=1.0)
+    """``shifts``: close the calendars' ``shed`` windows when the last four weeks' orders would load the
+    reduced pattern below this utilisation (0: never shed)."""
+    overdrive: float = Field(default=1.0, ge=1.0, le=2.0)
+    """``orchestrated``: speed factor of overdriven lines (1: no overdrive)."""
+    overdrive_wear: float = Field(default=2.0, ge=0.0, le=10.0)
+    """``orchestrated``: overdriven machines age ``overdrive ** overdrive_wear`` times as fast."""
+    overdrive_power: float = Field(default=2.0, ge=0.0, le=10.0)
+    """``orchestrated``: overdriven machines draw ``overdrive ** overdrive_power`` times their busy power."""
     lead_time: Duration = 7 * 86400.0
-    """``modules``: deployment time of an added module."""
+    """``modules``: deployment time of an added module; ``orchestrated``: time from buying a line to its first lot."""
+    buy_lines: bool = True
+    """``orchestrated``: the lines beyond ``initial_lanes`` may be bought."""
     min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """`modules`: never fewer deployed lanes."""
     initial_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
-    """`modules`: lanes deployed at t = 0 (default all)."""
+    """`modules`: lanes deployed at t = 0 (default all); `orchestrated`: lanes owned at t = 0 (the rest can be bought)."""
     target_utilisation: float = Field(default=0.85, gt=0.0, le=1.0)
-    """`modules`: planned load of a deployed lane."""
+    """`modules`/`orchestrated`: planned load of a deployed lane."""
     clear_backlog_in: PositiveDuration = 7 * 86400.0
     """``modules``: size capacity to clear the backlog within this time besides the demand rate."""
 
@@ -441,7 +485,16 @@ class Costs(_M):
     capex: float = Field(default=0.0, ge=0.0)
     """Installed equipment and building of the whole plant (all lanes)."""
     capex_per_lane: float = Field(default=0.0, ge=0.0)
-    """Capex of one lane (line, cell, module); charged only while deployed when capacity is ``modules``."""
+    """Capex of one lane (line, cell, module), charged while owned: from the start, or (bought by the
+    ``orchestrated`` policy) from when it works; an owned module costs it deployed or idle."""
+    lanes_leased: bool = False
+    """Lanes are leased instead of owned: no ``capex_per_lane``, ``lease_per_lane_hour`` while deployed."""
+    lease_per_lane_hour: float = Field(default=0.0, ge=0.0)
+    """Lease of a deployed lane per hour (``lanes_leased``)."""
+    hiring_per_worker: float = Field(default=0.0, ge=0.0)
+    """Recruiting and training one worker of a crew the capacity policy hires (an extra shift, a crew hired back)."""
+    severance_per_worker: float = Field(default=0.0, ge=0.0)
+    """Cost of letting one worker of a shed crew go (severance, agency fees)."""
     depreciation_years: float = Field(default=7.0, gt=0.0)
     """Straight-line depreciation period of the capex, years."""
     module_deploy_cost: float = Field(default=0.0, ge=0.0)
@@ -571,6 +624,18 @@ class Transport(_M):
         return DIST_CLASSES["constant"](value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
 
 
+class Capability(_M):
+    """A named capability of the factory and how to switch it off (``twin ablate``)."""
+
+    name: Name
+    """Unique capability name."""
+    description: str = ""
+    """What the capability is, in a few words."""
+    off: dict[str, Any] = Field(min_length=1)
+    """Spec values (dotted paths, ``*`` for every list item) that switch it off, e.g.
+    ``{"stations.*.maintenance.policy" = "reactive"}``."""
+
+
 class Spec(_M):
     """A whole factory."""
 
@@ -606,6 +671,8 @@ class Spec(_M):
     """Unit-cost parameters."""
     run: Run = Field(default_factory=Run)
     """Default run settings."""
+    capabilities: list[Capability] = Field(default_factory=list)
+    """Capabilities `twin ablate` switches off one at a time to measure what each is worth."""
 
     def _check_built(self) -> None:
         # a spec built in Python gets the checks a loaded one gets (duplicate names, unknown
@@ -767,6 +834,7 @@ class Spec(_M):
             errors.append(("products", "the shares of all products sum to 0"))
         _dupes(errors, "calendars", [c.name for c in self.calendars])
         _dupes(errors, "workers", [w.name for w in self.workers])
+        _dupes(errors, "capabilities", [c.name for c in self.capabilities])
         cals = {c.name for c in self.calendars}
         pools = {w.name for w in self.workers}
         for w in self.workers:

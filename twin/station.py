@@ -23,6 +23,7 @@ import simpy
 from . import policies, quality, reliability
 from .dists import Sampler
 from .flow import Buffer, Lot
+from .learn import MeasuredTimes
 from .state import State, TraceEvent
 from .workforce import Calendar, Pool
 
@@ -63,7 +64,7 @@ class Server:
 class Lane:
     """One of a station's parallel copies (a line's or cell's machine group): a buffer and servers."""
 
-    __slots__ = ("station", "index", "buffer", "servers", "speed", "active")
+    __slots__ = ("station", "index", "buffer", "servers", "speed", "wear", "active")
 
     def __init__(self, station: "StationRuntime", index: int, buffer: Buffer, speed: float):
         self.station = station
@@ -71,6 +72,7 @@ class Lane:
         self.buffer = buffer
         self.servers: list[Server] = []
         self.speed = speed
+        self.wear = 1.0  # operating age gained per second of work (above 1 when overdriven)
         self.active = True
 
     def in_process(self) -> int:
@@ -80,7 +82,7 @@ class Lane:
     def expected_completion(self, lot: Lot, now: float) -> float:
         """Expected time (s from now) at which ``lot`` would finish here."""
         st = self.station
-        means = st.means
+        means = st.measured.est if st.measured is not None else st.means
         work = 0.0
         last = None
         for s in self.servers:
@@ -211,6 +213,10 @@ class StationRuntime:
                 srv = Server(self, lane, number, sid)
                 lane.servers.append(srv)
                 self.servers.append(srv)
+        # what an orchestrator has measured of this station's unit times (its dispatch reads them)
+        self.measured: MeasuredTimes | None = None
+        if spec_station.dispatch == "least_expected_completion" and len(self.lanes) > 1:
+            self.measured = MeasuredTimes(self.means)
         self.input: Any
         if len(self.lanes) == 1:
             self.input = self.lanes[0].buffer
@@ -331,6 +337,8 @@ class StationRuntime:
         batch = self.batch
         takes = self.takes if self.needs_material else None
         speed_loss = self.speed_loss
+        pace = model.pace  # a newly hired crew's learning curve (capacity policy), or None
+        measured = self.measured
         buf = lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
         try_get = buf.try_get
         while True:
@@ -386,6 +394,8 @@ class StationRuntime:
                 if self.minor is not None:
                     d = self._with_minor_stops(srv, d, ideal_d)
                 d /= lane.speed
+                if pace is not None and pool is not None:
+                    d *= pace(env.now)
                 srv.busy_until = env.now + su + d
                 if pool is not None:
                     if cal is not None and cal.open_until(env.now) is None:
@@ -415,6 +425,8 @@ class StationRuntime:
                     for q in lots:
                         tr((env.now, sid, q.id, q.product, q.qty, _T_START))
                 yield from self.work(srv, d, _BUSY, ages=True)
+            if measured is not None:  # the lot's busy time as the line reports it when done
+                measured.observe(p, d, units)
             srv.units += units
             if batch is not None:
                 srv.ideal += means[p]
@@ -603,9 +615,11 @@ class StationRuntime:
                     self.set_state(srv, state)
                     continue
                 chunk = min(chunk, until - env.now)
-            if operating and srv.ttf_left <= chunk:
-                yield env.timeout(srv.ttf_left)
-                d -= srv.ttf_left
+            wear = srv.lane.wear
+            if operating and srv.ttf_left <= chunk * wear:
+                worked = srv.ttf_left / wear
+                yield env.timeout(worked)
+                d -= worked
                 srv.pm_left -= srv.ttf_left
                 yield from rel.repair(srv)
                 self.set_state(srv, state)
@@ -620,8 +634,8 @@ class StationRuntime:
             yield env.timeout(chunk)
             d -= chunk
             if operating:
-                srv.ttf_left -= chunk
-                srv.pm_left -= chunk
+                srv.ttf_left -= chunk * wear
+                srv.pm_left -= chunk * wear
             if d <= 1e-9:
                 return
 

@@ -52,7 +52,7 @@ class Pool:
 
 
 class Calendar:
-    """Runtime calendar with a switchable level (0 base, 1 overtime, 2 extra shift); its
+    """Runtime calendar with a switchable level (0 base, 1 overtime, 2 extra shift, 3 shed); its
     :class:`~twin.calendar.CalendarHistory` is what the run's record keeps."""
 
     __slots__ = ("env", "spec", "name", "history", "patterns", "level", "changed")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..calendar import WEEK, WeeklyPattern
 from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
@@ -12,15 +14,34 @@ from .registry import register
 DAY = 86400.0
 
 
-@register("capacity", "none")
-class Fixed:
-    """Capacity is what is installed (the dark factory)."""
+class CapacityPolicy:
+    """Shared by the capacity policies: the factory's current rated output, which the
+    learned planner compares with its forecast."""
 
     def __init__(self, model: Any):
         self.model = model
+        self.spec = model.spec.capacity
+        self.lane_rate = lane_rate_per_hour(model.spec)
 
     def start(self) -> None:
         pass
+
+    def rate_per_hour(self) -> float:
+        """Rated output (units per calendar hour) of the lanes deployed now, at their speed."""
+        m = self.model
+        lanes = sum(m.lanes_active) if m.orders_mode else m.spec.planning.lanes
+        return design_capacity_per_hour(m.spec, lanes=lanes)
+
+
+@register("capacity", "none")
+class Fixed(CapacityPolicy):
+    """Capacity is what is installed and deployed at the start (``initial_lanes``, default all)."""
+
+    def start(self) -> None:
+        m = self.model
+        if m.orders_mode:
+            for ln in range((self.spec.initial_lanes or m.spec.planning.lanes), m.spec.planning.lanes):
+                m.set_lane_active(ln, False)
 
 
 def backlog_days(model: Any) -> float:
@@ -29,56 +50,127 @@ def backlog_days(model: Any) -> float:
     return units / (model.spec.demand.base_per_week / 7.0)
 
 
+def recent_rate_per_hour(model: Any, window: float) -> float:
+    """Units ordered per hour over the trailing ``window`` s (shorter at the start)."""
+    now = model.env.now
+    w = min(now, window)
+    if w <= 0:
+        return 0.0
+    return sum(o[ORDER_QTY] for o in _orders_since(model.rec.orders, now - w)) / w * 3600.0
+
+
+BASE, OVERTIME, EXTRA, SHED = 0, 1, 2, 3  # calendar levels (twin.calendar)
+
+
 @register("capacity", "shifts")
-class Shifts:
+class Shifts(CapacityPolicy):
     """Overtime while the backlog is above ``overtime_above`` days of demand; an extra
     shift once overtime has run for ``hiring_lag`` (recruiting and training take that
     long); back to the base pattern when the backlog falls below ``release_below`` days.
-    Switches every calendar of the factory (level 0 base, 1 overtime, 2 extra shift)."""
+    In a slump (``shed_below`` > 0) the calendars' ``shed`` windows close once the order
+    rate of the last four weeks would load the reduced pattern below ``shed_below``, and
+    open again (a crew hired back) when the backlog passes ``overtime_above``. A crew
+    hired (extra shift or hired back) works ``learning_factor`` × the normal time at first,
+    the excess halving every ``learning_halflife``. Switches every calendar of the factory;
+    hires and lay-offs are recorded (``hire``/``shed`` events) and charged in the
+    ``workforce`` cost term."""
 
     def __init__(self, model: Any):
-        self.model = model
-        self.spec = model.spec.capacity
-        self.level = 0
+        super().__init__(model)
+        self.level = BASE
         self.overtime_since: float | None = None
+        self.hired_at: float | None = None
+        self.new_windows: list[WeeklyPattern] = []
+        self.crew = sum(w.size for w in model.spec.workers if w.calendar is not None)
+        self.shed_rate = 0.0
+        if self.spec.shed_below > 0 and model.spec.calendars:
+            self.shed_rate = design_capacity_per_hour(model.spec, level=SHED) * self.spec.shed_below
+        if self.spec.learning_factor > 1.0:
+            model.pace = self.pace
 
     def start(self) -> None:
         if self.model.orders_mode:
             self.model.env.process(self._loop())
 
+    def pace(self, now: float) -> float:
+        """Time factor of work done now: above 1 while a newly hired crew is on shift and learning."""
+        if self.hired_at is None or not any(p.open_until(now) is not None for p in self.new_windows):
+            return 1.0
+        excess = self.spec.learning_factor - 1.0
+        return 1.0 + excess * 0.5 ** ((now - self.hired_at) / self.spec.learning_halflife)
+
     def _set(self, level: int) -> None:
-        if level != self.level:
-            self.level = level
-            for cal in self.model.calendars.values():
-                cal.set_level(level)
-            self.model.rec.events.append((self.model.env.now, "calendar_level", str(level)))
+        if level == self.level:
+            return
+        m = self.model
+        now = m.env.now
+        hire = level == EXTRA or (self.level == SHED and level != SHED)
+        if hire:
+            cal = next(iter(m.calendars.values()), None)
+            self.hired_at = now
+            if cal is not None:
+                # the windows the new crew works: what the new level opens beyond the one it leaves
+                before, after = cal.spec.pattern(self.level), cal.spec.pattern(level)
+                self.new_windows = [WeeklyPattern(np.array(_minus(after, before)).reshape(-1, 2))]
+            m.rec.events.append((now, "hire", str(self.crew)))
+        if level == SHED:
+            m.rec.events.append((now, "shed", str(self.crew)))
+        self.level = level
+        for cal in m.calendars.values():
+            cal.set_level(level)
+        m.rec.events.append((now, "calendar_level", str(level)))
 
     def _loop(self):
         env = self.model.env
+        sp = self.spec
         while True:
-            yield env.timeout(self.spec.review)
+            yield env.timeout(sp.review)
             days = backlog_days(self.model)
-            if days < self.spec.release_below:
-                self.overtime_since = None
-                self._set(0)
-            elif days > self.spec.overtime_above:
-                if self.overtime_since is None:
+            if days > sp.overtime_above:
+                if self.level == SHED:
+                    self.overtime_since = None
+                    self._set(BASE)
+                elif self.overtime_since is None:
                     self.overtime_since = env.now
-                    self._set(max(self.level, 1))
-                elif env.now - self.overtime_since >= self.spec.hiring_lag:
-                    self._set(2)
+                    self._set(max(self.level, OVERTIME))
+                elif env.now - self.overtime_since >= sp.hiring_lag:
+                    self._set(EXTRA)
+            elif days < sp.release_below:
+                self.overtime_since = None
+                if self.level != SHED:
+                    self._set(BASE)
+                if (self.shed_rate > 0 and env.now >= 4 * WEEK
+                        and recent_rate_per_hour(self.model, 4 * WEEK) < self.shed_rate):
+                    self._set(SHED)
+
+
+def _minus(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float]]:
+    """Intervals of ``a`` not in ``b`` (both merged n × 2 arrays within a week)."""
+    out = [tuple(iv) for iv in a.tolist()]
+    for cut in b.tolist():
+        nxt = []
+        for s, e in out:
+            if cut[1] <= s or cut[0] >= e:
+                nxt.append((s, e))
+                continue
+            if s < cut[0]:
+                nxt.append((s, cut[0]))
+            if cut[1] < e:
+                nxt.append((cut[1], e))
+        out = nxt
+    return out
 
 
 @register("capacity", "modules")
-class Modules:
+class Modules(CapacityPolicy):
     """Deploy or idle whole lines/cells. Every ``review``, size the active modules to the
-    recent order rate plus clearing the backlog within ``clear_backlog_in``, at
+    recent order rate (last week) plus clearing the backlog within ``clear_backlog_in``, at
     ``target_utilisation`` of a module's rated output; added modules start work after
-    ``lead_time`` (deployment), idled ones stop taking new lots at once."""
+    ``lead_time`` (deployment), idled ones stop taking new lots at once. Every installed
+    slot is owned (its capex runs whether deployed or not) unless ``costs.lanes_leased``."""
 
     def __init__(self, model: Any):
-        self.model = model
-        self.spec = model.spec.capacity
+        super().__init__(model)
         self.pending = 0
 
     def start(self) -> None:
@@ -89,7 +181,7 @@ class Modules:
         init = self.spec.initial_lanes or lanes
         for ln in range(init, lanes):
             m.set_lane_active(ln, False)
-        self.rate = lane_rate_per_hour(m.spec)
+        self.rate = self.lane_rate
         m.env.process(self._loop())
 
     def _deploy(self, lane: int):
@@ -103,9 +195,7 @@ class Modules:
         sp = self.spec
         while True:
             yield env.timeout(sp.review)
-            window = min(env.now, WEEK)
-            recent = sum(o[ORDER_QTY] for o in _orders_since(m.rec.orders, env.now - window))
-            rate = recent / window * 3600.0 if window > 0 else 0.0
+            rate = recent_rate_per_hour(m, WEEK)
             backlog = max(0.0, sum(m.open_units) - sum(m.stock))
             need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.rate * sp.target_utilisation)
             want = min(len(m.lanes_active), max(sp.min_lanes, math.ceil(need)))
@@ -121,6 +211,101 @@ class Modules:
                 on = [i for i, a in enumerate(m.lanes_active) if a]
                 for ln in reversed(on[want:]):
                     m.set_lane_active(ln, False)
+
+
+@register("capacity", "orchestrated")
+class Orchestrated(CapacityPolicy):
+    """The levers of an orchestrated automated plant, pulled by its learned forecast
+    (``planning.policy = "forecast"``; without it, by the recent order rate) and its order book:
+
+    - **overdrive**: every ``review`` the lines run at ``overdrive`` × nominal speed while
+      the backlog exceeds ``overtime_above`` days or tomorrow's forecast exceeds the rated
+      capacity, and at nominal speed once the backlog is under ``release_below`` days.
+      Overdriven machines age ``overdrive`` ** ``overdrive_wear`` times as fast (more
+      failures) and draw ``overdrive`` ** ``overdrive_power`` times their busy power
+      (charged in energy);
+    - **an extra line** (``buy_lines``): lines beyond ``initial_lanes`` are not owned at the
+      start; when the forecast demand from ``lead_time`` to ``lead_time`` + 4 weeks ahead,
+      less twice the forecaster's measured error of a week's mean (its one-day MAPE / √7),
+      exceeds the owned lines' rated output at ``target_utilisation``, one is bought; it
+      works (and its capex runs) from ``lead_time`` later. An irreversible purchase waits
+      for a forecast that clears capacity by more than its own noise.
+    Overdrive applies to the stations with one copy per line."""
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        self.speed = 1.0
+        self.pending = 0
+
+    def start(self) -> None:
+        m = self.model
+        if not m.orders_mode:
+            return
+        lanes = m.spec.planning.lanes
+        init = self.spec.initial_lanes or lanes
+        for ln in range(init, lanes):
+            m.set_lane_active(ln, False)
+        m.rec.events.append((0.0, "owned", str(init)))
+        m.env.process(self._loop())
+
+    def rate_per_hour(self) -> float:
+        return super().rate_per_hour() * self.speed
+
+    def _forecast(self, first_day: int, days: int) -> tuple[float, float]:
+        """Mean forecast demand per hour over days ``first_day`` .. ``first_day + days`` ahead, and
+        its relative error as measured (one-day MAPE / √7; without a learned forecast, the last
+        week's order rate with no error estimate)."""
+        planner = self.model.planner
+        fc = getattr(planner, "daily_forecast", None)
+        if fc is None:
+            return recent_rate_per_hour(self.model, WEEK), 0.0
+        err = planner.forecaster.mape
+        return float(np.mean(fc(first_day + days)[first_day:])) / 24.0, (err / math.sqrt(7) if err == err else 0.0)
+
+    def _set_speed(self, speed: float) -> None:
+        if speed == self.speed:
+            return
+        self.speed = speed
+        m = self.model
+        wear = speed ** self.spec.overdrive_wear
+        for st in m.stations.values():
+            if len(st.lanes) == m.spec.planning.lanes > 1:
+                nominal = st.spec.speeds or [1.0] * len(st.lanes)
+                for ln, v in zip(st.lanes, nominal):
+                    ln.speed = v * speed
+                    ln.wear = wear
+        m.rec.events.append((m.env.now, "overdrive", repr(speed)))
+
+    def _buy(self, lane: int):
+        m = self.model
+        yield m.env.timeout(self.spec.lead_time)
+        self.pending -= 1
+        m.set_lane_active(lane, True)
+        m.rec.events.append((m.env.now, "owned", str(sum(m.lanes_active))))
+
+    def _loop(self):
+        m = self.model
+        env = m.env
+        sp = self.spec
+        while True:
+            yield env.timeout(sp.review)
+            if sp.overdrive > 1.0:
+                days = backlog_days(m)
+                nominal = super().rate_per_hour()
+                if days > sp.overtime_above or self._forecast(0, 1)[0] > nominal:
+                    self._set_speed(sp.overdrive)
+                elif days < sp.release_below:
+                    self._set_speed(1.0)
+            idle = [i for i, a in enumerate(m.lanes_active) if not a]
+            if sp.buy_lines and len(idle) > self.pending:
+                lead_days = max(1, math.ceil(sp.lead_time / DAY))
+                owned = sum(m.lanes_active) + self.pending
+                rate, err = self._forecast(lead_days, 28)
+                if rate * (1.0 - 2.0 * err) > self.lane_rate * owned * sp.target_utilisation:
+                    ln = idle[self.pending]
+                    self.pending += 1
+                    m.rec.events.append((env.now, "buy", str(ln)))
+                    env.process(self._buy(ln))
 
 
 def _orders_since(orders: list[tuple[Any, ...]], t0: float):
@@ -161,10 +346,10 @@ def lane_rate_per_hour(spec: Any) -> float:
     return worst
 
 
-def design_capacity_per_hour(spec: Any, lanes: int | None = None) -> float:
+def design_capacity_per_hour(spec: Any, lanes: int | None = None, level: int = 0) -> float:
     """Rated output of the factory in units per calendar hour: the rated output of a
     lane (see :func:`lane_rate_per_hour`) × lanes in use (``lanes``, default the
-    initially deployed ones) × the open share of the tightest base calendar.
+    initially deployed ones) × the open share of the tightest calendar at ``level`` (0 base, 3 shed).
     Setups, blocking and scrap come on top, so a run's throughput stays below it."""
     n = lanes if lanes is not None else (spec.capacity.initial_lanes or spec.planning.lanes)
     if spec.planning.lanes <= 1:
@@ -175,5 +360,5 @@ def design_capacity_per_hour(spec: Any, lanes: int | None = None) -> float:
     for st in spec.stations:
         name = st.calendar or (pools[st.operators].calendar if st.operators else None)
         if name:
-            open_share = min(open_share, WeeklyPattern(cals[name].pattern(0)).open_per_week / WEEK)
+            open_share = min(open_share, WeeklyPattern(cals[name].pattern(level)).open_per_week / WEEK)
     return lane_rate_per_hour(spec) * n * open_share

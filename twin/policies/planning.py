@@ -12,10 +12,14 @@ import math
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
+from ..learn import DemandForecaster
 from .registry import register
 
 WEEK = 604800.0
+DAY = 86400.0
 
 
 class QueuePlanner:
@@ -106,6 +110,7 @@ class Campaign(QueuePlanner):
         self.clear()
         plan = []
         fc_all = self.forecast_units()
+        m.rec.forecasts.append((self.env.now, self.spec.period, float(sum(fc_all))))
         for p in range(len(m.product_names)):
             if not self.available(p):
                 continue
@@ -132,6 +137,78 @@ class Hourly(QueuePlanner):
                 todo.append((due, p, lots))
         for _, p, lots in sorted(todo):
             self.push(p, lots)
+
+
+@register("planning", "forecast")
+class Forecast(Hourly):
+    """Release from the order book every period (as ``hourly``) plus a finished-goods
+    target set by a forecast learned from the orders seen so far.
+
+    At each day's end the day's orders feed a :class:`~twin.learn.DemandForecaster`
+    (Holt's damped trend, fitted by statsmodels on up to 16 weeks of days and re-fitted
+    weekly). The stock target is the forecast demand above the factory's current
+    capacity over the next ``prebuild_horizon``: built ahead, in the recent product mix,
+    while there is room. The forecast (and its measured error) also drives the
+    ``orchestrated`` capacity levers; every day the forecast of the next week is
+    recorded, so the run measures its error (``forecast_mape``)."""
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        d = model.spec.demand
+        self.forecaster = DemandForecaster(prior=(self.spec.forecast_per_week or d.base_per_week) / 7.0)
+        self.next_day = DAY
+        self.target = [0.0] * len(model.product_names)
+
+    def daily_forecast(self, days: int) -> list[float]:
+        """Forecast orders (units) of each of the next ``days`` days."""
+        return self.forecaster.forecast(days).tolist()
+
+    def _observe_days(self) -> None:
+        m = self.model
+        while self.env.now >= self.next_day:
+            t0 = self.next_day - DAY
+            units = sum(o[ORDER_QTY] for o in _orders_in(m.rec.orders, t0, self.next_day))
+            self.forecaster.observe(units)
+            week = self.forecaster.forecast(7)
+            m.rec.forecasts.append((self.next_day, WEEK, float(week.sum())))
+            self._set_target()
+            self.next_day += DAY
+
+    def _set_target(self) -> None:
+        m = self.model
+        days = max(1, round(self.spec.prebuild_horizon / DAY))
+        fc = self.forecaster.forecast(days)
+        cap = m.capacity.rate_per_hour() * 24.0
+        excess = float(np.maximum(fc - cap, 0.0).sum())
+        mix = [0.0] * len(m.product_names)
+        for o in _orders_in(m.rec.orders, self.env.now - 4 * WEEK, self.env.now):
+            mix[o[ORDER_PRODUCT]] += o[ORDER_QTY]
+        total = sum(mix)
+        self.target = [excess * x / total if total > 0 else 0.0 for x in mix]
+
+    def replan(self) -> None:
+        self._observe_days()
+        m = self.model
+        todo = []
+        for p in range(len(m.product_names)):
+            if not self.available(p):
+                continue
+            lots = self.lots_needed(p, m.need(p) + self.target[p] - self.queued[p])
+            if lots:
+                due = m.book[p][0][2] if m.book[p] else float("inf")
+                todo.append((due, p, lots))
+        for _, p, lots in sorted(todo):
+            self.push(p, lots)
+
+
+def _orders_in(orders: list[tuple[Any, ...]], t0: float, t1: float):
+    """Orders placed in ``[t0, t1)`` (the list is in time order; read from its end)."""
+    for o in reversed(orders):
+        t = o[ORDER_T]
+        if t < t0:
+            break
+        if t < t1:
+            yield o
 
 
 @register("planning", "backlog")

@@ -1,0 +1,200 @@
+"""What an orchestrator learns from its plant's own data (DESIGN §7): a demand forecast, a
+condition model for predictive maintenance, and measured process times.
+
+Plain numerical objects with no simulation inside, so they can be tested against known
+series and trained on simulated histories; the policies hold them during a run.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+INF = float("inf")
+
+
+class DemandForecaster:
+    """Exponential smoothing of demand per period (statsmodels): simple, or Holt's damped
+    trend when the data support it (the lower AICc).
+
+    ``observe`` feeds one period's demand (units). The model and its smoothing parameters
+    are fitted by maximum likelihood on the last ``window`` periods every ``refit_every`` periods
+    (from ``min_history`` on); between fits the level and trend follow Holt's recursions
+    with the fitted parameters, so each new period costs O(1). Before ``min_history``
+    the forecast is the mean of what was seen (or ``prior``). Every observation is first
+    scored against the one-step forecast made before it: :attr:`mape` and :attr:`rmse`
+    are measured errors, not assumptions.
+    """
+
+    def __init__(self, prior: float | None = None, min_history: int = 14, refit_every: int = 7,
+                 window: int = 112):
+        self.prior = prior
+        self.min_history = max(3, min_history)
+        self.refit_every = max(1, refit_every)
+        self.window = max(self.min_history, window)
+        self.history: list[float] = []
+        self.errors: list[float] = []  # one-step errors (actual - forecast), units
+        self.actuals: list[float] = []  # the actuals scored (same order as errors)
+        self.alpha = self.beta = 0.0
+        self.phi = 1.0
+        self.trended = False
+        self.level = self.trend = 0.0
+        self.fitted = False
+        self._since_fit = 0
+        self.fits = 0
+
+    def observe(self, y: float) -> None:
+        """Add one period's demand (units)."""
+        y = float(y)
+        f = self.forecast(1)[0] if (self.history or self.prior is not None) else None
+        if f is not None:
+            self.errors.append(y - f)
+            self.actuals.append(y)
+        self.history.append(y)
+        if self.fitted:
+            prev = self.level
+            self.level = self.alpha * y + (1.0 - self.alpha) * (prev + self.phi * self.trend)
+            self.trend = self.beta * (self.level - prev) + (1.0 - self.beta) * self.phi * self.trend
+        self._since_fit += 1
+        n = len(self.history)
+        if n >= self.min_history and (not self.fitted or self._since_fit >= self.refit_every):
+            self._fit()
+
+    def _fit(self) -> None:
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing  # noqa: PLC0415 - heavy import, once a fit
+
+        y = np.asarray(self.history[-self.window:], dtype=float)
+        best = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on short or flat series
+            # simple smoothing or a damped trend, whichever the data support (AICc): a trend
+            # fitted to a few noisy weeks would otherwise be extrapolated months ahead
+            for trend in (None, "add"):
+                res = ExponentialSmoothing(y, trend=trend, damped_trend=trend is not None,
+                                           initialization_method="estimated").fit()
+                if best is None or res.aicc < best.aicc:
+                    best = res
+        p = best.params
+        self.alpha = float(p["smoothing_level"])
+        self.trended = best.model.trend is not None
+        self.beta = float(p["smoothing_trend"]) if self.trended else 0.0
+        self.phi = float(p["damping_trend"]) if self.trended else 0.0
+        self.level = float(best.level[-1])
+        self.trend = float(best.trend[-1]) if self.trended else 0.0
+        self.fitted = True
+        self._since_fit = 0
+        self.fits += 1
+
+    def forecast(self, h: int) -> np.ndarray:
+        """Forecast of the next ``h`` periods (units each, never negative)."""
+        if self.fitted:
+            steps = np.cumsum(self.phi ** np.arange(1, h + 1))
+            return np.maximum(self.level + steps * self.trend, 0.0)
+        base = float(np.mean(self.history)) if self.history else float(self.prior or 0.0)
+        return np.full(h, base)
+
+    @property
+    def rmse(self) -> float:
+        """Root-mean-square one-step error so far (units per period; NaN before any)."""
+        e = np.asarray(self.errors)
+        return float(np.sqrt(np.mean(e * e))) if len(e) else float("nan")
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute percentage one-step error so far (fraction; periods with zero demand left out)."""
+        a = np.asarray(self.actuals)
+        e = np.asarray(self.errors)
+        ok = a > 0
+        return float(np.mean(np.abs(e[ok]) / a[ok])) if ok.any() else float("nan")
+
+
+@dataclass
+class ConditionSignal:
+    """The health index a wearing machine emits (the truth the monitor does not see).
+
+    Over a life that ends in failure at operating age ``L`` the index rises linearly,
+    ``h(a) = u · a / L``: ``u`` is the unit's sensitivity (lognormal, mean 1, cv
+    ``unit_variation``: two machines fail at different readings), and each reading
+    carries Gaussian measurement noise of standard deviation ``noise`` (in units of
+    the index). Readings are taken every ``every`` seconds of operating time.
+    """
+
+    noise: float
+    unit_variation: float
+    every: float
+
+    def readings(self, life: float, rng: np.random.Generator) -> np.ndarray:
+        """Readings at ages every, 2·every, … before ``life`` (s); all random numbers from ``rng``."""
+        n = int(life // self.every) if math.isfinite(life) else 0
+        if self.unit_variation > 0:
+            s2 = math.log1p(self.unit_variation ** 2)
+            u = float(rng.lognormal(-s2 / 2.0, math.sqrt(s2)))
+        else:
+            u = 1.0
+            rng.standard_normal()  # keep the stream in step whatever the variation
+        ages = self.every * np.arange(1, n + 1)
+        return u * ages / life + self.noise * rng.standard_normal(n)
+
+
+class ConditionModel:
+    """An alarm threshold on the health index, learned from run-to-failure histories.
+
+    ``train`` simulates ``lives`` histories (life from the machine's failure law,
+    readings from the signal, all from the trainer's own random stream) and picks the
+    threshold that minimises the expected stop time per operating time, by
+    renewal-reward: (P(miss)·E[repair] + P(alarm)·E[planned]) / E[min(alarm age, life)].
+    ``alarm_age`` then gives, for one life, the age of the first reading at or above it.
+    """
+
+    def __init__(self, signal: ConditionSignal):
+        self.signal = signal
+        self.threshold = INF
+
+    def train(self, lives: np.ndarray, rng: np.random.Generator, repair_s: float, planned_s: float) -> float:
+        """Fit the threshold on the given lives (s); return it."""
+        runmax = [np.maximum.accumulate(self.signal.readings(L, rng)) for L in lives]
+        tops = np.concatenate([r for r in runmax if len(r)] or [np.zeros(1)])
+        grid = np.unique(np.quantile(tops, np.linspace(0.0, 1.0, 201)))
+        every = self.signal.every
+        stop = np.zeros(len(grid))
+        up = np.zeros(len(grid))
+        for L, r in zip(lives, runmax):
+            k = np.searchsorted(r, grid, side="left")
+            alarm = k < len(r)
+            stop += np.where(alarm, planned_s, repair_s)
+            up += np.where(alarm, (k + 1) * every, L)
+        cost = stop / np.maximum(up, 1e-9)
+        i = int(np.argmin(cost))
+        best, best_cost = float(grid[i]), float(cost[i])
+        total_life = float(np.sum(lives))
+        # never alarming is the fallback every threshold is measured against
+        if len(lives) and repair_s * len(lives) / total_life <= best_cost:
+            best = INF
+        self.threshold = best
+        return best
+
+    def alarm_age(self, life: float, rng: np.random.Generator) -> float:
+        """Operating age (s) of the first alarm over a life ending at ``life``; INF: none before it."""
+        r = self.signal.readings(life, rng)
+        hit = np.flatnonzero(r >= self.threshold)
+        return float((hit[0] + 1) * self.signal.every) if len(hit) else INF
+
+
+class MeasuredTimes:
+    """Per-unit process times as an orchestrator measures them (exponentially weighted
+    mean of measured busy time over units, per product), starting from the rated times."""
+
+    __slots__ = ("est", "weight")
+
+    def __init__(self, prior: list[float], weight: float = 0.05):
+        self.est = list(prior)
+        self.weight = weight
+
+    def observe(self, product: int, seconds: float, units: int) -> None:
+        """One lot's measured time (s) for ``units`` units."""
+        if units > 0:
+            e = self.est[product]
+            self.est[product] = e + self.weight * (seconds / units - e)
