@@ -86,6 +86,23 @@ def test_the_run_report_renders(tmp_path):
     assert not re.search(r"(?i)\bnan\b|undefined", text)
 
 
+def test_the_ablation_report_renders(tmp_path):
+    from test_orchestration import _ablate_spec
+
+    spec = _ablate_spec(tmp_path)
+    out = tmp_path / "abl"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["ablate", str(spec), "--scenarios", "baseline", "surge", "--replications", "2", "--weeks", "4",
+                     "--warmup", "2d", "--jobs", "1", "--out", str(out), "-q"]) == 0
+    dom, log = render(out / "report.html", tmp_path)
+    assert not console_errors(log), console_errors(log)
+    check_plots(dom, 1)
+    text = visible_text(dom)
+    assert not re.search(r"(?i)\bnan\b|undefined", text)
+    for name in ("pdm", "nothing", "all", "baseline", "surge", "conversion cost"):
+        assert name in text
+
+
 @pytest.mark.slow
 def test_compare_on_a_terminal_shows_progress_with_an_eta_and_ends_with_the_verdict(tmp_path):
     import os

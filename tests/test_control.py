@@ -114,8 +114,8 @@ def test_predictive_beats_reactive_and_perfect_beats_noisy():
     pm = {"duration": "30min", "lead_time": "1h"}
     down = {}
     for name, maint in [("reactive", None),
-                        ("noisy", {"policy": "predictive", "recall": 0.7, "noise_cv": 0.3, **pm}),
-                        ("perfect", {"policy": "predictive", "recall": 1.0, "noise_cv": 0.0, **pm})]:
+                        ("noisy", {"policy": "oracle", "recall": 0.7, "noise_cv": 0.3, **pm}),
+                        ("perfect", {"policy": "oracle", "recall": 1.0, "noise_cv": 0.0, **pm})]:
         _, res = _run(_machine(maint), horizon)
         down[name] = res.stations.loc["m", "down"]
         if name == "perfect":

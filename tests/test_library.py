@@ -74,13 +74,13 @@ def test_every_reference_factory_round_trips_through_toml():
 
 
 def test_overrides_are_validated_like_a_spec(capsys):
-    # a twelfth line: the planner and every station ("*" is every item of a list)
-    spec = twin.load("dark-factory").with_overrides({"planning.lanes": 12, "stations.*.lanes": 12,
+    # a thirteenth line: the planner and every station ("*" is every item of a list)
+    spec = twin.load("dark-factory").with_overrides({"planning.lanes": 13, "stations.*.lanes": 13,
                                                      "stations.smt.dispatch": "fixed", "demand.base_per_week": 150000})
-    assert [s.lanes for s in spec.stations] == [12] * len(spec.stations) and spec.demand.base_per_week == 150000
+    assert [s.lanes for s in spec.stations] == [13] * len(spec.stations) and spec.demand.base_per_week == 150000
     assert spec.station("smt").dispatch == "fixed" and spec.station("assembly").dispatch != "fixed"
-    with pytest.raises(twin.SpecError, match="stations.smt.lanes: 12 lanes, but planning.lanes is 11"):
-        twin.load("dark-factory").with_overrides({"stations.smt.lanes": 12})
+    with pytest.raises(twin.SpecError, match="stations.smt.lanes: 13 lanes, but planning.lanes is 12"):
+        twin.load("dark-factory").with_overrides({"stations.smt.lanes": 13})
     with pytest.raises(twin.SpecError) as e:
         twin.load("dark-factory").with_overrides({"stations.smx.servers": 3, "stations.smt.servers": -1})
     text = "\n".join(e.value.problems)

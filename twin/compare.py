@@ -196,7 +196,7 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
     args = [(worlds[k][j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, k) for k in range(draws_n) for j in grid.jobs()]
     rows: list[dict[str, Any] | None] = [None] * len(args)
-    bar = _Bar(len(args), 0, enabled=progress, label="uncertainty")
+    bar = JobsBar(len(args), 0, enabled=progress, label="uncertainty")
     for i, r in map_jobs(run_world_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
         rows[i] = r
         bar.step()
@@ -348,7 +348,7 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None)
             for j in pending]
-    bar = _Bar(len(todo), len(done), enabled=progress)
+    bar = JobsBar(len(todo), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:
         done[j.key] = r
@@ -386,7 +386,7 @@ def _jsonable(x: Any) -> Any:
     return json.loads(dumps(x))
 
 
-class _Bar:
+class JobsBar:
     """Jobs done of a grid: a bar with ETA on a terminal; elsewhere (a CI log) one line per tenth."""
 
     def __init__(self, total: int, start: int, enabled: bool, label: str = "compare"):

@@ -551,7 +551,7 @@ def fig_tornado(tornado: dict[str, Any], probs: dict[str, Any], scenario: str, k
     return fig
 
 
-def _page_head(title: str, width: int) -> str:
+def page_head(title: str, width: int) -> str:
     """Start of a self-contained page: styles and plotly.js inline, nothing fetched."""
 
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -569,7 +569,7 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
     """One self-contained page: plotly.js is embedded once, no external resources."""
     esc = html.escape
     parts = [
-        _page_head("twin compare", 1400),
+        page_head("twin compare", 1400),
         "<h1>twin compare: static line vs dark factory vs microfactories</h1>",
         f"<p>{esc(meta['description'])}</p>",
     ]
@@ -774,7 +774,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
             (f"unit cost ({summary.get('currency', 'USD')} per good unit)", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
     parts = [
-        _page_head("twin run", 1200),
+        page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
         f"<p>{summary['replications']} replications, horizon {duration_text(summary['horizon'])}, warm-up "
         f"{duration_text(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "

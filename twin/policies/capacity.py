@@ -69,7 +69,8 @@ class Shifts(CapacityPolicy):
     long); back to the base pattern when the backlog falls below ``release_below`` days.
     In a slump (``shed_below`` > 0) the calendars' ``shed`` windows close once the order
     rate of the last four weeks would load the reduced pattern below ``shed_below``, and
-    open again (a crew hired back) when the backlog passes ``overtime_above``. A crew
+    open again (a crew hired back, kept at least four weeks) when a week's orders exceed the
+    reduced pattern's rated output. A crew
     hired (extra shift or hired back) works ``learning_factor`` × the normal time at first,
     the excess halving every ``learning_halflife``. Switches every calendar of the factory;
     hires and lay-offs are recorded (``hire``/``shed`` events) and charged in the
@@ -125,21 +126,26 @@ class Shifts(CapacityPolicy):
         sp = self.spec
         while True:
             yield env.timeout(sp.review)
-            days = backlog_days(self.model)
-            if days > sp.overtime_above:
-                if self.level == SHED:
+            if self.level == SHED:
+                # hire back when a week's orders exceed what the reduced pattern makes (rated); the
+                # backlog alone would call the crew back every Monday after the closed hours
+                if recent_rate_per_hour(self.model, WEEK) > self.shed_rate / sp.shed_below:
                     self.overtime_since = None
                     self._set(BASE)
-                elif self.overtime_since is None:
+                continue
+            days = backlog_days(self.model)
+            if days > sp.overtime_above:
+                if self.overtime_since is None:
                     self.overtime_since = env.now
                     self._set(max(self.level, OVERTIME))
                 elif env.now - self.overtime_since >= sp.hiring_lag:
                     self._set(EXTRA)
             elif days < sp.release_below:
                 self.overtime_since = None
-                if self.level != SHED:
-                    self._set(BASE)
-                if (self.shed_rate > 0 and env.now >= 4 * WEEK
+                self._set(BASE)
+                # a crew hired (back) is kept four weeks at least: no shed-and-rehire on noise
+                recent_hire = self.hired_at is not None and env.now - self.hired_at < 4 * WEEK
+                if (self.shed_rate > 0 and env.now >= 4 * WEEK and not recent_hire
                         and recent_rate_per_hour(self.model, 4 * WEEK) < self.shed_rate):
                     self._set(SHED)
 
