@@ -60,6 +60,7 @@ def recent_rate_per_hour(model: Any, window: float) -> float:
 
 
 BASE, OVERTIME, EXTRA, SHED = 0, 1, 2, 3  # calendar levels (twin.calendar)
+WORK_WEEK_H = 40.0  # the standard working week (PRC: 8 h a day, 40 h a week), for turning hours into people
 
 
 @register("capacity", "shifts")
@@ -70,11 +71,11 @@ class Shifts(CapacityPolicy):
     In a slump (``shed_below`` > 0) the calendars' ``shed`` windows close once the order
     rate of the last four weeks would load the reduced pattern below ``shed_below``, and
     open again (a crew hired back, kept at least four weeks) when a week's orders exceed the
-    reduced pattern's rated output. A crew
+    reduced pattern's rated output or the backlog passes twice ``overtime_above``. A crew
     hired (extra shift or hired back) works ``learning_factor`` × the normal time at first,
     the excess halving every ``learning_halflife``. Switches every calendar of the factory;
-    hires and lay-offs are recorded (``hire``/``shed`` events) and charged in the
-    ``workforce`` cost term."""
+    hires and lay-offs are recorded (``hire``/``shed`` events: each pool's crew × the weekly
+    open hours added or removed / a 40-hour week) and charged in the ``workforce`` cost term."""
 
     def __init__(self, model: Any):
         super().__init__(model)
@@ -82,7 +83,6 @@ class Shifts(CapacityPolicy):
         self.overtime_since: float | None = None
         self.hired_at: float | None = None
         self.new_windows: list[WeeklyPattern] = []
-        self.crew = sum(w.size for w in model.spec.workers if w.calendar is not None)
         self.shed_rate = 0.0
         if self.spec.shed_below > 0 and model.spec.calendars:
             self.shed_rate = design_capacity_per_hour(model.spec, level=SHED) * self.spec.shed_below
@@ -100,6 +100,20 @@ class Shifts(CapacityPolicy):
         excess = self.spec.learning_factor - 1.0
         return 1.0 + excess * 0.5 ** ((now - self.hired_at) / self.spec.learning_halflife)
 
+    def _workers(self, more: int, less: int) -> float:
+        """Workers a change of calendar level hires or lets go: each pool's crew size × the weekly
+        open hours between the two levels / a 40-hour working week (PRC standard week)."""
+        m = self.model
+        total = 0.0
+        for w in m.spec.workers:
+            if w.calendar is None:
+                continue
+            cal = m.spec.calendar(w.calendar)
+            hours = (WeeklyPattern(cal.pattern(more)).open_per_week
+                     - WeeklyPattern(cal.pattern(less)).open_per_week) / 3600.0
+            total += w.size * max(hours, 0.0) / WORK_WEEK_H
+        return total
+
     def _set(self, level: int) -> None:
         if level == self.level:
             return
@@ -113,9 +127,9 @@ class Shifts(CapacityPolicy):
                 # the windows the new crew works: what the new level opens beyond the one it leaves
                 before, after = cal.spec.pattern(self.level), cal.spec.pattern(level)
                 self.new_windows = [WeeklyPattern(np.array(_minus(after, before)).reshape(-1, 2))]
-            m.rec.events.append((now, "hire", str(self.crew)))
+            m.rec.events.append((now, "hire", repr(self._workers(level, BASE if level == EXTRA else SHED))))
         if level == SHED:
-            m.rec.events.append((now, "shed", str(self.crew)))
+            m.rec.events.append((now, "shed", repr(self._workers(BASE, SHED))))
         self.level = level
         for cal in m.calendars.values():
             cal.set_level(level)
@@ -127,9 +141,11 @@ class Shifts(CapacityPolicy):
         while True:
             yield env.timeout(sp.review)
             if self.level == SHED:
-                # hire back when a week's orders exceed what the reduced pattern makes (rated); the
-                # backlog alone would call the crew back every Monday after the closed hours
-                if recent_rate_per_hour(self.model, WEEK) > self.shed_rate / sp.shed_below:
+                # hire back when a week's orders exceed what the reduced pattern makes (rated), or
+                # the backlog passes twice the overtime trigger (the reduced pattern falls behind);
+                # the overtime trigger alone would call the crew back after every closed weekend
+                if (recent_rate_per_hour(self.model, WEEK) > self.shed_rate / sp.shed_below
+                        or backlog_days(self.model) > 2.0 * sp.overtime_above):
                     self.overtime_since = None
                     self._set(BASE)
                 continue
