@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from .compare import JobsBar, Scenario, _slug, apply, factory_spec, load_scenario, run_job, runs_frame, scenario_path
 from .experiment import map_jobs, replication_seed
 from .io import ResultSet
-from .report import page_head
+from .report import COLUMNS, fmt, page_head, signed_amount_ci
 from .spec import SpecError, resolve
 from .stats import holm, paired_diff
 
@@ -28,16 +28,10 @@ WEEK = 604800.0
 FULL = "full"
 ALL_OFF = "all"
 SIGNIFICANCE = 0.05
-# (KPI, label, better: "higher"/"lower", unit kind)
-KPIS: list[tuple[str, str, str, str]] = [
-    ("good_units_per_week", "good units/week", "higher", "int"),
-    ("fill_rate", "fill rate", "higher", "pct"),
-    ("unit_cost", "unit cost", "lower", "money"),
-    ("conversion_cost", "conversion cost", "lower", "money"),
-    ("oee", "OEE (bottleneck)", "higher", "pct"),
-    ("lead_time_mean_s", "lead time", "lower", "hours"),
-    ("time_to_recover_s", "recovery time", "lower", "days"),
-]
+# what an ablation reports (labels and display kinds from the compare report's columns)
+KPIS = ["good_units_per_week", "fill_rate", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s",
+        "time_to_recover_s"]
+_LABEL = {k: (label, kind) for k, label, _, kind in COLUMNS}
 
 
 def variants(spec: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -135,7 +129,7 @@ def table(runs: pd.DataFrame, capabilities: list[str], scenarios: list[str]) -> 
         full = g[g["variant"] == FULL].sort_values("replication")
         for cap in capabilities:
             ab = g[g["variant"] == cap].sort_values("replication")
-            for key, _, _, _ in KPIS:
+            for key in KPIS:
                 if key not in g:
                     continue
                 a = pd.to_numeric(full[key], errors="coerce").to_numpy(dtype=float)
@@ -157,49 +151,31 @@ def _mean(x: np.ndarray) -> float:
     return float(ok.mean()) if len(ok) else float("nan")
 
 
-def _fmt(v: float, kind: str, signed: bool = False) -> str:
-    if v != v:
-        return "n/a"
-    sign = "+" if signed else ""
-    if kind == "money":
-        return f"{v:{sign},.2f} $".replace("+-", "-")
-    if kind == "pct":
-        return f"{v * 100:{sign}.1f} pts" if signed else f"{v * 100:.1f} %"
-    if kind == "hours":
-        return f"{v / 3600:{sign}.2f} h"
-    if kind == "days":
-        return f"{v / 86400:{sign}.1f} d"
-    return f"{v:{sign},.0f}"
-
-
 def cell(row: dict[str, Any], kind: str) -> str:
-    """``+1.23 $ ± 0.40`` (a difference and its CI), with ``*`` when Holm-significant."""
-    d = _fmt(row["diff_mean"], kind, signed=True)
-    h = row["diff_ci95"]
-    if h == h:
-        d += " ± " + _fmt(h, kind).replace(" %", " pts")
-    return d + (" *" if row.get("significant") else "")
+    """``+$1.23 ± 0.40`` (a difference and its CI), with ``*`` when Holm-significant."""
+    return signed_amount_ci({"diff_mean": row["diff_mean"], "ci95": row["diff_ci95"]}, kind) + (
+        " *" if row.get("significant") else "")
 
 
 def markdown_table(result: dict[str, Any], kpis: list[str] | None = None) -> str:
     """The ablation as a Markdown table: one row per scenario × capability, one column per KPI."""
-    keys = [k for k in KPIS if kpis is None or k[0] in kpis]
+    keys = [k for k in KPIS if kpis is None or k in kpis]
     rows = result["ablation"]
-    have = [k for k in keys if any(r["kpi"] == k[0] for r in rows)]
-    lines = ["| scenario | capability off | " + " | ".join(lab for _, lab, _, _ in have) + " |",
+    have = [(k, *_LABEL[k]) for k in keys if any(r["kpi"] == k for r in rows)]
+    lines = ["| scenario | capability off | " + " | ".join(lab for _, lab, _ in have) + " |",
              "|---|---|" + "---:|" * len(have)]
     by = {(r["scenario"], r["capability"], r["kpi"]): r for r in rows}
     caps = list(dict.fromkeys(r["capability"] for r in rows))
     for s in result["meta"]["scenarios"]:
         for c in caps:
-            cells = [cell(by[(s, c, k)], kind) if (s, c, k) in by else "–" for k, _, _, kind in have]
+            cells = [cell(by[(s, c, k)], kind) if (s, c, k) in by else "–" for k, _, kind in have]
             lines.append(f"| {s} | {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def figure(result: dict[str, Any], kpi: str = "conversion_cost") -> go.Figure:
     """Bars: what switching each capability off changes ``kpi`` by (ablated − full), per scenario, with 95 % CIs."""
-    label = next(lab for k, lab, _, _ in KPIS if k == kpi)
+    label = _LABEL[kpi][0]
     fig = go.Figure()
     rows = [r for r in result["ablation"] if r["kpi"] == kpi]
     for s in result["meta"]["scenarios"]:
@@ -231,17 +207,15 @@ def html_page(result: dict[str, Any]) -> str:
     by = {(r["scenario"], r["capability"], r["kpi"]): r for r in result["ablation"]}
     caps = list(m["capabilities"])
     for s in m["scenarios"]:
-        have = [k for k in KPIS if any((s, c, k[0]) in by for c in caps)]
+        have = [(k, *_LABEL[k]) for k in KPIS if any((s, c, k) in by for c in caps)]
         parts.append(f"<h2 id='scenario-{esc(_slug(s))}'>{esc(s)}</h2><table><tr><th>capability off</th>"
-                     + "".join(f"<th>{esc(lab)}</th>" for _, lab, _, _ in have) + "</tr>")
-        full = next((by[(s, caps[0], k)] for k, _, _, _ in have if (s, caps[0], k) in by), None)
-        if full is not None:
-            parts.append("<tr><td><i>full (as specified)</i></td>" + "".join(
-                f"<td>{esc(_fmt(by[(s, caps[0], k)]['full_mean'], kind)) if (s, caps[0], k) in by else '–'}</td>"
-                for k, _, _, kind in have) + "</tr>")
+                     + "".join(f"<th>{esc(lab)}</th>" for _, lab, _ in have) + "</tr>")
+        parts.append("<tr><td><i>full (as specified)</i></td>" + "".join(
+            f"<td>{esc(fmt({'mean': by[(s, caps[0], k)]['full_mean']}, kind)) if (s, caps[0], k) in by else '–'}</td>"
+            for k, _, kind in have) + "</tr>")
         for c in caps:
             tds = []
-            for k, _, _, kind in have:
+            for k, _, kind in have:
                 r = by.get((s, c, k))
                 text = esc(cell(r, kind)) if r else "–"
                 tds.append(f"<td><b>{text}</b></td>" if r and r["significant"] else f"<td>{text}</td>")

@@ -135,6 +135,17 @@ def _amount(d: float, kind: str) -> str:
     return f"{d:,.0f}"
 
 
+def signed_amount_ci(d: dict[str, Any], kind: str) -> str:
+    """A difference ``{"diff_mean", "ci95"}`` with its sign and CI: "+$1.23 ± 0.40", "-2.1 ± 0.5
+    percentage points"; "0" when it is exactly zero (identical runs)."""
+    m = d["diff_mean"]
+    if m != m:
+        return "n/a"
+    if m == 0.0 and not d.get("ci95"):
+        return "0"
+    return ("-" if m < 0 else "+") + _amount_ci(d, kind)
+
+
 def _amount_ci(d: dict[str, Any], kind: str) -> str:
     h = d.get("ci95")
     core = _amount(d["diff_mean"], kind)

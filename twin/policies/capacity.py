@@ -26,6 +26,15 @@ class CapacityPolicy:
     def start(self) -> None:
         pass
 
+    def idle_beyond_initial(self) -> int:
+        """Idle the lanes beyond ``initial_lanes`` (a make-to-order run); return how many are deployed."""
+        m = self.model
+        lanes = m.spec.planning.lanes
+        init = self.spec.initial_lanes or lanes
+        for ln in range(init, lanes):
+            m.set_lane_active(ln, False)
+        return init
+
     def rate_per_hour(self) -> float:
         """Rated output (units per calendar hour) of the lanes deployed now, at their speed."""
         m = self.model
@@ -38,10 +47,8 @@ class Fixed(CapacityPolicy):
     """Capacity is what is installed and deployed at the start (``initial_lanes``, default all)."""
 
     def start(self) -> None:
-        m = self.model
-        if m.orders_mode:
-            for ln in range((self.spec.initial_lanes or m.spec.planning.lanes), m.spec.planning.lanes):
-                m.set_lane_active(ln, False)
+        if self.model.orders_mode:
+            self.idle_beyond_initial()
 
 
 def backlog_days(model: Any) -> float:
@@ -199,10 +206,7 @@ class Modules(CapacityPolicy):
         m = self.model
         if not m.orders_mode:
             return
-        lanes = m.spec.planning.lanes
-        init = self.spec.initial_lanes or lanes
-        for ln in range(init, lanes):
-            m.set_lane_active(ln, False)
+        self.idle_beyond_initial()
         self.rate = self.lane_rate
         m.env.process(self._loop())
 
@@ -263,11 +267,7 @@ class Orchestrated(CapacityPolicy):
         m = self.model
         if not m.orders_mode:
             return
-        lanes = m.spec.planning.lanes
-        init = self.spec.initial_lanes or lanes
-        for ln in range(init, lanes):
-            m.set_lane_active(ln, False)
-        m.rec.events.append((0.0, "owned", str(init)))
+        m.rec.events.append((0.0, "owned", str(self.idle_beyond_initial())))
         m.env.process(self._loop())
 
     def rate_per_hour(self) -> float:
