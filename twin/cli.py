@@ -21,7 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, ablate, builtins
+from . import __version__, ablate, builtins, optimize
 from .bottleneck import shifting_table
 from .compare import (
     FACTORIES,
@@ -234,6 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
     c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    o = sub.add_parser("optimize", help="search a design space under constraints for the best design (optuna)")
+    o.add_argument("spec", help="spec file (TOML) or built-in factory name")
+    o.add_argument("--vary", action="append", default=[], metavar="PATH=LOW..HIGH|V1,V2,...", required=True,
+                   help="a varied spec path: an integer range 0..6, a real interval 0.5..2 or 2h..12h, or a "
+                        "list of values (repeatable)")
+    o.add_argument("--maximize", action="append", default=[], metavar="KPI", help="a KPI to maximize")
+    o.add_argument("--minimize", action="append", default=[], metavar="KPI", help="a KPI to minimize")
+    o.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help="a comparison over varied paths, spec values and KPIs, e.g. "
+                        "'stations.b.buffer + stations.c.buffer <= 6' or 'fill_rate >= 0.98' (repeatable)")
+    o.add_argument("--trials", type=_positive_int("--trials"), default=30, help="designs to try (default 30)")
+    o.add_argument("--replications", type=_positive_int("--replications"), default=3,
+                   help="replications per design (default 3; the best few get twice that)")
+    o.add_argument("--confirm", type=_positive_int("--confirm"), default=3,
+                   help="best designs run again on fresh seeds to compare them (default 3)")
+    o.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
+    o.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs (default: spec)")
+    o.add_argument("--seed", type=_seed, default=1, help="base seed (default 1): the run is reproducible from it")
+    o.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
+    o.add_argument("--executor", choices=["local", "dask"], default="local", help="local processes or Dask")
+    o.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    o.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a fixed override (repeatable)")
+    o.add_argument("--out", help="write trials.csv, best.toml, kpis.json and report.html to this folder")
+    o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
     a = sub.add_parser("ablate", help="what each capability of a factory is worth: paired differences with "
                        "each switched off")
     a.add_argument("factory", help="factory name or spec file with [[capabilities]]")
@@ -325,7 +350,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     commands = {"run": lambda: cmd_run(args, argv), "validate": lambda: cmd_validate(args),
                 "compare": lambda: cmd_compare(args, argv), "calibrate": lambda: cmd_calibrate(args),
                 "check": lambda: cmd_check(args), "sweep": lambda: cmd_sweep(args, argv), "init": lambda: cmd_init(args),
-                "ablate": lambda: cmd_ablate(args)}
+                "ablate": lambda: cmd_ablate(args), "optimize": lambda: cmd_optimize(args, argv)}
     return commands[args.command]()
 
 
@@ -579,6 +604,70 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         written.append("uncertainty.csv")
     _say(f"wrote {', '.join(str(out / w) for w in written)}")
     _say(f"open {(out / 'report.html').resolve().as_uri()} in a browser")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
+    path = resolve(args.spec)
+    spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    problems = []
+    space = []
+    for item in args.vary:
+        try:
+            space.append(optimize.parse_dimension(item))
+        except SpecError as e:
+            problems += e.problems
+    constraints = []
+    for c in args.constraint:
+        try:
+            optimize.parse_constraint(c)
+            constraints.append(c)
+        except SpecError as e:
+            problems += e.problems
+    objectives = [(k, "maximize") for k in args.maximize] + [(k, "minimize") for k in args.minimize]
+    if not objectives:
+        problems.append("--maximize/--minimize: name the KPI to optimise, e.g. --maximize throughput_per_hour")
+    if args.scheduler is not None and args.executor != "dask":
+        problems.append("--scheduler: only used with --executor dask")
+    if problems:
+        raise SpecError(problems)
+    out = check_output_dir(args.out) if args.out else None
+    try:
+        result = optimize.optimize(spec, space, objectives, constraints, trials=args.trials,
+                                   replications=args.replications, horizon=args.horizon, warmup=args.warmup,
+                                   seed=args.seed, jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
+                                   scheduler=args.scheduler, confirm=args.confirm,
+                                   progress=not (args.json or args.quiet), source=str(path))
+    except ImportError as e:
+        raise SpecError([f"--executor dask: {e}"]) from None
+    body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],
+            "pareto": result["pareto"],
+            "meta": {**result["meta"], "twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+                     "command": "twin " + shlex.join(argv), "description": optimize.describe(result)}}
+    if out is not None:
+        with ResultSet(out, summary="kpis.json") as rs:
+            rs.add_csv("trials.csv", optimize.trials_frame(result))
+            rs.add_text("best.toml", f"# the best design of: {body['meta']['command']}\n"
+                        + optimize.best_spec(spec, result).to_toml())
+            rs.add_text("report.html", optimize.html_page(result, f"twin optimize {spec.name}"))
+            rs.add_json("kpis.json", body)
+            rs.publish()
+    if args.json:
+        sys.stdout.write(dumps(body))
+        return 0
+    kpi0 = objectives[0][0]
+    _say(optimize.describe(result))
+    _say(f"  best: {', '.join(f'{k} = {v}' for k, v in result['best']['params'].items())}   "
+         f"{kpi0} {_pm(result['best']['kpis'][kpi0], fmt='{:.5g}')}")
+    for r in result["runners_up"]:
+        d = r["vs_best"]
+        _say(f"  then: {', '.join(f'{k} = {v}' for k, v in r['params'].items())}   {kpi0} "
+             f"{_pm(r['kpis'][kpi0], fmt='{:.5g}')}   best − this {d['diff_mean']:+.4g} ± {d['ci95']:.2g}"
+             f"{'' if d['best_significantly_better'] else ' (not significant)'}")
+    if out is not None:
+        _say(f"wrote {', '.join(str(out / w) for w in ('trials.csv', 'best.toml', 'kpis.json', 'report.html'))}")
     return 0
 
 

@@ -1,0 +1,228 @@
+"""``twin optimize`` against exact answers: buffer allocation in an exponential tandem line
+(a Markov chain solved here) and M/M/c staffing (Erlang C)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from helpers import expo, line
+
+import twin
+from twin import optimize
+from twin.cli import main
+from twin.spec import SpecError
+
+
+# --------------------------------------------------------------------------- exact tandem lines
+def tandem_throughput(mu: list[float], buffers: list[int]) -> float:
+    """Exact throughput of a saturated exponential tandem line with blocking after service
+    (BAS): station i serves at rate ``mu[i]``; ``buffers[i]`` waiting places in front of
+    station i + 1. The state is, per station, (parts held, blocked?); the chain is solved
+    for its stationary distribution."""
+    n = len(mu)
+    cap = [math.inf] + [b + 1 for b in buffers]  # parts a station can hold (the first: always one)
+
+    def moves(state):
+        # state: tuple of (held, blocked) per station; station 0 always holds one part
+        out = []
+        for i in range(n):
+            held, blocked = state[i]
+            if held == 0 or blocked:
+                continue
+            s = [list(x) for x in state]
+            if i == n - 1:
+                s[i][0] -= 1
+            elif s[i + 1][0] < cap[i + 1]:
+                s[i + 1][0] += 1
+                s[i][0] -= 1
+            else:
+                s[i][1] = True
+                out.append((mu[i], _settle(s)))
+                continue
+            if i == 0:
+                s[0][0] = 1
+            out.append((mu[i], _settle(s)))
+        return out
+
+    def _settle(s):
+        # blocked parts move on as soon as there is room, upstream ones after them
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n - 1, 0, -1):
+                if s[i - 1][1] and s[i][0] < cap[i]:
+                    s[i][0] += 1
+                    s[i - 1][1] = False
+                    s[i - 1][0] -= 1
+                    if i - 1 == 0:
+                        s[0][0] = 1
+                    changed = True
+        return tuple((h, b) for h, b in s)
+
+    start = tuple([(1, False)] + [(0, False)] * (n - 1))
+    index = {start: 0}
+    todo = [start]
+    edges = []
+    while todo:
+        st = todo.pop()
+        for rate, nxt in moves(st):
+            if nxt not in index:
+                index[nxt] = len(index)
+                todo.append(nxt)
+            edges.append((index[st], index[nxt], rate))
+    m = len(index)
+    q = np.zeros((m, m))
+    for a, b, r in edges:
+        q[a, b] += r
+        q[a, a] -= r
+    a = np.vstack([q.T, np.ones(m)])
+    rhs = np.zeros(m + 1)
+    rhs[-1] = 1.0
+    pi = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    last_busy = sum(pi[i] for st, i in index.items() if st[-1][0] > 0)
+    return mu[-1] * last_busy
+
+
+def test_the_chain_gives_the_known_tandem_results():
+    # two equal stations, B places between: mu (B + 2) / (B + 3); Hunt (1956): three, none, 0.5641 mu
+    for b in (0, 1, 3):
+        assert tandem_throughput([1.0, 1.0], [b]) == pytest.approx((b + 2) / (b + 3), rel=1e-9)
+    assert tandem_throughput([1.0, 1.0, 1.0], [0, 0]) == pytest.approx(0.5641, abs=1e-4)
+
+
+def _tandem_spec(means: list[float]) -> twin.Spec:
+    st = [{"name": "a", "process_time": expo(means[0])}]
+    st += [{"name": n, "process_time": expo(m), "buffer": 0} for n, m in zip("bcd", means[1:])]
+    return line(st, run={"horizon": 20000, "warmup": 500})
+
+
+def test_buffer_allocation_is_within_one_percent_of_the_exact_optimum():
+    # four places to share between two buffers of a three-station line with a slow middle
+    means = [1.0, 1.2, 0.9]
+    mu = [1 / m for m in means]
+    exact = {(b, c): tandem_throughput(mu, [b, c]) * 3600 for b in range(5) for c in range(5) if b + c <= 4}
+    best_design = max(exact, key=exact.get)
+    res = optimize.optimize(_tandem_spec(means),
+                            [optimize.parse_dimension("stations.b.buffer=0..4"),
+                             optimize.parse_dimension("stations.c.buffer=0..4")],
+                            [("throughput_per_hour", "maximize")],
+                            ["stations.b.buffer + stations.c.buffer <= 4"], trials=30, replications=2, seed=3)
+    assert res["meta"]["sampler"] == "grid" and res["meta"]["trials"] == 15
+    pick = res["best"]["params"]
+    picked = exact[(pick["stations.b.buffer"], pick["stations.c.buffer"])]
+    assert picked >= 0.99 * exact[best_design]
+    reported = [res["best"]["params"]] + [r["params"] for r in res["runners_up"]]
+    assert {"stations.b.buffer": best_design[0], "stations.c.buffer": best_design[1]} in reported
+    # the simulated throughput of the pick agrees with the chain (8 replications of ~16k units)
+    assert res["best"]["kpis"]["throughput_per_hour"]["mean"] == pytest.approx(picked, rel=0.02)
+
+
+# --------------------------------------------------------------------------- M/M/c staffing
+def _erlang_c_lq(lam: float, mu: float, c: int) -> float:
+    a = lam / mu
+    rho = a / c
+    if rho >= 1:
+        return math.inf
+    s = sum(a ** k / math.factorial(k) for k in range(c))
+    top = a ** c / math.factorial(c) / (1 - rho)
+    pw = top / (s + top)
+    return pw * rho / (1 - rho)
+
+
+def test_mmc_staffing_finds_the_erlang_c_optimum():
+    # cost per server-hour 2 (energy of a server drawing 2 kW at 1 $/kWh, busy or idle) plus 4 per
+    # unit-hour in the system (holding): cost rate(c) = 2c + 4 (Lq(c) + lambda/mu); per unit served
+    # the optimiser minimises unit_cost = cost rate / lambda
+    lam, mu = 1 / 10.0, 1 / 40.0  # per second: four servers' worth of work
+    year = 365 * 86400.0
+    spec = line([{"name": "m", "process_time": expo(40.0), "servers": 5,
+                  "power_kw": {"busy": 2.0, "idle": 2.0}}],
+                source={"kind": "poisson", "rate_per_hour": lam * 3600},
+                costs={"energy_per_kwh": 1.0, "holding_per_unit_year": 4 * year / 3600.0},
+                run={"horizon": 400000, "warmup": 10000})
+    cost = {c: 2 * c + 4 * (_erlang_c_lq(lam, mu, c) + lam / mu) for c in range(5, 10)}
+    best = min(cost, key=cost.get)
+    assert best == 6 and cost[5] > cost[6] * 1.1 and cost[7] > cost[6] * 1.01  # a clear optimum
+    res = optimize.optimize(spec, [optimize.parse_dimension("stations.m.servers=5..9")],
+                            [("unit_cost", "minimize")], trials=10, replications=3, seed=5)
+    assert res["best"]["params"]["stations.m.servers"] == best
+    # the simulated unit cost is the Erlang C cost per unit served
+    assert res["best"]["kpis"]["unit_cost"]["mean"] == pytest.approx(cost[best] / (lam * 3600), rel=0.03)
+
+
+# --------------------------------------------------------------------------- the grammar and the command
+def test_the_constraint_grammar_is_safe_and_exact():
+    c = optimize.parse_constraint("stations.b.buffer + 2 * (stations.c.buffer - 1) <= 6")
+    assert c.names == {"stations.b.buffer", "stations.c.buffer"}
+    assert c.holds({"stations.b.buffer": 2, "stations.c.buffer": 3})
+    assert not c.holds({"stations.b.buffer": 3, "stations.c.buffer": 3})
+    assert optimize.parse_constraint("fill_rate >= 0.98").holds({"fill_rate": 0.98})
+    assert not optimize.parse_constraint("fill_rate > 0.98").holds({"fill_rate": 0.98})
+    for bad in ("__import__('os').system('true') <= 1", "a <= b <= c", "a +", "x = 3", "a <= 1;b"):
+        with pytest.raises(SpecError):
+            optimize.parse_constraint(bad)
+
+
+def test_dimensions_parse_ranges_durations_and_choices():
+    d = optimize.parse_dimension("stations.b.buffer=0..6")
+    assert (d.kind, d.values()) == ("int", list(range(7)))
+    d = optimize.parse_dimension("capacity.hiring_lag=2h..12h")
+    assert (d.kind, d.low, d.high) == ("float", 7200.0, 43200.0)
+    d = optimize.parse_dimension("planning.policy=hourly,forecast")
+    assert (d.kind, d.choices) == ("categorical", ("hourly", "forecast"))
+    for bad in ("stations.b.buffer=5..2", "x=1.5..1.5", "nopath", "=1..2"):
+        with pytest.raises(SpecError):
+            optimize.parse_dimension(bad)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vary", "stations.x.buffer=0..3", "--maximize", "throughput_per_hour"], "no item named 'x'"),
+    (["--vary", "stations.b.buffer=3..0", "--maximize", "throughput_per_hour"], "is empty"),
+    (["--vary", "stations.b.buffer=0..3", "--maximize", "thruput"], "no KPI 'thruput'"),
+    (["--vary", "stations.b.buffer=0..3", "--maximize", "throughput_per_hour", "--constraint",
+      "stations.b.buffer >= 5"], "no design in the space meets"),
+    (["--vary", "stations.b.buffer=0..3", "--maximize", "throughput_per_hour", "--constraint",
+      "stations.b.bufer <= 2"], "neither a varied path"),
+])
+def test_bad_optimisations_are_refused_before_anything_runs(tmp_path, capsys, args, message):
+    spec = tmp_path / "t.toml"
+    spec.write_text(_tandem_spec([1.0, 1.0, 1.0]).to_toml())
+    out = tmp_path / "out"
+    assert main(["optimize", str(spec), *args, "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_optimize_writes_a_runnable_best_spec_and_the_json(tmp_path, capsys):
+    spec = tmp_path / "t.toml"
+    spec.write_text(_tandem_spec([1.0, 1.2, 0.9]).to_toml())
+    out = tmp_path / "out"
+    rc = main(["optimize", str(spec), "--vary", "stations.b.buffer=0..2", "--vary", "stations.c.buffer=0..2",
+               "--maximize", "throughput_per_hour", "--minimize", "wip_mean", "--trials", "8",
+               "--replications", "2", "--horizon", "4000", "--warmup", "200", "--jobs", "1", "--json",
+               "--out", str(out)])
+    assert rc == 0
+    body = json.loads(capsys.readouterr().out)
+    assert set(body) >= {"best", "runners_up", "trials", "pareto"}
+    assert body["meta"]["sampler"] == "NSGA-II" and len(body["trials"]) == 8
+    assert body["pareto"]  # two objectives: a front
+    for name in ("trials.csv", "best.toml", "kpis.json", "report.html"):
+        assert (out / name).is_file()
+    best = twin.load(out / "best.toml")
+    assert best.station("b").buffer == body["best"]["params"]["stations.b.buffer"]
+    assert main(["run", str(out / "best.toml"), "--horizon", "1000", "--warmup", "0", "--replications", "1",
+                 "--json"]) == 0
+
+
+def test_the_same_seed_gives_the_same_search():
+    spec = _tandem_spec([1.0, 1.2, 0.9])
+    kw = dict(trials=6, replications=1, horizon=3000.0, warmup=100.0, seed=9)
+    space = [optimize.parse_dimension("stations.b.buffer=0..6"), optimize.parse_dimension("stations.c.buffer=0..6")]
+    a = optimize.optimize(spec, space, [("throughput_per_hour", "maximize")], **kw)
+    b = optimize.optimize(spec, space, [("throughput_per_hour", "maximize")], **kw)
+    assert a["meta"]["sampler"] == "TPE"
+    assert a["trials"] == b["trials"] and a["best"] == b["best"]

@@ -1,0 +1,676 @@
+"""``twin optimize``: search a design space under constraints (DESIGN §8).
+
+The search itself is optuna's: TPE with constraints for one objective, an exhaustive grid
+when a small integer/categorical space fits in the trial budget, NSGA-II for two
+objectives. Every trial is a set of spec overrides run for ``replications`` on the same
+replication seeds (common random numbers), in batches through the experiment executors.
+Design constraints (over spec values) are checked before a trial runs; outcome
+constraints (over KPIs) are optuna constraints. Noise is handled at the end: the best few
+feasible designs are run again with more replications on fresh common seeds and the
+winner is reported with paired differences against the runners-up.
+
+Constraints are parsed by a small grammar (numbers, dotted names, ``+ - * /``,
+parentheses, one comparison), never by ``eval``.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import re
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+
+from .dists import parse_duration
+from .experiment import map_jobs, progress_bar, replication_seed, run_once
+from .report import page_head
+from .spec import Spec, SpecError
+from .stats import mean_ci, paired_diff
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# --------------------------------------------------------------------------- the space
+@dataclass(frozen=True)
+class Dimension:
+    """One varied spec path: an integer range, a real interval, or a categorical choice."""
+
+    path: str
+    kind: str  # "int", "float" or "categorical"
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[Any, ...] = ()
+
+    def values(self) -> list[Any] | None:
+        """Every value of an integer or categorical dimension (None for a real interval)."""
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1))
+        if self.kind == "categorical":
+            return list(self.choices)
+        return None
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.kind == "int":
+            return trial.suggest_int(self.path, int(self.low), int(self.high))
+        if self.kind == "float":
+            return trial.suggest_float(self.path, self.low, self.high)
+        return trial.suggest_categorical(self.path, list(self.choices))
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def _number(text: str, what: str) -> float:
+    """A real or a duration (``2h``) in seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(parse_duration(text))
+    except (ValueError, TypeError):
+        raise SpecError([f"{what}: {text!r} is not a number or a duration"]) from None
+
+
+def parse_dimension(text: str) -> Dimension:
+    """``PATH=LOW..HIGH`` (integers when both ends are integers, else a real interval; durations
+    allowed) or ``PATH=V1,V2,...`` (a categorical choice of TOML values)."""
+    if "=" not in text:
+        raise SpecError([f"--vary: {text!r}: expected PATH=LOW..HIGH or PATH=V1,V2,..."])
+    path, v = (x.strip() for x in text.split("=", 1))
+    where = f"--vary {path}"
+    if not path:
+        raise SpecError([f"--vary: {text!r}: the spec path before '=' is empty"])
+    if ".." in v and not v.startswith("["):
+        lo, hi = (x.strip() for x in v.split("..", 1))
+        if _INT.match(lo) and _INT.match(hi):
+            a, b = int(lo), int(hi)
+            kind = "int"
+        else:
+            a, b = _number(lo, where), _number(hi, where)
+            kind = "float"
+        if not (math.isfinite(a) and math.isfinite(b)) or a > b or (kind == "float" and a == b):
+            raise SpecError([f"{where}: the range {lo}..{hi} is empty"])
+        return Dimension(path, kind, float(a), float(b))
+    text_v = v if v.startswith("[") else f"[{v}]"
+    try:
+        values = tomllib.loads(f"v = {text_v}")["v"]
+    except tomllib.TOMLDecodeError:
+        values = [x.strip() for x in v.strip("[]").split(",") if x.strip()]
+    if not values:
+        raise SpecError([f"{where}: no values"])
+    if len(set(map(repr, values))) < len(values):
+        raise SpecError([f"{where}: a value is given twice"])
+    return Dimension(path, "categorical", choices=tuple(values))
+
+
+# --------------------------------------------------------------------------- the constraint grammar
+_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z0-9_*-]+))*)"
+                    r"|(?P<op><=|>=|==|<|>|[-+*/()]))")
+COMPARISONS = ("<=", ">=", "==", "<", ">")
+
+
+class Expr:
+    """An arithmetic expression over numbers and dotted names (a tiny recursive-descent parser)."""
+
+    def __init__(self, tokens: list[tuple[str, str]], source: str):
+        self.tokens = tokens
+        self.i = 0
+        self.source = source
+        self.tree = self._sum()
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def _take(self) -> tuple[str, str]:
+        tok = self._peek()
+        if tok is None:
+            raise SpecError([f"--constraint {self.source!r}: the expression ends too early"])
+        self.i += 1
+        return tok
+
+    def _sum(self) -> Any:
+        node = self._product()
+        while (tok := self._peek()) is not None and tok[1] in ("+", "-"):
+            self.i += 1
+            node = (tok[1], node, self._product())
+        return node
+
+    def _product(self) -> Any:
+        node = self._factor()
+        while (tok := self._peek()) is not None and tok[1] in ("*", "/"):
+            self.i += 1
+            node = (tok[1], node, self._factor())
+        return node
+
+    def _factor(self) -> Any:
+        kind, text = self._take()
+        if kind == "num":
+            return float(text)
+        if kind == "name":
+            return ("name", text)
+        if text == "-":
+            return ("neg", self._factor())
+        if text == "(":
+            node = self._sum()
+            if self._take()[1] != ")":
+                raise SpecError([f"--constraint {self.source!r}: a ')' is missing"])
+            return node
+        raise SpecError([f"--constraint {self.source!r}: unexpected {text!r}"])
+
+    def names(self, node: Any = None) -> set[str]:
+        node = self.tree if node is None else node
+        if isinstance(node, float):
+            return set()
+        if node[0] == "name":
+            return {node[1]}
+        return set().union(*(self.names(n) for n in node[1:]))
+
+    def value(self, env: dict[str, float], node: Any = None) -> float:
+        node = self.tree if node is None else node
+        if isinstance(node, float):
+            return node
+        op = node[0]
+        if op == "name":
+            return float(env[node[1]])
+        if op == "neg":
+            return -self.value(env, node[1])
+        a, b = self.value(env, node[1]), self.value(env, node[2])
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        return a / b if b != 0 else math.copysign(math.inf, a) if a else math.nan
+
+
+@dataclass
+class Constraint:
+    """``LEFT OP RIGHT``; ``violation(env)`` is ≤ 0 when it holds (optuna's convention)."""
+
+    text: str
+    left: Expr
+    op: str
+    right: Expr
+    kind: str = "design"  # "design" (spec values only) or "outcome" (uses KPIs)
+
+    @property
+    def names(self) -> set[str]:
+        return self.left.names() | self.right.names()
+
+    def violation(self, env: dict[str, float]) -> float:
+        a, b = self.left.value(env), self.right.value(env)
+        if self.op == "==":
+            return abs(a - b)
+        d = a - b if self.op in ("<=", "<") else b - a
+        return 1e-12 if d == 0.0 and self.op in ("<", ">") else d  # equality breaks a strict comparison
+
+    def holds(self, env: dict[str, float]) -> bool:
+        v = self.violation(env)
+        return v <= 0.0 if v == v else False
+
+
+def parse_constraint(text: str) -> Constraint:
+    """Parse ``"stations.b.buffer + stations.c.buffer <= 6"`` or ``"fill_rate >= 0.98"``."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    s = text.strip()
+    while pos < len(s):
+        m = _TOKEN.match(s, pos)
+        if m is None or m.end() == pos:
+            raise SpecError([f"--constraint {text!r}: cannot read {s[pos:pos + 12]!r} (numbers, spec paths, "
+                             "KPI names, + - * / ( ) and one of <= >= == < >)"])
+        kind = m.lastgroup or "op"
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    cmp = [i for i, (k, t) in enumerate(tokens) if k == "op" and t in COMPARISONS]
+    if len(cmp) != 1:
+        raise SpecError([f"--constraint {text!r}: needs exactly one comparison (<=, >=, ==, <, >)"])
+    i = cmp[0]
+    left, right = Expr(tokens[:i], text), Expr(tokens[i + 1:], text)
+    for e in (left, right):
+        if e.i != len(e.tokens):
+            raise SpecError([f"--constraint {text!r}: unexpected {e.tokens[e.i][1]!r}"])
+    return Constraint(text, left, tokens[i][1], right)
+
+
+# --------------------------------------------------------------------------- running designs
+def _spec_value(spec: Spec, path: str) -> float:
+    """A numeric value of the spec at a dotted path (list items by name or index)."""
+    cur: Any = spec.model_dump(mode="python", by_alias=True)
+    for part in path.split("."):
+        if isinstance(cur, list):
+            names = [x.get("name") if isinstance(x, dict) else None for x in cur]
+            if part in names:
+                cur = cur[names.index(part)]
+            elif part.isdigit() and int(part) < len(cur):
+                cur = cur[int(part)]
+            else:
+                raise KeyError(path)
+        elif isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            raise KeyError(path)
+    if isinstance(cur, dict) and "mean" in cur:
+        cur = cur["mean"]
+    if isinstance(cur, bool) or not isinstance(cur, (int, float)):
+        raise KeyError(path)
+    return float(cur)
+
+
+def _job(spec: Spec, params: dict[str, Any], horizon: float, warmup: float, seed: int) -> dict[str, float]:
+    """One replication of one design: its numeric KPIs."""
+    s = spec.with_overrides(params, source="<optimize>") if params else spec
+    k = run_once(s, horizon, warmup, seed).kpis.iloc[0].to_dict()
+    if "unit_cost" in k and "cost_material" in k:
+        k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
+    return {key: float(v) for key, v in k.items() if isinstance(v, (int, float, np.floating, np.integer))}
+
+
+@dataclass
+class Problem:
+    """Everything an optimisation needs, checked before anything runs."""
+
+    spec: Spec
+    space: list[Dimension]
+    objectives: list[tuple[str, str]]  # (kpi, "maximize"/"minimize")
+    constraints: list[Constraint] = field(default_factory=list)
+    horizon: float = 0.0
+    warmup: float = 0.0
+    seed: int = 1
+    replications: int = 3
+    source: str = "<spec>"
+
+    def env(self, params: dict[str, Any], kpis: dict[str, float] | None = None) -> dict[str, float]:
+        """Names a constraint may use: varied paths, fixed spec paths, and KPIs."""
+        out: dict[str, float] = {}
+        varied = {d.path for d in self.space}
+        for c in self.constraints:
+            for n in c.names:
+                if n in params:
+                    out[n] = float(params[n])
+                elif kpis is not None and n in kpis:
+                    out[n] = kpis[n]
+                elif n not in varied:
+                    try:
+                        out[n] = _spec_value(self.spec, n)
+                    except KeyError:
+                        pass
+        return out
+
+    def design_ok(self, params: dict[str, Any]) -> bool:
+        env = self.env(params)
+        return all(c.holds(env) for c in self.constraints if c.kind == "design")
+
+
+def check(problem: Problem) -> None:
+    """Refuse bad paths, empty ranges, unknown KPIs and unmeetable design constraints (all at once)."""
+    p = problem
+    problems: list[str] = []
+    if not p.space:
+        problems.append("--vary: nothing to vary")
+    if len(p.objectives) not in (1, 2):
+        problems.append("--maximize/--minimize: give one objective, or two for a Pareto front")
+    paths = [d.path for d in p.space]
+    for d in p.space:
+        if paths.count(d.path) > 1:
+            problems.append(f"--vary {d.path}: varied twice")
+        probe = d.values() or [d.low, d.high]
+        for v in (probe[0], probe[-1]):
+            try:
+                p.spec.with_overrides({d.path: v}, source=f"{p.source} --vary")
+            except SpecError as e:
+                problems += [x for x in e.problems if x not in problems]
+    if problems:
+        raise SpecError(problems)
+    # what KPIs a run of this spec gives: a one-hour probe
+    kpis = set(_job(p.spec, {}, min(p.horizon, 3600.0), 0.0, p.seed)) | {"conversion_cost"}
+    for kpi, _ in p.objectives:
+        if kpi not in kpis:
+            problems.append(f"--maximize/--minimize: no KPI {kpi!r}; the KPIs of this spec: {', '.join(sorted(kpis))}")
+    for c in p.constraints:
+        unknown = []
+        uses_kpi = False
+        for n in sorted(c.names):
+            if n in paths:
+                continue
+            if n in kpis:
+                uses_kpi = True
+                continue
+            try:
+                _spec_value(p.spec, n)
+            except KeyError:
+                unknown.append(n)
+        if unknown:
+            problems.append(f"--constraint {c.text!r}: {', '.join(unknown)}: neither a varied path, a numeric "
+                            "spec value nor a KPI")
+        c.kind = "outcome" if uses_kpi else "design"
+    if problems:
+        raise SpecError(problems)
+    if any(c.kind == "design" for c in p.constraints) and not _some_design_ok(p):
+        raise SpecError([f"--constraint: no design in the space meets {' and '.join(repr(c.text) for c in p.constraints if c.kind == 'design')}"])
+
+
+def _some_design_ok(p: Problem, samples: int = 4000) -> bool:
+    grids = [d.values() for d in p.space]
+    if all(g is not None for g in grids) and math.prod(len(g) for g in grids) <= 100_000:  # type: ignore[arg-type]
+        return any(p.design_ok(dict(zip([d.path for d in p.space], combo)))
+                   for combo in itertools.product(*grids))  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    for _ in range(samples):
+        params = {}
+        for d in p.space:
+            if d.kind == "int":
+                params[d.path] = int(rng.integers(int(d.low), int(d.high) + 1))
+            elif d.kind == "float":
+                params[d.path] = float(rng.uniform(d.low, d.high))
+            else:
+                params[d.path] = d.choices[int(rng.integers(len(d.choices)))]
+        if p.design_ok(params):
+            return True
+    return False
+
+
+def _sampler(p: Problem, trials: int) -> tuple[optuna.samplers.BaseSampler, str, list[dict[str, Any]]]:
+    """The sampler, its name, and the designs to enqueue (an exhaustive grid of the feasible designs
+    when they fit in the trial budget: every one of them is tried, in order)."""
+    def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+        return trial.user_attrs.get("constraints", [0.0])
+
+    outcome = any(c.kind == "outcome" for c in p.constraints)
+    grids = [d.values() for d in p.space]
+    if len(p.objectives) == 2:
+        return (optuna.samplers.NSGAIISampler(seed=p.seed, constraints_func=constraints if outcome else None),
+                "NSGA-II", [])
+    if all(g is not None for g in grids):
+        feasible = [combo for combo in itertools.product(*grids)  # type: ignore[arg-type]
+                    if p.design_ok(dict(zip([d.path for d in p.space], combo)))]
+        if len(feasible) <= trials:
+            # enqueued rather than optuna's GridSampler, which stops the study itself (it needs optimize())
+            return (optuna.samplers.RandomSampler(seed=p.seed), "grid",
+                    [dict(zip([d.path for d in p.space], combo)) for combo in feasible])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return (optuna.samplers.TPESampler(seed=p.seed, multivariate=True, n_startup_trials=min(10, max(3, trials // 4)),
+                                           constraints_func=constraints if outcome else None), "TPE", [])
+
+
+def _evaluate(p: Problem, designs: list[dict[str, Any]], replications: int, seed: int, jobs: int, executor: str,
+              scheduler: str | None, bar: Any = None) -> list[list[dict[str, float]]]:
+    """Every design × replication (the same seeds for every design); per design, its replications' KPIs."""
+    args = [(p.spec, d, p.horizon, p.warmup, replication_seed(seed, r)) for d in designs for r in range(replications)]
+    out: list[list[dict[str, float]]] = [[{} for _ in range(replications)] for _ in designs]
+    for i, k in map_jobs(_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+        out[i // replications][i % replications] = k
+        if bar is not None:
+            bar.update(1)
+    return out
+
+
+def _mean(values: list[float]) -> tuple[float, float]:
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return float("nan"), float("nan")
+    if len(x) == 1:
+        return float(x[0]), float("nan")
+    return mean_ci(x)
+
+
+def _score(p: Problem, reps: list[dict[str, float]]) -> tuple[list[float], list[float], dict[str, dict[str, float]]]:
+    """Objective means, outcome-constraint violations (≤ 0 holds) and every KPI's mean ± CI."""
+    keys = sorted(set().union(*(r.keys() for r in reps)))
+    kpis = {}
+    for k in keys:
+        m, h = _mean([r.get(k, float("nan")) for r in reps])
+        kpis[k] = {"mean": m, "ci95": h}
+    means = {k: v["mean"] for k, v in kpis.items()}
+    values = [means.get(k, float("nan")) for k, _ in p.objectives]
+    viol = [c.violation({**p.env({}, means)}) for c in p.constraints if c.kind == "outcome"]
+    return values, viol, kpis
+
+
+def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str]],
+             constraints: list[str] | None = None, trials: int = 30, replications: int = 3,
+             horizon: float | None = None, warmup: float | None = None, seed: int = 1, jobs: int = 1,
+             executor: str = "local", scheduler: str | None = None, confirm: int = 3,
+             confirm_replications: int | None = None, progress: bool = False, source: str = "<spec>") -> dict[str, Any]:
+    """Search ``space`` for the design that best meets ``objectives`` (``[(kpi, "maximize"|"minimize")]``,
+    one or two) under ``constraints`` (strings of the constraint grammar). ``horizon``/``warmup``
+    in s (default the spec's). Returns ``{"best", "runners_up", "trials", "pareto", "meta"}``:
+    ``best`` and each runner-up have ``params`` and ``kpis`` ({kpi: {"mean", "ci95"}}) from the
+    confirmation runs (``confirm_replications``, default 2 × ``replications``, on seeds of their
+    own), runners-up with ``vs_best`` paired differences of the first objective."""
+    p = Problem(spec, list(space), list(objectives), [parse_constraint(c) for c in constraints or []],
+                horizon=float(spec.run.horizon if horizon is None else horizon),
+                warmup=float(spec.run.warmup if warmup is None else warmup), seed=seed,
+                replications=replications, source=source)
+    if not p.warmup < p.horizon:
+        raise SpecError([f"--warmup/--horizon: the warm-up ({p.warmup:g} s) must be shorter than the horizon ({p.horizon:g} s)"])
+    for kpi, sense in p.objectives:
+        if sense not in ("maximize", "minimize"):
+            raise SpecError([f"objective {kpi!r}: {sense!r} is neither maximize nor minimize"])
+    check(p)
+    sampler, how, queue = _sampler(p, trials)
+    study = optuna.create_study(directions=[s for _, s in p.objectives], sampler=sampler)
+    for q in queue:
+        study.enqueue_trial(q)
+    if queue:
+        trials = len(queue)
+    batch = max(1, math.ceil(jobs / replications))
+    rows: list[dict[str, Any]] = []
+    evaluated: dict[tuple[Any, ...], tuple[list[float], list[float], dict[str, Any]]] = {}
+    skipped = 0
+    conf_reps = confirm_replications or 2 * replications
+    total_jobs = trials * replications + confirm * conf_reps
+    with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
+        while len(rows) < trials and skipped < 100 * trials:
+            asked, designs = [], []
+            while len(asked) < min(batch, trials - len(rows)) and skipped < 100 * trials:
+                t = study.ask()
+                params = {d.path: d.suggest(t) for d in p.space}
+                if not p.design_ok(params):
+                    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+                    skipped += 1
+                    continue
+                asked.append((t, params))
+                designs.append(params)
+            if not asked:
+                break
+            key = [tuple(params[d.path] for d in p.space) for params in designs]
+            todo = [i for i, k in enumerate(key) if k not in evaluated]
+            results = _evaluate(p, [designs[i] for i in todo], replications, seed, jobs, executor, scheduler, bar)
+            for i, r in zip(todo, results):
+                evaluated[key[i]] = _score(p, r)
+            for (t, params), k in zip(asked, key):
+                values, viol, kpis = evaluated[k]
+                t.set_user_attr("constraints", viol or [0.0])
+                if any(v != v for v in values):
+                    study.tell(t, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(t, values if len(values) > 1 else values[0])
+                rows.append({"trial": t.number, **params, **{f"{kpi}": kpis.get(kpi, {}).get("mean") for kpi, _ in p.objectives},
+                             "feasible": all(v <= 0 for v in viol), **{f"kpi.{n}": v["mean"] for n, v in kpis.items()}})
+        bar.total = len(rows) * replications + confirm * conf_reps
+        feasible = [r for r in rows if r["feasible"]]
+        if not feasible:
+            raise SpecError([f"--constraint: none of the {len(rows)} designs tried met "
+                             + " and ".join(repr(c.text) for c in p.constraints if c.kind == "outcome")
+                             + "; widen the space or relax the constraint"])
+        kpi0, sense0 = p.objectives[0]
+        sign = -1.0 if sense0 == "maximize" else 1.0
+        unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for r in sorted(feasible, key=lambda r: sign * r[kpi0]):
+            unique.setdefault(tuple(r[d.path] for d in p.space), r)
+        top = list(unique.values())[:max(1, confirm)]
+        if len(p.objectives) == 2:
+            top = _pareto_rows(list(unique.values()), p.objectives)[:max(1, confirm)] or top
+        designs = [{d.path: r[d.path] for d in p.space} for r in top]
+        conf_seed = seed + 1_000_003  # fresh common seeds: the pick is not judged on the runs that picked it
+        conf = _evaluate(p, designs, conf_reps, conf_seed, jobs, executor, scheduler, bar)
+    scored = []
+    for params, reps in zip(designs, conf):
+        _, viol, kpis = _score(p, reps)
+        scored.append({"params": params, "kpis": kpis, "feasible": all(v <= 0 for v in viol), "reps": reps})
+    scored.sort(key=lambda d: (not d["feasible"], sign * d["kpis"].get(kpi0, {}).get("mean", math.inf)))
+    best = scored[0]
+    runners = []
+    for d in scored[1:]:
+        diff = paired_diff([r.get(kpi0, math.nan) for r in best["reps"]], [r.get(kpi0, math.nan) for r in d["reps"]])
+        better = diff["diff_mean"] * (-sign) > 0
+        sig = diff["p"] == diff["p"] and diff["p"] < 0.05
+        runners.append({"params": d["params"], "kpis": d["kpis"], "feasible": d["feasible"],
+                        "vs_best": {"kpi": kpi0, "diff_mean": diff["diff_mean"], "ci95": diff["ci95"], "n": diff["n"],
+                                    "p": diff["p"], "best_significantly_better": bool(better and sig)}})
+    pareto = _pareto_rows(rows, p.objectives) if len(p.objectives) == 2 else []
+    meta = {"sampler": how, "trials": len(rows), "skipped_by_design_constraints": skipped,
+            "replications": replications, "confirm_replications": conf_reps, "seed": seed,
+            "horizon": p.horizon, "warmup": p.warmup,
+            "objectives": [{"kpi": k, "sense": s} for k, s in p.objectives],
+            "constraints": [{"text": c.text, "kind": c.kind} for c in p.constraints],
+            "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices)}
+                      for d in p.space]}
+    return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
+            "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
+
+
+def _pareto_rows(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The non-dominated feasible rows (two objectives)."""
+    def vec(r: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(-r[k] if s == "maximize" else r[k] for k, s in objectives)
+
+    feas = [r for r in rows if r["feasible"] and all(r[k] == r[k] for k, _ in objectives)]
+    out = []
+    for r in feas:
+        v = vec(r)
+        if not any(all(a <= b for a, b in zip(vec(q), v)) and vec(q) != v for q in feas):
+            out.append(r)
+    return sorted(out, key=lambda r: vec(r))
+
+
+# --------------------------------------------------------------------------- outputs
+def trials_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per evaluated trial: its parameters, objectives, feasibility and every KPI mean."""
+    return pd.DataFrame(result["trials"])
+
+
+def best_spec(spec: Spec, result: dict[str, Any]) -> Spec:
+    """The spec with the best design's values (valid for ``twin run``)."""
+    return spec.with_overrides(result["best"]["params"], source="<optimize best>")
+
+
+def figures(result: dict[str, Any]) -> list[Any]:
+    """Optimisation history, parameter importance, and (two objectives) the Pareto front."""
+    meta = result["meta"]
+    df = trials_frame(result)
+    figs = []
+    kpi0, sense0 = meta["objectives"][0]["kpi"], meta["objectives"][0]["sense"]
+    hist = go.Figure()
+    ok = df["feasible"].to_numpy(dtype=bool)
+    hist.add_scatter(x=df["trial"][ok], y=df[kpi0][ok], mode="markers", name="feasible")
+    if (~ok).any():
+        hist.add_scatter(x=df["trial"][~ok], y=df[kpi0][~ok], mode="markers", name="infeasible",
+                         marker={"symbol": "x", "color": "#bbb"})
+    best = df[kpi0].where(ok).cummax() if sense0 == "maximize" else df[kpi0].where(ok).cummin()
+    hist.add_scatter(x=df["trial"], y=best, mode="lines", name="best so far", line={"shape": "hv"})
+    hist.update_layout(title=f"Optimisation history: {kpi0} ({sense0})", xaxis_title="trial", yaxis_title=kpi0,
+                       height=420)
+    figs.append(hist)
+    imp = importances(result)
+    if imp:
+        bar = go.Figure(go.Bar(x=list(imp.values()), y=list(imp), orientation="h"))
+        bar.update_layout(title=f"Parameter importance for {kpi0}", xaxis_title="importance (share)",
+                          yaxis_title="parameter", height=300 + 30 * len(imp))
+        figs.append(bar)
+    if len(meta["objectives"]) == 2:
+        k1 = meta["objectives"][1]["kpi"]
+        pf = pd.DataFrame(result["pareto"])
+        fr = go.Figure()
+        fr.add_scatter(x=df[kpi0][ok], y=df[k1][ok], mode="markers", name="trials", marker={"color": "#bbb"})
+        if len(pf):
+            fr.add_scatter(x=pf[kpi0], y=pf[k1], mode="lines+markers", name="Pareto front")
+        fr.update_layout(title="Pareto front", xaxis_title=kpi0, yaxis_title=k1, height=420)
+        figs.append(fr)
+    return figs
+
+
+def importances(result: dict[str, Any]) -> dict[str, float]:
+    """Share of the first objective's variance each varied parameter explains (optuna's PED-ANOVA,
+    over the feasible trials); empty when there are too few trials or one parameter."""
+    study = result.get("study")
+    if study is None or len(result["meta"]["space"]) < 2:
+        return {}
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(done) < 4:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=(lambda t: t.values[0]) if len(result["meta"]["objectives"]) > 1 else None)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+    return {k: float(v) for k, v in imp.items()}
+
+
+def html_page(result: dict[str, Any], title: str) -> str:
+    """A self-contained page: the best design, its runners-up with paired differences, the charts."""
+    esc = html.escape
+    meta = result["meta"]
+    kpi0 = meta["objectives"][0]["kpi"]
+    parts = [page_head(title, 1200), f"<h1>{esc(title)}</h1>",
+             f"<p>{esc(describe(result))}</p>", "<h2>Best design</h2><table><tr><th>parameter</th><th>value</th></tr>"]
+    parts += [f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in result["best"]["params"].items()]
+    parts.append("</table><table><tr><th>KPI</th><th>mean ± 95 % CI</th></tr>")
+    shown = [o["kpi"] for o in meta["objectives"]] + [n for c in meta["constraints"] for n in _names(c["text"])]
+    for k in dict.fromkeys(shown):
+        v = result["best"]["kpis"].get(k)
+        if v:
+            parts.append(f"<tr><td>{esc(k)}</td><td>{v['mean']:.6g} ± {v['ci95']:.3g}</td></tr>")
+    parts.append("</table><h2>Runners-up</h2><table><tr><th>design</th>"
+                 f"<th>{esc(kpi0)}</th><th>best − this (paired)</th><th>best significantly better?</th></tr>")
+    for r in result["runners_up"]:
+        d = r["vs_best"]
+        design = ", ".join(f"{k} = {v}" for k, v in r["params"].items())
+        parts.append(f"<tr><td>{esc(design)}</td><td>{r['kpis'].get(kpi0, {}).get('mean', float('nan')):.6g}</td>"
+                     f"<td>{d['diff_mean']:+.4g} ± {d['ci95']:.3g}</td>"
+                     f"<td>{'yes' if d['best_significantly_better'] else 'no'}</td></tr>")
+    parts.append("</table>")
+    for fig in figures(result):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _names(text: str) -> list[str]:
+    try:
+        return sorted(parse_constraint(text).names)
+    except SpecError:
+        return []
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One paragraph: what was searched, how, and how sure the pick is."""
+    m = result["meta"]
+    obj = " and ".join(f"{o['sense']} {o['kpi']}" for o in m["objectives"])
+    cons = "; ".join(c["text"] for c in m["constraints"]) or "none"
+    sig = [r for r in result["runners_up"] if r["vs_best"]["best_significantly_better"]]
+    verdict = ("the best is significantly better than every runner-up" if result["runners_up"] and
+               len(sig) == len(result["runners_up"]) else
+               f"the best is not significantly better than {len(result['runners_up']) - len(sig)} runner(s)-up"
+               if result["runners_up"] else "no runner-up to compare")
+    return (f"{m['trials']} designs tried by {m['sampler']} ({m['skipped_by_design_constraints']} skipped by design "
+            f"constraints), {m['replications']} replications each on common seeds, to {obj}; constraints: {cons}. "
+            f"The best {len(result['runners_up']) + 1} were run again with {m['confirm_replications']} replications "
+            f"on fresh common seeds: {verdict} (paired differences, 95 % CI).")
