@@ -34,7 +34,8 @@ def test_schema_accepts_duration_text_and_bare_constants():
 
 
 def test_how_to_pages_and_examples_exist():
-    for n in ("01_three_station_line", "02_custom_dispatch", "03_pdm_recall_sweep", "04_break_even", "06_shop_floor"):
+    for n in ("01_three_station_line", "02_custom_dispatch", "03_pdm_recall_sweep", "04_break_even", "06_shop_floor",
+              "08_buffer_allocation"):
         assert (DOCS.parent / "examples" / f"{n}.py").exists()
         assert list((DOCS / "howto").glob(f"{n[:2]}_*.md")), n
     assert (DOCS / "howto" / "05_calibrate_from_log.md").exists()  # a CLI workflow, no example script

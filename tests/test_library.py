@@ -135,7 +135,8 @@ process_time = 60
 
 @pytest.mark.parametrize("script", ["01_three_station_line", "02_custom_dispatch",
                                     pytest.param("03_pdm_recall_sweep", marks=pytest.mark.slow),
-                                    pytest.param("04_break_even", marks=pytest.mark.slow), "06_shop_floor"])
+                                    pytest.param("04_break_even", marks=pytest.mark.slow), "06_shop_floor",
+                                    "08_buffer_allocation"])
 def test_examples_run(script, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / f"{script}.py"), "--quick", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300)

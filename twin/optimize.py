@@ -474,13 +474,24 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     conf_reps = confirm_replications or 2 * replications
     total_jobs = trials * replications + confirm * conf_reps
     with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
-        while len(rows) < trials and skipped < 100 * trials:
+        while len(rows) < trials and skipped < 20 * trials + 100:
             asked, designs = [], []
-            while len(asked) < min(batch, trials - len(rows)) and skipped < 100 * trials:
+            while len(asked) < min(batch, trials - len(rows)) and skipped < 20 * trials + 100:
                 t = study.ask()
                 params = {d.path: d.suggest(t) for d in p.space}
                 if not p.design_ok(params):
                     study.tell(t, state=optuna.trial.TrialState.PRUNED)
+                    skipped += 1
+                    continue
+                k = tuple(params[d.path] for d in p.space)
+                if k in evaluated or k in [tuple(q[d.path] for d in p.space) for q in designs]:
+                    # a design already run: the sampler learns its value again, the budget is not spent
+                    if k in evaluated:
+                        values, viol, _ = evaluated[k]
+                        t.set_user_attr("constraints", viol or [0.0])
+                        study.tell(t, values if len(values) > 1 else values[0])
+                    else:
+                        study.tell(t, state=optuna.trial.TrialState.PRUNED)
                     skipped += 1
                     continue
                 asked.append((t, params))
@@ -533,7 +544,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
                         "vs_best": {"kpi": kpi0, "diff_mean": diff["diff_mean"], "ci95": diff["ci95"], "n": diff["n"],
                                     "p": diff["p"], "best_significantly_better": bool(better and sig)}})
     pareto = _pareto_rows(rows, p.objectives) if len(p.objectives) == 2 else []
-    meta = {"sampler": how, "trials": len(rows), "skipped_by_design_constraints": skipped,
+    meta = {"sampler": how, "trials": len(rows), "skipped": skipped,
             "replications": replications, "confirm_replications": conf_reps, "seed": seed,
             "horizon": p.horizon, "warmup": p.warmup,
             "objectives": [{"kpi": k, "sense": s} for k, s in p.objectives],
@@ -670,7 +681,7 @@ def describe(result: dict[str, Any]) -> str:
                len(sig) == len(result["runners_up"]) else
                f"the best is not significantly better than {len(result['runners_up']) - len(sig)} runner(s)-up"
                if result["runners_up"] else "no runner-up to compare")
-    return (f"{m['trials']} designs tried by {m['sampler']} ({m['skipped_by_design_constraints']} skipped by design "
-            f"constraints), {m['replications']} replications each on common seeds, to {obj}; constraints: {cons}. "
+    return (f"{m['trials']} designs tried by {m['sampler']} ({m['skipped']} suggestions skipped: against a design "
+            f"constraint or already tried), {m['replications']} replications each on common seeds, to {obj}; constraints: {cons}. "
             f"The best {len(result['runners_up']) + 1} were run again with {m['confirm_replications']} replications "
             f"on fresh common seeds: {verdict} (paired differences, 95 % CI).")
