@@ -103,6 +103,23 @@ def test_the_ablation_report_renders(tmp_path):
         assert name in text
 
 
+def test_the_optimize_report_renders(tmp_path):
+    spec = tmp_path / "t.toml"
+    spec.write_text((ROOT / "examples" / "two_machine.toml").read_text())
+    out = tmp_path / "opt"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["optimize", str(spec), "--vary", "stations.assembly.buffer=0..3", "--vary",
+                     "stations.smt.servers=1..2", "--maximize", "throughput_per_hour", "--minimize", "wip_mean",
+                     "--trials", "6", "--replications", "2", "--horizon", "4h", "--warmup", "10min", "--jobs", "1",
+                     "--out", str(out), "-q"]) == 0
+    dom, log = render(out / "report.html", tmp_path)
+    assert not console_errors(log), console_errors(log)
+    check_plots(dom, 3)  # history, importance, Pareto front
+    text = visible_text(dom)
+    assert not re.search(r"(?i)\bnan\b|undefined", text)
+    assert "Best design" in text and "Runners-up" in text
+
+
 @pytest.mark.slow
 def test_compare_on_a_terminal_shows_progress_with_an_eta_and_ends_with_the_verdict(tmp_path):
     import os
