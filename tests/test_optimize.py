@@ -132,6 +132,7 @@ def _erlang_c_lq(lam: float, mu: float, c: int) -> float:
     return pw * rho / (1 - rho)
 
 
+@pytest.mark.slow
 def test_mmc_staffing_finds_the_erlang_c_optimum():
     # cost per server-hour 2 (energy of a server drawing 2 kW at 1 $/kWh, busy or idle) plus 4 per
     # unit-hour in the system (holding): cost rate(c) = 2c + 4 (Lq(c) + lambda/mu); per unit served

@@ -36,10 +36,10 @@ def _feed(series: np.ndarray) -> DemandForecaster:
 
 def test_the_forecast_error_matches_the_noise_of_a_trend_plus_noise_series():
     # y = 1000 + 4 t + N(0, sigma): the best one-step forecast errs by sigma (the noise), so a
-    # fitted model's measured RMSE must come close to it; 400 days give a standard error of the
-    # RMSE of about sigma / sqrt(2 x 400) = 3.5 %, the band allows parameter error on top
+    # fitted model's measured RMSE must come close to it; 280 days give a standard error of the
+    # RMSE of about sigma / sqrt(2 x 250) = 4.5 %, the band allows parameter error on top
     rng = np.random.default_rng(12)
-    t = np.arange(400)
+    t = np.arange(280)
     for sigma in (25.0, 100.0):
         f = _feed(1000.0 + 4.0 * t + rng.normal(0.0, sigma, len(t)))
         err = np.asarray(f.errors[28:])  # after the first fits
@@ -47,7 +47,7 @@ def test_the_forecast_error_matches_the_noise_of_a_trend_plus_noise_series():
         assert 0.9 * sigma < rmse < 1.2 * sigma, (sigma, rmse)
         assert f.trended  # the trend is in the data: AICc keeps it
         # a week ahead the forecast follows the line within a few noise widths
-        truth = 1000.0 + 4.0 * np.arange(400, 407)
+        truth = 1000.0 + 4.0 * np.arange(280, 287)
         assert np.all(np.abs(f.forecast(7) - truth) < 4 * sigma)
         # MAPE ~ E|e| / level = sigma sqrt(2/pi) / level, within the same band
         a = np.asarray(f.actuals)
@@ -200,12 +200,12 @@ def test_overdrive_costs_energy_per_unit_and_wear_by_its_exponents():
 
     runs = {}
     for over in (1.0, 1.1):
-        ks = [run_once(spec(over), 30 * DAY, 2 * DAY, seed).kpis.iloc[0] for seed in (1, 2, 3)]
+        ks = [run_once(spec(over), 30 * DAY, 2 * DAY, seed).kpis.iloc[0] for seed in (1, 2)]
         runs[over] = (sum(k["good_units"] for k in ks), sum(k["energy_kwh"] for k in ks), sum(k["repairs"] for k in ks))
     (u0, e0, f0), (u1, e1, f1) = runs[1.0], runs[1.1]
     assert u1 / u0 == pytest.approx(1.1, rel=0.01)
     assert (e1 / u1) / (e0 / u0) == pytest.approx(1.1, rel=0.01)
-    # failures are Poisson: ~1,800 per variant, so the ratio has a standard error of ~3.5 %
+    # failures are Poisson: ~1,200 per variant, so the ratio has a standard error of ~4 %
     assert (f1 / u1) / (f0 / u0) == pytest.approx(1.1, abs=0.1)
 
 
