@@ -61,6 +61,10 @@ def test_a_flat_series_is_not_extrapolated_as_a_trend():
     f = _feed(5000.0 + rng.normal(0.0, 400.0, 120))
     far = f.forecast(120)
     assert abs(far[-1] - 5000.0) < 400.0  # four months ahead still at the level, not drifting
+    # degenerate histories (no orders at all, a constant) give finite forecasts, not errors
+    for level in (0.0, 5.0):
+        g = _feed(np.full(40, level))
+        assert g.fitted and np.allclose(g.forecast(3), level)
 
 
 # --------------------------------------------------------------------------- predictive maintenance

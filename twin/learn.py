@@ -73,10 +73,16 @@ class DemandForecaster:
             # simple smoothing or a damped trend, whichever the data support (AICc): a trend
             # fitted to a few noisy weeks would otherwise be extrapolated months ahead
             for trend in (None, "add"):
-                res = ExponentialSmoothing(y, trend=trend, damped_trend=trend is not None,
-                                           initialization_method="estimated").fit()
+                try:
+                    res = ExponentialSmoothing(y, trend=trend, damped_trend=trend is not None,
+                                               initialization_method="estimated").fit()
+                except (ValueError, np.linalg.LinAlgError):  # a degenerate series: keep what was fitted
+                    continue
                 if best is None or res.aicc < best.aicc:
                     best = res
+        if best is None:
+            self._since_fit = 0
+            return
         p = best.params
         self.alpha = float(p["smoothing_level"])
         self.trended = best.model.trend is not None
