@@ -223,7 +223,7 @@ def _targets(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", ["run --out", "run --event-log", "calibrate --out", "sweep --out",
-                                     "compare --out", "init"])
+                                     "compare --out", "init", "ablate --out", "optimize --out"])
 def test_bad_output_targets_are_refused_before_any_work_and_left_alone(tmp_path, command, monkeypatch):
     import twin.cli
 
@@ -232,6 +232,8 @@ def test_bad_output_targets_are_refused_before_any_work_and_left_alone(tmp_path,
 
     for name in ("simulate", "run_once", "sweep", "run_grid", "read_log", "measure_warmup", "prepare_uncertainty"):
         monkeypatch.setattr(twin.cli, name, no_work)
+    monkeypatch.setattr(twin.cli.ablate, "run", no_work)
+    monkeypatch.setattr(twin.cli.optimize, "optimize", no_work)
     for label, target in _targets(tmp_path).items():
         if command == "run --event-log" and label == "existing file as a folder":
             continue  # replacing a regular file with the log is what --event-log does
@@ -246,6 +248,9 @@ def test_bad_output_targets_are_refused_before_any_work_and_left_alone(tmp_path,
                                     "time=ts,station=machine", "--out", target],
                 "sweep --out": ["sweep", str(TWO), "--vary", "stations.smt.servers=1,2", "--out", target],
                 "compare --out": ["compare", "--quick", "--out", target],
+                "ablate --out": ["ablate", "dark-factory", "--quick", "--out", target],
+                "optimize --out": ["optimize", str(TWO), "--vary", "stations.smt.servers=1..2", "--maximize",
+                                   "throughput_per_hour", "--out", target],
                 "init": ["init", target + ".toml" if label != "device" else target, "--force"]}[command]
         rc, _, err = _cli(*args)
         _clean_failure(rc, err)
