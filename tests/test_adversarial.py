@@ -516,7 +516,8 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main(sys.argv[1:]))",
                              "compare", "--factories", "dark-factory", "microfactory", "--scenarios", "baseline",
                              "surge", "--replications", "3", "--weeks", "8", "--jobs", "2", "--out", str(out)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            start_new_session=True, preexec_fn=_default_sigint, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # a guard against a hang only: nothing here depends on speed
     while not list((out / "jobs").glob("*__*.json")) if (out / "jobs").exists() else True:
         assert proc.poll() is None
@@ -532,3 +533,9 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
     assert len(list((out / "jobs").glob("*__*.json"))) < 12
+
+
+def _default_sigint() -> None:
+    """In the child: Ctrl-C does its default, even when this test runner was started with SIGINT
+    ignored (a background job of a non-interactive shell), which Python would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -86,6 +86,7 @@ def test_the_run_report_renders(tmp_path):
     assert not re.search(r"(?i)\bnan\b|undefined", text)
 
 
+@pytest.mark.slow
 def test_the_ablation_report_renders(tmp_path):
     from test_orchestration import _ablate_spec
 
@@ -103,6 +104,7 @@ def test_the_ablation_report_renders(tmp_path):
         assert name in text
 
 
+@pytest.mark.slow
 def test_the_optimize_report_renders(tmp_path):
     spec = tmp_path / "t.toml"
     spec.write_text((ROOT / "examples" / "two_machine.toml").read_text())

@@ -99,6 +99,7 @@ def _tandem_spec(means: list[float]) -> twin.Spec:
     return line(st, run={"horizon": 20000, "warmup": 500})
 
 
+@pytest.mark.slow
 def test_buffer_allocation_is_within_one_percent_of_the_exact_optimum():
     # four places to share between two buffers of a three-station line with a slow middle
     means = [1.0, 1.2, 0.9]

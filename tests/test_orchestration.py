@@ -185,6 +185,7 @@ def test_a_bought_line_costs_capex_from_when_it_works():
     assert lane_s > 1 * (t1 - t0)  # more than the one line it started with
 
 
+@pytest.mark.slow
 def test_overdrive_costs_energy_per_unit_and_wear_by_its_exponents():
     # a saturated line overdriven all the time (a backlog from the start): 1.1 x faster, so
     # 1.1 x the units; busy power x 1.1^2, so energy per unit x 1.1^2 / 1.1 = 1.1; it ages

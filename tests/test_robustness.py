@@ -214,6 +214,7 @@ def test_ctrl_c_stops_the_compare_saying_how_to_resume(tmp_path):
     # disk (whole files only) and no report; the timeout only guards against a hang
     out = tmp_path / "out"
     proc = subprocess.Popen(_twin(*SWEEP, "--jobs", "2", "--out", str(out)), start_new_session=True,
+                            preexec_fn=_default_sigint,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_jobs(out / "jobs", 1, proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -225,3 +226,9 @@ def test_ctrl_c_stops_the_compare_saying_how_to_resume(tmp_path):
     for j in jobs:
         json.loads(j.read_text())
     assert not (out / "report.md").exists() and not (out / "kpis.json").exists()
+
+
+def _default_sigint() -> None:
+    """In the child: Ctrl-C does its default, even when this test runner was started with SIGINT
+    ignored (a background job of a non-interactive shell), which Python would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
