@@ -21,7 +21,7 @@ from .compare import JobsBar, Scenario, _slug, apply, factory_spec, load_scenari
 from .experiment import map_jobs, replication_seed
 from .io import ResultSet
 from .report import COLUMNS, fmt, page_head, signed_amount_ci
-from .spec import SpecError, resolve
+from .spec import Spec, SpecError, resolve
 from .stats import holm, paired_diff
 
 WEEK = 604800.0
@@ -47,9 +47,10 @@ def variants(spec: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def check(factory: str, scenarios: list[str], weeks: float, warmup: float) -> tuple[str, list[tuple[str, dict[str, Any]]],
-                                                                                  dict[str, Scenario]]:
-    """Load the factory, every variant and scenario before anything runs (all problems at once)."""
+def check(factory: str, scenarios: list[str], weeks: float,
+          warmup: float) -> tuple[str, Spec, list[tuple[str, dict[str, Any]]], dict[str, Scenario]]:
+    """Load the factory, every variant and scenario before anything runs (all problems at once);
+    return the spec's path, the spec, its variants and the scenarios."""
     problems: list[str] = []
     path = str(resolve(factory))
     spec = factory_spec(path, None)
@@ -65,9 +66,9 @@ def check(factory: str, scenarios: list[str], weeks: float, warmup: float) -> tu
             problems += e.problems
     for name, off in vs:
         try:
-            vspec = factory_spec(path, off or None)
+            vspec = spec.with_overrides(off, source=f"{path}: capabilities.{name}.off") if off else spec
         except SpecError as e:
-            problems += [p.replace(f"{path} --set", f"{path}: capabilities.{name}.off") for p in e.problems]
+            problems += e.problems
             continue
         for s, sc in scen.items():
             try:
@@ -76,7 +77,7 @@ def check(factory: str, scenarios: list[str], weeks: float, warmup: float) -> tu
                 problems += [p for p in e.problems if p not in problems]
     if problems:
         raise SpecError(problems)
-    return path, vs, scen
+    return path, spec, vs, scen
 
 
 def run(factory: str, scenarios: list[str], replications: int, weeks: float, warmup: float, seed: int = 1,
@@ -85,7 +86,7 @@ def run(factory: str, scenarios: list[str], replications: int, weeks: float, war
 
     Each row: capability, scenario, kpi, full_mean, ablated_mean, diff_mean (full − ablated),
     diff_ci95, n, p, p_holm, significant."""
-    path, vs, scen = check(factory, scenarios, weeks, warmup)
+    path, spec, vs, scen = check(factory, scenarios, weeks, warmup)
     args = []
     for s in scenarios:
         sd = {**scen[s].model_dump(mode="python"), "name": s}
@@ -102,7 +103,7 @@ def run(factory: str, scenarios: list[str], replications: int, weeks: float, war
     bar.close()
     runs = runs_frame(results).rename(columns={"factory": "variant"})
     rows = table(runs, [n for n, _ in vs if n != FULL], scenarios)
-    name = factory_spec(path, None).name
+    name = spec.name
     meta = {
         "factory": name,
         "spec": factory,
@@ -112,7 +113,7 @@ def run(factory: str, scenarios: list[str], replications: int, weeks: float, war
         "warmup_s": warmup,
         "seed": seed,
         "capabilities": {n: off for n, off in vs if n != FULL},
-        "descriptions": {c.name: c.description for c in factory_spec(path, None).capabilities},
+        "descriptions": {c.name: c.description for c in spec.capabilities},
         "method": (f"{replications} replications of each variant on the same seeds (common random numbers); "
                    "a difference is full minus ablated, replication by replication, with its 95 % Student-t "
                    f"CI; significant when its Holm-adjusted p-value over all {len(rows)} comparisons of this "

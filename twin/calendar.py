@@ -155,6 +155,14 @@ def _subtract(ivs: list[tuple[float, float]], cut: tuple[float, float]) -> list[
     return out
 
 
+def minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intervals of pattern ``a`` not in pattern ``b`` (both n × 2 arrays of s within a week)."""
+    out = [(float(s), float(e)) for s, e in a]
+    for cut in b:
+        out = _subtract(out, (float(cut[0]), float(cut[1])))
+    return np.array(out, dtype=float).reshape(-1, 2)
+
+
 class WeeklyPattern:
     """Fast queries on one weekly pattern of open intervals."""
 

@@ -49,7 +49,7 @@ from .experiment import (
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
 from .report import duration_text, money_format, run_page
-from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve, toml_values
 from .state import State
 
 
@@ -404,11 +404,7 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
             bad.append(f"--vary: {item!r}: expected PATH=V1,V2,..., e.g. stations.smt.servers=1,2,3")
             continue
         k, v = (x.strip() for x in item.split("=", 1))
-        text = v if v.startswith("[") else f"[{v}]"
-        try:
-            values = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            values = [x.strip() for x in v.strip("[]").split(",")]  # bare words: text values
+        values = toml_values(v)
         twice = [x for i, x in enumerate(values) if x in values[:i]]
         if not k:
             bad.append(f"--vary: {item!r}: the spec path before '=' is empty")

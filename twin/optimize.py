@@ -19,7 +19,6 @@ import html
 import itertools
 import math
 import re
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ import plotly.graph_objects as go
 from .dists import parse_duration
 from .experiment import map_jobs, progress_bar, replication_seed, run_once
 from .report import page_head
-from .spec import Spec, SpecError
+from .spec import Spec, SpecError, toml_values
 from .stats import mean_ci, paired_diff
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -100,11 +99,7 @@ def parse_dimension(text: str) -> Dimension:
         if not (math.isfinite(a) and math.isfinite(b)) or a > b or (kind == "float" and a == b):
             raise SpecError([f"{where}: the range {lo}..{hi} is empty"])
         return Dimension(path, kind, float(a), float(b))
-    text_v = v if v.startswith("[") else f"[{v}]"
-    try:
-        values = tomllib.loads(f"v = {text_v}")["v"]
-    except tomllib.TOMLDecodeError:
-        values = [x.strip() for x in v.strip("[]").split(",") if x.strip()]
+    values = [x for x in toml_values(v) if x != ""]
     if not values:
         raise SpecError([f"{where}: no values"])
     if len(set(map(repr, values))) < len(values):
@@ -290,22 +285,17 @@ class Problem:
     seed: int = 1
     replications: int = 3
     source: str = "<spec>"
+    fixed: dict[str, float] = field(default_factory=dict)
+    """Values of the fixed spec paths the constraints name (read once by :func:`check`)."""
+    grid: list[dict[str, Any]] | None = None
+    """Every feasible design of a discrete space up to :data:`GRID_LIMIT` designs (:func:`check`), else None."""
 
     def env(self, params: dict[str, Any], kpis: dict[str, float] | None = None) -> dict[str, float]:
         """Names a constraint may use: varied paths, fixed spec paths, and KPIs."""
-        out: dict[str, float] = {}
-        varied = {d.path for d in self.space}
-        for c in self.constraints:
-            for n in c.names:
-                if n in params:
-                    out[n] = float(params[n])
-                elif kpis is not None and n in kpis:
-                    out[n] = kpis[n]
-                elif n not in varied:
-                    try:
-                        out[n] = _spec_value(self.spec, n)
-                    except KeyError:
-                        pass
+        out = dict(self.fixed)
+        if kpis is not None:
+            out.update(kpis)
+        out.update((k, float(v)) for k, v in params.items())
         return out
 
     def design_ok(self, params: dict[str, Any]) -> bool:
@@ -348,7 +338,7 @@ def check(problem: Problem) -> None:
                 uses_kpi = True
                 continue
             try:
-                _spec_value(p.spec, n)
+                p.fixed[n] = _spec_value(p.spec, n)
             except KeyError:
                 unknown.append(n)
         if unknown:
@@ -357,15 +347,27 @@ def check(problem: Problem) -> None:
         c.kind = "outcome" if uses_kpi else "design"
     if problems:
         raise SpecError(problems)
-    if any(c.kind == "design" for c in p.constraints) and not _some_design_ok(p):
+    p.grid = _feasible_grid(p)
+    if any(c.kind == "design" for c in p.constraints) and not (p.grid if p.grid is not None else _some_design_ok(p)):
         raise SpecError([f"--constraint: no design in the space meets {' and '.join(repr(c.text) for c in p.constraints if c.kind == 'design')}"])
 
 
-def _some_design_ok(p: Problem, samples: int = 4000) -> bool:
+GRID_LIMIT = 100_000  # discrete designs enumerated at most (beyond: sampled)
+
+
+def _feasible_grid(p: Problem) -> list[dict[str, Any]] | None:
+    """Every design of an all-integer/categorical space that meets the design constraints, or None
+    when a dimension is real or the space has more than :data:`GRID_LIMIT` designs."""
     grids = [d.values() for d in p.space]
-    if all(g is not None for g in grids) and math.prod(len(g) for g in grids) <= 100_000:  # type: ignore[arg-type]
-        return any(p.design_ok(dict(zip([d.path for d in p.space], combo)))
-                   for combo in itertools.product(*grids))  # type: ignore[arg-type]
+    if any(g is None for g in grids) or math.prod(len(g) for g in grids) > GRID_LIMIT:  # type: ignore[arg-type]
+        return None
+    paths = [d.path for d in p.space]
+    designs = (dict(zip(paths, combo)) for combo in itertools.product(*grids))  # type: ignore[arg-type]
+    return [d for d in designs if p.design_ok(d)]
+
+
+def _some_design_ok(p: Problem, samples: int = 4000) -> bool:
+    """A random search for one design that meets the design constraints (a space too big to enumerate)."""
     rng = np.random.default_rng(0)
     for _ in range(samples):
         params = {}
@@ -388,17 +390,12 @@ def _sampler(p: Problem, trials: int) -> tuple[optuna.samplers.BaseSampler, str,
         return trial.user_attrs.get("constraints", [0.0])
 
     outcome = any(c.kind == "outcome" for c in p.constraints)
-    grids = [d.values() for d in p.space]
     if len(p.objectives) == 2:
         return (optuna.samplers.NSGAIISampler(seed=p.seed, constraints_func=constraints if outcome else None),
                 "NSGA-II", [])
-    if all(g is not None for g in grids):
-        feasible = [combo for combo in itertools.product(*grids)  # type: ignore[arg-type]
-                    if p.design_ok(dict(zip([d.path for d in p.space], combo)))]
-        if len(feasible) <= trials:
-            # enqueued rather than optuna's GridSampler, which stops the study itself (it needs optimize())
-            return (optuna.samplers.RandomSampler(seed=p.seed), "grid",
-                    [dict(zip([d.path for d in p.space], combo)) for combo in feasible])
+    if p.grid is not None and len(p.grid) <= trials:
+        # enqueued rather than optuna's GridSampler, which stops the study itself (it needs optimize())
+        return optuna.samplers.RandomSampler(seed=p.seed), "grid", p.grid
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return (optuna.samplers.TPESampler(seed=p.seed, multivariate=True, n_startup_trials=min(10, max(3, trials // 4)),
@@ -427,7 +424,8 @@ def _mean(values: list[float]) -> tuple[float, float]:
     return mean_ci(x)
 
 
-def _score(p: Problem, reps: list[dict[str, float]]) -> tuple[list[float], list[float], dict[str, dict[str, float]]]:
+def _score(p: Problem, params: dict[str, Any],
+           reps: list[dict[str, float]]) -> tuple[list[float], list[float], dict[str, dict[str, float]]]:
     """Objective means, outcome-constraint violations (≤ 0 holds) and every KPI's mean ± CI."""
     keys = sorted(set().union(*(r.keys() for r in reps)))
     kpis = {}
@@ -436,7 +434,8 @@ def _score(p: Problem, reps: list[dict[str, float]]) -> tuple[list[float], list[
         kpis[k] = {"mean": m, "ci95": h}
     means = {k: v["mean"] for k, v in kpis.items()}
     values = [means.get(k, float("nan")) for k, _ in p.objectives]
-    viol = [c.violation({**p.env({}, means)}) for c in p.constraints if c.kind == "outcome"]
+    env = p.env(params, means)
+    viol = [c.violation(env) for c in p.constraints if c.kind == "outcome"]
     return values, viol, kpis
 
 
@@ -502,7 +501,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             todo = [i for i, k in enumerate(key) if k not in evaluated]
             results = _evaluate(p, [designs[i] for i in todo], replications, seed, jobs, executor, scheduler, bar)
             for i, r in zip(todo, results):
-                evaluated[key[i]] = _score(p, r)
+                evaluated[key[i]] = _score(p, designs[i], r)
             for (t, params), k in zip(asked, key):
                 values, viol, kpis = evaluated[k]
                 t.set_user_attr("constraints", viol or [0.0])
@@ -531,7 +530,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
         conf = _evaluate(p, designs, conf_reps, conf_seed, jobs, executor, scheduler, bar)
     scored = []
     for params, reps in zip(designs, conf):
-        _, viol, kpis = _score(p, reps)
+        _, viol, kpis = _score(p, params, reps)
         scored.append({"params": params, "kpis": kpis, "feasible": all(v <= 0 for v in viol), "reps": reps})
     scored.sort(key=lambda d: (not d["feasible"], sign * d["kpis"].get(kpi0, {}).get("mean", math.inf)))
     best = scored[0]

@@ -1016,6 +1016,15 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def toml_values(text: str) -> list[Any]:
+    """``V1,V2,...`` (or ``[V1, V2]``): each value read as TOML, bare words as text."""
+    text = text.strip()
+    try:
+        return tomllib.loads(f"v = {text if text.startswith('[') else f'[{text}]'}")["v"]
+    except tomllib.TOMLDecodeError:
+        return [x.strip() for x in text.strip("[]").split(",")]
+
+
 def _set_path(data: Any, path: str, value: Any) -> str | None:
     """Set ``value`` at a dotted ``path`` in plain spec data; return an error message or None.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..calendar import WEEK, WeeklyPattern
+from ..calendar import WEEK, WeeklyPattern, minus
 from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
 
@@ -22,9 +22,22 @@ class CapacityPolicy:
         self.model = model
         self.spec = model.spec.capacity
         self.lane_rate = lane_rate_per_hour(model.spec)
+        self.open_share = open_share(model.spec)  # the base calendar's; constant over a run
+        self.pending = 0  # lanes deployed or bought that are not working yet
 
     def start(self) -> None:
         pass
+
+    def _deploy(self, lane: int):
+        """SimPy process: the lane works ``lead_time`` from now (then :meth:`_deployed`)."""
+        m = self.model
+        yield m.env.timeout(self.spec.lead_time)
+        self.pending -= 1
+        m.set_lane_active(lane, True)
+        self._deployed()
+
+    def _deployed(self) -> None:
+        """Called when a deployed lane starts working."""
 
     def idle_beyond_initial(self) -> int:
         """Idle the lanes beyond ``initial_lanes`` (a make-to-order run); return how many are deployed."""
@@ -36,10 +49,13 @@ class CapacityPolicy:
         return init
 
     def rate_per_hour(self) -> float:
-        """Rated output (units per calendar hour) of the lanes deployed now, at their speed."""
+        """Rated output (units per calendar hour) of the lanes deployed now, at their speed
+        (:func:`design_capacity_per_hour` with those lanes)."""
         m = self.model
-        lanes = sum(m.lanes_active) if m.orders_mode else m.spec.planning.lanes
-        return design_capacity_per_hour(m.spec, lanes=lanes)
+        n = sum(m.lanes_active) if m.orders_mode else m.spec.planning.lanes
+        if m.spec.planning.lanes <= 1:
+            n = 1
+        return self.lane_rate * n * self.open_share
 
 
 @register("capacity", "none")
@@ -89,7 +105,7 @@ class Shifts(CapacityPolicy):
         self.level = BASE
         self.overtime_since: float | None = None
         self.hired_at: float | None = None
-        self.new_windows: list[WeeklyPattern] = []
+        self.new_crew_hours: WeeklyPattern | None = None  # when the crew hired last works
         self.shed_rate = 0.0
         if self.spec.shed_below > 0 and model.spec.calendars:
             self.shed_rate = design_capacity_per_hour(model.spec, level=SHED) * self.spec.shed_below
@@ -102,7 +118,7 @@ class Shifts(CapacityPolicy):
 
     def pace(self, now: float) -> float:
         """Time factor of work done now: above 1 while a newly hired crew is on shift and learning."""
-        if self.hired_at is None or not any(p.open_until(now) is not None for p in self.new_windows):
+        if self.new_crew_hours is None or self.new_crew_hours.open_until(now) is None:
             return 1.0
         excess = self.spec.learning_factor - 1.0
         return 1.0 + excess * 0.5 ** ((now - self.hired_at) / self.spec.learning_halflife)
@@ -133,7 +149,7 @@ class Shifts(CapacityPolicy):
             if cal is not None:
                 # the windows the new crew works: what the new level opens beyond the one it leaves
                 before, after = cal.spec.pattern(self.level), cal.spec.pattern(level)
-                self.new_windows = [WeeklyPattern(np.array(_minus(after, before)).reshape(-1, 2))]
+                self.new_crew_hours = WeeklyPattern(minus(after, before))
             m.rec.events.append((now, "hire", repr(self._workers(level, BASE if level == EXTRA else SHED))))
         if level == SHED:
             m.rec.events.append((now, "shed", repr(self._workers(BASE, SHED))))
@@ -173,23 +189,6 @@ class Shifts(CapacityPolicy):
                     self._set(SHED)
 
 
-def _minus(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float]]:
-    """Intervals of ``a`` not in ``b`` (both merged n × 2 arrays within a week)."""
-    out = [tuple(iv) for iv in a.tolist()]
-    for cut in b.tolist():
-        nxt = []
-        for s, e in out:
-            if cut[1] <= s or cut[0] >= e:
-                nxt.append((s, e))
-                continue
-            if s < cut[0]:
-                nxt.append((s, cut[0]))
-            if cut[1] < e:
-                nxt.append((cut[1], e))
-        out = nxt
-    return out
-
-
 @register("capacity", "modules")
 class Modules(CapacityPolicy):
     """Deploy or idle whole lines/cells. Every ``review``, size the active modules to the
@@ -198,22 +197,12 @@ class Modules(CapacityPolicy):
     ``lead_time`` (deployment), idled ones stop taking new lots at once. Every installed
     slot is owned (its capex runs whether deployed or not) unless ``costs.lanes_leased``."""
 
-    def __init__(self, model: Any):
-        super().__init__(model)
-        self.pending = 0
-
     def start(self) -> None:
         m = self.model
         if not m.orders_mode:
             return
         self.idle_beyond_initial()
-        self.rate = self.lane_rate
         m.env.process(self._loop())
-
-    def _deploy(self, lane: int):
-        yield self.model.env.timeout(self.spec.lead_time)
-        self.pending -= 1
-        self.model.set_lane_active(lane, True)
 
     def _loop(self):
         m = self.model
@@ -223,7 +212,7 @@ class Modules(CapacityPolicy):
             yield env.timeout(sp.review)
             rate = recent_rate_per_hour(m, WEEK)
             backlog = max(0.0, sum(m.open_units) - sum(m.stock))
-            need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.rate * sp.target_utilisation)
+            need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
             want = min(len(m.lanes_active), max(sp.min_lanes, math.ceil(need)))
             active = sum(m.lanes_active)
             if want > active + self.pending:
@@ -261,7 +250,6 @@ class Orchestrated(CapacityPolicy):
     def __init__(self, model: Any):
         super().__init__(model)
         self.speed = 1.0
-        self.pending = 0
 
     def start(self) -> None:
         m = self.model
@@ -298,11 +286,8 @@ class Orchestrated(CapacityPolicy):
                     ln.wear = wear
         m.rec.events.append((m.env.now, "overdrive", repr(speed)))
 
-    def _buy(self, lane: int):
+    def _deployed(self) -> None:
         m = self.model
-        yield m.env.timeout(self.spec.lead_time)
-        self.pending -= 1
-        m.set_lane_active(lane, True)
         m.rec.events.append((m.env.now, "owned", str(sum(m.lanes_active))))
 
     def _loop(self):
@@ -327,7 +312,7 @@ class Orchestrated(CapacityPolicy):
                     ln = idle[self.pending]
                     self.pending += 1
                     m.rec.events.append((env.now, "buy", str(ln)))
-                    env.process(self._buy(ln))
+                    env.process(self._deploy(ln))
 
 
 def _orders_since(orders: list[tuple[Any, ...]], t0: float):
@@ -368,6 +353,19 @@ def lane_rate_per_hour(spec: Any) -> float:
     return worst
 
 
+def open_share(spec: Any, level: int = 0) -> float:
+    """Open share of the week of the tightest calendar any station works to, at ``level``
+    (0 base, 3 shed); 1 without calendars."""
+    share = 1.0
+    cals = {c.name: c for c in spec.calendars}
+    pools = {w.name: w for w in spec.workers}
+    for st in spec.stations:
+        name = st.calendar or (pools[st.operators].calendar if st.operators else None)
+        if name:
+            share = min(share, WeeklyPattern(cals[name].pattern(level)).open_per_week / WEEK)
+    return share
+
+
 def design_capacity_per_hour(spec: Any, lanes: int | None = None, level: int = 0) -> float:
     """Rated output of the factory in units per calendar hour: the rated output of a
     lane (see :func:`lane_rate_per_hour`) × lanes in use (``lanes``, default the
@@ -376,11 +374,4 @@ def design_capacity_per_hour(spec: Any, lanes: int | None = None, level: int = 0
     n = lanes if lanes is not None else (spec.capacity.initial_lanes or spec.planning.lanes)
     if spec.planning.lanes <= 1:
         n = 1
-    open_share = 1.0
-    cals = {c.name: c for c in spec.calendars}
-    pools = {w.name: w for w in spec.workers}
-    for st in spec.stations:
-        name = st.calendar or (pools[st.operators].calendar if st.operators else None)
-        if name:
-            open_share = min(open_share, WeeklyPattern(cals[name].pattern(level)).open_per_week / WEEK)
-    return lane_rate_per_hour(spec) * n * open_share
+    return lane_rate_per_hour(spec) * n * open_share(spec, level)

@@ -123,7 +123,11 @@ class Campaign(QueuePlanner):
 @register("planning", "hourly")
 class Hourly(QueuePlanner):
     """Re-plan every period from the actual order book: release what is ordered and
-    not yet covered, earliest due date first."""
+    not yet covered (plus any finished-stock target), earliest due date first."""
+
+    def stock_target(self, p: int) -> float:
+        """Finished units of product ``p`` to hold beyond the orders (none here)."""
+        return 0.0
 
     def replan(self) -> None:
         m = self.model
@@ -131,7 +135,7 @@ class Hourly(QueuePlanner):
         for p in range(len(m.product_names)):
             if not self.available(p):
                 continue
-            lots = self.lots_needed(p, m.need(p) - self.queued[p])
+            lots = self.lots_needed(p, m.need(p) + self.stock_target(p) - self.queued[p])
             if lots:
                 due = m.book[p][0][2] if m.book[p] else float("inf")
                 todo.append((due, p, lots))
@@ -186,19 +190,12 @@ class Forecast(Hourly):
         total = sum(mix)
         self.target = [excess * x / total if total > 0 else 0.0 for x in mix]
 
+    def stock_target(self, p: int) -> float:
+        return self.target[p]
+
     def replan(self) -> None:
         self._observe_days()
-        m = self.model
-        todo = []
-        for p in range(len(m.product_names)):
-            if not self.available(p):
-                continue
-            lots = self.lots_needed(p, m.need(p) + self.target[p] - self.queued[p])
-            if lots:
-                due = m.book[p][0][2] if m.book[p] else float("inf")
-                todo.append((due, p, lots))
-        for _, p, lots in sorted(todo):
-            self.push(p, lots)
+        super().replan()
 
 
 def _orders_in(orders: list[tuple[Any, ...]], t0: float, t1: float):
