@@ -16,13 +16,13 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "learn", "policies.registry"},
+             "learn", "scenario", "policies.registry"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning"},
     "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
-    "commands": {"experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "eventlog", "docs", "cli"},
+    "commands": {"runs", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "eventlog", "docs", "cli"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

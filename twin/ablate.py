@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .compare import JobsBar, Scenario, _slug, apply, factory_spec, load_scenario, run_job, runs_frame, scenario_path
-from .experiment import map_jobs, replication_seed
+from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
 from .report import COLUMNS, fmt, page_head, signed_amount_ci
+from .runs import map_jobs, replication_seed
+from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import Spec, SpecError, resolve
 from .stats import holm, paired_diff
 

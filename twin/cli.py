@@ -27,7 +27,6 @@ from .compare import (
     FACTORIES,
     SCENARIOS,
     Grid,
-    load_scenario,
     measure_warmup,
     prepare_uncertainty,
     run_grid,
@@ -38,8 +37,6 @@ from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
 from .experiment import (
     mser_warmup,
-    replication_seed,
-    run_once,
     simulate,
     summarize,
     sweep,
@@ -49,6 +46,8 @@ from .experiment import (
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
 from .report import duration_text, money_format, run_page
+from .runs import replication_seed, run_once
+from .scenario import load_scenario
 from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve, toml_values
 from .state import State
 

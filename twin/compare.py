@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -22,32 +21,25 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
-from . import builtins, uncertainty
+from . import uncertainty
 from .adapt import daily_series
-from .dists import Duration, PositiveDuration
-from .experiment import map_jobs, mean_ci, mser_warmup, progress_bar, replication_seed, run_once, simulate
+from .experiment import mser_warmup, simulate
 from .io import dumps, remove_stale_temporaries, write_json
-from .names import Name
 from .report import RANKED
+from .runs import map_jobs, progress_bar, replication_seed, run_once
+from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import (
-    _M,
     MAX_SPEC_BYTES,
-    Shift,
     Spec,
     SpecError,
-    _human,
     load,
     read_regular_file,
-    read_toml,
     resolve,
-    validate,
 )
 from .state import STATE_KEYS
-from .stats import holm, paired_diff, select_best
+from .stats import holm, mean_ci, paired_diff, select_best
 
-WEEK = 604800.0
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage"]
 # fixed column orders: a job read back from its JSON file (sorted keys) must give the same tables
@@ -57,60 +49,6 @@ STATION_COLS = ["station", *STATE_KEYS, "utilisation", "availability", "oee"]
 HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s", "lead_time_p95_s",
             "wip_mean", "fill_rate", "peak_backlog", "time_to_recover_s", "unit_cost_transition",
             "unit_cost_after", "idle_capacity_after"]
-
-
-class Scenario(_M):
-    """A demand (or supply) scenario applied to every factory; shift times count from the end of warm-up."""
-
-    name: Name
-    description: str = ""
-    shifts: list[Shift] = Field(default_factory=list)
-    weeks: PositiveDuration | None = None
-    """Observation length in weeks (as a duration, e.g. ``"26w"``); default from the command."""
-    warmup: Duration | None = None
-
-
-def scenario_path(path_or_name: str | os.PathLike[str]) -> Path:
-    """A scenario file, or the file of a built-in scenario given by name (``surge``)."""
-    p = Path(path_or_name)
-    if not p.exists() and p.suffix != ".toml" and os.sep not in str(path_or_name):
-        known = builtins.scenarios()
-        if str(path_or_name) not in known:
-            raise SpecError([f"{path_or_name}: unknown scenario (known: {', '.join(known)}; or give a .toml file)"])
-        return known[str(path_or_name)]
-    return p
-
-
-def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
-    """Load and validate a scenario file or built-in scenario."""
-    p = scenario_path(path_or_name)
-    return validate(read_toml(p, "a scenario"), source=str(p), model=Scenario)  # type: ignore[return-value]
-
-
-def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: str = "<scenario>") -> Spec:
-    """The factory ``spec`` under ``scenario``: its demand gains the scenario's shifts (moved
-    by the warm-up) and the run covers ``warmup + weeks``."""
-    if spec.demand is None:
-        raise SpecError([f"{spec.name}: demand: the factory has no [demand]; a scenario needs make-to-order demand"])
-
-    data = spec.model_dump(mode="python", by_alias=True)
-    problems = []
-    shifts = []
-    for i, sh in enumerate(scenario.shifts):
-        if sh.at >= weeks * WEEK:
-            problems.append(f"{source}: shifts.{i}.at: at {_human(sh.at)} is at or beyond the end of the "
-                            f"observation ({_human(weeks * WEEK)}); times count from the end of the warm-up")
-        shifts.append({**sh.model_dump(mode="python"), "at": min(sh.at, weeks * WEEK * 0.999) + warmup})
-    data["demand"]["shifts"] = shifts
-    data["run"]["horizon"] = warmup + weeks * WEEK
-    data["run"]["warmup"] = warmup
-    try:
-        spec2 = validate(data, source=f"{source} applied to {spec.name}")
-    except SpecError as e:
-        problems += [p.replace("demand.shifts", "shifts") for p in e.problems]
-    if problems:
-        raise SpecError(problems)
-    return spec2
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,14 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from .experiment import mean_ci, replication_seed, run_once, t975
 from .fit import best, best_censored
 from .io import atomic_write_bytes, atomic_write_text
 from .names import safe_text
 from .record import Fate, MaintKind, Record
+from .runs import replication_seed, run_once
 from .spec import MAX_HORIZON, SpecError, read_regular_file, validate
 from .state import TRACE_KEYS, State
+from .stats import mean_ci, t975
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
 EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",

@@ -29,7 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .dists import parse_duration
-from .experiment import map_jobs, progress_bar, replication_seed, run_once
+from .runs import map_jobs, progress_bar, replication_seed, run_once
 from .report import page_head
 from .spec import Spec, SpecError, toml_values
 from .stats import mean_ci, paired_diff
