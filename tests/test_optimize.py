@@ -228,3 +228,58 @@ def test_the_same_seed_gives_the_same_search():
     b = optimize.optimize(spec, space, [("throughput_per_hour", "maximize")], **kw)
     assert a["meta"]["sampler"] == "TPE"
     assert a["trials"] == b["trials"] and a["best"] == b["best"]
+
+
+def _lanes_spec() -> twin.Spec:
+    return line(
+        [{"name": "a", "lanes": 4, "process_time": 30.0, "dispatch": "fixed"}],
+        source={"kind": "orders"},
+        demand={"base_per_week": 10000.0, "order_size": 10, "due": "2d"},
+        planning={"policy": "hourly", "lanes": 4},
+        costs={"capex": 0.0, "capex_per_lane": 7e6, "depreciation_years": 7.0},
+        run={"horizon": "4d", "warmup": "0s"},
+    )
+
+
+def test_scenarios_and_linked_paths_design_a_line_count():
+    # one lane makes 120 units/h, demand is 60/h (90/h in the pulse): every line count meets
+    # demand, so owned capital decides and the fewest lines win; each per-scenario value is
+    # exactly that scenario's own run, and KPI k is their equal-weight mean
+    spec = _lanes_spec()
+    pulse = twin.scenario.Scenario(name="pulse", shifts=[{"kind": "pulse", "at": "1d", "duration": "2d",
+                                                          "factor": 1.5}])
+    base = twin.scenario.Scenario(name="baseline")
+    space = [optimize.parse_dimension("planning.lanes,stations.a.lanes=2..4")]
+    assert space[0].also == ("stations.a.lanes",)
+    res = twin.experiment.optimize(spec, space, [("conversion_cost", "minimize")], ["pulse.fill_rate >= 0.9"],
+                                   trials=3, replications=1, confirm=2, confirm_replications=2, seed=4,
+                                   scenarios=[base, pulse])
+    assert res["meta"]["sampler"] == "grid" and len(res["trials"]) == 3
+    assert res["best"]["params"] == {"planning.lanes": 2}
+    for row in res["trials"]:
+        both = (row["kpi.baseline.conversion_cost"], row["kpi.pulse.conversion_cost"])
+        assert row["conversion_cost"] == pytest.approx(sum(both) / 2, rel=1e-12)
+    row = next(r for r in res["trials"] if r["planning.lanes"] == 3)
+    one = twin.scenario.apply(spec.with_overrides({"planning.lanes": 3, "stations.a.lanes": 3}), pulse,
+                              4 * 86400 / twin.scenario.WEEK, 0.0)
+    k = twin.runs.run_once(one, 4 * 86400.0, 0.0, twin.runs.replication_seed(4, 0)).kpis.iloc[0]
+    assert row["kpi.pulse.good_units"] == k["good_units"] and row["kpi.pulse.unit_cost"] == k["unit_cost"]
+    best = optimize.best_spec(spec, res)
+    assert best.planning.lanes == best.station("a").lanes == 2
+
+
+def test_a_scenario_that_does_not_fit_the_horizon_is_refused(tmp_path, capsys):
+    spec = tmp_path / "t.toml"
+    spec.write_text(_lanes_spec().to_toml())
+    out = tmp_path / "out"
+    rc = main(["optimize", str(spec), "--vary", "planning.lanes,stations.a.lanes=2..4", "--minimize",
+               "conversion_cost", "--scenarios", "baseline,surge", "--horizon", "2w", "--warmup", "0s",
+               "--out", str(out), "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "scenario surge" in err and "beyond the end of the observation" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main(["optimize", str(spec), "--vary", "planning.lanes=2..4", "--minimize", "conversion_cost",
+                 "-q"]) == 2
+    # a line count the stations do not follow is named, with the way to link them
+    assert "stations.a.lanes" in capsys.readouterr().err

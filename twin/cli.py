@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replications per design (default 3; the best few get twice that)")
     o.add_argument("--confirm", type=_positive_int("--confirm"), default=3,
                    help="best designs run again on fresh seeds to compare them (default 3)")
+    o.add_argument("--scenarios", metavar="S1,S2,...",
+                   help="run every design under each of these scenarios (names or .toml files): a KPI is then "
+                        "their equal-weight mean, SCENARIO.KPI one scenario's value (e.g. 'surge.fill_rate >= 0.95')")
     o.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
     o.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs (default: spec)")
     o.add_argument("--seed", type=_seed, default=1, help="base seed (default 1): the run is reproducible from it")
@@ -621,6 +624,15 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
             constraints.append(c)
         except SpecError as e:
             problems += e.problems
+    scenarios = []
+    for name in (args.scenarios or "").split(","):
+        if name.strip():
+            try:
+                scenarios.append(load_scenario(name.strip()))
+            except SpecError as e:
+                problems += [f"--scenarios: {x}" for x in e.problems]
+    if args.scenarios is not None and not scenarios and not problems:
+        problems.append("--scenarios: no scenario named")
     objectives = [(k, "maximize") for k in args.maximize] + [(k, "minimize") for k in args.minimize]
     if not objectives:
         problems.append("--maximize/--minimize: name the KPI to optimise, e.g. --maximize throughput_per_hour")
@@ -634,7 +646,8 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
                                    replications=args.replications, horizon=args.horizon, warmup=args.warmup,
                                    seed=args.seed, jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
                                    scheduler=args.scheduler, confirm=args.confirm,
-                                   progress=not (args.json or args.quiet), source=str(path))
+                                   progress=not (args.json or args.quiet), source=str(path),
+                                   scenarios=scenarios)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
     body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],

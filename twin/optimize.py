@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 
 from .dists import parse_duration
 from .runs import map_jobs, progress_bar, replication_seed, run_once
+from .scenario import WEEK, Scenario, apply
 from .report import page_head
 from .spec import Spec, SpecError, toml_values
 from .stats import mean_ci, paired_diff
@@ -47,6 +48,13 @@ class Dimension:
     low: float = 0.0
     high: float = 0.0
     choices: tuple[Any, ...] = ()
+    also: tuple[str, ...] = ()
+    """Further paths that take the same value (``planning.lanes,stations.smt.lanes=8..12``: a
+    line count the planner and every line's stations must agree on)."""
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.also)
 
     def values(self) -> list[Any] | None:
         """Every value of an integer or categorical dimension (None for a real interval)."""
@@ -81,13 +89,18 @@ def _number(text: str, what: str) -> float:
 
 def parse_dimension(text: str) -> Dimension:
     """``PATH=LOW..HIGH`` (integers when both ends are integers, else a real interval; durations
-    allowed) or ``PATH=V1,V2,...`` (a categorical choice of TOML values)."""
+    allowed) or ``PATH=V1,V2,...`` (a categorical choice of TOML values). ``PATH1,PATH2=...``
+    sets every path to the same value (the dimension is named by the first)."""
     if "=" not in text:
         raise SpecError([f"--vary: {text!r}: expected PATH=LOW..HIGH or PATH=V1,V2,..."])
-    path, v = (x.strip() for x in text.split("=", 1))
+    lhs, v = (x.strip() for x in text.split("=", 1))
+    paths = [x.strip() for x in lhs.split(",")]
+    path, also = paths[0], tuple(paths[1:])
     where = f"--vary {path}"
-    if not path:
-        raise SpecError([f"--vary: {text!r}: the spec path before '=' is empty"])
+    if not all(paths):
+        raise SpecError([f"--vary: {text!r}: a spec path before '=' is empty"])
+    if len(set(paths)) < len(paths):
+        raise SpecError([f"{where}: a path is linked twice"])
     if ".." in v and not v.startswith("["):
         lo, hi = (x.strip() for x in v.split("..", 1))
         if _INT.match(lo) and _INT.match(hi):
@@ -98,13 +111,13 @@ def parse_dimension(text: str) -> Dimension:
             kind = "float"
         if not (math.isfinite(a) and math.isfinite(b)) or a > b or (kind == "float" and a == b):
             raise SpecError([f"{where}: the range {lo}..{hi} is empty"])
-        return Dimension(path, kind, float(a), float(b))
+        return Dimension(path, kind, float(a), float(b), also=also)
     values = [x for x in toml_values(v) if x != ""]
     if not values:
         raise SpecError([f"{where}: no values"])
     if len(set(map(repr, values))) < len(values):
         raise SpecError([f"{where}: a value is given twice"])
-    return Dimension(path, "categorical", choices=tuple(values))
+    return Dimension(path, "categorical", choices=tuple(values), also=also)
 
 
 # --------------------------------------------------------------------------- the constraint grammar
@@ -263,9 +276,12 @@ def _spec_value(spec: Spec, path: str) -> float:
     return float(cur)
 
 
-def _job(spec: Spec, params: dict[str, Any], horizon: float, warmup: float, seed: int) -> dict[str, float]:
-    """One replication of one design: its numeric KPIs."""
+def _job(spec: Spec, params: dict[str, Any], horizon: float, warmup: float, seed: int,
+         scenario: Scenario | None = None) -> dict[str, float]:
+    """One replication of one design (under ``scenario``, observed ``horizon - warmup``): its numeric KPIs."""
     s = spec.with_overrides(params, source="<optimize>") if params else spec
+    if scenario is not None:
+        s = apply(s, scenario, (horizon - warmup) / WEEK, warmup, source=f"scenario {scenario.name}")
     k = run_once(s, horizon, warmup, seed).kpis.iloc[0].to_dict()
     if "unit_cost" in k and "cost_material" in k:
         k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
@@ -285,6 +301,9 @@ class Problem:
     seed: int = 1
     replications: int = 3
     source: str = "<spec>"
+    scenarios: list[Scenario] = field(default_factory=list)
+    """Scenarios every design runs under: KPI ``k`` is then the equal-weight mean over them and
+    ``SCENARIO.k`` each one's value."""
     fixed: dict[str, float] = field(default_factory=dict)
     """Values of the fixed spec paths the constraints name (read once by :func:`check`)."""
     grid: list[dict[str, Any]] | None = None
@@ -297,6 +316,10 @@ class Problem:
             out.update(kpis)
         out.update((k, float(v)) for k, v in params.items())
         return out
+
+    def overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The spec overrides of a design: each dimension's value at all its linked paths."""
+        return {q: params[d.path] for d in self.space for q in d.paths if d.path in params}
 
     def design_ok(self, params: dict[str, Any]) -> bool:
         env = self.env(params)
@@ -312,19 +335,30 @@ def check(problem: Problem) -> None:
     if len(p.objectives) not in (1, 2):
         problems.append("--maximize/--minimize: give one objective, or two for a Pareto front")
     paths = [d.path for d in p.space]
+    every = [q for d in p.space for q in d.paths]
     for d in p.space:
-        if paths.count(d.path) > 1:
-            problems.append(f"--vary {d.path}: varied twice")
+        for q in d.paths:
+            if every.count(q) > 1 and f"--vary {q}: varied twice" not in problems:
+                problems.append(f"--vary {q}: varied twice")
         probe = d.values() or [d.low, d.high]
         for v in (probe[0], probe[-1]):
             try:
-                p.spec.with_overrides({d.path: v}, source=f"{p.source} --vary")
+                p.spec.with_overrides({q: v for q in d.paths}, source=f"{p.source} --vary")
             except SpecError as e:
                 problems += [x for x in e.problems if x not in problems]
+    names = [sc.name for sc in p.scenarios]
+    for sc in p.scenarios:
+        if names.count(sc.name) > 1 and f"--scenarios: {sc.name} given twice" not in problems:
+            problems.append(f"--scenarios: {sc.name} given twice")
+        try:
+            apply(p.spec, sc, (p.horizon - p.warmup) / WEEK, p.warmup, source=f"scenario {sc.name}")
+        except SpecError as e:
+            problems += [x for x in e.problems if x not in problems]
     if problems:
         raise SpecError(problems)
     # what KPIs a run of this spec gives: a one-hour probe
     kpis = set(_job(p.spec, {}, min(p.horizon, 3600.0), 0.0, p.seed)) | {"conversion_cost"}
+    kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
     for kpi, _ in p.objectives:
         if kpi not in kpis:
             problems.append(f"--maximize/--minimize: no KPI {kpi!r}; the KPIs of this spec: {', '.join(sorted(kpis))}")
@@ -404,13 +438,31 @@ def _sampler(p: Problem, trials: int) -> tuple[optuna.samplers.BaseSampler, str,
 
 def _evaluate(p: Problem, designs: list[dict[str, Any]], replications: int, seed: int, jobs: int, executor: str,
               scheduler: str | None, bar: Any = None) -> list[list[dict[str, float]]]:
-    """Every design × replication (the same seeds for every design); per design, its replications' KPIs."""
-    args = [(p.spec, d, p.horizon, p.warmup, replication_seed(seed, r)) for d in designs for r in range(replications)]
-    out: list[list[dict[str, float]]] = [[{} for _ in range(replications)] for _ in designs]
+    """Every design × replication (× scenario; the same seeds for every design); per design, its
+    replications' KPIs (with scenarios: ``SCENARIO.kpi`` each, and ``kpi`` their equal-weight mean)."""
+    scs: list[Scenario | None] = list(p.scenarios) or [None]
+    args = [(p.spec, p.overrides(d), p.horizon, p.warmup, replication_seed(seed, r), sc)
+            for d in designs for r in range(replications) for sc in scs]
+    parts: list[list[list[dict[str, float]]]] = [[[{} for _ in scs] for _ in range(replications)] for _ in designs]
+    n = len(scs)
     for i, k in map_jobs(_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
-        out[i // replications][i % replications] = k
+        parts[i // (replications * n)][(i // n) % replications][i % n] = k
         if bar is not None:
             bar.update(1)
+    if not p.scenarios:
+        return [[rep[0] for rep in d] for d in parts]
+    return [[_across(p.scenarios, rep) for rep in d] for d in parts]
+
+
+def _across(scenarios: list[Scenario], runs: list[dict[str, float]]) -> dict[str, float]:
+    """One replication's KPIs under every scenario: each as ``SCENARIO.kpi``, and ``kpi`` their
+    equal-weight mean (NaN when a scenario has none, e.g. "not recovered": no mean hides it)."""
+    out: dict[str, float] = {}
+    for sc, k in zip(scenarios, runs):
+        out.update({f"{sc.name}.{key}": v for key, v in k.items()})
+    for key in set().union(*(k.keys() for k in runs)):
+        vals = [k.get(key, math.nan) for k in runs]
+        out[key] = float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan
     return out
 
 
@@ -443,17 +495,21 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
              constraints: list[str] | None = None, trials: int = 30, replications: int = 3,
              horizon: float | None = None, warmup: float | None = None, seed: int = 1, jobs: int = 1,
              executor: str = "local", scheduler: str | None = None, confirm: int = 3,
-             confirm_replications: int | None = None, progress: bool = False, source: str = "<spec>") -> dict[str, Any]:
+             confirm_replications: int | None = None, progress: bool = False, source: str = "<spec>",
+             scenarios: list[Scenario] | None = None) -> dict[str, Any]:
     """Search ``space`` for the design that best meets ``objectives`` (``[(kpi, "maximize"|"minimize")]``,
     one or two) under ``constraints`` (strings of the constraint grammar). ``horizon``/``warmup``
     in s (default the spec's). Returns ``{"best", "runners_up", "trials", "pareto", "meta"}``:
     ``best`` and each runner-up have ``params`` and ``kpis`` ({kpi: {"mean", "ci95"}}) from the
     confirmation runs (``confirm_replications``, default 2 × ``replications``, on seeds of their
-    own), runners-up with ``vs_best`` paired differences of the first objective."""
+    own), runners-up with ``vs_best`` paired differences of the first objective. With
+    ``scenarios`` every design runs under each (observed ``horizon - warmup``, common seeds):
+    an objective or constraint KPI ``k`` is the equal-weight mean over them, ``SCENARIO.k``
+    one scenario's value (``"surge.fill_rate >= 0.95"``)."""
     p = Problem(spec, list(space), list(objectives), [parse_constraint(c) for c in constraints or []],
                 horizon=float(spec.run.horizon if horizon is None else horizon),
                 warmup=float(spec.run.warmup if warmup is None else warmup), seed=seed,
-                replications=replications, source=source)
+                replications=replications, source=source, scenarios=list(scenarios or []))
     if not p.warmup < p.horizon:
         raise SpecError([f"--warmup/--horizon: the warm-up ({p.warmup:g} s) must be shorter than the horizon ({p.horizon:g} s)"])
     for kpi, sense in p.objectives:
@@ -471,7 +527,8 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     evaluated: dict[tuple[Any, ...], tuple[list[float], list[float], dict[str, Any]]] = {}
     skipped = 0
     conf_reps = confirm_replications or 2 * replications
-    total_jobs = trials * replications + confirm * conf_reps
+    per_design = max(1, len(p.scenarios))
+    total_jobs = (trials * replications + confirm * conf_reps) * per_design
     with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
         while len(rows) < trials and skipped < 20 * trials + 100:
             asked, designs = [], []
@@ -511,7 +568,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
                     study.tell(t, values if len(values) > 1 else values[0])
                 rows.append({"trial": t.number, **params, **{f"{kpi}": kpis.get(kpi, {}).get("mean") for kpi, _ in p.objectives},
                              "feasible": all(v <= 0 for v in viol), **{f"kpi.{n}": v["mean"] for n, v in kpis.items()}})
-        bar.total = len(rows) * replications + confirm * conf_reps
+        bar.total = (len(rows) * replications + confirm * conf_reps) * per_design
         feasible = [r for r in rows if r["feasible"]]
         if not feasible:
             raise SpecError([f"--constraint: none of the {len(rows)} designs tried met "
@@ -548,8 +605,9 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             "horizon": p.horizon, "warmup": p.warmup,
             "objectives": [{"kpi": k, "sense": s} for k, s in p.objectives],
             "constraints": [{"text": c.text, "kind": c.kind} for c in p.constraints],
-            "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices)}
-                      for d in p.space]}
+            "scenarios": [sc.name for sc in p.scenarios],
+            "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices),
+                       "also": list(d.also)} for d in p.space]}
     return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
             "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
 
@@ -576,7 +634,10 @@ def trials_frame(result: dict[str, Any]) -> pd.DataFrame:
 
 def best_spec(spec: Spec, result: dict[str, Any]) -> Spec:
     """The spec with the best design's values (valid for ``twin run``)."""
-    return spec.with_overrides(result["best"]["params"], source="<optimize best>")
+    params = result["best"]["params"]
+    linked = {d["path"]: d.get("also", []) for d in result["meta"]["space"]}
+    return spec.with_overrides({q: v for k, v in params.items() for q in (k, *linked.get(k, []))},
+                               source="<optimize best>")
 
 
 def figures(result: dict[str, Any]) -> list[Any]:
@@ -681,6 +742,9 @@ def describe(result: dict[str, Any]) -> str:
                f"the best is not significantly better than {len(result['runners_up']) - len(sig)} runner(s)-up"
                if result["runners_up"] else "no runner-up to compare")
     return (f"{m['trials']} designs tried by {m['sampler']} ({m['skipped']} suggestions skipped: against a design "
-            f"constraint or already tried), {m['replications']} replications each on common seeds, to {obj}; constraints: {cons}. "
+            f"constraint or already tried), {m['replications']} replications each on common seeds"
+            + (f" under {len(m['scenarios'])} scenarios ({', '.join(m['scenarios'])}; a KPI is their equal-weight mean)"
+               if m.get("scenarios") else "")
+            + f", to {obj}; constraints: {cons}. "
             f"The best {len(result['runners_up']) + 1} were run again with {m['confirm_replications']} replications "
             f"on fresh common seeds: {verdict} (paired differences, 95 % CI).")

@@ -1,0 +1,100 @@
+"""The fair design protocol (``python -m benchmarks.design [--out DIR] [--only FACTORY]``).
+
+Every reference factory is sized by the same ``twin optimize`` search (lines/SOURCES.md,
+"The design protocol"):
+
+- the design variable is what its designer installs: lines (static line, with the crews that
+  staff them), owned lines (dark factory; the orchestrator may buy up to planning.lanes), or
+  owned module slots (microfactory);
+- one objective: the conversion cost per good unit, the equal-weight mean over the seven
+  default scenarios;
+- the same service constraints: fill rate >= 98 % at baseline and >= 95 % in each demand
+  shift (surge, slump, mix shift, new product); disruptions are reported, not constrained
+  (no amount of installed capacity makes parts that a stopped supplier does not send);
+- the same screening (1 replication per design and scenario, 14 weeks after a 1-week warm-up)
+  and confirmation (every design in the running re-run with 2 replications on fresh common
+  seeds; the pick with paired differences against the runners-up).
+
+It prints each command, the pick, and the wall time of each search and of the whole protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from twin.cli import main as twin_main
+
+SCENARIOS = "baseline,surge,slump,mix_shift,new_product,disruption,supply_shortage"
+SHIFTS = ["surge", "slump", "mix_shift", "new_product"]
+COMMON = ["--scenarios", SCENARIOS, "--minimize", "conversion_cost",
+          "--constraint", "baseline.fill_rate >= 0.98",
+          *[x for s in SHIFTS for x in ("--constraint", f"{s}.fill_rate >= 0.95")],
+          "--replications", "1", "--confirm", "3", "--horizon", "15w", "--warmup", "1w", "--seed", "2026"]
+
+
+def _lanes(stations: list[str]) -> str:
+    return ",".join(["planning.lanes", *(f"stations.{s}.lanes" for s in stations)])
+
+
+LINE = ["smt", "board_test", "assembly", "functional_test", "packing"]
+SPACES = {
+    "static-line": ["--vary", f"{_lanes([*LINE[:4], 'inspection', 'packing'])}=9..12",
+                    "--vary", "workers.operators.size=2331,2590,2849,3108",
+                    "--vary", "workers.technicians.size=11..14",
+                    "--constraint", "workers.operators.size == 259 * planning.lanes",
+                    "--constraint", "workers.technicians.size == planning.lanes + 2"],
+    "dark-factory": ["--vary", "capacity.initial_lanes=10..12"],
+    "microfactory": ["--vary", f"{_lanes(LINE)}=36,40,44,48"],
+}
+
+
+def command(factory: str, out: Path) -> list[str]:
+    """The ``twin optimize`` arguments of one factory's search."""
+    return ["optimize", factory, *SPACES[factory], *COMMON, "--out", str(out / factory)]
+
+
+def run(out: Path, only: list[str] | None = None) -> dict[str, dict]:
+    picks = {}
+    t_all = time.perf_counter()
+    for factory in only or list(SPACES):
+        argv = command(factory, out)
+        print("twin " + shlex.join(argv), flush=True)
+        t0 = time.perf_counter()
+        rc = twin_main([*argv, "-q"])
+        wall = time.perf_counter() - t0
+        if rc != 0:
+            raise SystemExit(rc)
+        body = json.loads((out / factory / "kpis.json").read_text())
+        best = body["best"]
+        picks[factory] = {"params": best["params"], "conversion_cost": best["kpis"]["conversion_cost"],
+                          "wall_s": wall, "runners_up": [
+                              {"params": r["params"], "conversion_cost": r["kpis"]["conversion_cost"],
+                               "vs_best": r["vs_best"], "feasible": r["feasible"]} for r in body["runners_up"]],
+                          "trials": [{k: v for k, v in t.items() if not k.startswith("kpi.") or
+                                      k.endswith("fill_rate") or k == "kpi.conversion_cost"}
+                                     for t in body["trials"]]}
+        print(f"  {factory}: {best['params']}  conversion cost {best['kpis']['conversion_cost']['mean']:.3f} "
+              f"± {best['kpis']['conversion_cost']['ci95']:.3f} USD/unit  ({wall / 60:.1f} min)", flush=True)
+    total = time.perf_counter() - t_all
+    print(f"design protocol: {len(picks)} factories in {total / 60:.1f} min", flush=True)
+    (out / "design.json").write_text(json.dumps({"picks": picks, "total_s": total}, indent=1, default=str))
+    return picks
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="design-out", help="folder for each search's results (default design-out)")
+    ap.add_argument("--only", action="append", choices=list(SPACES), help="one factory (repeatable)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run(out, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
