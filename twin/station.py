@@ -79,29 +79,6 @@ class Lane:
         """Servers holding work now (busy, setting up, down or in maintenance)."""
         return sum(1 for s in self.servers if s.state in _IN_PROCESS)
 
-    def expected_completion(self, lot: Lot, now: float) -> float:
-        """Expected time (s from now) at which ``lot`` would finish here."""
-        st = self.station
-        means = st.measured.est if st.measured is not None else st.means
-        work = 0.0
-        last = None
-        for s in self.servers:
-            if s.busy_until > now:
-                work += s.busy_until - now
-            if s.down_until > now:
-                work += s.down_until - now
-            last = s.last_product if last is None else last
-        for q in self.buffer.items:
-            work += means[q.product] * q.qty
-            last = q.product
-        for _, q in self.buffer.putters:
-            work += means[q.product] * q.qty
-            last = q.product
-        own = means[lot.product] * lot.qty
-        if st.setup_means is not None and last is not None and last != lot.product:
-            own += st.setup_means[last][lot.product]
-        return (work / len(self.servers) + own) / self.speed
-
 
 class Dispatcher:
     """A station's input when it has several lanes: a rule picks the lane for each lot."""
