@@ -283,3 +283,16 @@ def test_a_scenario_that_does_not_fit_the_horizon_is_refused(tmp_path, capsys):
                  "-q"]) == 2
     # a line count the stations do not follow is named, with the way to link them
     assert "stations.a.lanes" in capsys.readouterr().err
+
+
+def test_an_unmeetable_outcome_says_which_design_came_closest_and_by_how_much():
+    spec = _tandem_spec([1.0, 1.0, 1.0])
+    space = [optimize.parse_dimension("stations.b.buffer=0..2")]
+    with pytest.raises(SpecError) as e:
+        optimize.optimize(spec, space, [("throughput_per_hour", "maximize")],
+                          ["throughput_per_hour >= 1e9", "wip_mean >= 0"], trials=3, replications=1,
+                          horizon=2000.0, warmup=100.0)
+    msg = e.value.problems[0]
+    # the largest buffer gives the most throughput: it is the closest, and only the unmet constraint is named
+    assert "none of the 3 designs" in msg and "Closest: stations.b.buffer = 2" in msg
+    assert "throughput_per_hour >= 1e9 (left side" in msg and "wip_mean >= 0 (" not in msg

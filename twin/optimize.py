@@ -573,7 +573,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
         if not feasible:
             raise SpecError([f"--constraint: none of the {len(rows)} designs tried met "
                              + " and ".join(repr(c.text) for c in p.constraints if c.kind == "outcome")
-                             + "; widen the space or relax the constraint"])
+                             + "; widen the space or relax the constraint. " + _closest(p, rows)])
         kpi0, sense0 = p.objectives[0]
         sign = -1.0 if sense0 == "maximize" else 1.0
         unique: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -610,6 +610,28 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
                        "also": list(d.also)} for d in p.space]}
     return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
             "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
+
+
+def _closest(p: Problem, rows: list[dict[str, Any]]) -> str:
+    """The tried design nearest to feasible (least summed violation) and what each unmet
+    constraint's left side came to: what to widen, or what to relax, and by how much."""
+    outcome = [c for c in p.constraints if c.kind == "outcome"]
+
+    def env(r: dict[str, Any]) -> dict[str, float]:
+        return p.env({d.path: r[d.path] for d in p.space},
+                     {k[4:]: v for k, v in r.items() if k.startswith("kpi.") and isinstance(v, (int, float))})
+
+    def total(r: dict[str, Any]) -> float:
+        v = [c.violation(env(r)) for c in outcome]
+        return sum(max(0.0, x) if x == x else math.inf for x in v)
+
+    if not rows or not outcome:
+        return ""
+    r = min(rows, key=total)
+    e = env(r)
+    unmet = [f"{c.text} (left side {c.left.value(e):.4g})" for c in outcome if not c.holds(e)]
+    design = ", ".join(f"{d.path} = {r[d.path]}" for d in p.space)
+    return f"Closest: {design}, which misses {'; '.join(unmet)}"
 
 
 def _pareto_rows(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list[dict[str, Any]]:
