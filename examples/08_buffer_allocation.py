@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = twin.validate(LINE)
     places = 6
     space = [optimize.parse_dimension(f"stations.{s}.buffer=0..{places}") for s in "bcd"]
-    result = optimize.optimize(
+    result = twin.experiment.optimize(
         spec, space, [("throughput_per_hour", "maximize")],
         [f"stations.b.buffer + stations.c.buffer + stations.d.buffer <= {places}"],
         trials=12 if args.quick else 40, replications=2 if args.quick else 3,
