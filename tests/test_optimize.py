@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +14,11 @@ from helpers import expo, line
 
 import twin
 from twin import optimize
-from twin.cli import main
+from twin.cli import build_parser, main
 from twin.spec import SpecError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.design import command  # noqa: E402 - the protocol's commands live with the benchmarks
 
 
 # --------------------------------------------------------------------------- exact tandem lines
@@ -296,3 +301,23 @@ def test_an_unmeetable_outcome_says_which_design_came_closest_and_by_how_much():
     # the largest buffer gives the most throughput: it is the closest, and only the unmet constraint is named
     assert "none of the 3 designs" in msg and "Closest: stations.b.buffer = 2" in msg
     assert "throughput_per_hour >= 1e9 (left side" in msg and "wip_mean >= 0 (" not in msg
+
+
+@pytest.mark.parametrize("factory, designs", [("static-line", 4), ("dark-factory", 3), ("microfactory", 4)])
+def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factories(tmp_path, factory, designs):
+    # the commands lines/SOURCES.md records, checked against today's specs the way `twin optimize`
+    # checks them before running: paths, scenarios that fit the horizon, KPIs, the feasible grid
+    args = build_parser().parse_args(command(factory, tmp_path))
+    p = optimize.Problem(twin.load(twin.spec.resolve(args.spec)), [optimize.parse_dimension(v) for v in args.vary],
+                         [(k, "minimize") for k in args.minimize],
+                         [optimize.parse_constraint(c) for c in args.constraint],
+                         horizon=args.horizon, warmup=args.warmup, seed=args.seed,
+                         scenarios=[twin.scenario.load_scenario(s) for s in args.scenarios.split(",")])
+    optimize.check(p)
+    assert p.grid is not None and len(p.grid) == designs
+    assert {c.text: c.kind for c in p.constraints}["fill_rate >= 0.95"] == "outcome"
+    if factory == "static-line":
+        assert all(d["workers.operators.size"] == 259 * d["planning.lanes"] for d in p.grid)
+        best = optimize.best_spec(p.spec, {"best": {"params": p.grid[-1]}, "meta": {"space": [
+            {"path": d.path, "also": list(d.also)} for d in p.space]}})
+        assert {s.lanes for s in best.stations if s.lanes > 1} == {12}
