@@ -8,13 +8,15 @@ Every reference factory is sized by the same ``twin optimize`` search (lines/SOU
   owned module slots (microfactory);
 - one objective: the conversion cost per good unit, the equal-weight mean over the seven
   default scenarios;
-- the same service constraints: fill rate >= 98 % at baseline and >= 95 % on average over the
-  seven scenarios (equal weight, as the cost). A floor in each scenario was tried first: no
-  static-line design in the space meets 95 % in the surge (12 lines: 81 % over 14 weeks; its
-  weekly campaign plan, not its capacity, lags the surge), so a per-scenario floor would have
-  left one factory without a design;
+- the same service constraint: fill rate >= 98 % at baseline, the plan each factory is built
+  for. Floors in the shift scenarios were tried first and dropped because no design of two of
+  the factories can meet them: 95 % in the surge (static line, 12 lines: 81 % over 14 weeks;
+  its weekly campaign plan, not its capacity, lags the surge), and 95 % on average over the
+  seven scenarios (dark factory, 12 owned lines: 89.8 %; 65 % in the surge). How each
+  design copes with the shifts is what the comparison then measures, with each factory's own
+  levers (overtime and a hired shift, overdrive and a bought line, idle module slots);
 - the same screening (1 replication per design and scenario, 14 weeks after a 1-week warm-up)
-  and confirmation (every design in the running re-run with 2 replications on fresh common
+  and confirmation (the best three feasible designs re-run with 2 replications on fresh common
   seeds; the pick with paired differences against the runners-up).
 
 It prints each command, the pick, and the wall time of each search and of the whole protocol.
@@ -32,7 +34,7 @@ from twin.cli import main as twin_main
 
 SCENARIOS = "baseline,surge,slump,mix_shift,new_product,disruption,supply_shortage"
 COMMON = ["--scenarios", SCENARIOS, "--minimize", "conversion_cost",
-          "--constraint", "baseline.fill_rate >= 0.98", "--constraint", "fill_rate >= 0.95",
+          "--constraint", "baseline.fill_rate >= 0.98",
           "--replications", "1", "--confirm", "3", "--horizon", "15w", "--warmup", "1w", "--seed", "2026"]
 
 
@@ -47,8 +49,8 @@ SPACES = {
                     "--vary", "workers.technicians.size=11..14",
                     "--constraint", "workers.operators.size == 259 * planning.lanes",
                     "--constraint", "workers.technicians.size == planning.lanes + 2"],
-    "dark-factory": ["--vary", "capacity.initial_lanes=10..12"],
-    "microfactory": ["--vary", f"{_lanes(LINE)}=36,40,44,48"],
+    "dark-factory": ["--vary", "capacity.initial_lanes=9..12"],
+    "microfactory": ["--vary", f"{_lanes(LINE)}=34,36,40,44,48"],
 }
 
 
