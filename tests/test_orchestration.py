@@ -185,6 +185,32 @@ def test_a_bought_line_costs_capex_from_when_it_works():
     assert lane_s > 1 * (t1 - t0)  # more than the one line it started with
 
 
+def test_a_bought_module_costs_capex_from_when_it_works_and_adds_output():
+    # one owned cell of three slots; demand (89/h) needs two at a 50 % planned load, so the first
+    # review buys one; it works 2 days later, owned (capex) and deployed (one deployment) from then
+    spec = _orders_line(policy="modules", owned_lanes=1, initial_lanes=1, buy_lead_time="2d",
+                        target_utilisation=0.5, min_lanes=1)
+    spec = spec.with_overrides({"demand.base_per_week": 15000.0, "stations.a.lanes": 3, "planning.lanes": 3,
+                                "costs.module_deploy_cost": 1000.0})
+    res = run_once(spec, 3 * WEEK, 0.0, 1)
+    ev = res.record.events
+    assert [(t, n) for t, kind, n in ev if kind == "buy"] == [(DAY, "1")]
+    assert [(t, n) for t, kind, n in ev if kind == "owned"] == [(0.0, "1"), (3 * DAY, "2")]
+    assert [(t, n) for t, kind, n in ev if kind == "deploy"] == [(3 * DAY, "1")]
+    capex = float(res.costs.set_index("term").loc["capex", "total"])
+    owned_s = 1 * 3 * WEEK + 1 * (3 * WEEK - 3 * DAY)
+    assert capex == pytest.approx(7e6 * owned_s / (7.0 * YEAR) + 1000.0, rel=1e-12)
+    # the bought cell works from its arrival, the slot never bought never does
+    sids = [i for i, (name, _) in enumerate(res.record.servers) if name == "a"]
+    busy = {sid: [t for t, s, st in res.record.states if s == sid and st == int(twin.State.BUSY)] for sid in sids}
+    assert busy[sids[0]] and min(busy[sids[1]]) >= 3 * DAY and not busy[sids[2]]
+    # room for no more than planning.lanes; an owned count the planner has no room for is refused
+    with pytest.raises(SpecError, match="capacity.owned_lanes"):
+        spec.with_overrides({"capacity.owned_lanes": 4})
+    with pytest.raises(SpecError, match="only owned modules"):
+        spec.with_overrides({"capacity.initial_lanes": 2})
+
+
 @pytest.mark.slow
 def test_overdrive_costs_energy_per_unit_and_wear_by_its_exponents():
     # a saturated line overdriven all the time (a backlog from the start): 1.1 x faster, so

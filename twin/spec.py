@@ -466,7 +466,13 @@ class Capacity(_M):
     lead_time: Duration = 7 * 86400.0
     """``modules``: deployment time of an added module; ``orchestrated``: time from buying a line to its first lot."""
     buy_lines: bool = True
-    """``orchestrated``: the lines beyond ``initial_lanes`` may be bought."""
+    """``orchestrated``: the lines beyond ``initial_lanes`` may be bought; ``modules``: the slots beyond ``owned_lanes``."""
+    owned_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
+    """``modules``: module slots owned at t = 0 (default all of ``planning.lanes``). With ``buy_lines``, when the
+    owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``): each is
+    owned (its capex runs) and works from ``buy_lead_time`` after the purchase."""
+    buy_lead_time: Duration = 28 * 86400.0
+    """``modules``: time from buying a module to its first lot (making, shipping, installing, commissioning), s."""
     min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """`modules`: never fewer deployed lanes."""
     initial_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
@@ -890,9 +896,20 @@ class Spec(_M):
                                                                 "per line or cell; make them equal (to change "
                                                                 "all: stations.*.lanes)"))
         if self.capacity.policy == "modules":
-            if self.capacity.initial_lanes is not None and self.capacity.initial_lanes > self.planning.lanes:
-                errors.append(("capacity.initial_lanes", f"{self.capacity.initial_lanes} is more than planning.lanes "
-                                                         f"({self.planning.lanes})"))
+            cap = self.capacity
+            owned = cap.owned_lanes if cap.owned_lanes is not None else self.planning.lanes
+            if cap.owned_lanes is not None and cap.owned_lanes > self.planning.lanes:
+                errors.append(("capacity.owned_lanes", f"{cap.owned_lanes} is more than planning.lanes "
+                                                       f"({self.planning.lanes}), the slots there is room for"))
+            elif cap.initial_lanes is not None and cap.initial_lanes > owned:
+                errors.append(("capacity.initial_lanes", f"{cap.initial_lanes} is more than "
+                                                         + (f"capacity.owned_lanes ({owned}): only owned modules can "
+                                                            "be deployed" if cap.owned_lanes is not None else
+                                                            f"planning.lanes ({self.planning.lanes})")))
+        elif self.capacity.owned_lanes is not None:
+            errors.append(("capacity.owned_lanes", f"only the modules policy buys module slots (policy is "
+                                                   f"{self.capacity.policy!r}; orchestrated: initial_lanes are the "
+                                                   "lines owned at the start)"))
         if self.demand is not None:
             for k in self.demand.shares:
                 if k not in products:

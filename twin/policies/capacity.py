@@ -194,15 +194,35 @@ class Modules(CapacityPolicy):
     """Deploy or idle whole lines/cells. Every ``review``, size the active modules to the
     recent order rate (last week) plus clearing the backlog within ``clear_backlog_in``, at
     ``target_utilisation`` of a module's rated output; added modules start work after
-    ``lead_time`` (deployment), idled ones stop taking new lots at once. Every installed
-    slot is owned (its capex runs whether deployed or not) unless ``costs.lanes_leased``."""
+    ``lead_time`` (deployment), idled ones stop taking new lots at once. Every owned slot
+    (``owned_lanes``, default all) costs its capex whether deployed or not, unless
+    ``costs.lanes_leased``. When the owned modules are all at work or on their way and a
+    review asks for more, modules are bought (``buy_lines``, up to ``planning.lanes``): each
+    is owned and works from ``buy_lead_time`` after the purchase, and stays owned."""
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        self.owned = model.spec.capacity.owned_lanes or model.spec.planning.lanes
+        self.buying = 0  # modules bought that have not arrived
 
     def start(self) -> None:
         m = self.model
         if not m.orders_mode:
             return
         self.idle_beyond_initial()
+        if self.owned < m.spec.planning.lanes:
+            m.rec.events.append((0.0, "owned", str(self.owned)))
         m.env.process(self._loop())
+
+    def _buy(self, lane: int):
+        """SimPy process: a bought module arrives after ``buy_lead_time``, owned and working from then."""
+        m = self.model
+        yield m.env.timeout(self.spec.buy_lead_time)
+        self.buying -= 1
+        self.owned += 1
+        m.rec.events.append((m.env.now, "owned", str(self.owned)))
+        m.rec.events.append((m.env.now, "deploy", str(lane)))
+        m.set_lane_active(lane, True)
 
     def _loop(self):
         m = self.model
@@ -215,13 +235,21 @@ class Modules(CapacityPolicy):
             need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
             want = min(len(m.lanes_active), max(sp.min_lanes, math.ceil(need)))
             active = sum(m.lanes_active)
-            if want > active + self.pending:
-                idle = [i for i, a in enumerate(m.lanes_active) if not a]
-                for ln in idle[self.pending:self.pending + want - active - self.pending]:
+            short = want - active - self.pending - self.buying
+            if short > 0:
+                idle = [i for i, a in enumerate(m.lanes_active) if not a and i < self.owned]
+                for ln in idle[self.pending:self.pending + short]:
                     self.pending += 1
+                    short -= 1
                     m.rec.events.append((env.now, "deploy", str(ln)))
                     env.process(self._deploy(ln))
-            elif want < active - 1 and self.pending == 0:
+                if sp.buy_lines:
+                    for _ in range(min(short, len(m.lanes_active) - self.owned - self.buying)):
+                        ln = self.owned + self.buying  # bought slots arrive in order (one lead time)
+                        self.buying += 1
+                        m.rec.events.append((env.now, "buy", str(ln)))
+                        env.process(self._buy(ln))
+            elif want < active - 1 and self.pending == 0 and self.buying == 0:
                 # hysteresis of one module: do not idle and redeploy on noise
                 on = [i for i, a in enumerate(m.lanes_active) if a]
                 for ln in reversed(on[want:]):
