@@ -4,8 +4,8 @@ Every reference factory is sized by the same ``twin optimize`` search (lines/SOU
 "The design protocol"):
 
 - the design variable is what its designer installs: lines (static line, with the crews that
-  staff them), owned lines (dark factory; the orchestrator may buy up to planning.lanes), or
-  owned module slots (microfactory);
+  staff them), owned lines (dark factory; its orchestrator may buy more, up to planning.lanes),
+  or owned module slots (microfactory; it may buy more modules, up to planning.lanes);
 - one objective: the conversion cost per good unit, the equal-weight mean over the seven
   default scenarios;
 - the same service constraint: fill rate >= 98 % at baseline, the plan each factory is built
@@ -42,15 +42,14 @@ def _lanes(stations: list[str]) -> str:
     return ",".join(["planning.lanes", *(f"stations.{s}.lanes" for s in stations)])
 
 
-LINE = ["smt", "board_test", "assembly", "functional_test", "packing"]
 SPACES = {
-    "static-line": ["--vary", f"{_lanes([*LINE[:4], 'inspection', 'packing'])}=9..12",
+    "static-line": ["--vary", f"{_lanes(['smt', 'board_test', 'assembly', 'functional_test', 'inspection', 'packing'])}=9..12",
                     "--vary", "workers.operators.size=2331,2590,2849,3108",
                     "--vary", "workers.technicians.size=11..14",
                     "--constraint", "workers.operators.size == 259 * planning.lanes",
                     "--constraint", "workers.technicians.size == planning.lanes + 2"],
     "dark-factory": ["--vary", "capacity.initial_lanes=9..12"],
-    "microfactory": ["--vary", f"{_lanes(LINE)}=34,36,40,44,48"],
+    "microfactory": ["--vary", "capacity.owned_lanes=34,36,40,44,48"],
 }
 
 
