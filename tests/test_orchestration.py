@@ -159,6 +159,10 @@ def test_idle_owned_modules_cost_their_capital():
     res = run_once(spec, 3 * WEEK, WEEK, 1)
     capex = float(res.costs.set_index("term").loc["capex", "total"])
     assert capex == pytest.approx(4 * 7e6 * 2 * WEEK / (7.0 * YEAR), rel=1e-12)
+    # of the 4 slots only 3 owned: capex of 3
+    res = run_once(spec.with_overrides({"capacity.owned_lanes": 3}), 3 * WEEK, WEEK, 1)
+    assert float(res.costs.set_index("term").loc["capex", "total"]) == pytest.approx(3 * 7e6 * 2 * WEEK / (7.0 * YEAR),
+                                                                                     rel=1e-12)
     # leased slots pay only while deployed: 2 lanes x 2 weeks x 100 per hour
     leased = spec.with_overrides({"costs.lanes_leased": True, "costs.lease_per_lane_hour": 100.0})
     res = run_once(leased, 3 * WEEK, WEEK, 1)

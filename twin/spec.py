@@ -468,7 +468,7 @@ class Capacity(_M):
     buy_lines: bool = True
     """``orchestrated``: the lines beyond ``initial_lanes`` may be bought; ``modules``: the slots beyond ``owned_lanes``."""
     owned_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
-    """``modules``: module slots owned at t = 0 (default all of ``planning.lanes``). With ``buy_lines``, when the
+    """``modules`` (and ``none``): module slots owned at t = 0 (default all of ``planning.lanes``). With ``buy_lines``, when the
     owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``): each is
     owned (its capex runs) and works from ``buy_lead_time`` after the purchase."""
     buy_lead_time: Duration = 28 * 86400.0
@@ -895,7 +895,7 @@ class Spec(_M):
                                                                 f"{self.planning.lanes}: the planner feeds one lane "
                                                                 "per line or cell; make them equal (to change "
                                                                 "all: stations.*.lanes)"))
-        if self.capacity.policy == "modules":
+        if self.capacity.policy in ("modules", "none"):
             cap = self.capacity
             owned = cap.owned_lanes if cap.owned_lanes is not None else self.planning.lanes
             if cap.owned_lanes is not None and cap.owned_lanes > self.planning.lanes:
@@ -907,9 +907,9 @@ class Spec(_M):
                                                             "be deployed" if cap.owned_lanes is not None else
                                                             f"planning.lanes ({self.planning.lanes})")))
         elif self.capacity.owned_lanes is not None:
-            errors.append(("capacity.owned_lanes", f"only the modules policy buys module slots (policy is "
-                                                   f"{self.capacity.policy!r}; orchestrated: initial_lanes are the "
-                                                   "lines owned at the start)"))
+            errors.append(("capacity.owned_lanes", f"owned slots are set for the modules and none policies (policy "
+                                                   f"is {self.capacity.policy!r}; orchestrated: initial_lanes are "
+                                                   "the lines owned at the start)"))
         if self.demand is not None:
             for k in self.demand.shares:
                 if k not in products:

@@ -60,11 +60,16 @@ class CapacityPolicy:
 
 @register("capacity", "none")
 class Fixed(CapacityPolicy):
-    """Capacity is what is installed and deployed at the start (``initial_lanes``, default all)."""
+    """Capacity is what is installed and deployed at the start (``initial_lanes``, default all;
+    ``owned_lanes`` of the slots owned, default all)."""
 
     def start(self) -> None:
-        if self.model.orders_mode:
+        m = self.model
+        if m.orders_mode:
             self.idle_beyond_initial()
+            owned = self.spec.owned_lanes
+            if owned is not None and owned < m.spec.planning.lanes:
+                m.rec.events.append((0.0, "owned", str(owned)))
 
 
 def backlog_days(model: Any) -> float:
