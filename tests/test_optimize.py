@@ -321,3 +321,19 @@ def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factor
         best = optimize.best_spec(p.spec, {"best": {"params": p.grid[-1]}, "meta": {"space": [
             {"path": d.path, "also": list(d.also)} for d in p.space]}})
         assert {s.lanes for s in best.stations if s.lanes > 1} == {12}
+
+
+def test_an_objective_may_be_an_expression_of_kpis():
+    # throughput less a price on WIP: each trial's objective is the mean over its replications of
+    # the expression, and (being linear) the expression of its KPI means
+    spec = _tandem_spec([1.0, 1.2, 0.9])
+    text = "throughput_per_hour - 100 * wip_mean"
+    res = twin.experiment.optimize(spec, [optimize.parse_dimension("stations.b.buffer=0..3")], [(text, "maximize")],
+                                   trials=4, replications=2, horizon=3000.0, warmup=100.0, confirm=2)
+    for row in res["trials"]:
+        assert row[text] == pytest.approx(row["kpi.throughput_per_hour"] - 100 * row["kpi.wip_mean"], rel=1e-9)
+    assert res["best"]["kpis"][text]["mean"] >= max(r["kpis"][text]["mean"] for r in res["runners_up"])
+    for bad, msg in (("fill_rate >= 0.9", "no comparison"), ("thruput * 2", "no KPI 'thruput'"), ("", "empty")):
+        with pytest.raises(SpecError, match=msg):
+            twin.experiment.optimize(spec, [optimize.parse_dimension("stations.b.buffer=0..3")], [(bad, "maximize")],
+                                     trials=2, replications=1, horizon=1000.0, warmup=0.0)

@@ -130,10 +130,11 @@ COMPARISONS = ("<=", ">=", "==", "<", ">")
 class Expr:
     """An arithmetic expression over numbers and dotted names (a tiny recursive-descent parser)."""
 
-    def __init__(self, tokens: list[tuple[str, str]], source: str):
+    def __init__(self, tokens: list[tuple[str, str]], source: str, option: str = "--constraint"):
         self.tokens = tokens
         self.i = 0
         self.source = source
+        self.option = option
         self.tree = self._sum()
 
     def _peek(self) -> tuple[str, str] | None:
@@ -142,7 +143,7 @@ class Expr:
     def _take(self) -> tuple[str, str]:
         tok = self._peek()
         if tok is None:
-            raise SpecError([f"--constraint {self.source!r}: the expression ends too early"])
+            raise SpecError([f"{self.option} {self.source!r}: the expression ends too early"])
         self.i += 1
         return tok
 
@@ -171,9 +172,9 @@ class Expr:
         if text == "(":
             node = self._sum()
             if self._take()[1] != ")":
-                raise SpecError([f"--constraint {self.source!r}: a ')' is missing"])
+                raise SpecError([f"{self.option} {self.source!r}: a ')' is missing"])
             return node
-        raise SpecError([f"--constraint {self.source!r}: unexpected {text!r}"])
+        raise SpecError([f"{self.option} {self.source!r}: unexpected {text!r}"])
 
     def names(self, node: Any = None) -> set[str]:
         node = self.tree if node is None else node
@@ -228,19 +229,39 @@ class Constraint:
         return v <= 0.0 if v == v else False
 
 
-def parse_constraint(text: str) -> Constraint:
-    """Parse ``"stations.b.buffer + stations.c.buffer <= 6"`` or ``"fill_rate >= 0.98"``."""
+def _tokens(text: str, option: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     pos = 0
     s = text.strip()
     while pos < len(s):
         m = _TOKEN.match(s, pos)
         if m is None or m.end() == pos:
-            raise SpecError([f"--constraint {text!r}: cannot read {s[pos:pos + 12]!r} (numbers, spec paths, "
-                             "KPI names, + - * / ( ) and one of <= >= == < >)"])
+            raise SpecError([f"{option} {text!r}: cannot read {s[pos:pos + 12]!r} (numbers, spec paths, "
+                             "KPI names, + - * / ( )" + (" and one of <= >= == < >)" if option == "--constraint" else ")")])
         kind = m.lastgroup or "op"
         tokens.append((kind, m.group(kind)))
         pos = m.end()
+    return tokens
+
+
+def parse_objective(text: str) -> Expr:
+    """A KPI name or an arithmetic expression of KPIs to optimise: ``"conversion_cost"``, or
+    ``"conversion_cost + 100 * (1 - fill_rate)"`` (a late unit priced at 100)."""
+    option = "--maximize/--minimize"
+    tokens = _tokens(text, option)
+    if not tokens:
+        raise SpecError([f"{option}: the objective is empty"])
+    if any(k == "op" and t in COMPARISONS for k, t in tokens):
+        raise SpecError([f"{option} {text!r}: an objective has no comparison (that is a --constraint)"])
+    e = Expr(tokens, text, option)
+    if e.i != len(e.tokens):
+        raise SpecError([f"{option} {text!r}: unexpected {e.tokens[e.i][1]!r}"])
+    return e
+
+
+def parse_constraint(text: str) -> Constraint:
+    """Parse ``"stations.b.buffer + stations.c.buffer <= 6"`` or ``"fill_rate >= 0.98"``."""
+    tokens = _tokens(text, "--constraint")
     cmp = [i for i, (k, t) in enumerate(tokens) if k == "op" and t in COMPARISONS]
     if len(cmp) != 1:
         raise SpecError([f"--constraint {text!r}: needs exactly one comparison (<=, >=, ==, <, >)"])
@@ -306,6 +327,8 @@ class Problem:
     ``SCENARIO.k`` each one's value."""
     fixed: dict[str, float] = field(default_factory=dict)
     """Values of the fixed spec paths the constraints name (read once by :func:`check`)."""
+    formulas: dict[str, Expr] = field(default_factory=dict)
+    """Objectives that are expressions of KPIs (not one KPI's name), by their text."""
     grid: list[dict[str, Any]] | None = None
     """Every feasible design of a discrete space up to :data:`GRID_LIMIT` designs (:func:`check`), else None."""
 
@@ -360,8 +383,15 @@ def check(problem: Problem) -> None:
     kpis = set(_job(p.spec, {}, min(p.horizon, 3600.0), 0.0, p.seed)) | {"conversion_cost"}
     kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
     for kpi, _ in p.objectives:
-        if kpi not in kpis:
-            problems.append(f"--maximize/--minimize: no KPI {kpi!r}; the KPIs of this spec: {', '.join(sorted(kpis))}")
+        e = parse_objective(kpi)
+        if e.tree != ("name", kpi.strip()):
+            p.formulas[kpi] = e
+        for n in sorted(e.names()):
+            if n not in kpis:
+                problems.append(f"--maximize/--minimize: no KPI {n!r}"
+                                + (f" (in {kpi!r})" if n != kpi else "")
+                                + f"; the KPIs of this spec: {', '.join(sorted(k for k in kpis if '.' not in k))}"
+                                + (" (and SCENARIO.KPI)" if p.scenarios else ""))
     for c in p.constraints:
         unknown = []
         uses_kpi = False
@@ -449,9 +479,16 @@ def _evaluate(p: Problem, designs: list[dict[str, Any]], replications: int, seed
         parts[i // (replications * n)][(i // n) % replications][i % n] = k
         if bar is not None:
             bar.update(1)
-    if not p.scenarios:
-        return [[rep[0] for rep in d] for d in parts]
-    return [[_across(p.scenarios, rep) for rep in d] for d in parts]
+    out = [[rep[0] for rep in d] for d in parts] if not p.scenarios else \
+        [[_across(p.scenarios, rep) for rep in d] for d in parts]
+    for d in out:
+        for rep in d:
+            for text, e in p.formulas.items():
+                try:
+                    rep[text] = e.value(rep)
+                except KeyError:  # a KPI a run did not give (NaN objective: the trial fails)
+                    rep[text] = math.nan
+    return out
 
 
 def _across(scenarios: list[Scenario], runs: list[dict[str, float]]) -> dict[str, float]:
