@@ -33,7 +33,8 @@ from pathlib import Path
 from twin.cli import main as twin_main
 
 SCENARIOS = "baseline,surge,slump,mix_shift,new_product,disruption,supply_shortage"
-COMMON = ["--scenarios", SCENARIOS, "--minimize", "conversion_cost",
+OBJECTIVE = "conversion_cost"
+COMMON = ["--scenarios", SCENARIOS,
           "--constraint", "baseline.fill_rate >= 0.98",
           "--replications", "1", "--confirm", "3", "--horizon", "15w", "--warmup", "1w", "--seed", "2026"]
 
@@ -53,16 +54,23 @@ SPACES = {
 }
 
 
-def command(factory: str, out: Path) -> list[str]:
+def objective(late_price: float | None = None) -> str:
+    """The protocol's objective; with ``late_price`` (USD per phone), a late phone is priced too:
+    conversion cost + late_price x (1 - fill rate), both averaged over the scenarios."""
+    return OBJECTIVE if late_price is None else f"{OBJECTIVE} + {late_price:g} * (1 - fill_rate)"
+
+
+def command(factory: str, out: Path, late_price: float | None = None) -> list[str]:
     """The ``twin optimize`` arguments of one factory's search."""
-    return ["optimize", factory, *SPACES[factory], *COMMON, "--out", str(out / factory)]
+    return ["optimize", factory, *SPACES[factory], "--minimize", objective(late_price), *COMMON,
+            "--out", str(out / factory)]
 
 
-def run(out: Path, only: list[str] | None = None) -> dict[str, dict]:
+def run(out: Path, only: list[str] | None = None, late_price: float | None = None) -> dict[str, dict]:
     picks = {}
     t_all = time.perf_counter()
     for factory in only or list(SPACES):
-        argv = command(factory, out)
+        argv = command(factory, out, late_price)
         print("twin " + shlex.join(argv), flush=True)
         t0 = time.perf_counter()
         rc = twin_main([*argv, "-q"])
@@ -71,15 +79,17 @@ def run(out: Path, only: list[str] | None = None) -> dict[str, dict]:
             raise SystemExit(rc)
         body = json.loads((out / factory / "kpis.json").read_text())
         best = body["best"]
-        picks[factory] = {"params": best["params"], "conversion_cost": best["kpis"]["conversion_cost"],
+        obj = objective(late_price)
+        picks[factory] = {"params": best["params"], "objective": obj, "value": best["kpis"][obj],
+                          "conversion_cost": best["kpis"]["conversion_cost"],
                           "wall_s": wall, "runners_up": [
                               {"params": r["params"], "conversion_cost": r["kpis"]["conversion_cost"],
                                "vs_best": r["vs_best"], "feasible": r["feasible"]} for r in body["runners_up"]],
                           "trials": [{k: v for k, v in t.items() if not k.startswith("kpi.") or
                                       k.endswith("fill_rate") or k == "kpi.conversion_cost"}
                                      for t in body["trials"]]}
-        print(f"  {factory}: {best['params']}  conversion cost {best['kpis']['conversion_cost']['mean']:.3f} "
-              f"± {best['kpis']['conversion_cost']['ci95']:.3f} USD/unit  ({wall / 60:.1f} min)", flush=True)
+        print(f"  {factory}: {best['params']}  {obj} {best['kpis'][obj]['mean']:.3f} ± {best['kpis'][obj]['ci95']:.3f} "
+              f"USD/unit  ({wall / 60:.1f} min)", flush=True)
     total = time.perf_counter() - t_all
     print(f"design protocol: {len(picks)} factories in {total / 60:.1f} min", flush=True)
     (out / "design.json").write_text(json.dumps({"picks": picks, "total_s": total}, indent=1, default=str))
@@ -90,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="design-out", help="folder for each search's results (default design-out)")
     ap.add_argument("--only", action="append", choices=list(SPACES), help="one factory (repeatable)")
+    ap.add_argument("--late-price", type=float, metavar="USD",
+                    help="a sensitivity: price a late phone too (objective + USD x (1 - fill rate))")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run(out, args.only)
+    run(out, args.only, args.late_price)
     return 0
 
 

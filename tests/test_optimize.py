@@ -307,7 +307,8 @@ def test_an_unmeetable_outcome_says_which_design_came_closest_and_by_how_much():
 def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factories(tmp_path, factory, designs):
     # the commands lines/SOURCES.md records, checked against today's specs the way `twin optimize`
     # checks them before running: paths, scenarios that fit the horizon, KPIs, the feasible grid
-    args = build_parser().parse_args(command(factory, tmp_path))
+    # one of them with the priced-lateness objective of the protocol's sensitivity run
+    args = build_parser().parse_args(command(factory, tmp_path, 100.0 if factory == "dark-factory" else None))
     p = optimize.Problem(twin.load(twin.spec.resolve(args.spec)), [optimize.parse_dimension(v) for v in args.vary],
                          [(k, "minimize") for k in args.minimize],
                          [optimize.parse_constraint(c) for c in args.constraint],
@@ -315,6 +316,7 @@ def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factor
                          scenarios=[twin.scenario.load_scenario(s) for s in args.scenarios.split(",")])
     optimize.check(p)
     assert p.grid is not None and len(p.grid) == designs
+    assert set(p.formulas) == ({"conversion_cost + 100 * (1 - fill_rate)"} if factory == "dark-factory" else set())
     assert {c.text: c.kind for c in p.constraints}["baseline.fill_rate >= 0.98"] == "outcome"
     if factory == "static-line":
         assert all(d["workers.operators.size"] == 259 * d["planning.lanes"] for d in p.grid)
