@@ -15,6 +15,13 @@ Every reference factory is sized by the same ``twin optimize`` search (lines/SOU
   seven scenarios (dark factory, 12 owned lines: 89.8 %; 65 % in the surge). How each
   design copes with the shifts is what the comparison then measures, with each factory's own
   levers (overtime and a hired shift, overdrive and a bought line, idle module slots);
+- the same steady state: a factory whose capacity policy buys lines or modules at a planned
+  load (dark factory, microfactory) must own enough to meet baseline demand at that load, so
+  that its policy does not buy on its first review (a first search without this rule picked
+  9 owned lines for the dark factory, which bought two more at once: a plant in transition,
+  short of capacity for the first 12 weeks, cheaper only because capital on order costs
+  nothing); the static line has no such policy and all its designs meet the same rule with
+  their base pattern;
 - the same screening (1 replication per design and scenario, 14 weeks after a 1-week warm-up)
   and confirmation (the best three feasible designs re-run with 2 replications on fresh common
   seeds; the pick with paired differences against the runners-up).
@@ -31,6 +38,8 @@ import time
 from pathlib import Path
 
 from twin.cli import main as twin_main
+from twin.policies.capacity import lane_rate_per_hour, open_share
+from twin.spec import load, resolve
 
 SCENARIOS = "baseline,surge,slump,mix_shift,new_product,disruption,supply_shortage"
 OBJECTIVE = "conversion_cost"
@@ -60,10 +69,28 @@ def objective(late_price: float | None = None) -> str:
     return OBJECTIVE if late_price is None else f"{OBJECTIVE} + {late_price:g} * (1 - fill_rate)"
 
 
+# the design variable of the factories whose capacity policy buys capacity at a planned load
+BOUGHT = {"dark-factory": "capacity.initial_lanes", "microfactory": "capacity.owned_lanes"}
+
+
+def steady_state(factory: str) -> list[str]:
+    """A design in equilibrium with its own capacity policy at the plan: the capacity it owns,
+    at the policy's planned load, covers baseline demand, so the policy does not buy at once.
+    (Without it, a plant owning too little buys on its first review and runs short until the
+    purchase arrives: the search would pick a transient, the capital of lines still on order
+    being cheaper than lines at work.) The lane rate is computed from the spec, never typed in."""
+    if factory not in BOUGHT:
+        return []
+    spec = load(resolve(factory))
+    rate = lane_rate_per_hour(spec) * open_share(spec)
+    return ["--constraint", f"{BOUGHT[factory]} * {rate:.4f} * capacity.target_utilisation >= "
+                            "demand.base_per_week / 168"]
+
+
 def command(factory: str, out: Path, late_price: float | None = None) -> list[str]:
     """The ``twin optimize`` arguments of one factory's search."""
-    return ["optimize", factory, *SPACES[factory], "--minimize", objective(late_price), *COMMON,
-            "--out", str(out / factory)]
+    return ["optimize", factory, *SPACES[factory], *steady_state(factory), "--minimize", objective(late_price),
+            *COMMON, "--out", str(out / factory)]
 
 
 def run(out: Path, only: list[str] | None = None, late_price: float | None = None) -> dict[str, dict]:
