@@ -1,4 +1,4 @@
-"""The fair design protocol (``python -m benchmarks.design [--out DIR] [--only FACTORY]``).
+"""The fair design protocol (``python -m benchmarks.design [--out DIR] [--only FACTORY] [--late-price USD]``).
 
 Every reference factory is sized by the same ``twin optimize`` search (lines/SOURCES.md,
 "The design protocol"):
@@ -14,7 +14,7 @@ Every reference factory is sized by the same ``twin optimize`` search (lines/SOU
   its weekly campaign plan, not its capacity, lags the surge), and 95 % on average over the
   seven scenarios (dark factory, 12 owned lines: 89.8 %; 65 % in the surge). How each
   design copes with the shifts is what the comparison then measures, with each factory's own
-  levers (overtime and a hired shift, overdrive and a bought line, idle module slots);
+  levers (overtime and a hired shift, overdrive and a bought line, idle and bought modules);
 - the same steady state: a factory whose capacity policy buys lines or modules at a planned
   load (dark factory, microfactory) must own enough to meet baseline demand at that load, so
   that its policy does not buy on its first review (a first search without this rule picked
