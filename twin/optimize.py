@@ -20,6 +20,7 @@ import itertools
 import math
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,11 +359,9 @@ def check(problem: Problem) -> None:
     if len(p.objectives) not in (1, 2):
         problems.append("--maximize/--minimize: give one objective, or two for a Pareto front")
     paths = [d.path for d in p.space]
-    every = [q for d in p.space for q in d.paths]
+    every = Counter(q for d in p.space for q in d.paths)
+    problems += [f"--vary {q}: varied twice" for q, n in every.items() if n > 1]
     for d in p.space:
-        for q in d.paths:
-            if every.count(q) > 1 and f"--vary {q}: varied twice" not in problems:
-                problems.append(f"--vary {q}: varied twice")
         probe = d.values() or [d.low, d.high]
         for v in (probe[0], probe[-1]):
             try:
@@ -370,9 +369,8 @@ def check(problem: Problem) -> None:
             except SpecError as e:
                 problems += [x for x in e.problems if x not in problems]
     names = [sc.name for sc in p.scenarios]
+    problems += [f"--scenarios: {n} given twice" for n, k in Counter(names).items() if k > 1]
     for sc in p.scenarios:
-        if names.count(sc.name) > 1 and f"--scenarios: {sc.name} given twice" not in problems:
-            problems.append(f"--scenarios: {sc.name} given twice")
         try:
             apply(p.spec, sc, (p.horizon - p.warmup) / WEEK, p.warmup, source=f"scenario {sc.name}")
         except SpecError as e:

@@ -10,13 +10,13 @@ from pathlib import Path
 from pydantic import Field
 
 from . import builtins
+from .calendar import WEEK
 from .dists import Duration, PositiveDuration
 from .names import Name
 from .spec import _M, Shift, Spec, SpecError, _human, read_toml, validate
 
 __all__ = ["Scenario", "WEEK", "apply", "load_scenario", "scenario_path"]
 
-WEEK = 604800.0
 
 
 class Scenario(_M):

@@ -48,6 +48,15 @@ class CapacityPolicy:
             m.set_lane_active(ln, False)
         return init
 
+    def own_at_start(self) -> int:
+        """Record the slots owned at t = 0 (``owned_lanes``, default all) when fewer than the
+        room (``planning.lanes``); return how many."""
+        m = self.model
+        owned = self.spec.owned_lanes or m.spec.planning.lanes
+        if owned < m.spec.planning.lanes:
+            m.rec.events.append((0.0, "owned", str(owned)))
+        return owned
+
     def rate_per_hour(self) -> float:
         """Rated output (units per calendar hour) of the lanes deployed now, at their speed
         (:func:`design_capacity_per_hour` with those lanes)."""
@@ -64,12 +73,9 @@ class Fixed(CapacityPolicy):
     ``owned_lanes`` of the slots owned, default all)."""
 
     def start(self) -> None:
-        m = self.model
-        if m.orders_mode:
+        if self.model.orders_mode:
             self.idle_beyond_initial()
-            owned = self.spec.owned_lanes
-            if owned is not None and owned < m.spec.planning.lanes:
-                m.rec.events.append((0.0, "owned", str(owned)))
+            self.own_at_start()
 
 
 def backlog_days(model: Any) -> float:
@@ -207,7 +213,7 @@ class Modules(CapacityPolicy):
 
     def __init__(self, model: Any):
         super().__init__(model)
-        self.owned = model.spec.capacity.owned_lanes or model.spec.planning.lanes
+        self.owned = model.spec.planning.lanes  # slots owned now (set by start in a make-to-order run)
         self.buying = 0  # modules bought that have not arrived
 
     def start(self) -> None:
@@ -215,8 +221,7 @@ class Modules(CapacityPolicy):
         if not m.orders_mode:
             return
         self.idle_beyond_initial()
-        if self.owned < m.spec.planning.lanes:
-            m.rec.events.append((0.0, "owned", str(self.owned)))
+        self.owned = self.own_at_start()
         m.env.process(self._loop())
 
     def _buy(self, lane: int):
