@@ -27,7 +27,7 @@ import pandas as pd
 from .cost import costs
 from .record import Record
 from .state import ACTIVE, State
-from .tables import orders_frame
+from .tables import names_of, orders_frame, reclassify_closed
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -124,14 +124,15 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     out["time_to_recover_s"] = ttr
     out["recovered"] = 0.0 if np.isnan(ttr) else 1.0
     t_rec = horizon if np.isnan(ttr) else ts + ttr
+    closed = reclassify_closed(rec, states) if ts < t_rec < horizon else None  # shared by both windows
     if t_rec > ts:
-        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec)[1]["unit_cost"]
+        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec, closed=closed)[1]["unit_cost"]
     if t_rec < horizon:
-        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon)[1]["unit_cost"]
+        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon, closed=closed)[1]["unit_cost"]
     # idle capacity after the shift: idle share of the busiest station's paid-for time
     s = states
     dur = np.clip(s["end"].to_numpy(), ts, horizon) - np.clip(s["start"].to_numpy(), ts, horizon)
-    tab = pd.DataFrame({"station": s["station"].to_numpy(), "state": s["state"].to_numpy(), "dur": dur})
+    tab = pd.DataFrame({"station": names_of(s["station"]), "state": names_of(s["state"]), "dur": dur})
     tab = tab.groupby(["station", "state"])["dur"].sum().unstack(fill_value=0.0)
     if len(tab):
         active = sum(tab.get(c, 0.0) for c in ACTIVE)

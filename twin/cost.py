@@ -30,7 +30,7 @@ import pandas as pd
 
 from .record import Fate, MaintKind, Record
 from .state import State
-from .tables import reclassify_closed
+from .tables import names_of, reclassify_closed
 
 YEAR = 365 * 86400.0
 TERMS = ["capex", "labour", "workforce", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
@@ -147,8 +147,10 @@ def _power(kw: dict[str, float], state: str) -> float:
 
 
 def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
-          wip_mean: float | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Cost terms over ``[t0, t1]``: a table (term, total, per_unit) and flat KPIs ``cost_<term>``."""
+          wip_mean: float | None = None, closed: pd.DataFrame | None = None
+          ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Cost terms over ``[t0, t1]`` (s): a table (term, total, per_unit) and flat KPIs ``cost_<term>``.
+    ``closed``: ``reclassify_closed(rec, states)`` when the caller has it already."""
     c = rec.spec.costs
     span = t1 - t0
     # capex
@@ -168,15 +170,16 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
             reg, ot = rec.calendars[w.calendar].paid_seconds(t0, t1)
         labour += w.size * wage * (reg + ot * (1.0 + c.overtime_premium)) / 3600.0
     # energy
-    s = reclassify_closed(rec, states)
+    s = reclassify_closed(rec, states) if closed is None else closed
     dur = (np.clip(s["end"].to_numpy(), t0, t1) - np.clip(s["start"].to_numpy(), t0, t1))
+    state_names = names_of(s["state"])
     kwh = 0.0
     for st in rec.spec.stations:
         name, kw = st.name, st.power_kw
         if not kw:
             continue
         m = (s["station"] == name).to_numpy()
-        by_state = pd.Series(dur[m]).groupby(s["state"].to_numpy()[m]).sum()
+        by_state = pd.Series(dur[m]).groupby(state_names[m]).sum()
         for state, secs in by_state.items():
             kwh += _power(kw, str(state)) * secs / 3600.0
         # servers with no recorded state at all are idle

@@ -62,17 +62,19 @@ class Results:
 
 
 def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: float,
-                  scrap_units: dict[str, float] | None = None) -> pd.DataFrame:
+                  scrap_units: dict[str, float] | None = None, closed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per station (and transport fleet): state fractions, utilisation, availability,
     effectiveness, OEE.
 
     ``scrap_units``: units found defective at each station (scrapped or reworked) in the
     window; the quality ratio counts them as not good first time. A fleet's rows count
-    moves as units, with effectiveness 1 (a trip has no ideal time apart from itself)."""
+    moves as units, with effectiveness 1 (a trip has no ideal time apart from itself).
+    ``closed``: ``reclassify_closed(rec, states)`` when the caller has it already."""
     window = horizon - warmup
-    s = reclassify_closed(rec, states)
-    s["dur"] = np.clip(s["end"], warmup, horizon) - np.clip(s["start"], warmup, horizon)
-    tot = s.groupby(["station", "state"], sort=False)["dur"].sum().unstack(fill_value=0.0)
+    s = reclassify_closed(rec, states) if closed is None else closed
+    dur = pd.Series(np.clip(s["end"].to_numpy(), warmup, horizon) - np.clip(s["start"].to_numpy(), warmup, horizon),
+                    index=s.index)
+    tot = dur.groupby([s["station"], s["state"]], sort=False).sum().unstack(fill_value=0.0)
     names = list(rec.stations) + list(rec.fleets)
     tot = tot.reindex(index=names, columns=list(STATE_KEYS), fill_value=0.0)
     servers = np.array([rec.servers_of(n) for n in names], dtype=float)
@@ -301,7 +303,8 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     names = rec.stations
     for i, units in zip(rw["station"], rw["units"]):
         not_first_time[names[i]] = not_first_time.get(names[i], 0) + units
-    stations = station_table(rec, states, warmup, horizon, not_first_time)
+    closed = reclassify_closed(rec, states)  # off-shift waiting split once for every table below
+    stations = station_table(rec, states, warmup, horizon, not_first_time, closed)
     outcomes = maintenance_outcomes(rec, warmup, horizon)
     if outcomes:
         for col in ("pdm_recall", "pdm_precision", "pdm_lead_h"):
@@ -310,16 +313,15 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     kpis = line_kpis(lots, scraps, stations, warmup, horizon, rework_units)
     ts = timeseries_frame(lots, scraps, horizon)
     extra: dict[str, Any] = {"scraps": scraps}
-    cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"])
+    cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"], closed)
     kpis.update(cost_kpis)
     kpis.update(supply_kpis(rec, warmup, horizon))
     kpis.update(pdm_kpis(outcomes))
     kpis.update(forecast_kpis(rec, warmup, horizon))
     orders = pd.DataFrame()
     if rec.orders_mode:
-        states_cls = reclassify_closed(rec, states)
         orders = orders_frame(rec)
         extra["orders"] = orders
-        kpis.update(adaptation(rec, lots, states_cls, scraps, warmup, horizon))
+        kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon))
     return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
                    costs=cost_table, orders=orders, scraps=scraps, extra=extra, record=rec)

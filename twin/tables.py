@@ -18,6 +18,24 @@ _STATUS_BY_FATE = np.array([LOT_STATUS[f] for f in range(int(Fate.LOST), int(Fat
 _WAITING = [State.IDLE.key, State.BLOCKED.key]
 
 
+_STATE_NAMES = sorted(STATE_KEYS)
+_STATE_CODE = np.array([_STATE_NAMES.index(k) for k in STATE_KEYS], dtype=np.int64)
+
+
+def names_of(column: pd.Series) -> np.ndarray:
+    """A column of names as an object array of ``str``; cheap for a categorical column (the
+    categories are converted, not every row)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return np.asarray(column.cat.categories, dtype=object)[column.cat.codes.to_numpy()]
+    return column.to_numpy(dtype=object)
+
+
+def _labels(a: np.ndarray) -> pd.Series:
+    """A column of names kept as plain Python strings: pandas' default Arrow strings cost more to
+    build and to read back than every table built on the record spends on its numbers."""
+    return pd.Series(a, dtype=object, copy=False)
+
+
 def lots_frame(rec: Record) -> pd.DataFrame:
     """One row per released lot: units released, finished good, scrapped, escaped defects, times (s)."""
     rel = rec.array("releases")
@@ -41,11 +59,11 @@ def lots_frame(rec: Record) -> pd.DataFrame:
     df = pd.DataFrame(
         {
             "lot": rel["lot"],
-            "product": products[rel["product"]] if n else np.array([], dtype=object),
+            "product": _labels(products[rel["product"]] if n else np.array([], dtype=object)),
             "qty": rel["qty"],
             "t_release": rel["t"],
             "t_done": t_done,
-            "status": status,
+            "status": _labels(status),
             "good": good,
             "scrap": scrap,
             "escaped": escaped,
@@ -62,7 +80,7 @@ def scraps_frame(rec: Record) -> pd.DataFrame:
     return pd.DataFrame({
         "lot": sc["lot"],
         "t": sc["t"],
-        "station": names[sc["station"]] if len(sc) else np.array([], dtype=object),
+        "station": _labels(names[sc["station"]] if len(sc) else np.array([], dtype=object)),
         "units": sc["units"],
         "work_s": sc["work_s"],
     })
@@ -70,7 +88,7 @@ def scraps_frame(rec: Record) -> pd.DataFrame:
 
 def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
     """State spells per server: station, server, state, start, end (s), up to ``horizon``
-    (default the run's)."""
+    (default the run's); ``station`` and ``state`` are categorical."""
     arr = rec.array("states")
     if len(arr) == 0:
         return pd.DataFrame(columns=["station", "server", "state", "start", "end"])
@@ -84,14 +102,17 @@ def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
     last[:-1] = sid[1:] != sid[:-1]
     end[last] = rec.horizon if horizon is None else horizon
     keep = end > start
-    names = np.array([s for s, _ in rec.servers], dtype=object)
+    # categories (sorted, so that they sort and group as the names do): the tables built on this
+    # one select and group by station and state many times
+    stations = sorted(set(s for s, _ in rec.servers))
+    code = {n: i for i, n in enumerate(stations)}
+    station_of = np.array([code[s] for s, _ in rec.servers], dtype=np.int64)
     nums = np.array([i for _, i in rec.servers], dtype=np.int64)
-    keys = np.array(STATE_KEYS, dtype=object)
     return pd.DataFrame(
         {
-            "station": names[sid[keep]],
+            "station": pd.Categorical.from_codes(station_of[sid[keep]], categories=stations),
             "server": nums[sid[keep]],
-            "state": keys[arr["state"][keep]],
+            "state": pd.Categorical.from_codes(_STATE_CODE[arr["state"][keep]], categories=_STATE_NAMES),
             "start": start[keep],
             "end": end[keep],
         }
@@ -120,7 +141,7 @@ def reclassify_closed(rec: Record, states: pd.DataFrame) -> pd.DataFrame:
         a = sub.copy()
         a["end"] = a["start"] + opened
         b = sub.copy()
-        b["state"] = State.OFF_SHIFT.key
+        b.loc[:, "state"] = State.OFF_SHIFT.key  # in place: a categorical column stays one
         b["start"] = b["end"] - closed
         parts += [a, b]
         keep &= ~m
@@ -138,7 +159,7 @@ def orders_frame(rec: Record) -> pd.DataFrame:
     names = np.array(rec.products, dtype=object)
     df = pd.DataFrame({
         "order": o["order"],
-        "product": names[o["product"]] if n else np.array([], dtype=object),
+        "product": _labels(names[o["product"]] if n else np.array([], dtype=object)),
         "qty": o["qty"],
         "t_order": o["t"],
         "due": o["due"],
