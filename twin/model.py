@@ -79,6 +79,7 @@ class Model(Release):
         self.routes = [tuple(self.stations[nm].input for nm in p.route) + (self.sink,) for p in spec.products]
         self.fleets, self._fleet_pairs, self._fleet_every = build_fleets(self)
         self._station_of = {id(st.input): st for st in self.stations.values()}
+        self._moves: dict[tuple[int, int], tuple[Any, Any, bool]] = {}  # see moved_by
         for f in self.fleets:
             f.start()
         for st in self.stations.values():
@@ -92,20 +93,25 @@ class Model(Release):
     def moved_by(self, st: StationRuntime, srv: Any, lot: Any, nxt: Any) -> tuple[Any, Any]:
         """The input ``lot`` is put into on its way from ``st`` to ``nxt`` (a lane's buffer when
         the lane is chosen now) and the fleet that carries it there (None: no vehicle)."""
-        dest = self._station_of.get(id(nxt))
-        if dest is None:  # the sink
-            return nxt, None
-        fleet = self._fleet_pairs.get((st.name, dest.name))
-        if fleet is None and self._fleet_every:
-            fleet = self._fleet_every[0]
+        key = (st.index, id(nxt))
+        move = self._moves.get(key)
+        if move is None:  # what depends only on the two stations, worked out once per pair
+            dest = self._station_of.get(id(nxt))
+            fleet = None
+            if dest is not None:  # None: the sink
+                fleet = self._fleet_pairs.get((st.name, dest.name))
+                if fleet is None and self._fleet_every:
+                    fleet = self._fleet_every[0]
+            multi = dest is not None and len(dest.lanes) > 1
+            move = self._moves[key] = (fleet, dest.input if multi else None, fleet is not None and fleet.spec.cross_lane)
+        fleet, dispatcher, cross_lane = move
         if fleet is None:
             return nxt, None
-        multi = len(dest.lanes) > 1
-        if multi:  # the lane is chosen now: the vehicle needs its destination
-            nxt = dest.input.route(lot)
-        if fleet.spec.cross_lane:
+        if dispatcher is not None:  # the lane is chosen now: the vehicle needs its destination
+            nxt = dispatcher.route(lot)
+        if cross_lane:
             here = srv.lane.index if len(st.lanes) > 1 else lot.lane
-            if not multi or here is None or here == lot.target:
+            if dispatcher is None or here is None or here == lot.target:
                 return nxt, None
         return nxt, fleet
 

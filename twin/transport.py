@@ -63,11 +63,20 @@ class Fleet:
     def wake(self) -> None:
         """Send idle vehicles to the moves they can make now (a move came, or room at a
         destination): one vehicle per feasible move, not the whole fleet."""
-        if not (self.free and self.queue):
+        free = self.free
+        if not (free and self.queue):
             return
-        n = sum(1 for _, dest, _ in self.queue if dest.has_room())
-        while self.free and n > 0:
-            self.free.popleft().succeed()
+        # count feasible moves only up to the idle vehicles they could take (called on every
+        # request and every freed place)
+        k = len(free)
+        n = 0
+        for _, dest, _ in self.queue:
+            if dest.has_room():
+                n += 1
+                if n == k:
+                    break
+        while free and n > 0:
+            free.popleft().succeed()
             n -= 1
 
     def _next_move(self) -> tuple[Lot, Any, simpy.Event] | None:

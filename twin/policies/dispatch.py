@@ -45,10 +45,17 @@ class LeastExpectedCompletion:
     def __init__(self, station: Any):
         self.lanes = station.lanes
         self.station = station
+        self._rows: list[tuple[Any, ...]] | None = None
 
     def choose(self, lot: Any) -> int:
         # every lane's expected completion in one loop (no call per lane): it runs for every lot at
-        # every multi-lane station
+        # every multi-lane station. The lanes' parts are looked up once, on the first call (after
+        # the model is built: a saturated source replaces the first buffer while building)
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = [(i, ln, ln.servers, ln.servers[0] if len(ln.servers) == 1 else None,
+                                  ln.buffer.items, ln.buffer.putters, len(ln.servers))
+                                 for i, ln in enumerate(self.lanes)]
         st = self.station
         now = st.model.env.now
         means = st.measured.est if st.measured is not None else st.means
@@ -56,28 +63,36 @@ class LeastExpectedCompletion:
         p = lot.product
         own0 = means[p] * lot.qty
         best, best_t = 0, float("inf")
-        for i, ln in enumerate(self.lanes):
+        for i, ln, servers, single, items, putters, n in rows:
             if not ln.active:
                 continue
+            speed = ln.speed
+            if own0 / speed >= best_t:  # a lower bound (work and setup only add): this lane cannot win
+                continue
             work = 0.0
-            last = None
-            servers = ln.servers
-            for s in servers:
-                t = s.busy_until
+            if single is not None:
+                t = single.busy_until
                 if t > now:
                     work += t - now
-                t = s.down_until
+                t = single.down_until
                 if t > now:
                     work += t - now
-                if last is None:
-                    last = s.last_product
-            buf = ln.buffer
-            items = buf.items
-            for q in items:
-                work += means[q.product] * q.qty
+                last = single.last_product
+            else:
+                last = None
+                for s in servers:
+                    t = s.busy_until
+                    if t > now:
+                        work += t - now
+                    t = s.down_until
+                    if t > now:
+                        work += t - now
+                    if last is None:
+                        last = s.last_product
             if items:
+                for q in items:
+                    work += means[q.product] * q.qty
                 last = items[-1].product
-            putters = buf.putters
             if putters:
                 for _, q in putters:
                     work += means[q.product] * q.qty
@@ -85,7 +100,7 @@ class LeastExpectedCompletion:
             own = own0
             if setup_means is not None and last is not None and last != p:
                 own += setup_means[last][p]
-            t = (work / len(servers) + own) / ln.speed
+            t = (work / n + own) / speed
             if t < best_t:
                 best, best_t = i, t
         return best
