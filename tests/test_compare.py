@@ -16,7 +16,7 @@ from helpers import line
 import twin
 from twin import compare
 from twin.adapt import fill_rate, time_to_recover
-from twin.cli import main
+from twin.cli import _name_list, main
 from twin.demand import expected_units, order_stream, shares_at
 from twin.model import Model
 from twin.record import MaintKind
@@ -98,6 +98,25 @@ def test_scenario_errors_name_the_file_and_field(tmp_path, capsys):
     assert not out.exists()
     code = main(["compare", "--scenarios", "no_such", "--out", str(out)])
     assert code == 2 and "unknown scenario" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_name_lists_take_spaces_commas_or_both(tmp_path, capsys):
+    assert _name_list(["baseline,surge", "slump", " mix_shift , "], "--scenarios") == [
+        "baseline", "surge", "slump", "mix_shift"]
+    assert _name_list(None, "--scenarios") == []
+    out = tmp_path / "out"
+    for args in (["--scenarios", ","], ["--factories", " , "]):
+        assert main(["compare", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{args[0]}: no name given" in err and "Traceback" not in err
+    assert main(["ablate", "dark-factory", "--scenarios", "", "--out", str(out)]) == 2
+    assert "--scenarios: no name given" in capsys.readouterr().err
+    # a comma list is read as names in compare and ablate too (the form twin optimize takes)
+    assert main(["compare", "--scenarios", "baseline,no_such", "--out", str(out)]) == 2
+    assert "no_such: unknown scenario" in capsys.readouterr().err
+    assert main(["ablate", "dark-factory", "--scenarios", "surge,no_such", "--out", str(out)]) == 2
+    assert "no_such: unknown scenario" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -14,7 +14,7 @@ from helpers import expo, line
 
 import twin
 from twin import optimize
-from twin.cli import build_parser, main
+from twin.cli import _name_list, build_parser, main
 from twin.spec import SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -284,6 +284,11 @@ def test_a_scenario_that_does_not_fit_the_horizon_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "scenario surge" in err and "beyond the end of the observation" in err and "Traceback" not in err
     assert not out.exists()
+    # the scenarios given as separate words, as twin compare takes them: the same check
+    assert main(["optimize", str(spec), "--vary", "planning.lanes,stations.a.lanes=2..4", "--minimize",
+                 "conversion_cost", "--scenarios", "baseline", "surge", "--horizon", "2w", "--warmup", "0s",
+                 "--out", str(out), "-q"]) == 2
+    assert "scenario surge" in capsys.readouterr().err
     assert main(["optimize", str(spec), "--vary", "planning.lanes=2..4", "--minimize", "conversion_cost",
                  "-q"]) == 2
     # a line count the stations do not follow is named, with the way to link them
@@ -313,7 +318,7 @@ def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factor
                          [(k, "minimize") for k in args.minimize],
                          [optimize.parse_constraint(c) for c in args.constraint],
                          horizon=args.horizon, warmup=args.warmup, seed=args.seed,
-                         scenarios=[twin.scenario.load_scenario(s) for s in args.scenarios.split(",")])
+                         scenarios=[twin.scenario.load_scenario(s) for s in _name_list(args.scenarios, "--scenarios")])
     optimize.check(p)
     assert p.grid is not None and len(p.grid) == designs
     assert set(p.formulas) == ({"conversion_cost + 100 * (1 - fill_rate)"} if factory == "dark-factory" else set())

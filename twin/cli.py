@@ -207,10 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the built-in factories and scenarios")
     c = sub.add_parser("compare", help="the reference factories side by side under demand scenarios")
-    c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files "
+    c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files, by spaces or commas "
                    "(default: static-line dark-factory microfactory)")
-    c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all seven in "
-                   "benchmarks/scenarios)")
+    c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
+                   "(default: all seven in benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0), help="weeks observed after warm-up (default 26; quick 10)")
     c.add_argument("--warmup", type=_warmup_arg, help="warm-up before observation (default 2w; quick 1w), or "
@@ -248,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replications per design (default 3; the best few get twice that)")
     o.add_argument("--confirm", type=_positive_int("--confirm"), default=3,
                    help="best designs run again on fresh seeds to compare them (default 3)")
-    o.add_argument("--scenarios", metavar="S1,S2,...",
-                   help="run every design under each of these scenarios (names or .toml files): a KPI is then "
+    o.add_argument("--scenarios", nargs="+", metavar="S",
+                   help="run every design under each of these scenarios (names or .toml files, by spaces or "
+                        "commas): a KPI is then "
                         "their equal-weight mean, SCENARIO.KPI one scenario's value (e.g. 'surge.fill_rate >= 0.95')")
     o.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time, e.g. 4w (default: spec)")
     o.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs (default: spec)")
@@ -264,8 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="what each capability of a factory is worth: paired differences with "
                        "each switched off")
     a.add_argument("factory", help="factory name or spec file with [[capabilities]]")
-    a.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files (default: all seven; "
-                   "quick: baseline surge)")
+    a.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
+                   "(default: all seven; quick: baseline surge)")
     a.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     a.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0),
                    help="weeks observed after warm-up (default 26; quick 8)")
@@ -552,11 +553,21 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _name_list(values: list[str] | None, flag: str) -> list[str]:
+    """Names given as separate words, comma lists or both (``a,b c``): every command takes
+    both forms, so a list copied from one command works in another. Empty when the option
+    was not given; an option given with no name at all is refused."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    if values is not None and not names:
+        raise SpecError([f"{flag}: no name given"])
+    return names
+
+
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     quick = args.quick
     grid = Grid(
-        factories=list(args.factories or FACTORIES),
-        scenarios=list(args.scenarios or SCENARIOS),
+        factories=_name_list(args.factories, "--factories") or list(FACTORIES),
+        scenarios=_name_list(args.scenarios, "--scenarios") or list(SCENARIOS),
         replications=args.replications or (2 if quick else 5),
         weeks=args.weeks or (10.0 if quick else 26.0),
         warmup=(args.warmup if args.warmup not in (None, "auto") else (604800.0 if quick else 2 * 604800.0)),
@@ -625,14 +636,11 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
         except SpecError as e:
             problems += e.problems
     scenarios = []
-    for name in (args.scenarios or "").split(","):
-        if name.strip():
-            try:
-                scenarios.append(load_scenario(name.strip()))
-            except SpecError as e:
-                problems += [f"--scenarios: {x}" for x in e.problems]
-    if args.scenarios is not None and not scenarios and not problems:
-        problems.append("--scenarios: no scenario named")
+    for name in _name_list(args.scenarios, "--scenarios"):
+        try:
+            scenarios.append(load_scenario(name))
+        except SpecError as e:
+            problems += [f"--scenarios: {x}" for x in e.problems]
     objectives = [(k, "maximize") for k in args.maximize] + [(k, "minimize") for k in args.minimize]
     if not objectives:
         problems.append("--maximize/--minimize: name the KPI to optimise, e.g. --maximize throughput_per_hour")
@@ -681,7 +689,7 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     q = ablate.quick_defaults() if args.quick else {}
-    scenarios = list(args.scenarios or q.get("scenarios") or SCENARIOS)
+    scenarios = _name_list(args.scenarios, "--scenarios") or list(q.get("scenarios") or SCENARIOS)
     warmup = args.warmup if args.warmup not in (None, "auto") else q.get("warmup", 2 * 604800.0)
     if args.warmup == "auto":
         raise SpecError(["--warmup: 'auto' is for twin compare; give a duration, e.g. 2w"])
