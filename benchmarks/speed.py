@@ -25,6 +25,7 @@ import simpy
 
 import twin
 from twin import compare
+from twin.calendar import WEEK
 from twin.experiment import run_once
 from twin.model import Model
 from twin.results import build
@@ -89,9 +90,6 @@ def twin_r1(units: int, seed: int = 1) -> tuple[float, float]:
     build(model.finish(model.env.now))
     t2 = time.perf_counter()
     return t1 - t0, t2 - t0
-
-
-WEEK = 604800.0
 
 
 def year_scale(weeks: float, seed: int = 1, unit_sampling: bool = False, lot_size: int | None = None):

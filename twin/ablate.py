@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .calendar import WEEK
 from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
 from .report import COLUMNS, fmt, page_head, signed_amount_ci
@@ -25,7 +26,6 @@ from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import Spec, SpecError, resolve
 from .stats import holm, paired_diff
 
-WEEK = 604800.0
 FULL = "full"
 ALL_OFF = "all"
 SIGNIFICANCE = 0.05

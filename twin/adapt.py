@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .calendar import DAY, WEEK
 from .cost import costs
 from .record import Record
 from .state import ACTIVE, State
 from .tables import names_of, orders_frame, reclassify_closed
 
-DAY = 86400.0
-WEEK = 7 * DAY
 
 
 def daily_series(orders: pd.DataFrame, lots: pd.DataFrame, horizon: float, step: float = DAY) -> pd.DataFrame:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .calendar import WEEK
+
 HOUR = 3600.0
-WEEK = 604800.0
 
 
 def volume_factor(demand: Any, t: np.ndarray) -> np.ndarray:

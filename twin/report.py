@@ -15,10 +15,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from .calendar import DAY, WEEK
 from .state import LABELS, State
-
-DAY = 86400.0
-WEEK = 7 * DAY
 
 # (kpi, label, better, kind) — ``better`` is "high", "low" or None (not ranked)
 COLUMNS = [

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..calendar import WEEK
 from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
 from ..learn import DemandForecaster
 from .registry import register
 
-WEEK = 604800.0
 DAY = 86400.0
 
 
