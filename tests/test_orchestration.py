@@ -19,6 +19,8 @@ from twin.compare import factory_spec
 from twin.experiment import run_once
 from twin.learn import ConditionModel, ConditionSignal, DemandForecaster, MeasuredTimes
 from twin.model import Model
+from twin.policies import capacity as capacity_policies
+from twin.policies.capacity import weekly_rate_error
 from twin.spec import SpecError
 
 H = 3600.0
@@ -191,23 +193,24 @@ def test_a_bought_line_costs_capex_from_when_it_works():
 
 def test_a_bought_module_costs_capex_from_when_it_works_and_adds_output():
     # one owned cell of three slots; demand (89/h) needs two at a 50 % planned load, so the first
-    # review buys one; it works 2 days later, owned (capex) and deployed (one deployment) from then
+    # review with a week of orders to measure the rate on buys one; it works 2 days later, owned
+    # (capex) and deployed (one deployment) from then
     spec = _orders_line(policy="modules", owned_lanes=1, initial_lanes=1, buy_lead_time="2d",
                         target_utilisation=0.5, min_lanes=1)
     spec = spec.with_overrides({"demand.base_per_week": 15000.0, "stations.a.lanes": 3, "planning.lanes": 3,
                                 "costs.module_deploy_cost": 1000.0})
     res = run_once(spec, 3 * WEEK, 0.0, 1)
     ev = res.record.events
-    assert [(t, n) for t, kind, n in ev if kind == "buy"] == [(DAY, "1")]
-    assert [(t, n) for t, kind, n in ev if kind == "owned"] == [(0.0, "1"), (3 * DAY, "2")]
-    assert [(t, n) for t, kind, n in ev if kind == "deploy"] == [(3 * DAY, "1")]
+    assert [(t, n) for t, kind, n in ev if kind == "buy"] == [(7 * DAY, "1")]
+    assert [(t, n) for t, kind, n in ev if kind == "owned"] == [(0.0, "1"), (9 * DAY, "2")]
+    assert [(t, n) for t, kind, n in ev if kind == "deploy"] == [(9 * DAY, "1")]
     capex = float(res.costs.set_index("term").loc["capex", "total"])
-    owned_s = 1 * 3 * WEEK + 1 * (3 * WEEK - 3 * DAY)
+    owned_s = 1 * 3 * WEEK + 1 * (3 * WEEK - 9 * DAY)
     assert capex == pytest.approx(7e6 * owned_s / (7.0 * YEAR) + 1000.0, rel=1e-12)
     # the bought cell works from its arrival, the slot never bought never does
     sids = [i for i, (name, _) in enumerate(res.record.servers) if name == "a"]
     busy = {sid: [t for t, s, st in res.record.states if s == sid and st == int(twin.State.BUSY)] for sid in sids}
-    assert busy[sids[0]] and min(busy[sids[1]]) >= 3 * DAY and not busy[sids[2]]
+    assert busy[sids[0]] and min(busy[sids[1]]) >= 9 * DAY and not busy[sids[2]]
     # room for no more than planning.lanes; an owned count the planner has no room for is refused
     with pytest.raises(SpecError, match="capacity.owned_lanes"):
         spec.with_overrides({"capacity.owned_lanes": 4})
@@ -406,3 +409,42 @@ def test_ablate_dark_factory_quick_runs_from_the_command_line(tmp_path, capsys):
     od = next(r for r in body["ablation"] if r["capability"] == "overdrive" and r["scenario"] == "surge"
               and r["kpi"] == "good_units_per_week")
     assert od["diff_mean"] > 0
+
+
+def test_the_weekly_rate_error_is_the_daily_totals_cv_over_root_seven():
+    # 28 whole days of orders alternating 100 and 300 units a day (two orders each, at noon and 18:00)
+    class _M:
+        pass
+    m = _M()
+    m.env = type("E", (), {"now": 28 * DAY})()
+    m.rec = type("R", (), {})()
+    m.rec.orders = []  # (order, product, qty, t, due), as the record keeps them
+    for d in range(28):
+        units = 100 if d % 2 == 0 else 300
+        for h in (12, 18):
+            t = d * DAY + h * H
+            m.rec.orders.append((len(m.rec.orders), 0, units // 2, t, t + DAY))
+    # mean 200, deviations +-100: sample sd 100 * sqrt(28/27); a week's mean: / sqrt(7)
+    assert weekly_rate_error(m) == pytest.approx(100 * math.sqrt(28 / 27) / 200 / math.sqrt(7), rel=1e-12)
+    m.env.now = 6.5 * DAY  # less than a whole week: nothing measured yet (and nothing bought)
+    assert weekly_rate_error(m) is None
+
+
+def test_modules_are_bought_for_demand_that_clears_its_noise_not_for_noise():
+    # two owned cells of four slots at a 50 % planned load carry 120 units/h; orders of 100 units
+    # arrive at that mean rate (about 29 orders a day: a week's mean is known to ~7 %)
+    spec = _orders_line(policy="modules", owned_lanes=2, initial_lanes=2, buy_lead_time="2d",
+                        target_utilisation=0.5, min_lanes=1, review="1d")
+    spec = spec.with_overrides({"demand.base_per_week": 120.0 * 168, "demand.order_size": 100})
+    flat = run_once(spec, 5 * WEEK, 0.0, 3)
+    assert not [t for t, kind, _ in flat.record.events if kind == "buy"]
+    # the guard is what holds it back: with no noise allowance the same run buys on noise
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(capacity_policies, "weekly_rate_error", lambda model, days=28: 0.0)  # noqa: ARG005
+        eager = run_once(spec, 5 * WEEK, 0.0, 3)
+    assert [t for t, kind, _ in eager.record.events if kind == "buy"]
+    # demand up by 60 % from week 2: the rate clears the owned capacity by more than its noise
+    surge = spec.with_overrides({"demand.shifts": [{"kind": "step", "at": "2w", "factor": 1.6}]})
+    res = run_once(surge, 5 * WEEK, 0.0, 3)
+    buys = [t for t, kind, _ in res.record.events if kind == "buy"]
+    assert buys and min(buys) > 2 * WEEK

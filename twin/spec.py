@@ -469,8 +469,9 @@ class Capacity(_M):
     """``orchestrated``: the lines beyond ``initial_lanes`` may be bought; ``modules``: the slots beyond ``owned_lanes``."""
     owned_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
     """``modules`` (and ``none``): module slots owned at t = 0 (default all of ``planning.lanes``). With ``buy_lines``, when the
-    owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``): each is
-    owned (its capex runs) and works from ``buy_lead_time`` after the purchase."""
+    owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``) as far as
+    last week's order rate less twice its measured noise needs them: each is owned (its capex runs) and works
+    from ``buy_lead_time`` after the purchase."""
     buy_lead_time: Duration = 28 * 86400.0
     """``modules``: time from buying a module to its first lot (making, shipping, installing, commissioning), s."""
     min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)

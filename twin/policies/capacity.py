@@ -93,6 +93,22 @@ def recent_rate_per_hour(model: Any, window: float) -> float:
     return sum(o[ORDER_QTY] for o in _orders_since(model.rec.orders, now - w)) / w * 3600.0
 
 
+def weekly_rate_error(model: Any, days: int = 28) -> float | None:
+    """Relative standard error of a week's mean order rate, measured on the trailing ``days``
+    whole days of orders: the daily totals' coefficient of variation / √7 (days taken as
+    independent); None before a whole week is known."""
+    now = model.env.now
+    n = min(days, int(now // DAY))
+    if n < 7:
+        return None
+    t0 = now - n * DAY
+    totals = np.zeros(n)
+    for o in _orders_since(model.rec.orders, t0):
+        totals[min(n - 1, int((o[ORDER_T] - t0) // DAY))] += o[ORDER_QTY]
+    mean = totals.mean()
+    return float(totals.std(ddof=1) / mean / math.sqrt(7.0)) if mean > 0 else 0.0
+
+
 BASE, OVERTIME, EXTRA, SHED = 0, 1, 2, 3  # calendar levels (twin.calendar)
 WORK_WEEK_H = 40.0  # the standard working week (PRC: 8 h a day, 40 h a week), for turning hours into people
 
@@ -208,7 +224,8 @@ class Modules(CapacityPolicy):
     ``lead_time`` (deployment), idled ones stop taking new lots at once. Every owned slot
     (``owned_lanes``, default all) costs its capex whether deployed or not, unless
     ``costs.lanes_leased``. When the owned modules are all at work or on their way and a
-    review asks for more, modules are bought (``buy_lines``, up to ``planning.lanes``): each
+    review asks for more, modules are bought (``buy_lines``, up to ``planning.lanes``) as far as
+    last week's order rate less twice its measured noise needs them (:meth:`_justified`): each
     is owned and works from ``buy_lead_time`` after the purchase, and stays owned."""
 
     def __init__(self, model: Any):
@@ -234,6 +251,18 @@ class Modules(CapacityPolicy):
         m.rec.events.append((m.env.now, "deploy", str(lane)))
         m.set_lane_active(lane, True)
 
+    def _justified(self) -> int:
+        """Modules worth buying now: enough for last week's order rate less twice its measured
+        noise (:func:`weekly_rate_error`) at ``target_utilisation``, beyond those owned or on order.
+        An irreversible purchase waits for demand that clears the owned capacity by more than
+        its own noise, as the orchestrated plant's does; a backlog alone is cleared by deploying."""
+        m = self.model
+        err = weekly_rate_error(m)
+        if err is None:  # not a week of orders yet: nothing to measure the rate or its noise on
+            return 0
+        rate = recent_rate_per_hour(m, WEEK) * (1.0 - 2.0 * err)
+        return max(0, math.ceil(rate / (self.lane_rate * self.spec.target_utilisation)) - self.owned - self.buying)
+
     def _loop(self):
         m = self.model
         env = m.env
@@ -254,7 +283,7 @@ class Modules(CapacityPolicy):
                     m.rec.events.append((env.now, "deploy", str(ln)))
                     env.process(self._deploy(ln))
                 if sp.buy_lines:
-                    for _ in range(min(short, len(m.lanes_active) - self.owned - self.buying)):
+                    for _ in range(min(short, len(m.lanes_active) - self.owned - self.buying, self._justified())):
                         ln = self.owned + self.buying  # bought slots arrive in order (one lead time)
                         self.buying += 1
                         m.rec.events.append((env.now, "buy", str(ln)))
