@@ -432,9 +432,10 @@ def test_the_weekly_rate_error_is_the_daily_totals_cv_over_root_seven():
 
 def test_modules_are_bought_for_demand_that_clears_its_noise_not_for_noise():
     # two owned cells of four slots at a 50 % planned load carry 120 units/h; orders of 100 units
-    # arrive at that mean rate (about 29 orders a day: a week's mean is known to ~7 %)
+    # arrive at that mean rate (about 29 orders a day: a week's mean is known to ~9 %); this
+    # line's open orders run at 0.4-1.6 days of demand, so only a backlog beyond 3 days is late
     spec = _orders_line(policy="modules", owned_lanes=2, initial_lanes=2, buy_lead_time="2d",
-                        target_utilisation=0.5, min_lanes=1, review="1d")
+                        target_utilisation=0.5, min_lanes=1, review="1d", overtime_above=3.0)
     spec = spec.with_overrides({"demand.base_per_week": 120.0 * 168, "demand.order_size": 100})
     flat = run_once(spec, 5 * WEEK, 0.0, 3)
     assert not [t for t, kind, _ in flat.record.events if kind == "buy"]
@@ -448,3 +449,12 @@ def test_modules_are_bought_for_demand_that_clears_its_noise_not_for_noise():
     res = run_once(surge, 5 * WEEK, 0.0, 3)
     buys = [t for t, kind, _ in res.record.events if kind == "buy"]
     assert buys and min(buys) > 2 * WEEK
+    # a backlog beyond overtime_above days is a reason to buy too: with the rate discounted to
+    # nothing, demand tripled from week 2 still buys; with a trigger never reached it does not
+    tripled = spec.with_overrides({"demand.shifts": [{"kind": "step", "at": "2w", "factor": 3.0}]})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(capacity_policies, "weekly_rate_error", lambda model, days=28: 0.5)  # noqa: ARG005
+        late = run_once(tripled, 4 * WEEK, 0.0, 3)
+        never = run_once(tripled.with_overrides({"capacity.overtime_above": 1000.0}), 4 * WEEK, 0.0, 3)
+    assert [t for t, kind, _ in late.record.events if kind == "buy"]
+    assert not [t for t, kind, _ in never.record.events if kind == "buy"]

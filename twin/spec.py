@@ -445,7 +445,8 @@ class Capacity(_M):
     review: Annotated[PositiveDuration, Field(ge=1.0)] = 86400.0
     """Interval between capacity decisions, s (at least 1 s)."""
     overtime_above: float = Field(default=0.5, ge=0.0)
-    """``shifts``/``orchestrated``: overtime (overdrive) while the backlog exceeds this many days of baseline demand."""
+    """``shifts``/``orchestrated``: overtime (overdrive) while the backlog exceeds this many days of baseline demand;
+    ``modules``: the backlog beyond this many days counts toward buying modules."""
     release_below: float = Field(default=0.1, ge=0.0)
     """``shifts``/``orchestrated``: drop overtime, extra shifts (overdrive) below this many days of backlog."""
     hiring_lag: Duration = 4 * 604800.0
@@ -470,8 +471,8 @@ class Capacity(_M):
     owned_lanes: int | None = Field(default=None, ge=1, le=MAX_LANES)
     """``modules`` (and ``none``): module slots owned at t = 0 (default all of ``planning.lanes``). With ``buy_lines``, when the
     owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``) as far as
-    last week's order rate less twice its measured noise needs them: each is owned (its capex runs) and works
-    from ``buy_lead_time`` after the purchase."""
+    last week's order rate less twice its measured noise, and the backlog beyond ``overtime_above`` days, need them:
+    each is owned (its capex runs) and works from ``buy_lead_time`` after the purchase."""
     buy_lead_time: Duration = 28 * 86400.0
     """``modules``: time from buying a module to its first lot (making, shipping, installing, commissioning), s."""
     min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)

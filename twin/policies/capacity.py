@@ -225,8 +225,9 @@ class Modules(CapacityPolicy):
     (``owned_lanes``, default all) costs its capex whether deployed or not, unless
     ``costs.lanes_leased``. When the owned modules are all at work or on their way and a
     review asks for more, modules are bought (``buy_lines``, up to ``planning.lanes``) as far as
-    last week's order rate less twice its measured noise needs them (:meth:`_justified`): each
-    is owned and works from ``buy_lead_time`` after the purchase, and stays owned."""
+    last week's order rate less twice its measured noise, and the backlog beyond
+    ``overtime_above`` days, need them (:meth:`_justified`): each is owned and works from
+    ``buy_lead_time`` after the purchase, and stays owned."""
 
     def __init__(self, model: Any):
         super().__init__(model)
@@ -252,16 +253,22 @@ class Modules(CapacityPolicy):
         m.set_lane_active(lane, True)
 
     def _justified(self) -> int:
-        """Modules worth buying now: enough for last week's order rate less twice its measured
-        noise (:func:`weekly_rate_error`) at ``target_utilisation``, beyond those owned or on order.
-        An irreversible purchase waits for demand that clears the owned capacity by more than
-        its own noise, as the orchestrated plant's does; a backlog alone is cleared by deploying."""
+        """Modules worth buying now, beyond those owned or on order: enough, at
+        ``target_utilisation``, for last week's order rate less twice its measured noise
+        (:func:`weekly_rate_error`) plus clearing within ``clear_backlog_in`` the backlog beyond
+        ``overtime_above`` days (the backlog the other plants' overtime and overdrive act on).
+        An irreversible purchase waits for demand that clears the owned capacity by more than its
+        own noise, as the orchestrated plant's does; the orders a plant always has open are not
+        a reason to buy."""
         m = self.model
+        sp = self.spec
         err = weekly_rate_error(m)
         if err is None:  # not a week of orders yet: nothing to measure the rate or its noise on
             return 0
         rate = recent_rate_per_hour(m, WEEK) * (1.0 - 2.0 * err)
-        return max(0, math.ceil(rate / (self.lane_rate * self.spec.target_utilisation)) - self.owned - self.buying)
+        late = max(0.0, backlog_days(m) - sp.overtime_above) * m.spec.demand.base_per_week / 7.0
+        need = (rate + late / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
+        return max(0, math.ceil(need) - self.owned - self.buying)
 
     def _loop(self):
         m = self.model
