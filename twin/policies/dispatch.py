@@ -53,8 +53,7 @@ class LeastExpectedCompletion:
         # the model is built: a saturated source replaces the first buffer while building)
         rows = self._rows
         if rows is None:
-            rows = self._rows = [(i, ln, ln.servers, ln.servers[0] if len(ln.servers) == 1 else None,
-                                  ln.buffer.items, ln.buffer.putters, len(ln.servers))
+            rows = self._rows = [(i, ln, ln.servers, ln.buffer.items, ln.buffer.putters, len(ln.servers))
                                  for i, ln in enumerate(self.lanes)]
         st = self.station
         now = st.model.env.now
@@ -63,32 +62,23 @@ class LeastExpectedCompletion:
         p = lot.product
         own0 = means[p] * lot.qty
         best, best_t = 0, float("inf")
-        for i, ln, servers, single, items, putters, n in rows:
+        for i, ln, servers, items, putters, n in rows:
             if not ln.active:
                 continue
             speed = ln.speed
             if own0 / speed >= best_t:  # a lower bound (work and setup only add): this lane cannot win
                 continue
             work = 0.0
-            if single is not None:
-                t = single.busy_until
+            last = None
+            for s in servers:
+                t = s.busy_until
                 if t > now:
                     work += t - now
-                t = single.down_until
+                t = s.down_until
                 if t > now:
                     work += t - now
-                last = single.last_product
-            else:
-                last = None
-                for s in servers:
-                    t = s.busy_until
-                    if t > now:
-                        work += t - now
-                    t = s.down_until
-                    if t > now:
-                        work += t - now
-                    if last is None:
-                        last = s.last_product
+                if last is None:
+                    last = s.last_product
             if items:
                 for q in items:
                     work += means[q.product] * q.qty
