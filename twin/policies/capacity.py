@@ -252,21 +252,22 @@ class Modules(CapacityPolicy):
         m.rec.events.append((m.env.now, "deploy", str(lane)))
         m.set_lane_active(lane, True)
 
-    def _justified(self) -> int:
+    def _justified(self, rate: float, backlog: float) -> int:
         """Modules worth buying now, beyond those owned or on order: enough, at
-        ``target_utilisation``, for last week's order rate less twice its measured noise
-        (:func:`weekly_rate_error`) plus clearing within ``clear_backlog_in`` the backlog beyond
-        ``overtime_above`` days (the backlog the other plants' overtime and overdrive act on).
-        An irreversible purchase waits for demand that clears the owned capacity by more than its
-        own noise, as the orchestrated plant's does; the orders a plant always has open are not
-        a reason to buy."""
+        ``target_utilisation``, for last week's order ``rate`` (units/h) less twice its measured
+        noise (:func:`weekly_rate_error`) plus clearing within ``clear_backlog_in`` the ``backlog``
+        (units) beyond ``overtime_above`` days (the backlog the other plants' overtime and
+        overdrive act on). An irreversible purchase waits for demand that clears the owned
+        capacity by more than its own noise, as the orchestrated plant's does; the orders a plant
+        always has open are not a reason to buy."""
         m = self.model
         sp = self.spec
         err = weekly_rate_error(m)
         if err is None:  # not a week of orders yet: nothing to measure the rate or its noise on
             return 0
-        rate = recent_rate_per_hour(m, WEEK) * (1.0 - 2.0 * err)
-        late = max(0.0, backlog_days(m) - sp.overtime_above) * m.spec.demand.base_per_week / 7.0
+        rate *= 1.0 - 2.0 * err
+        day = m.spec.demand.base_per_week / 7.0
+        late = max(0.0, backlog / day - sp.overtime_above) * day
         need = (rate + late / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
         return max(0, math.ceil(need) - self.owned - self.buying)
 
@@ -290,7 +291,8 @@ class Modules(CapacityPolicy):
                     m.rec.events.append((env.now, "deploy", str(ln)))
                     env.process(self._deploy(ln))
                 if sp.buy_lines:
-                    for _ in range(min(short, len(m.lanes_active) - self.owned - self.buying, self._justified())):
+                    room = len(m.lanes_active) - self.owned - self.buying
+                    for _ in range(min(short, room, self._justified(rate, backlog))):
                         ln = self.owned + self.buying  # bought slots arrive in order (one lead time)
                         self.buying += 1
                         m.rec.events.append((env.now, "buy", str(ln)))
