@@ -15,7 +15,7 @@ and your own dispatch rules, maintenance policies, planners and capacity policie
 register with :func:`twin.policies.register`.
 """
 
-from . import experiment, policies, report, runs, scenario
+from . import experiment, policies, report
 from .calendar import CalendarSpec, Window
 from .dists import (
                     Constant,
