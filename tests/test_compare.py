@@ -17,6 +17,7 @@ import twin
 from twin import compare
 from twin.adapt import fill_rate, time_to_recover
 from twin.cli import _name_list, main
+from twin.cost import costs
 from twin.demand import expected_units, order_stream, shares_at
 from twin.model import Model
 from twin.record import MaintKind
@@ -175,6 +176,33 @@ def test_cost_terms_by_hand():
     total = 8.76e6 * horizon / year + 2 * 20 * horizon / 3600 + horizon / 3600 + 5000 + 36.018 + 3601.8
     assert c["total"] == pytest.approx(total)
     assert res.kpis["unit_cost"].iloc[0] == pytest.approx(total / 1000)
+
+
+def test_transition_costs_split_off_shift_time_once():
+    # a day-shift station blocked across nights by its slower neighbour: its blocked spells span
+    # closed hours, and only their closed part is off shift. The transition cost must be the cost
+    # of the window from the raw states split once; splitting the split frame again (as it once
+    # was) moved ~1,300 s of open blocked and idle time to off shift, where no power is drawn
+    spec = line(
+        [{"name": "a", "process_time": 30.0, "calendar": "day", "power_kw": {"busy": 10, "idle": 4, "off_shift": 0}},
+         {"name": "b", "process_time": {"dist": "exponential", "mean": 120.0}, "calendar": "day", "buffer": 0}],
+        source={"kind": "orders"},
+        demand={"base_per_week": 3000.0, "order_size": 10, "due": "3d",
+                "shifts": [{"kind": "step", "at": "1w", "factor": 1.3}]},
+        calendars=[{"name": "day", "shifts": [{"days": "mon-fri", "start": "06:00", "end": "22:00"}]}],
+        costs={"energy_per_kwh": 0.5, "material_per_unit": 1.0},
+        run={"horizon": "3w", "warmup": "0s"},
+    )
+    horizon = spec.run.horizon
+    m = Model(spec, 3, horizon)
+    m.run(horizon)
+    res = build(m.rec, 0.0, horizon)
+    k = res.kpis.iloc[0]
+    ts = WEEK
+    t_rec = horizon if np.isnan(k["time_to_recover_s"]) else ts + k["time_to_recover_s"]
+    assert ts < t_rec
+    expected = costs(m.rec, res.states, res.lots, res.scraps, ts, t_rec)[1]["unit_cost"]  # raw states, split once
+    assert k["unit_cost_transition"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_overtime_scrap_and_maintenance_costs_by_hand():

@@ -28,7 +28,7 @@ from .calendar import DAY, WEEK
 from .cost import costs
 from .record import Record
 from .state import ACTIVE, State
-from .tables import names_of, orders_frame, reclassify_closed
+from .tables import names_of, orders_frame
 
 
 
@@ -99,7 +99,10 @@ def shift_time(spec: Any) -> float | None:
 
 def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
                warmup: float, horizon: float) -> dict[str, float]:
-    """Adaptation KPIs of one make-to-order run (see the module doc for definitions)."""
+    """Adaptation KPIs of one make-to-order run (see the module doc for definitions).
+
+    ``states``: the states frame with off-shift waiting already split out
+    (:func:`twin.tables.reclassify_closed`), as :func:`twin.results.build` makes it once."""
     orders = orders_frame(rec)
     days = daily_series(orders, lots, horizon)
     win = (days["t_end"] > warmup).to_numpy()
@@ -123,11 +126,10 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     out["time_to_recover_s"] = ttr
     out["recovered"] = 0.0 if np.isnan(ttr) else 1.0
     t_rec = horizon if np.isnan(ttr) else ts + ttr
-    closed = reclassify_closed(rec, states) if ts < t_rec < horizon else None  # shared by both windows
     if t_rec > ts:
-        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec, closed=closed)[1]["unit_cost"]
+        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec, closed=states)[1]["unit_cost"]
     if t_rec < horizon:
-        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon, closed=closed)[1]["unit_cost"]
+        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon, closed=states)[1]["unit_cost"]
     # idle capacity after the shift: idle share of the busiest station's paid-for time
     s = states
     dur = np.clip(s["end"].to_numpy(), ts, horizon) - np.clip(s["start"].to_numpy(), ts, horizon)
