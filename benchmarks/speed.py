@@ -13,6 +13,11 @@
 4. Growth (full mode): doubling horizon, stations and servers in turn; the cost per
    million part-steps should stay flat (linear growth).
 5. Parallel (full mode): a compare grid with ``--jobs 1`` and ``--jobs 2``.
+6. Event floor: one ``twin compare --quick`` job of each reference factory (baseline, 1 + 10
+   weeks): its SimPy events, its run time, and the time bare SimPy needs for as many of its
+   cheapest events (a process resumed by a timeout), against the CPU time a job may take for
+   ``--quick`` to finish in 60 s on 2 cores. It shows how much of a job is SimPy's own loop
+   and what the model's logic may cost per event for a time target to be reachable.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from twin.calendar import WEEK
 from twin.experiment import run_once
 from twin.model import Model
 from twin.results import build
+from twin.scenario import apply, load_scenario
 
 R1_STATIONS = 5
 
@@ -162,6 +168,49 @@ def parallel() -> None:
           f"--jobs 2 {times[2]:.1f} s, speed-up {times[1] / times[2]:.2f} (target >= 1.7 on 2 cores)")
 
 
+def bare_timeouts(events: int, processes: int = 100, seed: int = 1) -> float:
+    """Seconds bare SimPy takes for ``events`` timeouts spread over ``processes`` processes
+    (the cheapest SimPy event: one heap push and pop and one generator resumed)."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    per = max(1, events // processes)
+
+    def proc(delays: list[float]):
+        for d in delays:
+            yield env.timeout(d)
+
+    for _ in range(processes):
+        env.process(proc(rng.exponential(1.0, per).tolist()))
+    t0 = time.perf_counter()
+    env.run()
+    return time.perf_counter() - t0
+
+
+def event_floor(weeks: float = 10.0, warmup: float = WEEK, seed: int = 1) -> None:
+    """Events of one ``--quick`` compare job per factory against bare SimPy's time for as many."""
+    jobs = len(compare.FACTORIES) * len(compare.SCENARIOS) * 2  # twin compare --quick: 2 replications
+    allowed = 60.0 * 2 / jobs  # CPU s a job may take for 60 s on 2 cores (startup and report aside)
+    base = load_scenario("baseline")
+    print(f"Event floor: one twin compare --quick job (baseline, {warmup / WEEK:g} + {weeks:g} weeks); "
+          f"60 s for {jobs} jobs on 2 cores allows {allowed:.2f} s a job")
+    print(f"  {'factory':<14}{'events':>11}{'run s':>8}{'us/event':>10}{'bare SimPy s':>14}{'results s':>11}"
+          f"{'logic us/event allowed':>24}")
+    for fac in compare.FACTORIES:
+        spec = apply(twin.load(fac), base, weeks, warmup)
+        horizon = spec.run.horizon
+        model = Model(spec, seed, horizon)
+        t0 = time.perf_counter()
+        rec = model.run(horizon, warmup)
+        t1 = time.perf_counter()
+        build(rec)
+        t2 = time.perf_counter()
+        events = next(model.env._eid)  # SimPy numbers every scheduled event; no public counter
+        bare = bare_timeouts(events)
+        room = (allowed - (t2 - t1) - bare) / events * 1e6
+        print(f"  {fac:<14}{events:>11,}{t1 - t0:>8.2f}{(t1 - t0) / events * 1e6:>10.2f}{bare:>14.2f}"
+              f"{t2 - t1:>11.2f}{room:>24.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20,000 R1 units, 4-week year-scale run, no extra studies")
@@ -184,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Year scale: dark factory at baseline, lots of 50, {weeks} weeks simulated in {wall:.1f} s "
           f"({k['good_units']:,.0f} good units, {lots:,} lots); a year {'projected' if args.quick else 'took'} "
           f"{year:.1f} s (target <= 60 s), {k['throughput_per_hour'] * 8760 / 1e6:.2f} M units/year")
+    event_floor()
     if not args.quick:
         lot_vs_unit()
         growth()
