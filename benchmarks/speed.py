@@ -16,8 +16,9 @@
 6. Event floor: one ``twin compare --quick`` job of each reference factory (baseline, 1 + 10
    weeks): its SimPy events, its run time, and the time bare SimPy needs for as many of its
    cheapest events (a process resumed by a timeout), against the CPU time a job may take for
-   ``--quick`` to finish in 60 s on 2 cores. It shows how much of a job is SimPy's own loop
-   and what the model's logic may cost per event for a time target to be reachable.
+   ``--quick`` to finish in 60 s, and the full grid in 5 min, on 2 cores. It shows how much of
+   a job is SimPy's own loop, what the model's own code costs per event, and what it may cost
+   for those targets to be reachable with the same events.
 """
 
 from __future__ import annotations
@@ -188,13 +189,18 @@ def bare_timeouts(events: int, processes: int = 100, seed: int = 1) -> float:
 
 def event_floor(weeks: float = 10.0, warmup: float = WEEK, seed: int = 1) -> None:
     """Events of one ``--quick`` compare job per factory against bare SimPy's time for as many."""
-    jobs = len(compare.FACTORIES) * len(compare.SCENARIOS) * 2  # twin compare --quick: 2 replications
+    n_scen = len(compare.SCENARIOS)
+    jobs = len(compare.FACTORIES) * n_scen * 2  # twin compare --quick: 2 replications
     allowed = 60.0 * 2 / jobs  # CPU s a job may take for 60 s on 2 cores (startup and report aside)
+    # the full grid: 5 replications of 2 + 26 weeks in 5 min; scaled to this job's length
+    full_jobs = len(compare.FACTORIES) * n_scen * 5
+    allowed_full = 300.0 * 2 / full_jobs * (warmup / WEEK + weeks) / 28.0
     base = load_scenario("baseline")
     print(f"Event floor: one twin compare --quick job (baseline, {warmup / WEEK:g} + {weeks:g} weeks); "
-          f"60 s for {jobs} jobs on 2 cores allows {allowed:.2f} s a job")
+          f"60 s for {jobs} jobs on 2 cores allows {allowed:.2f} s a job, the full grid in 5 min "
+          f"{allowed_full:.2f} s for as many weeks")
     print(f"  {'factory':<14}{'events':>11}{'run s':>8}{'us/event':>10}{'bare SimPy s':>14}{'results s':>11}"
-          f"{'logic us/event allowed':>24}")
+          f"{'logic us/event':>16}{'allowed quick':>15}{'allowed full':>14}")
     for fac in compare.FACTORIES:
         spec = apply(twin.load(fac), base, weeks, warmup)
         horizon = spec.run.horizon
@@ -206,9 +212,11 @@ def event_floor(weeks: float = 10.0, warmup: float = WEEK, seed: int = 1) -> Non
         t2 = time.perf_counter()
         events = next(model.env._eid)  # SimPy numbers every scheduled event; no public counter
         bare = bare_timeouts(events)
+        logic = (t1 - t0 - bare) / events * 1e6  # what the model's own code costs per event now
         room = (allowed - (t2 - t1) - bare) / events * 1e6
+        room_full = (allowed_full - (t2 - t1) - bare) / events * 1e6
         print(f"  {fac:<14}{events:>11,}{t1 - t0:>8.2f}{(t1 - t0) / events * 1e6:>10.2f}{bare:>14.2f}"
-              f"{t2 - t1:>11.2f}{room:>24.2f}")
+              f"{t2 - t1:>11.2f}{logic:>16.2f}{room:>15.2f}{room_full:>14.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
