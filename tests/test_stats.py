@@ -219,3 +219,15 @@ def test_shifting_bottleneck_by_the_active_period_method_on_a_hand_made_timeline
     # b rules 6-9: sole 6-8 = 2 s, shifting 3 s
     assert sb.loc["a", "sole"] == pytest.approx(0.5) and sb.loc["a", "shifting"] == pytest.approx(0.3)
     assert sb.loc["b", "sole"] == pytest.approx(0.2) and sb.loc["b", "shifting"] == pytest.approx(0.3)
+
+
+def test_how_sure_the_ranking_is_covers_every_verdict_measure():
+    # the report's uncertainty reading speaks of each measure the verdict ranks (lead time included)
+    from twin.compare_report import uncertainty_lines
+    from twin.report import VERDICT_MEASURES
+
+    probs = {k: {"dark-factory": 0.25, "microfactory": 0.75} for k in VERDICT_MEASURES}
+    unc = {"meta": {"draws": 4}, "probabilities": {"baseline": probs}, "ties": {}, "tornado": {}}
+    lines = uncertainty_lines(unc, ["baseline"])
+    assert len(lines) == len(VERDICT_MEASURES)
+    assert any(ln.startswith("baseline, lead time mean: microfactory is the best in 75% of 4") for ln in lines)

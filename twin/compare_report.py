@@ -22,6 +22,7 @@ from .io import ResultSet
 from .report import (
     COLUMNS,
     SIGNIFICANCE,
+    VERDICT_MEASURES,
     fig_backlog,
     fig_cost_waterfall,
     fig_oee,
@@ -35,18 +36,15 @@ from .report import (
     verdict,
 )
 
-HEADLINE_UNCERTAIN = ["conversion_cost", "fill_rate", "time_to_recover_s"]
-"""The measures whose win probabilities lead the report when parameter uncertainty was run."""
-
-
 def uncertainty_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
-    """Plain sentences: per scenario and headline measure, each factory's probability of being the
-    best over the plausible worlds, and the two parameters the leading pair's difference hangs on."""
+    """Plain sentences: per scenario and verdict measure (:data:`twin.report.VERDICT_MEASURES`), each
+    factory's probability of being the best over the plausible worlds, and the two parameters the
+    leading pair's difference hangs on."""
     labels = {k: lab for k, lab, _, _ in COLUMNS}
     n = unc["meta"]["draws"]
     out = []
     for sc in scenarios:
-        for key in HEADLINE_UNCERTAIN:
+        for key in VERDICT_MEASURES:
             probs = unc["probabilities"].get(sc, {}).get(key)
             if not probs or not any(v == v for v in probs.values()):
                 continue
