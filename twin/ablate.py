@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from .calendar import WEEK
 from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
-from .report import COLUMNS, fmt, page_head, signed_amount_ci
+from .report import COLUMNS, SIGNIFICANCE, fmt, page_head, signed_amount_ci
 from .runs import map_jobs, replication_seed
 from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import Spec, SpecError, resolve
@@ -28,7 +28,6 @@ from .stats import holm, paired_diff
 
 FULL = "full"
 ALL_OFF = "all"
-SIGNIFICANCE = 0.05
 # what an ablation reports (labels and display kinds from the compare report's columns)
 KPIS = ["good_units_per_week", "fill_rate", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s",
         "time_to_recover_s"]
