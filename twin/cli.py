@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from . import __version__, ablate, builtins, optimize
 from .bottleneck import shifting_table
+from .calendar import WEEK
 from .compare import (
     FACTORIES,
     SCENARIOS,
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
                    "(default: all seven in benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
-    c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0), help="weeks observed after warm-up (default 26; quick 10)")
+    c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK), help="weeks observed after warm-up (default 26; quick 10)")
     c.add_argument("--warmup", type=_warmup_arg, help="warm-up before observation (default 2w; quick 1w), or "
                    "'auto': measured by MSER on each factory's WIP under the first scenario, the longest kept")
     c.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
                    "(default: all seven; quick: baseline surge)")
     a.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
-    a.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / 604800.0),
+    a.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK),
                    help="weeks observed after warm-up (default 26; quick 8)")
     a.add_argument("--warmup", type=_warmup_arg, help="warm-up before observation (default 2w; quick 1w)")
     a.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
@@ -570,7 +571,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         scenarios=_name_list(args.scenarios, "--scenarios") or list(SCENARIOS),
         replications=args.replications or (2 if quick else 5),
         weeks=args.weeks or (10.0 if quick else 26.0),
-        warmup=(args.warmup if args.warmup not in (None, "auto") else (604800.0 if quick else 2 * 604800.0)),
+        warmup=(args.warmup if args.warmup not in (None, "auto") else (WEEK if quick else 2 * WEEK)),
         seed=args.seed,
     )
     for item in args.set:  # [FACTORY:]PATH=VALUE; the factory part ends before the path's '='
@@ -690,7 +691,7 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     q = ablate.quick_defaults() if args.quick else {}
     scenarios = _name_list(args.scenarios, "--scenarios") or list(q.get("scenarios") or SCENARIOS)
-    warmup = args.warmup if args.warmup not in (None, "auto") else q.get("warmup", 2 * 604800.0)
+    warmup = args.warmup if args.warmup not in (None, "auto") else q.get("warmup", 2 * WEEK)
     if args.warmup == "auto":
         raise SpecError(["--warmup: 'auto' is for twin compare; give a duration, e.g. 2w"])
     if args.scheduler is not None and args.executor != "dask":

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .calendar import WEEK
 from .compare import (
     Grid,
     costs_frame,
@@ -35,6 +36,7 @@ from .report import (
     reading,
     verdict,
 )
+
 
 def uncertainty_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
     """Plain sentences: per scenario and verdict measure (:data:`twin.report.VERDICT_MEASURES`), each
@@ -99,7 +101,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "spec_sha256": sig["spec_sha256"],
         "scenario_sha256": sig["scenario_sha256"],
         "description": (f"{grid.replications} replications of {len(grid.factories)} factories under "
-                        f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / 604800:g}-week "
+                        f"{len(grid.scenarios)} scenarios, {grid.weeks:g} weeks after a {grid.warmup / WEEK:g}-week "
                         f"warm-up, seed {grid.seed}; all factories see the same orders (common random numbers); "
                         "cells are mean ± 95 % CI."
                         + (f" Changed from the reference specs: {changed}." if changed else "")),

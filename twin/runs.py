@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
+from .calendar import WEEK
 from .model import Model
 from .results import Results, build
 from .spec import MAX_HORIZON, Spec, SpecError
@@ -44,7 +45,7 @@ def check_run_times(horizon: float, warmup: float, source: str = "") -> None:
     beyond 20 years, or a warm-up not shorter than the horizon (:class:`SpecError`)."""
     where = f"{source}: " if source else ""
     if not (math.isfinite(horizon) and 0 < horizon <= MAX_HORIZON):
-        raise SpecError([f"{where}horizon: must be > 0 and at most {MAX_HORIZON / 604800:g} weeks "
+        raise SpecError([f"{where}horizon: must be > 0 and at most {MAX_HORIZON / WEEK:g} weeks "
                          f"(20 years), got {horizon:g} s"])
     if not (math.isfinite(warmup) and 0 <= warmup < horizon):
         raise SpecError([f"{where}warm-up: must be >= 0 and shorter than the horizon ({horizon:g} s), "

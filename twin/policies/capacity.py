@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..calendar import WEEK, WeeklyPattern, minus
+from ..calendar import DAY, WEEK, WeeklyPattern, minus
 from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
-
-DAY = 86400.0
 
 
 class CapacityPolicy:

@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..calendar import WEEK
+from ..calendar import DAY, WEEK
 from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
 from ..learn import DemandForecaster
 from .registry import register
-
-DAY = 86400.0
 
 
 class QueuePlanner:
