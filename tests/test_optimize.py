@@ -14,6 +14,7 @@ from helpers import expo, line
 
 import twin
 from twin import optimize
+from twin.calendar import WEEK
 from twin.cli import _name_list, build_parser, main
 from twin.spec import SpecError
 
@@ -266,7 +267,7 @@ def test_scenarios_and_linked_paths_design_a_line_count():
         assert row["conversion_cost"] == pytest.approx(sum(both) / 2, rel=1e-12)
     row = next(r for r in res["trials"] if r["planning.lanes"] == 3)
     one = twin.scenario.apply(spec.with_overrides({"planning.lanes": 3, "stations.a.lanes": 3}), pulse,
-                              4 * 86400 / twin.scenario.WEEK, 0.0)
+                              4 * 86400 / WEEK, 0.0)
     k = twin.runs.run_once(one, 4 * 86400.0, 0.0, twin.runs.replication_seed(4, 0)).kpis.iloc[0]
     assert row["kpi.pulse.good_units"] == k["good_units"] and row["kpi.pulse.unit_cost"] == k["unit_cost"]
     best = optimize.best_spec(spec, res)

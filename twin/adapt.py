@@ -31,7 +31,6 @@ from .state import ACTIVE, State
 from .tables import names_of, orders_frame
 
 
-
 def daily_series(orders: pd.DataFrame, lots: pd.DataFrame, horizon: float, step: float = DAY) -> pd.DataFrame:
     """Per bin of ``step`` s: demand (units ordered), output (good units finished), delivered units,
     and the backlog at the bin's end."""

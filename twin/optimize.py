@@ -29,10 +29,11 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
+from .calendar import WEEK
 from .dists import parse_duration
-from .runs import map_jobs, progress_bar, replication_seed, run_once
-from .scenario import WEEK, Scenario, apply
 from .report import page_head
+from .runs import map_jobs, progress_bar, replication_seed, run_once
+from .scenario import Scenario, apply
 from .spec import Spec, SpecError, toml_values
 from .stats import mean_ci, paired_diff
 

@@ -15,7 +15,7 @@ from .dists import Duration, PositiveDuration
 from .names import Name
 from .spec import _M, Shift, Spec, SpecError, _human, read_toml, validate
 
-__all__ = ["Scenario", "WEEK", "apply", "load_scenario", "scenario_path"]
+__all__ = ["Scenario", "apply", "load_scenario", "scenario_path"]
 
 
 
