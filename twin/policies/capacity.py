@@ -76,10 +76,19 @@ class Fixed(CapacityPolicy):
             self.own_at_start()
 
 
+def net_open_units(model: Any) -> float:
+    """Units ordered and not yet delivered, less finished stock that could serve them."""
+    return sum(model.open_units) - sum(model.stock)
+
+
+def baseline_per_day(model: Any) -> float:
+    """The spec's baseline demand in units a day (what backlogs are measured in days of)."""
+    return model.spec.demand.base_per_week / 7.0
+
+
 def backlog_days(model: Any) -> float:
     """Net open orders (units) in days of baseline demand."""
-    units = sum(model.open_units) - sum(model.stock)
-    return units / (model.spec.demand.base_per_week / 7.0)
+    return net_open_units(model) / baseline_per_day(model)
 
 
 def recent_rate_per_hour(model: Any, window: float) -> float:
@@ -263,11 +272,15 @@ class Modules(CapacityPolicy):
         err = weekly_rate_error(m)
         if err is None:  # not a week of orders yet: nothing to measure the rate or its noise on
             return 0
-        rate *= 1.0 - 2.0 * err
-        day = m.spec.demand.base_per_week / 7.0
+        day = baseline_per_day(m)
         late = max(0.0, backlog / day - sp.overtime_above) * day
-        need = (rate + late / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
-        return max(0, math.ceil(need) - self.owned - self.buying)
+        return max(0, math.ceil(self._modules_for(rate * (1.0 - 2.0 * err), late)) - self.owned - self.buying)
+
+    def _modules_for(self, rate: float, backlog: float) -> float:
+        """Modules (fractional) that serve ``rate`` units/h and clear ``backlog`` units within
+        ``clear_backlog_in``, at ``target_utilisation``."""
+        sp = self.spec
+        return (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
 
     def _loop(self):
         m = self.model
@@ -276,9 +289,8 @@ class Modules(CapacityPolicy):
         while True:
             yield env.timeout(sp.review)
             rate = recent_rate_per_hour(m, WEEK)
-            backlog = max(0.0, sum(m.open_units) - sum(m.stock))
-            need = (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
-            want = min(len(m.lanes_active), max(sp.min_lanes, math.ceil(need)))
+            backlog = max(0.0, net_open_units(m))
+            want = min(len(m.lanes_active), max(sp.min_lanes, math.ceil(self._modules_for(rate, backlog))))
             active = sum(m.lanes_active)
             short = want - active - self.pending - self.buying
             if short > 0:
