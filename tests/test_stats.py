@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 from helpers import expo, line
 
 import twin
@@ -143,23 +144,29 @@ def test_uncertainty_draws_report_win_probabilities_and_the_decisive_parameter(t
     out = tmp_path / "out"
     rc = main(["compare", "--factories", "dark-factory", "microfactory", "--scenarios", "baseline", "--replications",
                "2", "--weeks", "1", "--warmup", "1d", "--jobs", "1", "--uncertainty", "6", "--uncertainty-file",
-               str(tmp_path / "u.toml"), "--out", str(out)])
+               str(tmp_path / "u.toml"), "--price-draws", "40", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     import json
 
     k = json.loads((out / "kpis.json").read_text())
+    assert k["uncertainty_meta"]["combinations"] == 6 * 40
     for measure, probs in k["uncertainty"]["baseline"].items():
         assert sum(probs.values()) == pytest.approx(1.0), measure
-    # a cell capex from 0 to 4 M USD decides the cost ranking: both factories win somewhere,
-    # and it is the parameter the difference hangs on (a rank correlation near -1 or +1)
+        for f, (lo, hi) in k["uncertainty_ci"]["baseline"][measure].items():
+            assert lo <= probs[f] <= hi, (measure, f)
+    # a cell capex from 0 to 4 M USD (a price: drawn by re-pricing) decides the cost ranking: both
+    # factories win somewhere, and it is the parameter the difference hangs on (PRCC near -1 or +1)
     p = k["uncertainty"]["baseline"]["conversion_cost"]
     assert 0 < p["microfactory"] < 1
     rows = k["tornado"]["baseline"]["conversion_cost"]["dark-factory vs microfactory"]
-    assert rows[0]["parameter"] == "cell capex" and abs(rows[0]["rho"]) > 0.9
+    assert rows[0]["parameter"] == "cell capex" and abs(rows[0]["prcc"]) > 0.9 and rows[0]["price"]
+    # the price draws of a world share its runs: the effective sample size lies between the worlds
+    # and the combinations
+    assert 6 <= k["uncertainty_effective_n"]["baseline"]["conversion_cost"]["microfactory"] <= 240
     table = pd.read_csv(out / "uncertainty.csv")
     assert sorted(table["draw"].unique()) == list(range(6))
-    capex = table.groupby("draw")["cell capex"].first().to_numpy()
-    assert sorted(capex / 4e6 * 6 // 1) == list(range(6))  # one draw per stratum
+    factor = table.groupby("draw")["dark cycle times"].first().to_numpy()
+    assert sorted((factor - 0.98) / 0.04 * 6 // 1) == list(range(6))  # one world per stratum
     assert "How sure is the ranking" in (out / "report.md").read_text()
 
 
@@ -197,8 +204,14 @@ def test_the_verdict_names_a_winner_only_where_the_paired_difference_is_signific
             for sc in ("s1", "s2")}
     v = verdict(summ, paired(runs), replications=5)
     cell = v["matrix"]["s1"]["conversion_cost"]
-    assert cell["winner"] == "dark-factory" and cell["margin"].startswith("$1.00 ± $0.20 cheaper than static-line")
-    assert v["matrix"]["s1"]["fill_rate"]["winner"] == "tie"
+    # the margin is the interval at the level Holm tested it: the smallest of 4 p-values (two cost
+    # and two fill-rate comparisons) at 0.05 / 4; the 95 % half-width is $0.20 = t(0.975, 4) se
+    se = 0.20 / 2.776
+    half = scipy_stats.t.ppf(1 - 0.05 / 4 / 2, 4) * se
+    assert cell["winner"] == "dark-factory"
+    assert cell["margin"].startswith(f"$1.00 ± ${half:.2f} cheaper than static-line (Holm-level interval)")
+    # equal fill rates in every replication: inside the indifference zone, shown by the two one-sided tests
+    assert v["matrix"]["s1"]["fill_rate"]["winner"] == "equivalent"
     assert "conversion cost/unit: dark-factory best in 2 of 2 scenarios." in v["lines"]
     assert not any(ln.startswith("Caution") for ln in v["lines"])
     assert any(ln.startswith("Caution: 2 replications") for ln in verdict(summ, paired(runs), 2)["lines"])

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .calendar import DAY, WEEK
-from .cost import costs
+from .cost import basis, prices_of, unit_cost
 from .record import Record
 from .state import ACTIVE, State
 from .tables import names_of, orders_frame
@@ -97,8 +97,10 @@ def shift_time(spec: Any) -> float | None:
 
 
 def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
-               warmup: float, horizon: float) -> dict[str, float]:
+               warmup: float, horizon: float, bases: dict[str, Any] | None = None) -> dict[str, float]:
     """Adaptation KPIs of one make-to-order run (see the module doc for definitions).
+    ``bases``: when given, receives the cost bases of the ``transition`` and ``after`` windows
+    (:func:`twin.cost.basis`; None where a window is empty), so they can be priced again.
 
     ``states``: the states frame with off-shift waiting already split out
     (:func:`twin.tables.reclassify_closed`), as :func:`twin.results.build` makes it once."""
@@ -117,18 +119,26 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     ts = shift_time(rec.spec)
     nan = float("nan")
     out.update(time_to_recover_s=nan, recovered=nan, unit_cost_transition=nan, unit_cost_after=nan,
-               idle_capacity_after=nan)
+               idle_capacity_after=nan, recover_observed_s=nan)
+    if bases is not None:
+        bases.update(transition=None, after=None)
     if ts is None or ts >= horizon:
         return out
     ttr = time_to_recover(days["t_end"].to_numpy(), days["demand"].to_numpy(), days["output"].to_numpy(),
                           days["backlog"].to_numpy(), ts, rec.spec.demand.order_size)
     out["time_to_recover_s"] = ttr
+    # the latest recovery this run could have seen (a good spell needs 7 whole days before the
+    # horizon): the censoring time of a run that did not recover
+    out["recover_observed_s"] = float(max(0.0, horizon - ts - 7 * DAY))
     out["recovered"] = 0.0 if np.isnan(ttr) else 1.0
     t_rec = horizon if np.isnan(ttr) else ts + ttr
-    if t_rec > ts:
-        out["unit_cost_transition"] = costs(rec, states, lots, scraps, ts, t_rec, closed=states)[1]["unit_cost"]
-    if t_rec < horizon:
-        out["unit_cost_after"] = costs(rec, states, lots, scraps, t_rec, horizon, closed=states)[1]["unit_cost"]
+    prices = prices_of(rec.spec)
+    windows = {"transition": (ts, t_rec), "after": (t_rec, horizon)}
+    for name, (a, b) in windows.items():
+        bs = basis(rec, states, lots, scraps, a, b, closed=states) if b > a else None
+        out[f"unit_cost_{name}"] = unit_cost(bs, prices)
+        if bases is not None:
+            bases[name] = bs
     # idle capacity after the shift: idle share of the busiest station's paid-for time
     s = states
     dur = np.clip(s["end"].to_numpy(), ts, horizon) - np.clip(s["start"].to_numpy(), ts, horizon)

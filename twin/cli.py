@@ -213,11 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
                    "(default: all seven in benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
-    c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK), help="weeks observed after warm-up (default 26; quick 10)")
+    c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK), help="weeks observed after warm-up (default 26; quick: 10, or longer to see "
+                   "every scenario's shift end and 3 weeks after it: 14 with the surge)")
     c.add_argument("--warmup", type=_warmup_arg, help="warm-up before observation (default 2w; quick 1w), or "
                    "'auto': measured by MSER on each factory's WIP under the first scenario, the longest kept")
     c.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
-    c.add_argument("--quick", action="store_true", help="a short profile for CI: 2 replications, 10 weeks")
+    c.add_argument("--quick", action="store_true", help="a short profile for CI: 2 replications, every shift and 3 weeks after it "
+                   "(14 weeks with the surge)")
     c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     c.add_argument("--out", default="compare-out", help="output folder (default compare-out/)")
     c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
@@ -227,8 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "stations.*.lanes=13 changes every station "
                         "(TOML value; repeatable)")
     c.add_argument("--uncertainty", type=_positive_int("--uncertainty", 1000), metavar="N",
-                   help="also run N parameter sets drawn by Latin hypercube in the plausible ranges of the "
-                        "estimated parameters; report each factory's probability of being the best")
+                   help="also run N behavioural worlds drawn by Latin hypercube in the plausible ranges of the "
+                        "estimated parameters that are not prices, each priced again under --price-draws draws of "
+                        "the prices; report each factory's probability of being the best, with its interval")
+    c.add_argument("--price-draws", type=_positive_int("--price-draws", 100_000), default=200, metavar="M",
+                   help="price draws per behavioural world (default 200; free: the runs are priced again, "
+                        "not simulated)")
     c.add_argument("--uncertainty-file", metavar="FILE",
                    help="the ranges (default: the reference factories' lines/uncertainty.toml)")
     c.add_argument("--executor", choices=["local", "dask"], default="local",
@@ -564,13 +570,35 @@ def _name_list(values: list[str] | None, flag: str) -> list[str]:
     return names
 
 
+QUICK_WEEKS = 10.0
+RECOVERY_WINDOW_WEEKS = 3.0
+"""The quick profile watches every scenario's shift to its end and this long after it: a
+recovery needs a good week held, so a shorter watch cannot see one."""
+
+
+def quick_weeks(scenarios: list[str]) -> float:
+    """Weeks the quick profile observes: at least :data:`QUICK_WEEKS`, and every scenario's last
+    shift to its end plus :data:`RECOVERY_WINDOW_WEEKS` (the surge, weeks 3-11, gives 14)."""
+    weeks = QUICK_WEEKS
+    for name in scenarios:
+        try:
+            sc = load_scenario(name)
+        except SpecError:
+            continue  # reported with every other input problem when the grid is checked
+        for sh in sc.shifts:
+            end = sh.at + (sh.duration or 0.0)
+            weeks = max(weeks, math.ceil(end / WEEK) + RECOVERY_WINDOW_WEEKS)
+    return float(weeks)
+
+
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     quick = args.quick
+    scenarios = _name_list(args.scenarios, "--scenarios") or list(SCENARIOS)
     grid = Grid(
         factories=_name_list(args.factories, "--factories") or list(FACTORIES),
-        scenarios=_name_list(args.scenarios, "--scenarios") or list(SCENARIOS),
+        scenarios=scenarios,
         replications=args.replications or (2 if quick else 5),
-        weeks=args.weeks or (10.0 if quick else 26.0),
+        weeks=args.weeks or (quick_weeks(scenarios) if quick else 26.0),
         warmup=(args.warmup if args.warmup not in (None, "auto") else (WEEK if quick else 2 * WEEK)),
         seed=args.seed,
     )
@@ -587,7 +615,8 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         _warn(f"warm-up measured: {duration_text(grid.warmup)} ({grid.warmup_method})\n")
     if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
-    prepared = prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file) if args.uncertainty else None
+    prepared = (prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file, args.price_draws)
+                if args.uncertainty else None)
     if args.uncertainty and args.resume:
         _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
     try:
@@ -598,8 +627,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     unc = None
     if args.uncertainty:
         unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
-                              scheduler=args.scheduler, prepared=prepared)
-    md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc)
+                              scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws)
+    md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc,
+                      price_file=args.uncertainty_file)
     # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written
     tables = md.split("## Reading")[0]
     if "## Verdict" in tables:  # the verdict closes the output instead

@@ -21,12 +21,14 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as scipy_t
 
 from . import uncertainty
 from .adapt import daily_series
+from .cost import prices_of, reprice
 from .experiment import mser_warmup, simulate
 from .io import dumps, remove_stale_temporaries, write_json
-from .report import RANKED
+from .report import RANKED, SIGNIFICANCE
 from .runs import map_jobs, progress_bar, replication_seed, run_once
 from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import (
@@ -38,7 +40,7 @@ from .spec import (
     resolve,
 )
 from .state import STATE_KEYS
-from .stats import holm, mean_ci, paired_diff, select_best
+from .stats import holm, holm_levels, kaplan_meier, mean_ci, paired_diff, select_best, share_by, tost
 
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage"]
@@ -73,7 +75,7 @@ def _slug(name: str) -> str:
     return f"{tail}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
-JOB_KEYS = {"factory", "scenario", "replication", "seed", "kpis", "daily", "costs", "stations"}
+JOB_KEYS = {"factory", "scenario", "replication", "seed", "kpis", "daily", "costs", "stations", "cost_basis", "prices"}
 
 
 def factory_spec(path: str, overrides: dict[str, Any] | None) -> Spec:
@@ -101,6 +103,9 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
         "daily": {c: days[c].tolist() for c in DAILY_COLS},
         "costs": res.costs[COST_COLS].to_dict(orient="list"),
         "stations": st[STATION_COLS].to_dict(orient="list"),
+        # what the run counted and the prices it was charged: the job can be priced again
+        "cost_basis": res.cost_basis,
+        "prices": prices_of(spec),
     }
 
 
@@ -108,30 +113,43 @@ def run_world_job(spec: Spec, factory: str, scenario: dict[str, Any], replicatio
                   weeks: float, warmup: float, draw: int) -> dict[str, Any]:
     """One job of a parameter-uncertainty study: ``spec`` as drawn, under ``scenario``; only the KPIs."""
     s = apply(spec, Scenario.model_validate(scenario), weeks, warmup)
-    k = run_once(s, s.run.horizon, warmup, seed).kpis.iloc[0].to_dict()
+    res = run_once(s, s.run.horizon, warmup, seed)
+    k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
     return {"draw": draw, "factory": factory, "scenario": scenario["name"], "replication": replication,
-            "seed": seed, **{key: v for key, v in k.items() if key != "bottleneck"}}
+            "seed": seed, "kpis": {key: v for key, v in k.items() if key != "bottleneck"},
+            "cost_basis": res.cost_basis, "prices": prices_of(s)}
 
 
-def prepare_uncertainty(grid: Grid, draws_n: int, file: str | None = None) -> dict[str, Any]:
+PRICE_DRAWS = 200
+"""Price draws per behavioural world of ``--uncertainty`` (free: they re-price the world's runs)."""
+
+
+def prepare_uncertainty(grid: Grid, draws_n: int, file: str | None = None,
+                        price_draws: int = PRICE_DRAWS) -> dict[str, Any]:
     """Load the uncertainty file and draw (and validate) every parameter set before anything runs."""
     pars, src = uncertainty.load(file)
     paths, scen = check_inputs(grid)
     specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories}
-    u, worlds = uncertainty.draws(pars, src, specs, draws_n, grid.seed)
-    return {"pars": pars, "src": src, "scen": scen, "u": u, "worlds": worlds}
+    d = uncertainty.draws(pars, src, specs, draws_n, grid.seed, price_draws)
+    return {"pars": pars, "src": src, "scen": scen, "draws": d}
+
+
+MONEY_KPIS = ("unit_cost", "conversion_cost", "unit_cost_transition", "unit_cost_after")
+"""The measures that prices move (re-priced per price draw); the others are a world's own."""
 
 
 def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int = 1, progress: bool = False,
                     executor: str = "local", scheduler: str | None = None,
-                    prepared: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``twin compare --uncertainty N``: ``draws_n`` parameter sets of the uncertainty file by Latin
+                    prepared: dict[str, Any] | None = None, price_draws: int = PRICE_DRAWS) -> dict[str, Any]:
+    """``twin compare --uncertainty N``: ``draws_n`` behavioural worlds of the uncertainty file by Latin
     hypercube (seeded by the grid's seed), each run over the grid's scenarios and replications on
-    the same seeds; returns the runs, the draws and their analysis (see :mod:`twin.uncertainty`)."""
-    prep = prepared or prepare_uncertainty(grid, draws_n, file)
-    pars, src, scen, u, worlds = prep["pars"], prep["src"], prep["scen"], prep["u"], prep["worlds"]
-    args = [(worlds[k][j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
+    the same seeds, then priced under ``price_draws`` Latin-hypercube draws of its price parameters
+    by exact re-pricing (no simulation); returns the runs, the draws and their analysis (see
+    :func:`twin.uncertainty.analyse`)."""
+    prep = prepared or prepare_uncertainty(grid, draws_n, file, price_draws)
+    pars, src, scen, d = prep["pars"], prep["src"], prep["scen"], prep["draws"]
+    args = [(d.worlds[k][j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, k) for k in range(draws_n) for j in grid.jobs()]
     rows: list[dict[str, Any] | None] = [None] * len(args)
     bar = JobsBar(len(args), 0, enabled=progress, label="uncertainty")
@@ -139,18 +157,68 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
         rows[i] = r
         bar.step()
     bar.close()
-    runs = pd.DataFrame(rows)
-    probs, ties, tornado = uncertainty.analyse(runs, u, pars, RANKED)
+    done = [r for r in rows if r is not None]
+    runs = pd.DataFrame([{"draw": r["draw"], "factory": r["factory"], "scenario": r["scenario"],
+                          "replication": r["replication"], "seed": r["seed"], **r["kpis"]} for r in done])
+    combos, x = price_worlds(done, pars, d)
+    reps = runs.rename(columns={"draw": "world"})
+    analysis = uncertainty.analyse(combos, x, reps, pars, RANKED)
     params = [{"name": p.name, "factory": p.factory, "path": p.path, "reason": p.reason,
+               "kind": "price" if uncertainty.is_price(p) else "behaviour",
                **({"scale": list(p.scale)} if p.scale is not None else {"low": p.low, "high": p.high})}
               for p in pars.parameter]
-    values = pd.DataFrame({p.name: [uncertainty.value_of(p, float(x)) for x in u[:, j]]
-                           for j, p in enumerate(pars.parameter)})
+    values = pd.DataFrame({pars.parameter[j].name: [uncertainty.value_of(pars.parameter[j], float(v))
+                                                    for v in d.u[:, c]] for c, j in enumerate(d.behaviour)})
     values.insert(0, "draw", range(draws_n))
-    return {"runs": runs, "values": values, "probabilities": probs, "tornado": tornado, "ties": ties,
-            "meta": {"draws": draws_n, "file": src, "seed": grid.seed, "method": "Latin hypercube (scipy qmc), "
-                     "common random numbers across draws; tornado: Spearman rank correlation and univariate swing",
+    n_price = max(1, len(d.v))
+    return {"runs": runs, "values": values, "combos": combos, **analysis,
+            "meta": {"draws": draws_n, "price_draws": len(d.v), "combinations": draws_n * n_price,
+                     "file": src, "seed": grid.seed,
+                     "method": "Latin hypercube (scipy qmc) over the behavioural parameters, one simulated world "
+                               "each, common random numbers across worlds; each world's runs priced again under "
+                               f"{len(d.v)} Latin-hypercube draws of the price parameters (exact re-pricing); "
+                               "shares with Clopper-Pearson 95 % intervals on Kish's effective sample size; "
+                               "sensitivity by partial rank correlation (PRCC) and multiple-regression swing",
+                     "designs": "nominal: each factory as the design protocol sized it at the nominal values",
                      "parameters": params}}
+
+
+def price_worlds(done: list[dict[str, Any]], pars: uncertainty.UncertaintyFile, d: uncertainty.Draws
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every world × price draw × scenario × factory: the measures as means over the world's
+    replications, money measures priced again under the draw; and the parameter values of each
+    world × price draw (behaviour from the world, prices from the draw)."""
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    for r in done:
+        groups.setdefault((r["draw"], r["scenario"], r["factory"]), []).append(r)
+    n_price = len(d.v)
+    rows = []
+    for (k, sc, f), js in groups.items():
+        js.sort(key=lambda r: r["replication"])
+        keys = [c for c, v in js[0]["kpis"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        fixed = {c: float(np.nanmean([float(j["kpis"][c]) for j in js]))
+                 if any(math.isfinite(float(j["kpis"][c])) for j in js) else float("nan") for c in keys}
+        for m in range(max(1, n_price)):
+            row = {"world": k, "price_draw": m, "scenario": sc, "factory": f, **fixed}
+            if n_price:
+                priced = [reprice(j["kpis"], j["cost_basis"], uncertainty.priced(j["prices"], pars, d, m, f)) for j in js]
+                for c in MONEY_KPIS:
+                    if c in fixed:
+                        v = [float(p[c]) for p in priced]
+                        row[c] = float(np.nanmean(v)) if any(math.isfinite(x) for x in v) else float("nan")
+            rows.append(row)
+    combos = pd.DataFrame(rows)
+    names = {j: pars.parameter[j].name for j in range(len(pars.parameter))}
+    xs = []
+    for k in range(len(d.worlds)):
+        for m in range(max(1, n_price)):
+            row = {"world": k, "price_draw": m}
+            for c, j in enumerate(d.behaviour):
+                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.u[k, c]))
+            for c, j in enumerate(d.price if n_price else []):
+                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.v[m, c]))
+            xs.append(row)
+    return combos, pd.DataFrame(xs)
 
 
 @dataclass
@@ -396,12 +464,19 @@ def _by_replication(g: pd.DataFrame, factory: str, key: str) -> np.ndarray:
 
 
 def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] | None = None) -> dict[str, Any]:
-    """``{scenario: {measure: {"A vs B": {"diff_mean", "ci95", "n", "p", "p_holm"}}}}``: every pair
-    of factories differenced replication by replication (the same seeds), A minus B, with its
-    95 % Student-t CI; ``p_holm`` is Holm's adjustment over every comparison in the result."""
+    """``{scenario: {measure: {"A vs B": {"diff_mean", "ci95", "n", "p", "p_holm", "ci95_holm",
+    "equivalence"}}}}``: every pair of factories differenced replication by replication (the same
+    seeds), A minus B, with its 95 % Student-t CI. ``p_holm`` is Holm's adjustment over one family:
+    every comparison in the result, except that comparisons whose replication differences are the
+    same numbers as an earlier one's (unit cost and conversion cost differ by the same material
+    cost in every factory) are one test, not two. ``ci95_holm`` is the half-width at the level at
+    which Holm tested the comparison; ``equivalence`` the two one-sided tests against the measure's
+    indifference zone (:data:`INDIFFERENCE`)."""
     measures = measures or RANKED
     out: dict[str, Any] = {}
     family: list[dict[str, Any]] = []
+    tests: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for sc, g in runs.groupby("scenario", sort=False):
         facs = list(dict.fromkeys(g["factory"]))
         for key, _, _, _ in measures:
@@ -409,11 +484,30 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
                 continue
             for i, a in enumerate(facs):
                 for b in facs[i + 1:]:
-                    d = paired_diff(_by_replication(g, a, key), _by_replication(g, b, key))
+                    xa, xb = _by_replication(g, a, key), _by_replication(g, b, key)
+                    d = paired_diff(xa, xb)
+                    if key in INDIFFERENCE:
+                        d["equivalence"] = tost(xa - xb, INDIFFERENCE[key], SIGNIFICANCE)
                     out.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = d
+                    diff = xa - xb
+                    sig = (str(sc), a, b, tuple(np.round(diff, 9)))
+                    if sig in seen and np.isfinite(diff).all():
+                        seen[sig]["copies"].append(d)
+                    else:
+                        t = {"d": d, "copies": []}
+                        seen[sig] = t
+                        tests.append(t)
                     family.append(d)
-    for d, p in zip(family, holm([d["p"] for d in family])):
-        d["p_holm"] = p
+    ps = [t["d"]["p"] for t in tests]
+    for t, p, level in zip(tests, holm(ps), holm_levels(ps, SIGNIFICANCE)):
+        d = t["d"]
+        se, n = d.get("se", float("nan")), d["n"]
+        hw = float(scipy_t.ppf(1 - level / 2, n - 1) * se) if n >= 2 and math.isfinite(level) else float("nan")
+        for x in [d, *t["copies"]]:
+            x["p_holm"] = p
+            x["holm_level"] = level
+            x["ci95_holm"] = hw
+            x["holm_family"] = len([q for q in ps if math.isfinite(q)])
     return out
 
 
@@ -434,6 +528,25 @@ def selection(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str
     return out
 
 
+RECOVERED_BY_DAYS = (7, 14, 28)
+"""The days after a shift at which the share of replications recovered is reported."""
+
+
+def recovery_cell(g: pd.DataFrame) -> dict[str, Any]:
+    """Time to recover of one factory and scenario as the censored time it is: a replication that
+    never recovered is censored at the last time its run could have seen a recovery
+    (``recover_observed_s``). ``mean`` is the Kaplan-Meier median (NaN when fewer than half are
+    known to have recovered), ``km_ci`` its 95 % interval, ``recovered_by`` the share recovered by
+    day 7, 14 and 28; never a mean over the replications that recovered."""
+    ttr = pd.to_numeric(g["time_to_recover_s"], errors="coerce").to_numpy(dtype=float)
+    seen = pd.to_numeric(g["recover_observed_s"], errors="coerce").to_numpy(dtype=float)
+    rec = np.isfinite(ttr)
+    km = kaplan_meier(np.where(rec, ttr, seen), rec)
+    return {"mean": km["median"], "ci95": float("nan"), "km_ci": km["ci"], "n": int(rec.sum()),
+            "n_missing": int((~rec).sum()), "estimator": "Kaplan-Meier median",
+            "recovered_by": {str(dd): share_by(km, dd * 86400.0) for dd in RECOVERED_BY_DAYS}}
+
+
 def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{scenario: {factory: {kpi: {"mean", "ci95", "n"}}}}`` (NaN replications, e.g. "not recovered", are
     excluded from the mean and counted in ``n_missing``)."""
@@ -451,6 +564,8 @@ def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict
         if "time_to_recover_s" in d and d.get("recovered", {}).get("n", 0) == 0:
             # no shift in this scenario: recovery does not apply (not "not recovered")
             d["time_to_recover_s"]["n_missing"] = 0
+        elif "time_to_recover_s" in d and "recover_observed_s" in g:
+            d["time_to_recover_s"] = recovery_cell(g)
         d["bottleneck"] = str(g["bottleneck"].mode().iloc[0]) if "bottleneck" in g else ""
         out.setdefault(str(s), {})[str(f)] = d
     return out

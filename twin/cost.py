@@ -25,10 +25,14 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from .record import Fate, MaintKind, Record
+from .spec import Costs, SpecError, _set_path
 from .state import State
 from .tables import names_of, reclassify_closed
 
@@ -146,30 +150,44 @@ def _power(kw: dict[str, float], state: str) -> float:
     return kw.get(State.IDLE.key, 0.0)
 
 
-def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
-          wip_mean: float | None = None, closed: pd.DataFrame | None = None
-          ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Cost terms over ``[t0, t1]`` (s): a table (term, total, per_unit) and flat KPIs ``cost_<term>``.
-    ``closed``: ``reclassify_closed(rec, states)`` when the caller has it already."""
-    c = rec.spec.costs
+PRICE_ROOTS = ("costs.", "components.")
+"""Spec paths under these roots that are prices (money per counted unit); see :func:`is_price_path`."""
+
+
+def is_price_path(path: str) -> bool:
+    """Whether a dotted spec path (as ``--set`` writes it) is a price: a money amount of ``costs`` or a
+    component's ``holding_per_unit_year``. Prices only enter :func:`price`; the run never reads them,
+    so a finished run can be priced again under other prices (:func:`reprice`) without simulating."""
+    if path.startswith("costs."):
+        return path.split(".")[1] not in ("currency", "lanes_leased")
+    return path.startswith("components.") and path.endswith(".holding_per_unit_year")
+
+
+def prices_of(spec: Any) -> dict[str, Any]:
+    """The spec's prices as plain data with the spec's own paths (``costs``, and ``components`` with
+    each one's name and holding rate): an uncertainty draw or a break-even search sets a price path
+    on it as on the whole spec, and :func:`price` reads it back."""
+    return {"costs": spec.costs.model_dump(mode="python"),
+            "components": [{"name": c.name, "holding_per_unit_year": c.holding_per_unit_year}
+                           for c in spec.components]}
+
+
+def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
+          wip_mean: float | None = None, closed: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the record counts over ``[t0, t1]`` (s) that prices multiply: lane-seconds owned and deployed,
+    module deployments, crew paid seconds per pool, hires and sheds, kWh, repairs and planned stops,
+    good, escaped, scrapped and reworked units, scrapped work (unit-s), mean WIP and stock, component
+    stocks. Plain data (JSON-able); :func:`price` turns it into money under any prices."""
     span = t1 - t0
-    # capex
     owned_s, lane_s, deploys = _lane_seconds(rec, t0, t1)
-    lane_capex = c.lease_per_lane_hour * lane_s / 3600.0 if c.lanes_leased else (
-        c.capex_per_lane * owned_s / (c.depreciation_years * YEAR))
-    capex = c.capex * span / (c.depreciation_years * YEAR) + lane_capex + deploys * c.module_deploy_cost
-    # labour
-    labour = c.labour_per_lane_hour * lane_s / 3600.0
     hired, shed = _crew_changes(rec, t0, t1)
-    workforce = hired * c.hiring_per_worker + shed * c.severance_per_worker
+    pools = []
     for w in rec.spec.workers:
-        wage = c.wage_per_hour.get(w.name, 0.0)
         if w.calendar is None:
             reg, ot = span, 0.0
         else:
             reg, ot = rec.calendars[w.calendar].paid_seconds(t0, t1)
-        labour += w.size * wage * (reg + ot * (1.0 + c.overtime_premium)) / 3600.0
-    # energy
+        pools.append([w.name, float(w.size), float(reg), float(ot)])
     s = reclassify_closed(rec, states) if closed is None else closed
     dur = (np.clip(s["end"].to_numpy(), t0, t1) - np.clip(s["start"].to_numpy(), t0, t1))
     state_names = names_of(s["state"])
@@ -184,27 +202,19 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
             kwh += _power(kw, str(state)) * secs / 3600.0
         # servers with no recorded state at all are idle
     kwh += _overdrive_extra_kwh(rec, s, t0, t1)
-    energy = kwh * c.energy_per_kwh
-    # maintenance
     mt = rec.array("maint")
     inwin = (mt["t"] >= t0) & (mt["t"] < t1)
     repairs = int(((mt["kind"] == int(MaintKind.REPAIR)) & inwin).sum())
     planned = int(((mt["kind"] == int(MaintKind.PLANNED)) & inwin).sum())
-    maintenance = repairs * c.repair_cost + planned * c.planned_maintenance_cost
-    # units
     done = lots["t_done"].to_numpy()
     ok = (lots["status"] == "good").to_numpy() & (done >= t0) & (done < t1)
     good = float(lots["good"].to_numpy(dtype=float)[ok].sum())
     escaped = float(lots["escaped"].to_numpy(dtype=float)[ok].sum())
-    material = good * c.material_per_unit
     sin = (scraps["t"].to_numpy() >= t0) & (scraps["t"].to_numpy() < t1)
     su = scraps["units"].to_numpy(dtype=float)[sin]
     sw = scraps["work_s"].to_numpy()[sin]
-    scrap_units = float(su.sum())
-    scrap = float((su * (c.material_per_unit + sw / 3600.0 * c.conversion_per_hour)).sum()) + escaped * c.escape_cost
     rw = rec.array("reworks")
-    rework = float(rw["units"][(rw["t"] >= t0) & (rw["t"] < t1)].sum()) * c.rework_per_unit
-    # holding
+    reworked = float(rw["units"][(rw["t"] >= t0) & (rw["t"] < t1)].sum())
     if wip_mean is None:
         rel = lots["t_release"].to_numpy()
         end = np.where(np.isnan(done), t1, done)
@@ -213,28 +223,114 @@ def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
                          lots["good"].to_numpy())
         ov = np.clip(np.minimum(end, t1) - np.maximum(rel, t0), 0.0, None)
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
-    fg = stock_mean(rec, t0, t1)
-    holding = (wip_mean + fg) * c.holding_per_unit_year * span / YEAR
-    comp_stock = component_stock_means(rec, t0, t1)
-    for comp, mean in zip(rec.spec.components, comp_stock):
-        holding += mean * comp.holding_per_unit_year * span / YEAR
-    overhead = c.overhead_per_year * span / YEAR
-    totals = dict(capex=capex, labour=labour, workforce=workforce, energy=energy, maintenance=maintenance, material=material,
-                  scrap=scrap, rework=rework, holding=holding, overhead=overhead)
+    comp = component_stock_means(rec, t0, t1)
+    return {"span_s": float(span), "owned_lane_s": float(owned_s), "deployed_lane_s": float(lane_s),
+            "deploys": int(deploys), "hired": float(hired), "shed": float(shed), "pools": pools, "kwh": float(kwh),
+            "repairs": repairs, "planned": planned, "good": good, "escaped": escaped,
+            "scrap_units": float(su.sum()), "scrap_work_unit_s": float((su * sw).sum()), "reworked": reworked,
+            "wip_mean": float(wip_mean), "fg_stock_mean": stock_mean(rec, t0, t1),
+            "component_stock_means": [float(x) for x in comp]}
+
+
+def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
+    """The cost terms (money, :data:`TERMS`) of what :func:`basis` counted, under ``prices`` (as
+    :func:`prices_of` gives them; other paths of the same shape are allowed). Exact arithmetic on
+    counted quantities: no simulation, so any price can be changed after a run."""
+    c = prices["costs"]
+    span = b["span_s"]
+    dep = c["depreciation_years"] * YEAR
+    lane_capex = (c["lease_per_lane_hour"] * b["deployed_lane_s"] / 3600.0 if c["lanes_leased"]
+                  else c["capex_per_lane"] * b["owned_lane_s"] / dep)
+    capex = c["capex"] * span / dep + lane_capex + b["deploys"] * c["module_deploy_cost"]
+    labour = c["labour_per_lane_hour"] * b["deployed_lane_s"] / 3600.0
+    for name, size, reg, ot in b["pools"]:
+        labour += size * c["wage_per_hour"].get(name, 0.0) * (reg + ot * (1.0 + c["overtime_premium"])) / 3600.0
+    workforce = b["hired"] * c["hiring_per_worker"] + b["shed"] * c["severance_per_worker"]
+    mat = c["material_per_unit"]
+    scrap = (b["scrap_units"] * mat + b["scrap_work_unit_s"] / 3600.0 * c["conversion_per_hour"]
+             + b["escaped"] * c["escape_cost"])
+    holding = (b["wip_mean"] + b["fg_stock_mean"]) * c["holding_per_unit_year"] * span / YEAR
+    for comp, mean in zip(prices["components"], b["component_stock_means"]):
+        holding += mean * comp["holding_per_unit_year"] * span / YEAR
+    return dict(capex=capex, labour=labour, workforce=workforce, energy=b["kwh"] * c["energy_per_kwh"],
+                maintenance=b["repairs"] * c["repair_cost"] + b["planned"] * c["planned_maintenance_cost"],
+                material=b["good"] * mat, scrap=scrap, rework=b["reworked"] * c["rework_per_unit"],
+                holding=holding, overhead=c["overhead_per_year"] * span / YEAR)
+
+
+def unit_cost(b: dict[str, Any] | None, prices: dict[str, Any]) -> float:
+    """Total cost per good unit of a basis under ``prices`` (NaN without good units or basis)."""
+    if b is None or not b["good"] > 0:
+        return float("nan")
+    return sum(price(b, prices).values()) / b["good"]
+
+
+def costs(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.DataFrame, t0: float, t1: float,
+          wip_mean: float | None = None, closed: pd.DataFrame | None = None
+          ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Cost terms over ``[t0, t1]`` (s): a table (term, total, per_unit) and flat KPIs ``cost_<term>``
+    (and ``cost_basis``: the counted quantities, so the run can be priced again).
+    ``closed``: ``reclassify_closed(rec, states)`` when the caller has it already."""
+    b = basis(rec, states, lots, scraps, t0, t1, wip_mean, closed)
+    totals = price(b, prices_of(rec.spec))
+    good = b["good"]
     total = sum(totals.values())
     per = {k: (v / good if good > 0 else float("nan")) for k, v in totals.items()}
     table = pd.DataFrame({"term": list(totals), "total": list(totals.values()), "per_unit": list(per.values())})
     table.loc[len(table)] = ["total", total, total / good if good > 0 else float("nan")]
-    kpis = {f"cost_{k}": per[k] for k in TERMS}
+    kpis: dict[str, Any] = {f"cost_{k}": per[k] for k in TERMS}
     kpis["unit_cost"] = total / good if good > 0 else float("nan")
     kpis["cost_total"] = total
-    kpis["energy_kwh"] = kwh
-    kpis["repairs"] = float(repairs)
-    kpis["planned_maintenances"] = float(planned)
-    kpis["scrap_units_cost_window"] = scrap_units
-    kpis["fg_stock_mean"] = fg
-    kpis["workers_hired"] = hired
-    kpis["workers_shed"] = shed
+    kpis["energy_kwh"] = b["kwh"]
+    kpis["repairs"] = float(b["repairs"])
+    kpis["planned_maintenances"] = float(b["planned"])
+    kpis["scrap_units_cost_window"] = b["scrap_units"]
+    kpis["fg_stock_mean"] = b["fg_stock_mean"]
+    kpis["workers_hired"] = b["hired"]
+    kpis["workers_shed"] = b["shed"]
     if rec.components:
-        kpis["component_stock_mean"] = float(sum(comp_stock))
+        kpis["component_stock_mean"] = float(sum(b["component_stock_means"]))
+    kpis["cost_basis"] = b
     return table, kpis
+
+
+def set_price(prices: dict[str, Any], path: str, value: float, source: str = "<prices>") -> dict[str, Any]:
+    """A copy of ``prices`` (:func:`prices_of`) with the price at ``path`` (a spec path as ``--set``
+    writes it, ``*`` for every item) set to ``value``, checked as the spec would check it."""
+    if not is_price_path(path):
+        raise SpecError([f"{source}: {path}: not a price (money under costs, or a component's "
+                         "holding_per_unit_year); changing it needs a new run"])
+    out = copy.deepcopy(prices)
+    err = _set_path(out, path, value)
+    if err:
+        raise SpecError([f"{source}: {path}: {err}"])
+    try:
+        Costs.model_validate(out["costs"])
+        for c in out["components"]:
+            if not (isinstance(c["holding_per_unit_year"], (int, float)) and c["holding_per_unit_year"] >= 0):
+                raise ValueError(f"components.{c['name']}.holding_per_unit_year: must be a number >= 0")
+    except ValueError as e:
+        raise SpecError([f"{source}: {path} = {value!r}: {str(e).splitlines()[0]}"]) from None
+    return out
+
+
+def reprice(kpis: dict[str, Any], bases: dict[str, Any], prices: dict[str, Any]) -> dict[str, Any]:
+    """A run's KPIs priced again: ``kpis`` (one run's, or a compare job's) with every money KPI
+    (``cost_<term>``, ``unit_cost``, ``cost_total``, ``conversion_cost`` when present,
+    ``unit_cost_transition``, ``unit_cost_after``) recomputed from the run's cost ``bases``
+    (:attr:`twin.results.Results.cost_basis`) under ``prices``; every other KPI is the run's own."""
+    out = dict(kpis)
+    b = bases["window"]
+    totals = price(b, prices)
+    good = b["good"]
+    total = sum(totals.values())
+    for k in TERMS:
+        out[f"cost_{k}"] = totals[k] / good if good > 0 else float("nan")
+    out["unit_cost"] = total / good if good > 0 else float("nan")
+    out["cost_total"] = total
+    if "conversion_cost" in kpis:
+        out["conversion_cost"] = out["unit_cost"] - out["cost_material"]
+    for name in ("transition", "after"):
+        if name in bases:
+            out[f"unit_cost_{name}"] = unit_cost(bases[name], prices)
+    return out

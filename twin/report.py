@@ -79,6 +79,11 @@ def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
         s = f"{currency}{m:,.2f}" + (f" ± {h:,.2f}" if h is not None else "")
     elif kind == "hours":
         s = f"{m / 3600:.1f} h" + (f" ± {h / 3600:.1f}" if h is not None else "")
+    elif kind == "days" and cell.get("km_ci"):
+        lo, hi = cell["km_ci"]
+        s = (f"median {m / DAY:.1f} d [{lo / DAY:.1f}, " + (f"{hi / DAY:.1f}]" if math.isfinite(hi) else "not reached]"))
+        if miss:
+            s += f" ({miss} of {n + miss} not recovered)"
     elif kind == "days":
         s = f"{m / DAY:.1f} d" + (f" ± {h / DAY:.1f}" if h is not None else "")
         if miss:
@@ -210,17 +215,39 @@ def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] 
     return out
 
 
+BREAKEVEN_NOTE = ("Each finished run is priced again under other prices (no new simulation): the value of "
+                  "each estimated price at which the cheapest factory's mean conversion cost meets a rival's, "
+                  "the other prices at their estimates; kpis.json → breakeven has every pair and price.")
+
 VERDICT_MEASURES = ["conversion_cost", "fill_rate", "lead_time_mean_s", "time_to_recover_s"]
 """The measures of the winner matrix: cost, service, speed and adaptation."""
 
 
+UNDECIDED = ("equivalent", "not separated")
+"""Verdict cells without a winner: equivalent within the indifference zone (two one-sided tests),
+or not separated by this run (neither a significant difference nor shown equivalence)."""
+
+
+def _km_separated(c1: dict[str, Any], c2: dict[str, Any]) -> bool:
+    """Whether one Kaplan-Meier median recovery is shorter than another beyond doubt: the 95 %
+    interval of the first ends before the second's begins (a conservative comparison)."""
+    hi1 = (c1.get("km_ci") or [float("nan")] * 2)[1]
+    lo2 = (c2.get("km_ci") or [float("nan")] * 2)[0]
+    return bool(math.isfinite(hi1) and (lo2 == float("inf") or (math.isfinite(lo2) and hi1 < lo2)))
+
+
 def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications: int) -> dict[str, Any]:
     """The answer first: a winner matrix (scenario × measure → the best factory when its paired
-    difference to the runner-up is significant after Holm's correction, else "tie", with the
-    margin) and a few lines that say who wins what. ``replications``: for the caution line."""
+    difference to the runner-up is significant after Holm's correction; else "equivalent" when the
+    two one-sided tests put the difference inside the indifference zone, or "not separated" by
+    this run) with the margin (the difference with its interval at the level Holm tested it), and
+    a few lines that say who wins what. Time to recover is censored: it is ranked by Kaplan-Meier
+    medians, and a winner needs its median's interval to end before the runner-up's begins.
+    ``replications``: for the line on what the run can separate."""
     labels = {k: (lab, better, kind) for k, lab, better, kind in COLUMNS}
     matrix: dict[str, dict[str, dict[str, str]]] = {}
     wins: dict[str, dict[str, int]] = {}
+    halfwidths: dict[str, list[float]] = {}
     for sc, facs in summary.items():
         for key in VERDICT_MEASURES:
             label, better, kind = labels[key]
@@ -236,17 +263,34 @@ def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications
             vals.sort(key=lambda x: x[0], reverse=(better == "high"))
             (m1, f1), (m2, f2) = vals[0], vals[1]
             d = _pair(paired, sc, key, f1, f2) if math.isfinite(m2) else None
-            if not math.isfinite(m2) and math.isfinite(m1):
+            if d is not None and math.isfinite(d.get("ci95_holm", float("nan"))):
+                halfwidths.setdefault(key, []).append(d["ci95_holm"])
+            if key == "time_to_recover_s" and facs[f1][key].get("estimator"):
+                c1, c2 = facs[f1][key], facs[f2][key]
+                ci1 = c1.get("km_ci") or [float("nan")] * 2
+                if _km_separated(c1, c2):
+                    cell = {"winner": f1, "margin": f"median {_short(m1, kind)} [{_short(ci1[0], kind)}, "
+                                                    f"{_short(ci1[1], kind)}] against {f2} {_short(m2, kind)}"}
+                else:
+                    cell = {"winner": "not separated", "margin": f"Kaplan-Meier medians {f1} {_short(m1, kind)}, "
+                                                                 f"{f2} {_short(m2, kind)}: intervals overlap"}
+            elif not math.isfinite(m2) and math.isfinite(m1):
                 cell = {"winner": f1, "margin": "the others did not recover"}
             elif d is not None and math.isfinite(d.get("p_holm", float("nan"))) and d["p_holm"] < SIGNIFICANCE \
                     and d["diff_mean"] != 0 and (d["diff_mean"] < 0) == (better == "low"):
-                cell = {"winner": f1, "margin": f"{_amount_ci(d, kind)} {_BETTER_WORD.get((kind, better), 'better')} "
-                                                f"than {f2}"}
+                holm_ci = {**d, "ci95": d.get("ci95_holm", d.get("ci95"))}
+                cell = {"winner": f1, "margin": f"{_amount_ci(holm_ci, kind)} {_BETTER_WORD.get((kind, better), 'better')} "
+                                                f"than {f2} (Holm-level interval)"}
+            elif d is not None and d.get("equivalence", {}).get("equivalent"):
+                zone = _amount(d["equivalence"]["delta"], kind)
+                cell = {"winner": "equivalent", "margin": f"{f1} {_short(m1, kind)}, {f2} {_short(m2, kind)}: "
+                                                          f"within ±{zone} (two one-sided tests)"}
             else:
-                cell = {"winner": "tie", "margin": f"{f1} {_short(m1, kind)}, {f2} {_short(m2, kind)}: not "
-                                                   "significantly different"}
+                why = ("every replication gave the same difference: nothing to test it against"
+                       if d is not None and d.get("zero_variance") else "not separated by this run")
+                cell = {"winner": "not separated", "margin": f"{f1} {_short(m1, kind)}, {f2} {_short(m2, kind)}: {why}"}
             matrix.setdefault(sc, {})[key] = cell
-            if cell["winner"] != "tie":
+            if cell["winner"] not in UNDECIDED:
                 wins.setdefault(cell["winner"], {}).setdefault(key, 0)
                 wins[cell["winner"]][key] += 1
     n_sc = len(summary)
@@ -254,13 +298,23 @@ def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications
     for key in VERDICT_MEASURES:
         label = labels[key][0]
         who = sorted(((w[key], f) for f, w in wins.items() if key in w), reverse=True)
+        eq = sum(1 for m in matrix.values() if m.get(key, {}).get("winner") == "equivalent")
+        rest = n_sc - sum(n for n, _ in who) - eq
+        tail = "; ".join(x for x in (f"equivalent in {eq}" if eq else "", f"not separated in {rest}" if rest > 0 else "")
+                         if x)
         if who:
             lines.append(f"{label}: " + "; ".join(f"{f} best in {n} of {n_sc} scenarios" for n, f in who)
-                         + (f"; a tie in the other {n_sc - sum(n for n, _ in who)}" if sum(n for n, _ in who) < n_sc
-                            else "") + ".")
+                         + (f"; {tail}" if tail else "") + ".")
         elif any(key in m for m in matrix.values()):
-            lines.append(f"{label}: no factory is significantly better in any scenario.")
-    if replications <= 2:
+            lines.append(f"{label}: no factory is significantly better in any scenario" + (f" ({tail})" if tail else "")
+                         + ".")
+    if replications <= 2 and halfwidths:
+        parts = [f"{labels[k][0]} below about {_amount(float(np.median(h)), labels[k][2])}"
+                 for k, h in halfwidths.items() if h]
+        lines.append(f"Caution: {replications} replications separate nothing smaller than the Holm-level "
+                     f"interval (Student t with {replications - 1} degree{'s' if replications > 2 else ''} of freedom): "
+                     f"differences in {', '.join(parts)} are not separated by this run; use the full run for decisions.")
+    elif replications <= 2:
         lines.append(f"Caution: {replications} replications give wide intervals, and after the correction for "
                      "multiple comparisons almost nothing is significant; use the full run for decisions.")
     return {"matrix": matrix, "lines": lines}
@@ -268,7 +322,9 @@ def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications
 
 def _short(m: float, kind: str) -> str:
     if m == float("inf"):
-        return "not recovered"
+        return "not recovered" if kind == "days" else "∞"
+    if m != m:
+        return "not reached"
     return fmt({"mean": m, "ci95": None}, kind)
 
 
@@ -321,6 +377,9 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
         v = meta["verdict"]
         lines += ["## Verdict", ""] + [f"- {ln}" for ln in v["lines"]] + [""]
         lines += verdict_table_md(v["matrix"]) + [""]
+    if meta.get("breakeven"):
+        lines += ["### Where the cost ranking flips", "", BREAKEVEN_NOTE, ""]
+        lines += [f"- {ln}" for ln in meta["breakeven"]] + [""]
     if g.get("overrides"):  # the factories are not the reference specs: say so up front
         lines += [f"**Changed from the reference specs:** {overrides_text(g['overrides'], code=True)}", ""]
     if meta.get("uncertainty"):
@@ -378,8 +437,8 @@ def verdict_table_md(matrix: dict[str, dict[str, dict[str, str]]]) -> list[str]:
     rows = ["| scenario | " + " | ".join(labels[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
     for sc, cells in matrix.items():
         rows.append(f"| {sc} | " + " | ".join(
-            (f"**{cells[k]['winner']}** ({cells[k]['margin']})" if cells[k]["winner"] != "tie"
-             else f"tie ({cells[k]['margin']})") if k in cells else "–" for k in keys) + " |")
+            (f"**{cells[k]['winner']}** ({cells[k]['margin']})" if cells[k]["winner"] not in UNDECIDED
+             else f"{cells[k]['winner']} ({cells[k]['margin']})") if k in cells else "–" for k in keys) + " |")
     return rows
 
 
@@ -540,7 +599,7 @@ def fig_oee(stations: pd.DataFrame, bottlenecks: dict[str, dict[str, str]] | Non
 
 def fig_tornado(tornado: dict[str, Any], probs: dict[str, Any], scenario: str, key: str, top: int = 10) -> go.Figure:
     """Which uncertain parameters swing the difference between the two likeliest winners of
-    ``key`` in ``scenario``: Spearman rank correlation of each parameter's draws with the difference."""
+    ``key`` in ``scenario``: the partial rank correlation (PRCC) of each parameter's draws with the difference."""
     fig = go.Figure()
     p = probs.get(scenario, {}).get(key, {})
     ranked = [f for f, _ in sorted(p.items(), key=lambda kv: -(kv[1] if kv[1] == kv[1] else -1))]
@@ -549,14 +608,40 @@ def fig_tornado(tornado: dict[str, Any], probs: dict[str, Any], scenario: str, k
     if len(ranked) >= 2:
         a, b = ranked[0], ranked[1]
         pair = f"{a} vs {b}" if f"{a} vs {b}" in cell else f"{b} vs {a}"
-        rows = [r for r in cell.get(pair, []) if isinstance(r["rho"], float) and math.isfinite(r["rho"])][:top]
+        rows = [r for r in cell.get(pair, []) if isinstance(r["prcc"], float) and math.isfinite(r["prcc"])][:top]
     rows = rows[::-1]
-    fig.add_trace(go.Bar(x=[r["rho"] for r in rows], y=[html.escape(r["parameter"]) for r in rows], orientation="h",
-                         marker_color=["#d62728" if r["rho"] > 0 else "#1f77b4" for r in rows],
-                         text=[f"{r['rho']:+.2f}" for r in rows], textposition="auto"))
+    fig.add_trace(go.Bar(x=[r["prcc"] for r in rows], y=[html.escape(r["parameter"]) for r in rows], orientation="h",
+                         marker_color=["#d62728" if r["prcc"] > 0 else "#1f77b4" for r in rows],
+                         text=[f"{r['prcc']:+.2f}" for r in rows], textposition="auto"))
     fig.update_layout(title=f"What the {html.escape(key.replace('_', ' '))} difference {html.escape(pair)} in "
                             f"'{html.escape(scenario)}' hangs on", height=120 + 32 * max(1, len(rows)),
-                      xaxis_title="rank correlation with the difference (Spearman)", xaxis_range=[-1, 1])
+                      xaxis_title="partial rank correlation with the difference (PRCC)", xaxis_range=[-1, 1])
+    return fig
+
+
+def fig_iso_cost(iso: dict[str, Any], nominal: tuple[float, float], box: tuple[tuple[float, float], tuple[float, float]],
+                 scenario: str) -> go.Figure:
+    """Which factory is cheapest over two prices (from :func:`twin.decision.iso_cost`): one colour
+    per factory, the nominal point and the plausible-range box."""
+    facs = iso["factories"]
+    code = {f: i for i, f in enumerate(facs)}
+    z = [[code.get(w, np.nan) if w is not None else np.nan for w in row] for row in iso["winner"]]
+    n = max(1, len(facs))
+    scale = []
+    for i, f in enumerate(facs):
+        c = COLORS.get(f, ["#9467bd", "#8c564b", "#e377c2", "#bcbd22"][i % 4])
+        scale += [[i / n, c], [(i + 1) / n, c]]
+    fig = go.Figure(go.Heatmap(x=iso["x"], y=iso["y"], z=z, zmin=-0.5, zmax=n - 0.5, colorscale=scale,
+                               colorbar={"tickvals": list(range(n)), "ticktext": [html.escape(f) for f in facs],
+                                         "title": "cheapest"},
+                               hovertemplate="%{x:.4g}, %{y:.4g}<extra></extra>"))
+    (x0, x1), (y0, y1) = box
+    fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line={"color": "black", "dash": "dash"})
+    fig.add_trace(go.Scatter(x=[nominal[0]], y=[nominal[1]], mode="markers", name="estimate",
+                             marker={"symbol": "x", "size": 12, "color": "black"}))
+    fig.update_layout(title=f"Cheapest conversion cost in '{html.escape(scenario)}' over the two most decisive prices "
+                            "(dashed: plausible ranges; ×: estimate)", height=480,
+                      xaxis_title=html.escape(iso["x_name"]), yaxis_title=html.escape(iso["y_name"]))
     return fig
 
 
@@ -595,14 +680,18 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
                 c = cells.get(k)
                 if c is None:
                     tds.append("<td>–</td>")
-                elif c["winner"] == "tie":
-                    tds.append(f"<td class='tie'>tie<br><small>{esc(c['margin'])}</small></td>")
+                elif c["winner"] in UNDECIDED:
+                    tds.append(f"<td class='tie'>{esc(c['winner'])}<br><small>{esc(c['margin'])}</small></td>")
                 else:
                     colour = COLORS.get(c["winner"], "#444")
                     tds.append(f"<td><b style='color:{colour}'>{esc(c['winner'])}</b><br>"
                                f"<small>{esc(c['margin'])}</small></td>")
             parts.append(f"<tr><td>{esc(sc)}</td>" + "".join(tds) + "</tr>")
-        parts.append("</table></section>")
+        parts.append("</table>")
+        if meta.get("breakeven"):
+            parts.append(f"<h3>Where the cost ranking flips</h3><p>{esc(BREAKEVEN_NOTE)}</p><ul>"
+                         + "".join(f"<li>{esc(ln)}</li>" for ln in meta["breakeven"]) + "</ul>")
+        parts.append("</section>")
     cards = headline_cards(summary)
     if cards:
         parts.append("<div class='cards'>" + "".join(

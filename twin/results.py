@@ -55,6 +55,10 @@ class Results:
     scraps: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict[str, Any] = field(default_factory=dict)
     record: Record | None = None
+    cost_basis: dict[str, Any] = field(default_factory=dict)
+    """What the run counted that prices multiply (:func:`twin.cost.basis`), per cost window:
+    ``window`` (the observation window) and, after a shift, ``transition`` and ``after``
+    (None where that window is empty): :func:`twin.cost.reprice` prices them again."""
 
     def summary(self) -> dict[str, Any]:
         """Means and 95 % Student-t half-widths of every KPI across replications."""
@@ -314,6 +318,7 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     ts = timeseries_frame(lots, scraps, horizon)
     extra: dict[str, Any] = {"scraps": scraps}
     cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"], closed)
+    bases: dict[str, Any] = {"window": cost_kpis.pop("cost_basis")}
     kpis.update(cost_kpis)
     kpis.update(supply_kpis(rec, warmup, horizon))
     kpis.update(pdm_kpis(outcomes))
@@ -322,6 +327,6 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     if rec.orders_mode:
         orders = orders_frame(rec)
         extra["orders"] = orders
-        kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon))
+        kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon, bases))
     return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
-                   costs=cost_table, orders=orders, scraps=scraps, extra=extra, record=rec)
+                   costs=cost_table, orders=orders, scraps=scraps, extra=extra, record=rec, cost_basis=bases)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
-from scipy.stats import qmc
+from scipy.stats import CensoredData, ecdf, qmc
 
 from .state import STATE_KEYS
 
@@ -74,17 +75,22 @@ def paired_diff(a: Any, b: Any) -> dict[str, float]:
     x = x[np.isfinite(x)]
     n = len(x)
     if n == 0:
-        return {"diff_mean": float("nan"), "ci95": float("nan"), "n": 0, "p": float("nan")}
+        return {"diff_mean": float("nan"), "ci95": float("nan"), "n": 0, "p": float("nan"), "se": float("nan"),
+                "zero_variance": False}
     m = float(x.mean())
     if n == 1:
-        return {"diff_mean": m, "ci95": float("nan"), "n": 1, "p": float("nan")}
+        return {"diff_mean": m, "ci95": float("nan"), "n": 1, "p": float("nan"), "se": float("nan"),
+                "zero_variance": False}
     sd = float(x.std(ddof=1))
     se = sd / math.sqrt(n)
     if se == 0.0:
-        p = 1.0 if m == 0.0 else 0.0
+        # every replication gave the same difference: no variance to test it against, so it is not
+        # significant by fiat (a zero difference is plainly no difference)
+        p = 1.0 if m == 0.0 else float("nan")
     else:
         p = float(2 * scipy_stats.t.sf(abs(m) / se, n - 1))
-    return {"diff_mean": m, "ci95": float(t975(n - 1) * se), "n": n, "p": p}
+    return {"diff_mean": m, "ci95": float(t975(n - 1) * se), "n": n, "p": p, "se": se,
+            "zero_variance": bool(se == 0.0)}
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -192,3 +198,169 @@ def spearman(x: Any, y: Any) -> float:
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
     return float(scipy_stats.spearmanr(x[ok], y[ok]).statistic)
+
+
+def clopper_pearson(k: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) ``level`` interval of a binomial share ``k / n``. ``k`` and ``n``
+    may be fractional (ties split, an effective sample size): the beta quantiles are defined for
+    real counts. (NaN, NaN) for n <= 0."""
+    if not n > 0:
+        return float("nan"), float("nan")
+    k = min(max(float(k), 0.0), float(n))
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if k <= 0 else float(scipy_stats.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k >= n else float(scipy_stats.beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def effective_n(groups: Any) -> float:
+    """Kish's effective sample size of a share estimated from ``groups`` (one row per cluster — a
+    behavioural world — of 0/1 outcomes, one per price draw in it): n / (1 + (m − 1) ρ) with ρ the
+    intra-cluster correlation (one-way ANOVA estimate, clipped to [0, 1]). Outcomes that are the
+    same within every world count once per world; independent ones count all."""
+    y = np.asarray(groups, dtype=float)
+    if y.ndim != 2 or y.size == 0:
+        return float("nan")
+    k, m = y.shape
+    n = float(k * m)
+    if m == 1:
+        return n
+    within = float(((y - y.mean(axis=1, keepdims=True)) ** 2).sum() / (k * (m - 1)))
+    between = float(m * ((y.mean(axis=1) - y.mean()) ** 2).sum() / (k - 1)) if k > 1 else 0.0
+    if within == 0.0:
+        rho = 1.0 if between > 0 or k == 1 else 0.0
+    else:
+        s2b = max(0.0, (between - within) / m)
+        rho = s2b / (s2b + within)
+    return n / (1.0 + (m - 1) * min(1.0, max(0.0, rho)))
+
+
+def noise_share(diffs: Any) -> float:
+    """The share of the variance of world means of a difference (rows: worlds; columns: replications
+    on common seeds) that is simulation noise: (mean within-world variance / replications) over the
+    variance of the world means (one-way random-effects decomposition; capped at 1; NaN with fewer
+    than two worlds or replications)."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d).all(axis=1)] if d.ndim == 2 else d
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        return float("nan")
+    r = d.shape[1]
+    noise = float(d.var(axis=1, ddof=1).mean()) / r
+    total = float(d.mean(axis=1).var(ddof=1))
+    if total == 0.0:
+        return 0.0 if noise == 0.0 else 1.0
+    return min(1.0, noise / total)
+
+
+def prcc(x: Any, y: Any) -> list[float]:
+    """Partial rank correlation coefficients (Marino et al. 2008) of each column of ``x`` with ``y``:
+    the correlation of the ranks of column j and of y after both are regressed on the ranks of the
+    other columns. A global sensitivity measure for Latin-hypercube samples; NaN for a constant column
+    and for one the others determine (fewer distinct samples than parameters)."""
+    X = np.asarray(x, dtype=float)
+    yv = np.asarray(y, dtype=float)
+    ok = np.isfinite(yv) & np.isfinite(X).all(axis=1)
+    X, yv = X[ok], yv[ok]
+    n, p = X.shape
+    out = [float("nan")] * p
+    live = [j for j in range(p) if n > 3 and np.ptp(X[:, j]) > 0]
+    if not live or np.ptp(yv) == 0:
+        return out
+    R = np.column_stack([scipy_stats.rankdata(X[:, j]) for j in live])
+    ry = scipy_stats.rankdata(yv)
+    for c, j in enumerate(live):
+        others = np.column_stack([np.ones(n), np.delete(R, c, axis=1)])
+        if others.shape[1] >= n:
+            continue
+        bx = np.linalg.lstsq(others, R[:, c], rcond=None)[0]
+        by = np.linalg.lstsq(others, ry, rcond=None)[0]
+        ex, ey = R[:, c] - others @ bx, ry - others @ by
+        if float(ex @ ex) <= 1e-9 * float(((R[:, c] - R[:, c].mean()) ** 2).sum()):
+            continue  # the column is a function of the others (fewer distinct points than parameters)
+        den = math.sqrt(float(ex @ ex) * float(ey @ ey))
+        out[j] = float(ex @ ey / den) if den > 0 else float("nan")
+    return out
+
+
+# --------------------------------------------------------------------------- censored times
+def kaplan_meier(times: Any, observed: Any, level: float = 0.95) -> dict[str, Any]:
+    """Kaplan-Meier estimate of a time-to-event sample with right censoring (scipy's ``ecdf``):
+    ``times`` (s) are event times where ``observed`` is true and censoring times (the event had
+    not happened by then) elsewhere. Returns the ``median`` (NaN when the curve never falls to
+    one half: most never had the event while watched) with its ``level`` interval from the
+    pointwise log-log Greenwood band (the times at which the band's limits fall to one half;
+    ``inf`` for an upper limit the data do not reach), the curve (``t``, ``share`` that had the
+    event by t) and the counts."""
+    t = np.asarray(times, dtype=float)
+    obs = np.asarray(observed, dtype=bool)
+    ok = np.isfinite(t)
+    t, obs = t[ok], obs[ok]
+    out: dict[str, Any] = {"median": float("nan"), "ci": [float("nan"), float("nan")], "t": [], "share": [],
+                           "n": int(len(t)), "events": int(obs.sum())}
+    if not obs.any():
+        if len(t):
+            out["ci"] = [float(t.max()) if len(t) else float("nan"), float("inf")]
+        return out
+    res = ecdf(CensoredData(uncensored=t[obs], right=t[~obs]))
+    q, s = res.sf.quantiles, res.sf.probabilities
+    out["t"], out["share"] = q.tolist(), (1.0 - s).tolist()
+
+    def first_half(surv: np.ndarray) -> float:
+        hit = np.nonzero(np.asarray(surv) <= 0.5 + 1e-12)[0]
+        return float(q[hit[0]]) if len(hit) else float("inf")
+
+    out["median"] = first_half(s) if (s <= 0.5 + 1e-12).any() else float("nan")
+    if len(q) > 1 or obs.sum() < len(t):
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            # undefined where S is 0 or 1: those limits are read as the band's ends below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ci = res.sf.confidence_interval(level, method="log-log")
+        lo = np.nan_to_num(ci.low.probabilities, nan=0.0)
+        hi = np.nan_to_num(ci.high.probabilities, nan=1.0)
+        out["ci"] = [first_half(lo), first_half(hi)]
+    else:
+        out["ci"] = [float(q[0]), float("inf")]
+    return out
+
+
+def share_by(km: dict[str, Any], t: float) -> float:
+    """The Kaplan-Meier share that had the event by time ``t`` (s)."""
+    share = 0.0
+    for ti, si in zip(km["t"], km["share"]):
+        if ti <= t:
+            share = si
+    return float(share)
+
+
+# --------------------------------------------------------------------------- equivalence
+def tost(diffs: Any, delta: float, alpha: float = 0.05) -> dict[str, Any]:
+    """Two one-sided tests (Schuirmann 1987) of "the mean paired difference lies within ±``delta``":
+    equivalent when the (1 − 2α) Student-t interval lies inside (−delta, delta). A sample whose
+    differences are all equal has no variance to test and is equivalent only when that value is
+    inside the zone and n >= 2."""
+    x = np.asarray(diffs, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    out: dict[str, Any] = {"delta": delta, "equivalent": False, "p": float("nan"), "n": n}
+    if n < 2 or not delta > 0:
+        return out
+    m, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
+    if se == 0.0:
+        out.update(equivalent=bool(abs(m) < delta), p=0.0 if abs(m) < delta else 1.0)
+        return out
+    p = max(float(scipy_stats.t.sf((m + delta) / se, n - 1)), float(scipy_stats.t.sf((delta - m) / se, n - 1)))
+    out.update(equivalent=bool(p < alpha), p=p)
+    return out
+
+
+def holm_levels(pvalues: list[float], alpha: float = 0.05) -> list[float]:
+    """The level at which Holm's step-down procedure tests each hypothesis: alpha / (m − rank) for
+    the rank-th smallest p (NaN stays NaN). An interval at that level is the one the Holm verdict
+    reads (it excludes zero exactly when the hypothesis is rejected at its own step)."""
+    idx = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    out = [float("nan")] * len(pvalues)
+    for rank, i in enumerate(order):
+        out[i] = alpha / (m - rank)
+    return out

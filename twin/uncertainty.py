@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,9 +24,10 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from . import builtins
+from .cost import is_price_path
 from .names import Name
 from .spec import _M, Spec, SpecError, read_toml, validate
-from .stats import latin_hypercube, spearman, win_probabilities
+from .stats import clopper_pearson, effective_n, latin_hypercube, noise_share, prcc
 
 
 class Parameter(_M):
@@ -100,10 +102,9 @@ def _match(data: Any, parts: list[str]) -> list[tuple[Any, Any]]:
     return []
 
 
-def _apply(data: dict[str, Any], par: Parameter, u: float) -> int:
-    """Set ``par`` at position ``u`` in [0, 1) of its range in ``data``; return how many values changed."""
-    lo, hi = par.scale if par.scale is not None else (par.low, par.high)
-    x = lo + u * (hi - lo)  # type: ignore[operator]
+def _put(data: Any, par: Parameter, x: float) -> int:
+    """Set ``par`` to ``x`` in ``data`` in place (a value, or a factor on each matched value of a
+    ``scale`` parameter); return how many values changed."""
     n = 0
     for cont, key in _match(data, par.path.split(".")):
         if par.scale is not None:
@@ -116,37 +117,77 @@ def _apply(data: dict[str, Any], par: Parameter, u: float) -> int:
     return n
 
 
+def _apply(data: dict[str, Any], par: Parameter, u: float) -> int:
+    """Set ``par`` at position ``u`` in [0, 1) of its range in ``data``; return how many values changed."""
+    return _put(data, par, value_of(par, u))
+
+
+def set_value(data: dict[str, Any], par: Parameter, x: float) -> dict[str, Any]:
+    """A copy of plain spec data (a whole spec's, or :func:`twin.cost.prices_of`) with ``par`` set
+    to ``x`` (or, for a ``scale`` parameter, each matched value times ``x``); a parameter that
+    matches nothing there is an error naming it."""
+    out = copy.deepcopy(data)
+    if _put(out, par, x) == 0:
+        raise SpecError([f"parameter {par.name!r}: path {par.path!r} matches nothing"])
+    return out
+
+
 def value_of(par: Parameter, u: float) -> float:
     """The parameter's value (or factor) at position ``u`` of its range."""
     lo, hi = par.scale if par.scale is not None else (par.low, par.high)
     return float(lo + u * (hi - lo))  # type: ignore[operator]
 
 
-def draws(pars: UncertaintyFile, source: str, specs: dict[str, Spec], n: int, seed: int
-          ) -> tuple[np.ndarray, list[dict[str, Spec]]]:
-    """``n`` Latin-hypercube positions (n × parameters, in [0, 1)) and, for each, the factories'
-    specs with the parameters set. Every drawn spec is validated before anything runs; a
-    parameter whose path matches nothing in its factory is an error naming it."""
+def is_price(par: Parameter) -> bool:
+    """Whether a parameter is a price (:func:`twin.cost.is_price_path`): drawn after the runs, by
+    re-pricing them, instead of by simulating again."""
+    return is_price_path(par.path)
+
+
+@dataclass
+class Draws:
+    """The plausible worlds of a study: ``u`` (worlds × behaviour parameters, positions in [0, 1)),
+    one validated spec per factory and world in ``worlds``, and ``v`` (price draws × price
+    parameters) that every world's runs are priced under. ``behaviour`` and ``price`` index the
+    file's parameters."""
+
+    behaviour: list[int]
+    price: list[int]
+    u: np.ndarray
+    worlds: list[dict[str, Spec]]
+    v: np.ndarray
+
+
+def draws(pars: UncertaintyFile, source: str, specs: dict[str, Spec], n: int, seed: int,
+          price_draws: int = 0) -> Draws:
+    """``n`` behavioural worlds by Latin hypercube over the parameters that are not prices (each
+    factory's spec with them set, validated before anything runs) and ``price_draws`` Latin-hypercube
+    sets of the price parameters (their own stream: adding price draws does not move the worlds).
+    A parameter whose path matches nothing in its factory is an error naming it."""
     problems: list[str] = []
     for i, p in enumerate(pars.parameter):
-        targets = list(specs) if p.factory == "*" else [p.factory]
         if p.factory != "*" and p.factory not in specs:
             continue  # a factory this comparison does not include
-        for f in targets:
+        for f in (list(specs) if p.factory == "*" else [p.factory]):
             data = specs[f].model_dump(mode="python", by_alias=True)
             if _apply(data, p, 0.5) == 0 and p.factory != "*":
                 problems.append(f"{source}: parameter.{i} ({p.name}): path {p.path!r} matches nothing in {f}")
     if problems:
         raise SpecError(problems)
-    u = latin_hypercube(n, len(pars.parameter), seed)
+    behaviour = [j for j, p in enumerate(pars.parameter) if not is_price(p)]
+    price = [j for j, p in enumerate(pars.parameter) if is_price(p)]
+    u = latin_hypercube(n, len(behaviour), seed) if behaviour else np.zeros((n, 0))
+    v = (latin_hypercube(price_draws, len(price), seed + 7919) if price and price_draws > 0
+         else np.zeros((0, len(price))))
     out: list[dict[str, Spec]] = []
     for k in range(n):
         world: dict[str, Spec] = {}
         for f, spec in specs.items():
             data = copy.deepcopy(spec.model_dump(mode="python", by_alias=True))
-            for j, p in enumerate(pars.parameter):
+            for c, j in enumerate(behaviour):
+                p = pars.parameter[j]
                 if p.factory in ("*", f):
-                    _apply(data, p, float(u[k, j]))
+                    _apply(data, p, float(u[k, c]))
             try:
                 world[f] = validate(data, source=f"{source}: draw {k} of {f}")
             except SpecError as e:
@@ -154,7 +195,17 @@ def draws(pars: UncertaintyFile, source: str, specs: dict[str, Spec], n: int, se
         out.append(world)
     if problems:
         raise SpecError(problems[:20])
-    return u, out
+    return Draws(behaviour, price, u, out, v)
+
+
+def priced(prices: dict[str, Any], pars: UncertaintyFile, d: Draws, m: int, factory: str) -> dict[str, Any]:
+    """A factory's prices under price draw ``m`` of ``d`` (the parameters that concern it set)."""
+    out = copy.deepcopy(prices)
+    for c, j in enumerate(d.price):
+        p = pars.parameter[j]
+        if p.factory in ("*", factory):
+            _put(out, p, value_of(p, float(d.v[m, c])))
+    return out
 
 
 def top_ties(worlds: list[dict[str, float]], better: str) -> float:
@@ -170,47 +221,96 @@ def top_ties(worlds: list[dict[str, float]], better: str) -> float:
     return tied / n if n else float("nan")
 
 
-def analyse(runs: pd.DataFrame, u: np.ndarray, pars: UncertaintyFile,
-            measures: list[tuple[str, str, str | None, str]]
-            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """From runs with a ``draw`` column: ``probabilities`` (scenario → measure → factory → share of
-    draws in which it is the best by its mean over replications), ``ties`` (scenario → measure →
-    share of draws whose best is shared) and ``tornado`` (scenario → measure → "A vs B" →
-    parameters sorted by |rho|, each with ``rho`` and ``swing``)."""
-    probs: dict[str, Any] = {}
-    ties: dict[str, Any] = {}
-    tornado: dict[str, Any] = {}
-    means = runs.groupby(["draw", "scenario", "factory"], sort=False).mean(numeric_only=True)
-    n_draws = u.shape[0]
-    for sc in dict.fromkeys(runs["scenario"]):
-        facs = list(dict.fromkeys(runs.loc[runs["scenario"] == sc, "factory"]))
+def _wins(values: np.ndarray, better: str) -> np.ndarray:
+    """Per row (a world) of values per design, each design's share of the win (ties split; NaN loses)."""
+    v = np.where(np.isfinite(values), values, -np.inf if better == "high" else np.inf)
+    top = v.max(axis=1, keepdims=True) if better == "high" else v.min(axis=1, keepdims=True)
+    lead = (v == top) & np.isfinite(v)
+    cnt = lead.sum(axis=1, keepdims=True)
+    return np.where(cnt > 0, lead / np.maximum(cnt, 1), np.nan)
+
+
+def analyse(combos: pd.DataFrame, x: pd.DataFrame, reps: pd.DataFrame, pars: UncertaintyFile,
+            measures: list[tuple[str, str, str | None, str]], level: float = 0.95) -> dict[str, Any]:
+    """How sure the ranking is, from ``combos`` (one row per world × price draw × scenario × factory:
+    ``world``, ``price_draw``, the measures as means over the world's replications, priced under the
+    draw), ``x`` (the parameter values of each world × price draw: ``world``, ``price_draw`` and a
+    column per parameter name) and ``reps`` (every replication at the nominal prices, for the noise).
+
+    Returns ``probabilities`` (scenario → measure → factory → share of combinations in which it is
+    the best, ties split), ``uncertainty_ci`` (the same → [low, high]: Clopper-Pearson at ``level``
+    on Kish's effective sample size, since the price draws of one world share its runs),
+    ``effective_n``, ``ties``, ``noise_share`` (scenario → measure → "A vs B" → share of the variance
+    of the worlds' mean difference that is replication noise) and ``tornado`` (scenario → measure →
+    "A vs B" → parameters by |PRCC|, each with ``prcc`` and ``swing``: the multiple-regression
+    partial effect over its range)."""
+    out: dict[str, Any] = {k: {} for k in ("probabilities", "uncertainty_ci", "effective_n", "ties", "noise_share",
+                                           "tornado")}
+    names = [p.name for p in pars.parameter]
+    keyed = combos.set_index(["world", "price_draw"]).sort_index()
+    xk = x.set_index(["world", "price_draw"]).sort_index()
+    worlds = sorted(set(combos["world"]))
+    for sc in dict.fromkeys(combos["scenario"]):
+        g = keyed[keyed["scenario"] == sc]
+        facs = list(dict.fromkeys(g["factory"]))
+        idx = g[g["factory"] == facs[0]].index
         for key, _, better, _ in measures:
-            if better is None or key not in means:
+            if better is None or key not in g:
                 continue
-            worlds = []
-            for k in range(n_draws):
-                worlds.append({f: float(means[key].get((k, sc, f), float("nan"))) for f in facs})
-            p = win_probabilities(worlds, better)
-            if not p:
+            vals = np.column_stack([g[g["factory"] == f].reindex(idx)[key].to_numpy(dtype=float) for f in facs])
+            if not np.isfinite(vals).any():
                 continue  # not defined in this scenario (no recovery without a shift)
-            probs.setdefault(str(sc), {})[key] = p
-            ties.setdefault(str(sc), {})[key] = top_ties(worlds, better)
+            w = _wins(vals, better)
+            counted = np.isfinite(w).all(axis=1)
+            if not counted.any():
+                continue
+            probs, cis, neff = {}, {}, {}
+            wk = pd.DataFrame(w, index=idx, columns=facs)[counted]
+            for f in facs:
+                share = float(wk[f].mean())
+                mat = wk[f].groupby(level="world").apply(list)
+                m = min(len(r) for r in mat)
+                ne = effective_n(np.array([r[:m] for r in mat])) * len(wk) / (len(mat) * m)
+                probs[f], neff[f] = share, ne
+                cis[f] = list(clopper_pearson(share * ne, ne, level))
+            out["probabilities"].setdefault(str(sc), {})[key] = probs
+            out["uncertainty_ci"].setdefault(str(sc), {})[key] = cis
+            out["effective_n"].setdefault(str(sc), {})[key] = neff
+            rows_v = [dict(zip(facs, r)) for r in vals[counted]]
+            out["ties"].setdefault(str(sc), {})[key] = top_ties(rows_v, better)
+            X = xk.reindex(idx).reindex(columns=names).to_numpy(dtype=float)
+            rg = reps[reps["scenario"] == sc]
             for i, a in enumerate(facs):
                 for b in facs[i + 1:]:
-                    diff = np.array([w[a] - w[b] for w in worlds])
-                    rows = []
-                    for j, p in enumerate(pars.parameter):
-                        if p.factory not in ("*", a, b):
-                            continue
-                        x = np.array([value_of(p, float(v)) for v in u[:, j]])
-                        rho = spearman(x, diff)
-                        ok = np.isfinite(diff)
-                        swing = float("nan")
-                        if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
-                            slope = float(np.polyfit(x[ok], diff[ok], 1)[0])
+                    diff = vals[:, i] - vals[:, facs.index(b)]
+                    cols = [j for j, p in enumerate(pars.parameter) if p.factory in ("*", a, b) and p.name in x]
+                    spread = pd.Series(diff, index=idx).groupby(level="world").agg(lambda v: np.nanmax(v) - np.nanmin(v)
+                                                                                    if np.isfinite(v).any() else 0.0)
+                    Xp, dp = X, diff
+                    if not (spread > 0).any():
+                        # prices do not move this measure: one point per world, behaviour parameters only
+                        cols = [j for j in cols if not is_price(pars.parameter[j])]
+                        first = ~pd.Index(idx.get_level_values("world")).duplicated()
+                        Xp, dp = X[first], diff[first]
+                    ok = np.isfinite(dp)
+                    rho = prcc(Xp[:, cols], dp)
+                    swing = [float("nan")] * len(cols)
+                    if ok.sum() > len(cols) + 1:
+                        A = np.column_stack([np.ones(int(ok.sum())), Xp[ok][:, cols]])
+                        coef = np.linalg.lstsq(A, dp[ok], rcond=None)[0][1:]
+                        for c, j in enumerate(cols):
+                            p = pars.parameter[j]
                             lo, hi = value_of(p, 0.0), value_of(p, 1.0)
-                            swing = slope * (hi - lo)
-                        rows.append({"parameter": p.name, "factory": p.factory, "rho": rho, "swing": swing})
-                    rows.sort(key=lambda r: -abs(r["rho"]) if math.isfinite(r["rho"]) else 0.0)
-                    tornado.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = rows
-    return probs, ties, tornado
+                            swing[c] = float(coef[c] * (hi - lo)) if math.isfinite(rho[c]) else float("nan")
+                    rows = [{"parameter": names[j], "factory": pars.parameter[j].factory, "prcc": rho[c],
+                             "rho": rho[c], "swing": swing[c], "price": is_price(pars.parameter[j])}
+                            for c, j in enumerate(cols)]
+                    rows.sort(key=lambda r: -abs(r["prcc"]) if math.isfinite(r["prcc"]) else 0.0)
+                    out["tornado"].setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = rows
+                    if key in rg:
+                        ra = rg[rg["factory"] == a].pivot_table(index="world", columns="replication", values=key)
+                        rb = rg[rg["factory"] == b].pivot_table(index="world", columns="replication", values=key)
+                        d = (ra - rb).reindex(worlds)
+                        out["noise_share"].setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = \
+                            noise_share(d.to_numpy(dtype=float))
+    return out
