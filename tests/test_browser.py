@@ -68,10 +68,12 @@ def test_the_compare_report_renders_with_the_verdict_first(compare_page, tmp_pat
     body = re.sub(r"(?s)<script.*?</script>", " ", dom)  # plotly.js itself names its classes
     verdict = body.index('id="verdict"')
     assert verdict < body.index("<table") and verdict < body.index("js-plotly-plot")
-    check_plots(dom, 5)
+    check_plots(dom, 6)  # the iso-cost map of the two most decisive prices, then output, backlog, cost, states, OEE
     text = visible_text(dom)
     assert not re.search(r"(?i)\bnan\b|undefined", text)
-    assert "2 replications give wide intervals" in text
+    assert "2 replications separate nothing smaller than" in text
+    assert "Where the cost ranking flips" in text and "is cheapest unless" in text
+    assert "Cheapest conversion cost in 'baseline'" in text
 
 
 def test_the_run_report_renders(tmp_path):
