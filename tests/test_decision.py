@@ -174,7 +174,7 @@ def test_one_holm_family_without_duplicate_measures():
             for f, vals in (("a", [1.0, 2.0, 1.5]), ("b", [3.0, 3.9, 3.6])) for r, v in enumerate(vals)]
     p = paired(pd.DataFrame(rows))["s"]
     u, c, f = p["unit_cost"]["a vs b"], p["conversion_cost"]["a vs b"], p["fill_rate"]["a vs b"]
-    assert u["holm_family"] == 2  # cost once, fill rate once
+    assert u["holm_family"] == 2 and f["p"] == 1.0  # cost once, fill rate (equal: p = 1) once
     assert u["p_holm"] == c["p_holm"] and u["ci95_holm"] == c["ci95_holm"]
     assert c["p_holm"] == pytest.approx(min(1.0, 2 * c["p"]))  # the smaller of two p-values, times 2
 
