@@ -201,7 +201,8 @@ def price_worlds(done: list[dict[str, Any]], pars: uncertainty.UncertaintyFile, 
         for m in range(max(1, n_price)):
             row = {"world": k, "price_draw": m, "scenario": sc, "factory": f, **fixed}
             if n_price:
-                priced = [reprice(j["kpis"], j["cost_basis"], uncertainty.priced(j["prices"], pars, d, m, f)) for j in js]
+                prices = uncertainty.priced(js[0]["prices"], pars, d, m, f)
+                priced = [reprice(j["kpis"], j["cost_basis"], prices) for j in js]
                 for c in MONEY_KPIS:
                     if c in fixed:
                         v = [float(p[c]) for p in priced]
@@ -474,7 +475,6 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
     indifference zone (:data:`INDIFFERENCE`)."""
     measures = measures or RANKED
     out: dict[str, Any] = {}
-    family: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for sc, g in runs.groupby("scenario", sort=False):
@@ -486,10 +486,10 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
                 for b in facs[i + 1:]:
                     xa, xb = _by_replication(g, a, key), _by_replication(g, b, key)
                     d = paired_diff(xa, xb)
-                    if key in INDIFFERENCE:
-                        d["equivalence"] = tost(xa - xb, INDIFFERENCE[key], SIGNIFICANCE)
-                    out.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = d
                     diff = xa - xb
+                    if key in INDIFFERENCE:
+                        d["equivalence"] = tost(diff, INDIFFERENCE[key], SIGNIFICANCE)
+                    out.setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = d
                     sig = (str(sc), a, b, tuple(np.round(diff, 9)))
                     if sig in seen and np.isfinite(diff).all():
                         seen[sig]["copies"].append(d)
@@ -497,8 +497,8 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
                         t = {"d": d, "copies": []}
                         seen[sig] = t
                         tests.append(t)
-                    family.append(d)
     ps = [t["d"]["p"] for t in tests]
+    size = sum(1 for q in ps if math.isfinite(q))
     for t, p, level in zip(tests, holm(ps), holm_levels(ps, SIGNIFICANCE)):
         d = t["d"]
         se, n = d.get("se", float("nan")), d["n"]
@@ -507,7 +507,7 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
             x["p_holm"] = p
             x["holm_level"] = level
             x["ci95_holm"] = hw
-            x["holm_family"] = len([q for q in ps if math.isfinite(q)])
+            x["holm_family"] = size
     return out
 
 

@@ -97,7 +97,7 @@ def _money(v: float | None, currency: str = "$") -> str:
     return f"{currency}{v:.3g}"
 
 
-def breakeven_lines(be: dict[str, Any], verdict_matrix: dict[str, Any], summary_: dict[str, Any]) -> list[str]:
+def breakeven_lines(be: dict[str, Any], summary_: dict[str, Any]) -> list[str]:
     """Plain sentences beside the verdict: per scenario, the cheapest factory and the prices (of the
     two that swing its lead most) at which a rival would be cheaper, with their estimates and ranges."""
     out = []
@@ -220,7 +220,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     meta["verdict"] = verdict(summ, pairs, grid.replications)
     pars, _ = uncertainty_mod.load(price_file)
     be = breakevens(results, pars) if all("cost_basis" in r for r in results) else {}
-    meta["breakeven"] = breakeven_lines(be, meta["verdict"]["matrix"], summ)
+    meta["breakeven"] = breakeven_lines(be, summ)
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {sc: {f: d.get("bottleneck", "") for f, d in facs.items()} for sc, facs in summ.items()}

@@ -20,7 +20,7 @@ from scipy.optimize import brentq
 
 from .cost import is_price_path, prices_of, reprice
 from .spec import SpecError
-from .uncertainty import Parameter, UncertaintyFile, set_value
+from .uncertainty import Parameter, UncertaintyFile, match, set_value
 
 COST_MEASURES = ["conversion_cost"]
 """The cost measures of the verdict whose rankings have break-evens."""
@@ -71,7 +71,7 @@ def _root(f: Callable[[float], float], x0: float, h: float, lo: float) -> float 
         return x if x >= lo else None
     # not linear (a depreciation period): bracket a sign change on a widening range
     grid = sorted({lo + (x0 - lo) * k / 8 for k in range(1, 9)} | {x0 * 2.0 ** k for k in range(1, 12)})
-    vals = [(x, f(x)) for x in grid if x > lo or lo == 0.0 and x > 0]
+    vals = [(x, f(x)) for x in grid if x > lo]
     for (xa, fa), (xb, fb) in zip(vals, vals[1:]):
         if math.isfinite(fa) and math.isfinite(fb) and fa * fb < 0:
             return float(brentq(f, xa, xb, xtol=1e-12 * max(1.0, abs(xb)), rtol=1e-12))
@@ -131,14 +131,8 @@ def breakevens(results: list[dict[str, Any]], pars: UncertaintyFile,
 
 def _value_at(prices: dict[str, Any], p: Parameter) -> float:
     """The nominal value of a value parameter in ``prices`` (its first match)."""
-    cur: Any = prices
-    for part in p.path.split("."):
-        if isinstance(cur, list):
-            names = [el.get("name") if isinstance(el, dict) else None for el in cur]
-            cur = cur[names.index(part)] if part in names else cur[0] if part == "*" else cur[int(part)]
-        else:
-            cur = next(iter(cur.values())) if part == "*" else cur[part]
-    return float(cur)
+    cont, key = match(prices, p.path.split("."))[0]
+    return float(cont[key])
 
 
 def decisive(row: dict[str, Any], top: int = 2) -> list[tuple[str, dict[str, Any]]]:

@@ -171,33 +171,27 @@ def latin_hypercube(n: int, d: int, seed: int) -> np.ndarray:
     return qmc.LatinHypercube(d=d, seed=np.random.default_rng(seed)).random(n)
 
 
+def win_shares(values: Any, better: str) -> np.ndarray:
+    """Per row (a world) of values per design (columns), each design's share of that world's win:
+    1 for the best, ties split evenly, a NaN value cannot win; a row with no value is all NaN."""
+    v = np.asarray(values, dtype=float)
+    v = np.where(np.isfinite(v), v, -np.inf if better == "high" else np.inf)
+    top = v.max(axis=1, keepdims=True) if better == "high" else v.min(axis=1, keepdims=True)
+    lead = (v == top) & np.isfinite(v)
+    cnt = lead.sum(axis=1, keepdims=True)
+    return np.where(cnt > 0, lead / np.maximum(cnt, 1), np.nan)
+
+
 def win_probabilities(values: list[dict[str, float]], better: str) -> dict[str, float]:
     """Given one ``{design: value}`` per plausible world, the share of worlds in which each
-    design is the best (ties split evenly; a design with a NaN value cannot win that world).
-    The probabilities sum to 1 over the designs; {} when no world has a value."""
+    design is the best (:func:`win_shares`: ties split evenly; a design with a NaN value cannot
+    win that world). The probabilities sum to 1 over the designs; {} when no world has a value."""
     names = sorted({k for v in values for k in v})
-    wins = dict.fromkeys(names, 0.0)
-    counted = 0
-    for world in values:
-        ok = {k: v for k, v in world.items() if math.isfinite(v)}
-        if not ok:
-            continue
-        top = (max if better == "high" else min)(ok.values())
-        leaders = [k for k, v in ok.items() if v == top]
-        for k in leaders:
-            wins[k] += 1.0 / len(leaders)
-        counted += 1
-    return {k: w / counted for k, w in wins.items()} if counted else {}
-
-
-def spearman(x: Any, y: Any) -> float:
-    """Spearman's rank correlation (NaN when either side is constant or has too few points)."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    return float(scipy_stats.spearmanr(x[ok], y[ok]).statistic)
+    if not names or not values:
+        return {}
+    w = win_shares([[world.get(k, float("nan")) for k in names] for world in values], better)
+    w = w[np.isfinite(w).all(axis=1)]
+    return {k: float(x) for k, x in zip(names, w.mean(axis=0))} if len(w) else {}
 
 
 def clopper_pearson(k: float, n: float, level: float = 0.95) -> tuple[float, float]:
@@ -299,7 +293,7 @@ def kaplan_meier(times: Any, observed: Any, level: float = 0.95) -> dict[str, An
                            "n": int(len(t)), "events": int(obs.sum())}
     if not obs.any():
         if len(t):
-            out["ci"] = [float(t.max()) if len(t) else float("nan"), float("inf")]
+            out["ci"] = [float(t.max()), float("inf")]
         return out
     res = ecdf(CensoredData(uncensored=t[obs], right=t[~obs]))
     q, s = res.sf.quantiles, res.sf.probabilities

@@ -27,7 +27,7 @@ from . import builtins
 from .cost import is_price_path
 from .names import Name
 from .spec import _M, Spec, SpecError, read_toml, validate
-from .stats import clopper_pearson, effective_n, latin_hypercube, noise_share, prcc
+from .stats import clopper_pearson, effective_n, latin_hypercube, noise_share, prcc, win_shares
 
 
 class Parameter(_M):
@@ -75,7 +75,7 @@ def load(path: str | Path | None = None) -> tuple[UncertaintyFile, str]:
     return validate(read_toml(p, "an uncertainty file"), source=str(p), model=UncertaintyFile), str(p)  # type: ignore[return-value]
 
 
-def _match(data: Any, parts: list[str]) -> list[tuple[Any, Any]]:
+def match(data: Any, parts: list[str]) -> list[tuple[Any, Any]]:
     """Every (container, key) that ``parts`` reaches in plain spec data: list items by name, index
     or ``*``, table entries by key or ``*``; missing and empty entries are skipped."""
     nodes = [data]
@@ -106,7 +106,7 @@ def _put(data: Any, par: Parameter, x: float) -> int:
     """Set ``par`` to ``x`` in ``data`` in place (a value, or a factor on each matched value of a
     ``scale`` parameter); return how many values changed."""
     n = 0
-    for cont, key in _match(data, par.path.split(".")):
+    for cont, key in match(data, par.path.split(".")):
         if par.scale is not None:
             if isinstance(cont[key], bool) or not isinstance(cont[key], (int, float)):
                 continue
@@ -221,15 +221,6 @@ def top_ties(worlds: list[dict[str, float]], better: str) -> float:
     return tied / n if n else float("nan")
 
 
-def _wins(values: np.ndarray, better: str) -> np.ndarray:
-    """Per row (a world) of values per design, each design's share of the win (ties split; NaN loses)."""
-    v = np.where(np.isfinite(values), values, -np.inf if better == "high" else np.inf)
-    top = v.max(axis=1, keepdims=True) if better == "high" else v.min(axis=1, keepdims=True)
-    lead = (v == top) & np.isfinite(v)
-    cnt = lead.sum(axis=1, keepdims=True)
-    return np.where(cnt > 0, lead / np.maximum(cnt, 1), np.nan)
-
-
 def analyse(combos: pd.DataFrame, x: pd.DataFrame, reps: pd.DataFrame, pars: UncertaintyFile,
             measures: list[tuple[str, str, str | None, str]], level: float = 0.95) -> dict[str, Any]:
     """How sure the ranking is, from ``combos`` (one row per world × price draw × scenario × factory:
@@ -260,7 +251,7 @@ def analyse(combos: pd.DataFrame, x: pd.DataFrame, reps: pd.DataFrame, pars: Unc
             vals = np.column_stack([g[g["factory"] == f].reindex(idx)[key].to_numpy(dtype=float) for f in facs])
             if not np.isfinite(vals).any():
                 continue  # not defined in this scenario (no recovery without a shift)
-            w = _wins(vals, better)
+            w = win_shares(vals, better)
             counted = np.isfinite(w).all(axis=1)
             if not counted.any():
                 continue
@@ -303,7 +294,7 @@ def analyse(combos: pd.DataFrame, x: pd.DataFrame, reps: pd.DataFrame, pars: Unc
                             lo, hi = value_of(p, 0.0), value_of(p, 1.0)
                             swing[c] = float(coef[c] * (hi - lo)) if math.isfinite(rho[c]) else float("nan")
                     rows = [{"parameter": names[j], "factory": pars.parameter[j].factory, "prcc": rho[c],
-                             "rho": rho[c], "swing": swing[c], "price": is_price(pars.parameter[j])}
+                             "swing": swing[c], "price": is_price(pars.parameter[j])}
                             for c, j in enumerate(cols)]
                     rows.sort(key=lambda r: -abs(r["prcc"]) if math.isfinite(r["prcc"]) else 0.0)
                     out["tornado"].setdefault(str(sc), {}).setdefault(key, {})[f"{a} vs {b}"] = rows
