@@ -22,7 +22,7 @@ LAYERS = {
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
-    "commands": {"runs", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "eventlog", "docs", "cli"},
+    "commands": {"runs", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "cli"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

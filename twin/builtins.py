@@ -29,7 +29,12 @@ def _tomls(package: str) -> dict[str, Path]:
 def factories() -> dict[str, Path]:
     """Built-in factory name (``dark-factory``) → its spec file."""
     return {stem.replace("_", "-"): p for stem, p in sorted(_tomls(FACTORIES_PACKAGE).items())
-            if stem != "uncertainty"}  # the ranges of their parameters, not a factory
+            if stem not in DATA_FILES}
+
+
+DATA_FILES = ("uncertainty", "designs")
+"""Files beside the factories that are not factories: the ranges of their parameters and their
+candidate designs."""
 
 
 def scenarios() -> dict[str, Path]:
@@ -45,3 +50,8 @@ def sources_page() -> Path:
 def uncertainty_file() -> Path:
     """``uncertainty.toml``: the plausible ranges of the reference factories' estimated parameters."""
     return Path(str(files(FACTORIES_PACKAGE).joinpath("uncertainty.toml")))
+
+
+def designs_file() -> Path:
+    """``designs.toml``: the candidate designs of the reference factories (the design protocol's space)."""
+    return Path(str(files(FACTORIES_PACKAGE).joinpath("designs.toml")))

@@ -22,14 +22,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__, ablate, builtins, optimize
+from . import designs as designs_mod
 from .bottleneck import shifting_table
 from .calendar import WEEK
 from .compare import (
     FACTORIES,
     SCENARIOS,
     Grid,
+    check_inputs,
+    design_fronts,
+    factory_spec,
     measure_warmup,
+    nominal_labels,
     prepare_uncertainty,
+    run_designs,
     run_grid,
     run_uncertainty,
 )
@@ -232,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run N behavioural worlds drawn by Latin hypercube in the plausible ranges of the "
                         "estimated parameters that are not prices, each priced again under --price-draws draws of "
                         "the prices; report each factory's probability of being the best, with its interval")
+    c.add_argument("--designs", nargs="?", const="", metavar="FILE",
+                   help="also run each factory's candidate designs (default: the reference factories' "
+                        "lines/designs.toml) on the same seeds: Pareto fronts of baseline conversion cost against "
+                        "surge fill rate and recovery; with --uncertainty, each factory takes its best candidate "
+                        "in every world by the design protocol's rule")
     c.add_argument("--price-draws", type=_positive_int("--price-draws", 100_000), default=200, metavar="M",
                    help="price draws per behavioural world (default 200; free: the runs are priced again, "
                         "not simulated)")
@@ -591,6 +602,27 @@ def quick_weeks(scenarios: list[str]) -> float:
     return float(weeks)
 
 
+def prepare_designs(grid: Grid, file: str) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The candidate designs of the compared factories (``file``, "" for the reference factories'
+    own) and which candidate each spec is; checked before anything runs."""
+    dfile, src = designs_mod.load(file or None)
+    cands = designs_mod.candidates(dfile, src, grid.factories)
+    if not cands:
+        raise SpecError([f"--designs: {src} names none of the compared factories ({', '.join(grid.factories)})"])
+    paths, _ = check_inputs(grid)
+    specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in cands}
+    problems = []
+    for f, cs in cands.items():
+        for c in cs:
+            try:
+                specs[f].with_overrides(c.set, source=f"{src}: {f}: {c.label}")
+            except SpecError as e:
+                problems += e.problems
+    if problems:
+        raise SpecError(problems)
+    return cands, nominal_labels(specs, cands)
+
+
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     quick = args.quick
     scenarios = _name_list(args.scenarios, "--scenarios") or list(SCENARIOS)
@@ -619,17 +651,25 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
                 if args.uncertainty else None)
     if args.uncertainty and args.resume:
         _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
+    cands, nominal = prepare_designs(grid, args.designs) if args.designs is not None else ({}, {})
     try:
         results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=not args.quiet, executor=args.executor,
                            scheduler=args.scheduler)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
     unc = None
+    fronts = None
+    if cands:
+        variants = run_designs(grid, cands, nominal, results, jobs=jobs, progress=not args.quiet,
+                               executor=args.executor, scheduler=args.scheduler)
+        shifted = [s for s in grid.scenarios if load_scenario(s).shifts]
+        fronts = design_fronts(variants, grid.scenarios, shifted)
     if args.uncertainty:
         unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
-                              scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws)
+                              scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws,
+                              designs=cands, nominal=nominal)
     md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc,
-                      price_file=args.uncertainty_file)
+                      price_file=args.uncertainty_file, fronts=fronts)
     # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written
     tables = md.split("## Reading")[0]
     if "## Verdict" in tables:  # the verdict closes the output instead

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as scipy_t
 
+from . import designs as designs_mod
 from . import uncertainty
 from .adapt import daily_series
 from .cost import prices_of, reprice
@@ -141,28 +142,50 @@ MONEY_KPIS = ("unit_cost", "conversion_cost", "unit_cost_transition", "unit_cost
 
 def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int = 1, progress: bool = False,
                     executor: str = "local", scheduler: str | None = None,
-                    prepared: dict[str, Any] | None = None, price_draws: int = PRICE_DRAWS) -> dict[str, Any]:
+                    prepared: dict[str, Any] | None = None, price_draws: int = PRICE_DRAWS,
+                    designs: dict[str, list[designs_mod.Candidate]] | None = None,
+                    nominal: dict[str, str] | None = None) -> dict[str, Any]:
     """``twin compare --uncertainty N``: ``draws_n`` behavioural worlds of the uncertainty file by Latin
     hypercube (seeded by the grid's seed), each run over the grid's scenarios and replications on
     the same seeds, then priced under ``price_draws`` Latin-hypercube draws of its price parameters
     by exact re-pricing (no simulation); returns the runs, the draws and their analysis (see
-    :func:`twin.uncertainty.analyse`)."""
+    :func:`twin.uncertainty.analyse`). With ``designs`` (factory → candidates; ``nominal``: each
+    factory's own label), every candidate runs in every world too, and ``designed`` holds the
+    answer read on the design each factory takes in each world and price draw by the design
+    protocol's rule (:func:`designed`); the top-level answer stays that of the nominal designs."""
     prep = prepared or prepare_uncertainty(grid, draws_n, file, price_draws)
     pars, src, scen, d = prep["pars"], prep["src"], prep["scen"], prep["draws"]
-    args = [(d.worlds[k][j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
-             j.replication, j.seed, grid.weeks, grid.warmup, k) for k in range(draws_n) for j in grid.jobs()]
+    designs, nominal = designs or {}, nominal or {}
+    variants: dict[tuple[int, str], list[tuple[str, Spec]]] = {}
+    for k in range(draws_n):
+        for f in grid.factories:
+            w = d.worlds[k][f]
+            variants[(k, f)] = ([(c.label, w.with_overrides(c.set, source=f"{src}: draw {k} of {f}, {c.label}"))
+                                 for c in designs[f]] if f in designs else [("", w)])
+    todo = [(label, spec, k, j) for k in range(draws_n) for j in grid.jobs() for label, spec in variants[(k, j.factory)]]
+    args = [(spec, j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
+             j.replication, j.seed, grid.weeks, grid.warmup, k) for _, spec, k, j in todo]
     rows: list[dict[str, Any] | None] = [None] * len(args)
     bar = JobsBar(len(args), 0, enabled=progress, label="uncertainty")
     for i, r in map_jobs(run_world_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
-        rows[i] = r
+        rows[i] = {**r, "design": todo[i][0]}
         bar.step()
     bar.close()
     done = [r for r in rows if r is not None]
     runs = pd.DataFrame([{"draw": r["draw"], "factory": r["factory"], "scenario": r["scenario"],
-                          "replication": r["replication"], "seed": r["seed"], **r["kpis"]} for r in done])
+                          "design": r["design"], "replication": r["replication"], "seed": r["seed"], **r["kpis"]}
+                         for r in done])
     combos, x = price_worlds(done, pars, d)
-    reps = runs.rename(columns={"draw": "world"})
-    analysis = uncertainty.analyse(combos, x, reps, pars, RANKED)
+    own = {f: nominal.get(f, "") for f in grid.factories}
+    base = "baseline" if "baseline" in grid.scenarios else grid.scenarios[0]
+    nom, chosen, shares = designed(combos, own, base)
+    reps = runs[[own[f] == g for f, g in zip(runs["factory"], runs["design"])]].rename(columns={"draw": "world"})
+    analysis = uncertainty.analyse(nom, x, reps, pars, RANKED)
+    if designs:
+        per_world = uncertainty.analyse(chosen, x, reps, pars, RANKED)
+        analysis["designed"] = {**{k: per_world[k] for k in ("probabilities", "uncertainty_ci", "effective_n", "ties")},
+                                "chosen": shares, "rule": f"least mean {designs_mod.OBJECTIVE} over the scenarios "
+                                f"with a {base} fill rate of at least {designs_mod.FILL_FLOOR:.0%}"}
     params = [{"name": p.name, "factory": p.factory, "path": p.path, "reason": p.reason,
                "kind": "price" if uncertainty.is_price(p) else "behaviour",
                **({"scale": list(p.scale)} if p.scale is not None else {"low": p.low, "high": p.high})}
@@ -171,7 +194,7 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
                                                     for v in d.u[:, c]] for c, j in enumerate(d.behaviour)})
     values.insert(0, "draw", range(draws_n))
     n_price = max(1, len(d.v))
-    return {"runs": runs, "values": values, "combos": combos, **analysis,
+    return {"runs": runs, "values": values, "combos": nom, **analysis,
             "meta": {"draws": draws_n, "price_draws": len(d.v), "combinations": draws_n * n_price,
                      "file": src, "seed": grid.seed,
                      "method": "Latin hypercube (scipy qmc) over the behavioural parameters, one simulated world "
@@ -179,27 +202,30 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
                                f"{len(d.v)} Latin-hypercube draws of the price parameters (exact re-pricing); "
                                "shares with Clopper-Pearson 95 % intervals on Kish's effective sample size; "
                                "sensitivity by partial rank correlation (PRCC) and multiple-regression swing",
-                     "designs": "nominal: each factory as the design protocol sized it at the nominal values",
+                     "designs": "nominal: each factory as the design protocol sized it at the nominal values"
+                                + ("; beside it (designed), each factory's candidate that the protocol's rule "
+                                   "picks in each world and price draw" if designs else ""),
                      "parameters": params}}
 
 
 def price_worlds(done: list[dict[str, Any]], pars: uncertainty.UncertaintyFile, d: uncertainty.Draws
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every world × price draw × scenario × factory: the measures as means over the world's
+    """Every world × price draw × scenario × factory (× candidate design, ``design``, "" without
+    candidates): the measures as means over the world's
     replications, money measures priced again under the draw; and the parameter values of each
     world × price draw (behaviour from the world, prices from the draw)."""
-    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[int, str, str, str], list[dict[str, Any]]] = {}
     for r in done:
-        groups.setdefault((r["draw"], r["scenario"], r["factory"]), []).append(r)
+        groups.setdefault((r["draw"], r["scenario"], r["factory"], r.get("design", "")), []).append(r)
     n_price = len(d.v)
     rows = []
-    for (k, sc, f), js in groups.items():
+    for (k, sc, f, design), js in groups.items():
         js.sort(key=lambda r: r["replication"])
         keys = [c for c, v in js[0]["kpis"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         fixed = {c: float(np.nanmean([float(j["kpis"][c]) for j in js]))
                  if any(math.isfinite(float(j["kpis"][c])) for j in js) else float("nan") for c in keys}
         for m in range(max(1, n_price)):
-            row = {"world": k, "price_draw": m, "scenario": sc, "factory": f, **fixed}
+            row = {"world": k, "price_draw": m, "scenario": sc, "factory": f, "design": design, **fixed}
             if n_price:
                 prices = uncertainty.priced(js[0]["prices"], pars, d, m, f)
                 priced = [reprice(j["kpis"], j["cost_basis"], prices) for j in js]
@@ -220,6 +246,98 @@ def price_worlds(done: list[dict[str, Any]], pars: uncertainty.UncertaintyFile, 
                 row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.v[m, c]))
             xs.append(row)
     return combos, pd.DataFrame(xs)
+
+
+def designed(combos: pd.DataFrame, nominal: dict[str, str], baseline: str) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                                 dict[str, dict[str, float]]]:
+    """From combos with candidate designs: the rows of the nominal designs (``nominal``: factory →
+    its label), the rows of the design each factory takes in each world and price draw by the
+    design protocol's rule (:func:`twin.designs.choose`: least mean conversion cost over the
+    scenarios with a ``baseline`` fill rate at the floor), and how often each candidate is taken
+    (factory → label → share of world × price draws). Both frames have one row per world ×
+    price draw × scenario × factory, like combos without designs."""
+    nom = combos[[nominal.get(f) == d for f, d in zip(combos["factory"], combos["design"])]]
+    picks: dict[tuple[int, int, str], str] = {}
+    for (k, m, f), g in combos.groupby(["world", "price_draw", "factory"], sort=False):
+        obj = {d: designs_mod.objective_of(dict(zip(gd["scenario"], gd[designs_mod.OBJECTIVE])))
+               for d, gd in g.groupby("design", sort=False)}
+        base = g[g["scenario"] == baseline]
+        fill = dict(zip(base["design"], base["fill_rate"])) if len(base) else {}
+        pick = designs_mod.choose(obj, fill)
+        if pick is not None:
+            picks[(k, m, f)] = pick
+    keep = [picks.get((k, m, f)) == d for k, m, f, d in
+            zip(combos["world"], combos["price_draw"], combos["factory"], combos["design"])]
+    chosen = combos[keep]
+    shares: dict[str, dict[str, float]] = {}
+    for (_, _, f), d in picks.items():
+        shares.setdefault(f, {}).setdefault(d, 0.0)
+        shares[f][d] += 1.0
+    for f, c in shares.items():
+        tot = sum(c.values())
+        shares[f] = {d: v / tot for d, v in sorted(c.items(), key=lambda kv: -kv[1])}
+    return nom.reset_index(drop=True), chosen.reset_index(drop=True), shares
+
+
+def nominal_labels(specs: dict[str, Spec], cands: dict[str, list[designs_mod.Candidate]]) -> dict[str, str]:
+    """Which candidate each factory's spec is (its protocol pick): the one whose every set value the
+    spec holds; a factory whose spec matches none of its candidates is an error naming it."""
+    out, problems = {}, []
+    for f, cs in cands.items():
+        data = specs[f].model_dump(mode="python", by_alias=True)
+        for c in cs:
+            if all(any(cont[key] == v for cont, key in uncertainty.match(data, path.split(".")))
+                   for path, v in c.set.items()):
+                out[f] = c.label
+                break
+        else:
+            problems.append(f"--designs: {f}: its spec is none of its candidates ({', '.join(c.label for c in cs)}); "
+                            "the spec's own design must be one of them")
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def run_designs(grid: Grid, cands: dict[str, list[designs_mod.Candidate]], nominal: dict[str, str],
+                results: list[dict[str, Any]], jobs: int = 1, progress: bool = False, executor: str = "local",
+                scheduler: str | None = None) -> list[dict[str, Any]]:
+    """Every candidate design of each factory run over the grid's scenarios and replications on the
+    grid's seeds (the nominal one is the grid's own jobs, reused); each result carries ``design``."""
+    paths, scen = check_inputs(grid)
+    out = [{**r, "design": nominal[r["factory"]]} for r in results if r["factory"] in nominal]
+    todo = [(f, c) for f, cs in cands.items() for c in cs if c.label != nominal[f]]
+    args = [(paths[f], f, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario}, j.replication, j.seed,
+             grid.weeks, grid.warmup, {**(grid.overrides.get(f) or {}), **c.set})
+            for f, c in todo for j in grid.jobs() if j.factory == f]
+    labels = [c.label for f, c in todo for j in grid.jobs() if j.factory == f]
+    bar = JobsBar(len(args), 0, enabled=progress, label="designs")
+    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+        out.append({**r, "design": labels[i]})
+        bar.step()
+    bar.close()
+    return out
+
+
+def design_fronts(results: list[dict[str, Any]], scenarios: list[str], shifted: list[str]) -> dict[str, Any]:
+    """The Pareto fronts of each factory's candidates (:func:`twin.designs.fronts`): baseline
+    conversion cost against the fill rate and the Kaplan-Meier median time to recover of the first
+    scenario with a shift (the surge when it is compared). {} without both."""
+    base = "baseline" if "baseline" in scenarios else scenarios[0]
+    shift = "surge" if "surge" in shifted else (shifted[0] if shifted else None)
+    if shift is None or shift == base:
+        return {}
+    runs = runs_frame(results)
+    runs["design"] = [r["design"] for r in results]
+    means: dict[str, dict[str, dict[str, float]]] = {}
+    for (f, dsg), g in runs.groupby(["factory", "design"], sort=False):
+        b, s = g[g["scenario"] == base], g[g["scenario"] == shift]
+        ttr = recovery_cell(s)["mean"] if "recover_observed_s" in s and len(s) else float("nan")
+        if ttr != ttr and len(s) and "time_to_recover_s" in s and s["time_to_recover_s"].isna().any():
+            ttr = float("inf")  # fewer than half recovered: worse than any median
+        means.setdefault(str(f), {})[str(dsg)] = {
+            "cost": float(b["conversion_cost"].mean()) if len(b) else float("nan"),
+            "fill": float(s["fill_rate"].mean()) if len(s) else float("nan"), "ttr": float(ttr)}
+    return designs_mod.fronts(means, base, shift)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .report import (
     VERDICT_MEASURES,
     fig_backlog,
     fig_cost_waterfall,
+    fig_fronts,
     fig_iso_cost,
     fig_oee,
     fig_output,
@@ -157,8 +158,39 @@ def _iso_figure(results: list[dict[str, Any]], be: dict[str, Any], pars: Any, su
     return fig_iso_cost(iso, (rx["nominal"], ry["nominal"]), ((rx["low"], rx["high"]), (ry["low"], ry["high"])), sc)
 
 
+def front_lines(fronts: dict[str, Any]) -> list[str]:
+    """Plain sentences: per factory, its candidates on the front of baseline conversion cost against
+    the shift's fill rate, cheapest first, with both numbers."""
+    out = []
+    for f, rows in fronts.get("factories", {}).items():
+        on = sorted((r for r in rows if r["on_fill_front"]), key=lambda r: r["cost"])
+        if on:
+            out.append(f"{f}: " + "; ".join(f"{r['design']} ${r['cost']:.2f} a phone at {fronts['baseline']}, "
+                                             f"{r['fill']:.1%} fill rate in the {fronts['shift']}" for r in on)
+                       + f" ({len(on)} of {len(rows)} candidates on the front).")
+    return out
+
+
+def designed_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
+    """The uncertainty reading with each factory designed per world (``unc["designed"]``), and which
+    candidates the protocol's rule took how often."""
+    des = unc.get("designed")
+    if not des:
+        return []
+    sub = {"meta": unc["meta"], "probabilities": des["probabilities"], "uncertainty_ci": des["uncertainty_ci"],
+           "ties": des["ties"], "tornado": {}, "noise_share": {}}
+    out = [f"Designed per world: in every world and price draw each factory takes its candidate by the design "
+           f"protocol's rule ({des['rule']}); read on those designs:"]
+    out += [f"designed per world, {ln}" for ln in uncertainty_lines(sub, scenarios)]
+    for f, shares in des["chosen"].items():
+        out.append(f"{f} takes " + ", ".join(f"{d} in {p:.0%}" for d, p in shares.items())
+                   + " of the worlds × price draws.")
+    return out
+
+
 def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: str = "",
-                 uncertainty: dict[str, Any] | None = None, price_file: str | None = None) -> str:
+                 uncertainty: dict[str, Any] | None = None, price_file: str | None = None,
+                 fronts: dict[str, Any] | None = None) -> str:
     """Build every output file from the job results; returns the markdown report. With
     ``uncertainty`` (from :func:`twin.compare.run_uncertainty`) the report leads with how sure
     the ranking is, and kpis.json and uncertainty.csv carry the draws."""
@@ -202,7 +234,8 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         "selection procedure for common random numbers (probability of correct selection 95 % when the best is "
         "better by at least the stated indifference zone) and how many replications that guarantee needs.")
     if uncertainty is not None:
-        meta["uncertainty"] = uncertainty_lines(uncertainty, grid.scenarios)
+        meta["uncertainty"] = (uncertainty_lines(uncertainty, grid.scenarios)
+                               + designed_lines(uncertainty, grid.scenarios))
         um = uncertainty["meta"]
         n_par = len(um["parameters"])
         n_price = sum(p["kind"] == "price" for p in um["parameters"])
@@ -221,11 +254,15 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
     pars, _ = uncertainty_mod.load(price_file)
     be = breakevens(results, pars) if all("cost_basis" in r for r in results) else {}
     meta["breakeven"] = breakeven_lines(be, summ)
+    if fronts:
+        meta["fronts"] = front_lines(fronts)
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
     bottlenecks = {sc: {f: d.get("bottleneck", "") for f, d in facs.items()} for sc, facs in summ.items()}
     figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts, grid.warmup),
             fig_cost_waterfall(costs), fig_states(stations), fig_oee(stations, bottlenecks)]
+    if fronts:
+        figs.insert(0, fig_fronts(fronts))
     iso = _iso_figure(results, be, pars, summ)
     if iso is not None:
         figs.insert(0, iso)
@@ -240,7 +277,11 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         rs.add_text("report.md", md)
         rs.add_text("report.html", page)
         body = {"meta": meta, "summary": summ, "paired": pairs, "selection": picks, "reading": read, "breakeven": be}
+        if fronts:
+            body["pareto"] = fronts
         if uncertainty is not None:
+            if "designed" in uncertainty:
+                body["uncertainty_designed"] = uncertainty["designed"]
             body.update(uncertainty=uncertainty["probabilities"], uncertainty_ci=uncertainty["uncertainty_ci"],
                         uncertainty_effective_n=uncertainty["effective_n"], noise_share=uncertainty["noise_share"],
                         tornado=uncertainty["tornado"], uncertainty_ties=uncertainty["ties"],

@@ -219,6 +219,10 @@ BREAKEVEN_NOTE = ("Each finished run is priced again under other prices (no new 
                   "each estimated price at which the cheapest factory's mean conversion cost meets a rival's, "
                   "the other prices at their estimates; kpis.json → breakeven has every pair and price.")
 
+FRONTS_NOTE = ("Each factory's candidate designs (its design protocol's space) on the same seeds: the ones "
+               "no other candidate of the same factory beats on both baseline conversion cost and the shift's "
+               "fill rate; kpis.json → pareto also has the front against the time to recover.")
+
 VERDICT_MEASURES = ["conversion_cost", "fill_rate", "lead_time_mean_s", "time_to_recover_s"]
 """The measures of the winner matrix: cost, service, speed and adaptation."""
 
@@ -315,7 +319,8 @@ def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications
                      f"interval (Student t with {replications - 1} degree{'s' if replications > 2 else ''} of freedom): "
                      f"differences in {', '.join(parts)} are not separated by this run; use the full run for decisions.")
     elif replications <= 2:
-        lines.append(f"Caution: {replications} replications give wide intervals, and after the correction for "
+        lines.append(f"Caution: {replications} replication{'s' if replications != 1 else ''} give wide intervals, "
+                     "and after the correction for "
                      "multiple comparisons almost nothing is significant; use the full run for decisions.")
     return {"matrix": matrix, "lines": lines}
 
@@ -380,6 +385,9 @@ def markdown(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str,
     if meta.get("breakeven"):
         lines += ["### Where the cost ranking flips", "", BREAKEVEN_NOTE, ""]
         lines += [f"- {ln}" for ln in meta["breakeven"]] + [""]
+    if meta.get("fronts"):
+        lines += ["### Designs: the Pareto fronts", "", FRONTS_NOTE, ""]
+        lines += [f"- {ln}" for ln in meta["fronts"]] + [""]
     if g.get("overrides"):  # the factories are not the reference specs: say so up front
         lines += [f"**Changed from the reference specs:** {overrides_text(g['overrides'], code=True)}", ""]
     if meta.get("uncertainty"):
@@ -645,6 +653,30 @@ def fig_iso_cost(iso: dict[str, Any], nominal: tuple[float, float], box: tuple[t
     return fig
 
 
+def fig_fronts(fronts: dict[str, Any]) -> go.Figure:
+    """Each factory's candidate designs: baseline conversion cost against the shift's fill rate (left)
+    and Kaplan-Meier median time to recover (right); the front of each factory joined by a line."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"fill rate in the {html.escape(fronts['shift'])}",
+                                                       f"time to recover from the {html.escape(fronts['shift'])}"))
+    for f, rows in fronts["factories"].items():
+        colour = COLORS.get(f, "#9467bd")
+        for col, key, flag, scale in ((1, "fill", "on_fill_front", 100.0), (2, "ttr", "on_recovery_front", 1 / DAY)):
+            pts = [r for r in rows if math.isfinite(r["cost"]) and math.isfinite(r[key])]
+            front = sorted((r for r in pts if r[flag]), key=lambda r: r["cost"])
+            fig.add_trace(go.Scatter(x=[r["cost"] for r in pts], y=[r[key] * scale for r in pts], mode="markers",
+                                     marker={"color": colour, "size": 9}, name=html.escape(f), legendgroup=f,
+                                     showlegend=col == 1, text=[html.escape(r["design"]) for r in pts],
+                                     hovertemplate="%{text}: $%{x:.2f}, %{y:.1f}<extra></extra>"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=[r["cost"] for r in front], y=[r[key] * scale for r in front], mode="lines",
+                                     line={"color": colour}, legendgroup=f, showlegend=False, hoverinfo="skip"),
+                          row=1, col=col)
+    fig.update_xaxes(title_text=f"conversion cost at {html.escape(fronts['baseline'])} ($/unit)")
+    fig.update_yaxes(title_text="fill rate (%)", row=1, col=1)
+    fig.update_yaxes(title_text="median days (KM)", row=1, col=2)
+    fig.update_layout(title="Each factory's candidate designs and their Pareto fronts (lines)", height=460)
+    return fig
+
+
 def page_head(title: str, width: int) -> str:
     """Start of a self-contained page: styles and plotly.js inline, nothing fetched."""
 
@@ -691,6 +723,9 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
         if meta.get("breakeven"):
             parts.append(f"<h3>Where the cost ranking flips</h3><p>{esc(BREAKEVEN_NOTE)}</p><ul>"
                          + "".join(f"<li>{esc(ln)}</li>" for ln in meta["breakeven"]) + "</ul>")
+        if meta.get("fronts"):
+            parts.append(f"<h3>Designs: the Pareto fronts</h3><p>{esc(FRONTS_NOTE)}</p><ul>"
+                         + "".join(f"<li>{esc(ln)}</li>" for ln in meta["fronts"]) + "</ul>")
         parts.append("</section>")
     cards = headline_cards(summary)
     if cards:
