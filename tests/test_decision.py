@@ -16,14 +16,14 @@ ZERO_COSTS = {"currency": "USD", "capex": 0.0, "capex_per_lane": 0.0, "lanes_lea
               "module_deploy_cost": 0.0, "wage_per_hour": {}, "overtime_premium": 0.5, "energy_per_kwh": 0.0,
               "repair_cost": 0.0, "planned_maintenance_cost": 0.0, "material_per_unit": 0.0,
               "conversion_per_hour": 0.0, "rework_per_unit": 0.0, "escape_cost": 0.0, "holding_per_unit_year": 0.0,
-              "overhead_per_year": 0.0, "labour_per_lane_hour": 0.0}
+              "overhead_per_year": 0.0, "labour_per_lane_hour": 0.0, "late_per_unit": 0.0}
 
 
 def _basis(**kw):
     b = {"span_s": YEAR, "owned_lane_s": 0.0, "deployed_lane_s": 0.0, "deploys": 0, "hired": 0.0, "shed": 0.0,
          "pools": [], "kwh": 0.0, "repairs": 0, "planned": 0, "good": 1000.0, "escaped": 0.0, "scrap_units": 0.0,
          "scrap_work_unit_s": 0.0, "reworked": 0.0, "wip_mean": 0.0, "fg_stock_mean": 0.0,
-         "component_stock_means": []}
+         "component_stock_means": [], "late_units": 0.0}
     b.update(kw)
     return b
 

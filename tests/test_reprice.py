@@ -40,13 +40,15 @@ def test_price_by_hand():
     b = {"span_s": WEEK, "owned_lane_s": 2 * WEEK, "deployed_lane_s": 1.5 * WEEK, "deploys": 3, "hired": 4.0,
          "shed": 1.0, "pools": [["crew", 10.0, 40 * 3600.0, 5 * 3600.0]], "kwh": 1000.0, "repairs": 2,
          "planned": 5, "good": 10_000.0, "escaped": 7.0, "scrap_units": 20.0, "scrap_work_unit_s": 20 * 1800.0,
-         "reworked": 30.0, "wip_mean": 100.0, "fg_stock_mean": 50.0, "component_stock_means": [400.0]}
+         "reworked": 30.0, "wip_mean": 100.0, "fg_stock_mean": 50.0, "component_stock_means": [400.0],
+         "late_units": 250.0}
     c = {"capex": 70e6, "capex_per_lane": 7e6, "lanes_leased": False,
          "lease_per_lane_hour": 0.0, "depreciation_years": 7.0, "module_deploy_cost": 1000.0,
          "labour_per_lane_hour": 10.0, "wage_per_hour": {"crew": 5.0}, "overtime_premium": 0.5,
          "hiring_per_worker": 500.0, "severance_per_worker": 200.0, "energy_per_kwh": 0.1, "repair_cost": 300.0,
          "planned_maintenance_cost": 100.0, "material_per_unit": 150.0, "conversion_per_hour": 20.0,
-         "escape_cost": 50.0, "rework_per_unit": 4.0, "holding_per_unit_year": 36.5, "overhead_per_year": 3.65e6}
+         "escape_cost": 50.0, "rework_per_unit": 4.0, "holding_per_unit_year": 36.5, "overhead_per_year": 3.65e6,
+         "late_per_unit": 20.0}
     t = price(b, {"costs": c, "components": [{"name": "display", "holding_per_unit_year": 3.65}]})
     # 70 M over 7 years is 10 M a year, for 7/365 of a year; two lanes of 7 M are 1 M a year each
     assert t["capex"] == pytest.approx(10e6 * 7 / 365 + 2 * 1e6 * 7 / 365 + 3 * 1000.0)
@@ -59,6 +61,7 @@ def test_price_by_hand():
     assert t["rework"] == pytest.approx(120.0)
     assert t["holding"] == pytest.approx(150 * 36.5 * 7 / 365 + 400 * 3.65 * 7 / 365)  # 105 + 28
     assert t["overhead"] == pytest.approx(3.65e6 * 7 / 365)  # 70,000
+    assert t["lateness"] == pytest.approx(250 * 20.0)
     leased = price(b, {"costs": {**c, "lanes_leased": True, "lease_per_lane_hour": 2.0}, "components": []})
     assert leased["capex"] == pytest.approx(10e6 * 7 / 365 + 2.0 * 1.5 * 168 + 3000.0)
 
@@ -117,3 +120,21 @@ def test_reprice_equals_rerun_each_price(factory):
                             set_price(prices_of(spec), p.path, v))
             for k in MONEY:
                 assert _close(again[k], float(rerun[k])), (p.path, v, k)
+
+
+def test_late_units_are_the_fill_rates_complement():
+    # the late units the price multiplies are the units the fill rate counts as not on time
+    spec = load(resolve("static-line"))
+    s = apply(spec, Scenario.model_validate({"name": "s", "shifts": [{"kind": "step", "at": "1d", "factor": 2.0}]}),
+              2.0, 0.5 * WEEK)
+    res = run_once(s, s.run.horizon, s.run.warmup, 3)
+    o = res.orders
+    due = o[(o["due"] >= s.run.warmup) & (o["due"] < s.run.horizon)]
+    units = float(due["qty"].sum())
+    fill = float(res.kpis.iloc[0]["fill_rate"])
+    late = res.cost_basis["window"]["late_units"]
+    assert late > 0  # demand doubled: the line cannot keep up
+    assert late == pytest.approx((1.0 - fill) * units, rel=1e-12)
+    priced = reprice(res.kpis.iloc[0].to_dict(), res.cost_basis,
+                     set_price(prices_of(s), "costs.late_per_unit", 100.0))
+    assert priced["cost_lateness"] * res.cost_basis["window"]["good"] == pytest.approx(100.0 * late)

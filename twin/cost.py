@@ -20,7 +20,9 @@ Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 - ``rework``: parts per reworked unit (the rework's station time is in labour and energy);
 - ``holding``: carrying cost of the mean WIP plus finished stock, and of the mean stock of
   each component (its ``holding_per_unit_year``);
-- ``overhead``: fixed cost per year, pro rata.
+- ``overhead``: fixed cost per year, pro rata;
+- ``lateness``: ``late_per_unit`` per unit of the orders due in the window that were not delivered
+  by their due date (make-to-order runs; 0 by default: service unpriced).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from .state import State
 from .tables import names_of, reclassify_closed
 
 YEAR = 365 * 86400.0
-TERMS = ["capex", "labour", "workforce", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead"]
+TERMS = ["capex", "labour", "workforce", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead",
+         "lateness"]
 
 
 def _steps(changes: list[tuple[float, float]], t0: float, t1: float) -> float:
@@ -103,6 +106,19 @@ def _overdrive_extra_kwh(rec: Record, s: pd.DataFrame, t0: float, t1: float) -> 
                 m = (busy["station"] == st.name).to_numpy()
                 extra += st.power_kw[State.BUSY.key] * (f ** expo - 1.0) * float(ov[m].sum()) / 3600.0
     return extra
+
+
+def late_units(rec: Record, t0: float, t1: float) -> float:
+    """Units of the orders due in ``[t0, t1)`` not delivered by their due date (0 without orders)."""
+    if not rec.orders_mode:
+        return 0.0
+    o = rec.array("orders")
+    delivered = np.full(len(o), np.inf)
+    d = rec.array("deliveries")
+    if len(d):
+        delivered[d["order"]] = d["t"]
+    due = (o["due"] >= t0) & (o["due"] < t1) & ~(delivered <= o["due"])
+    return float(o["qty"][due].sum())
 
 
 def stock_mean(rec: Record, t0: float, t1: float) -> float:
@@ -224,7 +240,7 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         ov = np.clip(np.minimum(end, t1) - np.maximum(rel, t0), 0.0, None)
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
     comp = component_stock_means(rec, t0, t1)
-    return {"span_s": float(span), "owned_lane_s": float(owned_s), "deployed_lane_s": float(lane_s),
+    return {"late_units": late_units(rec, t0, t1), "span_s": float(span), "owned_lane_s": float(owned_s), "deployed_lane_s": float(lane_s),
             "deploys": int(deploys), "hired": float(hired), "shed": float(shed), "pools": pools, "kwh": float(kwh),
             "repairs": repairs, "planned": planned, "good": good, "escaped": escaped,
             "scrap_units": float(su.sum()), "scrap_work_unit_s": float((su * sw).sum()), "reworked": reworked,
@@ -255,7 +271,8 @@ def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
     return dict(capex=capex, labour=labour, workforce=workforce, energy=b["kwh"] * c["energy_per_kwh"],
                 maintenance=b["repairs"] * c["repair_cost"] + b["planned"] * c["planned_maintenance_cost"],
                 material=b["good"] * mat, scrap=scrap, rework=b["reworked"] * c["rework_per_unit"],
-                holding=holding, overhead=c["overhead_per_year"] * span / YEAR)
+                holding=holding, overhead=c["overhead_per_year"] * span / YEAR,
+                lateness=b["late_units"] * c["late_per_unit"])
 
 
 def unit_cost(b: dict[str, Any] | None, prices: dict[str, Any]) -> float:

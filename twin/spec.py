@@ -531,6 +531,9 @@ class Costs(_M):
     """Fixed overhead per year."""
     labour_per_lane_hour: float = Field(default=0.0, ge=0.0)
     """Labour tied to a deployed lane (e.g. a microfactory cell's attendants), per lane-hour."""
+    late_per_unit: float = Field(default=0.0, ge=0.0)
+    """Price of a late unit: each unit of an order due in the window that was not delivered by its
+    due date (lost margin, a penalty); 0 prices service not at all."""
 
 
 class Run(_M):
