@@ -62,6 +62,9 @@ def test_price_by_hand():
     assert t["holding"] == pytest.approx(150 * 36.5 * 7 / 365 + 400 * 3.65 * 7 / 365)  # 105 + 28
     assert t["overhead"] == pytest.approx(3.65e6 * 7 / 365)  # 70,000
     assert t["lateness"] == pytest.approx(250 * 20.0)
+    # the building as an asset class of its own: 70 M over 20 years, the lanes still over 7
+    by_class = price(b, {"costs": {**c, "plant_depreciation_years": 20.0}, "components": []})
+    assert by_class["capex"] == pytest.approx(3.5e6 * 7 / 365 + 2 * 1e6 * 7 / 365 + 3 * 1000.0)
     leased = price(b, {"costs": {**c, "lanes_leased": True, "lease_per_lane_hour": 2.0}, "components": []})
     assert leased["capex"] == pytest.approx(10e6 * 7 / 365 + 2.0 * 1.5 * 168 + 3000.0)
 
@@ -138,3 +141,25 @@ def test_late_units_are_the_fill_rates_complement():
     priced = reprice(res.kpis.iloc[0].to_dict(), res.cost_basis,
                      set_price(prices_of(s), "costs.late_per_unit", 100.0))
     assert priced["cost_lateness"] * res.cost_basis["window"]["good"] == pytest.approx(100.0 * late)
+
+
+def test_a_stored_job_with_a_stale_cost_basis_is_run_again(tmp_path, capsys):
+    import json
+
+    from twin.compare import Job, _load_job
+    from twin.cost import BASIS_KEYS
+
+    spec = load(resolve("microfactory"))
+    res = run_once(spec, 2 * 86400.0, 0.0, 1)
+    assert set(res.cost_basis["window"]) == set(BASIS_KEYS)  # the list says what basis() counts
+    job = Job("microfactory", "baseline", 0, 1)
+    stale = {"factory": "microfactory", "scenario": "baseline", "replication": 0, "seed": 1, "kpis": {}, "daily": {},
+             "costs": {}, "stations": {}, "prices": prices_of(spec),
+             "cost_basis": {"window": {k: v for k, v in res.cost_basis["window"].items() if k != "late_units"}}}
+    path = tmp_path / "j.json"
+    path.write_text(json.dumps(stale))
+    assert _load_job(path, job) is None
+    assert "another version" in capsys.readouterr().err
+    stale["cost_basis"] = res.cost_basis
+    path.write_text(json.dumps(stale))
+    assert _load_job(path, job) is not None

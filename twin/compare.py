@@ -26,7 +26,7 @@ from scipy.stats import t as scipy_t
 from . import designs as designs_mod
 from . import uncertainty
 from .adapt import daily_series
-from .cost import prices_of, reprice
+from .cost import BASIS_KEYS, prices_of, reprice
 from .experiment import mser_warmup, simulate
 from .io import dumps, remove_stale_temporaries, write_json
 from .report import RANKED, SIGNIFICANCE
@@ -497,6 +497,9 @@ def _load_job(path: Path, job: Job) -> dict[str, Any] | None:
         if not (isinstance(r, dict) and JOB_KEYS <= set(r) and r["factory"] == job.factory
                 and r["scenario"] == job.scenario and r["replication"] == job.replication and r["seed"] == job.seed):
             raise ValueError("not this job's results")
+        if not (isinstance(r["cost_basis"], dict) and isinstance(r["cost_basis"].get("window"), dict)
+                and set(BASIS_KEYS) <= set(r["cost_basis"]["window"])):
+            raise ValueError("its cost basis is from another version of twin")
     except (ValueError, SpecError) as e:
         sys.stderr.write(f"note: {path} is damaged ({str(e).splitlines()[0][:80]}); running the job again\n")
         return None

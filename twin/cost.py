@@ -2,7 +2,8 @@
 
 Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 
-- ``capex``: (plant capex + capex per owned lane) / depreciation years, pro rata: every
+- ``capex``: plant capex / its depreciation years (``plant_depreciation_years``, else
+  ``depreciation_years``) + capex per owned lane / ``depreciation_years``, pro rata: every
   installed lane is owned from the start, deployed or idle, except lines the ``orchestrated``
   policy buys (owned from when they work); plus ``module_deploy_cost`` per module
   deployment. Leased lanes (``lanes_leased``) pay ``lease_per_lane_hour`` while deployed instead;
@@ -248,6 +249,12 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
             "component_stock_means": [float(x) for x in comp]}
 
 
+BASIS_KEYS = ("late_units", "span_s", "owned_lane_s", "deployed_lane_s", "deploys", "hired", "shed", "pools", "kwh",
+              "repairs", "planned", "good", "escaped", "scrap_units", "scrap_work_unit_s", "reworked", "wip_mean",
+              "fg_stock_mean", "component_stock_means")
+"""The quantities a cost basis holds (:func:`basis`); a stored basis without all of them is stale."""
+
+
 def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
     """The cost terms (money, :data:`TERMS`) of what :func:`basis` counted, under ``prices`` (as
     :func:`prices_of` gives them; other paths of the same shape are allowed). Exact arithmetic on
@@ -255,9 +262,11 @@ def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
     c = prices["costs"]
     span = b["span_s"]
     dep = c["depreciation_years"] * YEAR
+    plant = c.get("plant_depreciation_years")
     lane_capex = (c["lease_per_lane_hour"] * b["deployed_lane_s"] / 3600.0 if c["lanes_leased"]
                   else c["capex_per_lane"] * b["owned_lane_s"] / dep)
-    capex = c["capex"] * span / dep + lane_capex + b["deploys"] * c["module_deploy_cost"]
+    capex = (c["capex"] * span / (dep if plant is None else plant * YEAR) + lane_capex
+             + b["deploys"] * c["module_deploy_cost"])
     labour = c["labour_per_lane_hour"] * b["deployed_lane_s"] / 3600.0
     for name, size, reg, ot in b["pools"]:
         labour += size * c["wage_per_hour"].get(name, 0.0) * (reg + ot * (1.0 + c["overtime_premium"])) / 3600.0

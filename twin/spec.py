@@ -504,7 +504,11 @@ class Costs(_M):
     severance_per_worker: float = Field(default=0.0, ge=0.0)
     """Cost of letting one worker of a shed crew go (severance, agency fees)."""
     depreciation_years: float = Field(default=7.0, gt=0.0)
-    """Straight-line depreciation period of the capex, years."""
+    """Straight-line depreciation period of the capex, years (of the lanes' equipment, and of the
+    plant's ``capex`` too unless ``plant_depreciation_years`` is given)."""
+    plant_depreciation_years: float | None = Field(default=None, gt=0.0)
+    """Depreciation period of the plant's ``capex`` (building, utilities), years, when it is an asset
+    class of its own; None: ``depreciation_years``."""
     module_deploy_cost: float = Field(default=0.0, ge=0.0)
     """One-off cost of deploying (moving in, commissioning) one module."""
     wage_per_hour: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
