@@ -15,6 +15,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -269,13 +270,10 @@ def designed(combos: pd.DataFrame, nominal: dict[str, str], baseline: str) -> tu
     keep = [picks.get((k, m, f)) == d for k, m, f, d in
             zip(combos["world"], combos["price_draw"], combos["factory"], combos["design"])]
     chosen = combos[keep]
-    shares: dict[str, dict[str, float]] = {}
+    counts: dict[str, Counter[str]] = {}
     for (_, _, f), d in picks.items():
-        shares.setdefault(f, {}).setdefault(d, 0.0)
-        shares[f][d] += 1.0
-    for f, c in shares.items():
-        tot = sum(c.values())
-        shares[f] = {d: v / tot for d, v in sorted(c.items(), key=lambda kv: -kv[1])}
+        counts.setdefault(f, Counter())[d] += 1
+    shares = {f: {d: n / sum(c.values()) for d, n in c.most_common()} for f, c in counts.items()}
     return nom.reset_index(drop=True), chosen.reset_index(drop=True), shares
 
 
@@ -305,14 +303,14 @@ def run_designs(grid: Grid, cands: dict[str, list[designs_mod.Candidate]], nomin
     grid's seeds (the nominal one is the grid's own jobs, reused); each result carries ``design``."""
     paths, scen = check_inputs(grid)
     out = [{**r, "design": nominal[r["factory"]]} for r in results if r["factory"] in nominal]
-    todo = [(f, c) for f, cs in cands.items() for c in cs if c.label != nominal[f]]
-    args = [(paths[f], f, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario}, j.replication, j.seed,
-             grid.weeks, grid.warmup, {**(grid.overrides.get(f) or {}), **c.set})
-            for f, c in todo for j in grid.jobs() if j.factory == f]
-    labels = [c.label for f, c in todo for j in grid.jobs() if j.factory == f]
+    todo = [(c, j) for f, cs in cands.items() for c in cs if c.label != nominal[f] for j in grid.jobs()
+            if j.factory == f]
+    args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
+             j.replication, j.seed, grid.weeks, grid.warmup, {**(grid.overrides.get(j.factory) or {}), **c.set})
+            for c, j in todo]
     bar = JobsBar(len(args), 0, enabled=progress, label="designs")
     for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
-        out.append({**r, "design": labels[i]})
+        out.append({**r, "design": todo[i][0].label})
         bar.step()
     bar.close()
     return out
