@@ -31,7 +31,7 @@ import simpy
 
 import twin
 from twin import compare
-from twin.calendar import WEEK
+from twin.units import WEEK
 from twin.experiment import run_once
 from twin.model import Model
 from twin.results import build

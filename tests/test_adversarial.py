@@ -225,15 +225,15 @@ def _targets(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("command", ["run --out", "run --event-log", "calibrate --out", "sweep --out",
                                      "compare --out", "init", "ablate --out", "optimize --out"])
 def test_bad_output_targets_are_refused_before_any_work_and_left_alone(tmp_path, command, monkeypatch):
-    import twin.cli
+    import twin.commands
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output target was checked")
 
     for name in ("simulate", "run_once", "sweep", "run_grid", "read_log", "measure_warmup", "prepare_uncertainty"):
-        monkeypatch.setattr(twin.cli, name, no_work)
-    monkeypatch.setattr(twin.cli.ablate, "run", no_work)
-    monkeypatch.setattr(twin.cli.optimize, "optimize", no_work)
+        monkeypatch.setattr(twin.commands, name, no_work)
+    monkeypatch.setattr(twin.commands.ablate, "run", no_work)
+    monkeypatch.setattr(twin.commands.optimize, "optimize", no_work)
     for label, target in _targets(tmp_path).items():
         if command == "run --event-log" and label == "existing file as a folder":
             continue  # replacing a regular file with the log is what --event-log does

@@ -16,7 +16,8 @@ from helpers import line
 import twin
 from twin import compare
 from twin.adapt import fill_rate, time_to_recover
-from twin.cli import _name_list, main
+from twin.cli import main
+from twin.commands import _name_list
 from twin.cost import costs
 from twin.demand import expected_units, order_stream, shares_at
 from twin.model import Model
@@ -93,7 +94,7 @@ def test_scenario_errors_name_the_file_and_field(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "shifts.0.product: unknown product 'nexgen' (did you mean 'next_gen'?)" in err
-    assert f"{bad}: shifts.1.at: at 99w (5.98752e+07 s) is at or beyond the end of the observation (4w" in err
+    assert f"{bad}: shifts.1.at: at 99 w (5.98752e+07 s) is at or beyond the end of the observation (4 w" in err
     assert str(bad) in err
     assert "Traceback" not in err
     assert not out.exists()

@@ -180,7 +180,7 @@ def test_one_holm_family_without_duplicate_measures():
 
 
 def test_the_quick_profile_watches_every_shift_to_its_end_and_after():
-    from twin.cli import quick_weeks
+    from twin.commands import quick_weeks
 
     assert quick_weeks(["baseline"]) == 10.0
     assert quick_weeks(["baseline", "surge"]) == 14.0  # the surge runs weeks 3-11, then 3 weeks

@@ -14,8 +14,9 @@ from helpers import expo, line
 
 import twin
 from twin import optimize
-from twin.calendar import WEEK
-from twin.cli import _name_list, build_parser, main
+from twin.units import WEEK
+from twin.cli import build_parser, main
+from twin.commands import _name_list
 from twin.spec import SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -13,7 +13,8 @@ from helpers import expo, line
 
 import twin
 from twin import cost
-from twin.calendar import WEEK, CalendarSpec, WeeklyPattern
+from twin.calendar import CalendarSpec, WeeklyPattern
+from twin.units import WEEK
 from twin.cli import main
 from twin.compare import factory_spec
 from twin.experiment import run_once

@@ -15,53 +15,58 @@ and your own dispatch rules, maintenance policies, planners and capacity policie
 register with :func:`twin.policies.register`.
 """
 
-from . import experiment, policies, report
-from .calendar import CalendarSpec, Window
-from .dists import (
-                    Constant,
-                    Empirical,
-                    Exponential,
-                    Gamma,
-                    Lognormal,
-                    Normal,
-                    Triangular,
-                    Uniform,
-                    Weibull,
-                    parse_duration,
-)
-from .experiment import mean_ci, run_once, simulate, summarize
-from .model import Model
-from .policies import register
-from .record import Record
-from .results import Results
-from .spec import (
-                    Batch,
-                    Buffer,
-                    Capacity,
-                    Component,
-                    Costs,
-                    Demand,
-                    Failures,
-                    Maintenance,
-                    MinorStops,
-                    Planning,
-                    Product,
-                    Quality,
-                    Run,
-                    Setup,
-                    Shift,
-                    Source,
-                    Spec,
-                    SpecError,
-                    Station,
-                    Supplier,
-                    Transport,
-                    WorkerPool,
-                    load,
-                    validate,
-)
-from .state import State
-from .streams import Streams
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Every name below is loaded on first use (PEP 562), so that ``import twin`` and ``twin --version``
+# cost almost nothing: numpy, pandas, scipy, plotly and optuna arrive with the first thing that
+# needs them (tests/test_imports.py holds this).
+_LAZY: dict[str, str] = {
+    **{m: "" for m in ("experiment", "policies", "report")},
+    **{n: "calendar" for n in ("CalendarSpec", "Window")},
+    **{n: "dists" for n in ("Constant", "Empirical", "Exponential", "Gamma", "Lognormal", "Normal", "Triangular",
+                            "Uniform", "Weibull", "parse_duration")},
+    **{n: "experiment" for n in ("mean_ci", "run_once", "simulate", "summarize")},
+    "Model": "model", "register": "policies", "Record": "record", "Results": "results",
+    **{n: "spec" for n in ("Batch", "Buffer", "Capacity", "Component", "Costs", "Demand", "Failures", "Maintenance",
+                           "MinorStops", "Planning", "Product", "Quality", "Run", "Setup", "Shift", "Source", "Spec",
+                           "SpecError", "Station", "Supplier", "Transport", "WorkerPool", "load", "validate")},
+    "State": "state", "Streams": "streams",
+}
+
+if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, imported eagerly
+    from . import experiment, policies, report  # noqa: F401
+    from .calendar import CalendarSpec, Window  # noqa: F401
+    from .dists import (Constant, Empirical, Exponential, Gamma, Lognormal, Normal,  # noqa: F401
+                        Triangular, Uniform, Weibull, parse_duration)
+    from .experiment import mean_ci, run_once, simulate, summarize  # noqa: F401
+    from .model import Model  # noqa: F401
+    from .policies import register  # noqa: F401
+    from .record import Record  # noqa: F401
+    from .results import Results  # noqa: F401
+    from .spec import (Batch, Buffer, Capacity, Component, Costs, Demand, Failures, Maintenance,  # noqa: F401
+                       MinorStops, Planning, Product, Quality, Run, Setup, Shift, Source, Spec, SpecError,
+                       Station, Supplier, Transport, WorkerPool, load, validate)
+    from .state import State  # noqa: F401
+    from .streams import Streams  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'twin' has no attribute {name!r}")
+    value = importlib.import_module(f"{__name__}.{module or name}")
+    if module:
+        value = getattr(value, name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .calendar import WEEK
+from .units import WEEK
 from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
 from .report import COLUMNS, SIGNIFICANCE, fmt, page_head, signed_amount_ci

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .calendar import DAY, WEEK
+from .units import DAY, WEEK
 from .cost import basis, prices_of, unit_cost
 from .record import Record
 from .state import ACTIVE, State

@@ -17,10 +17,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .names import Name
+from .units import DAY, HOUR, WEEK
 
-WEEK = 7 * 86400.0
 LEVELS = (0, 1, 2, 3)  # base, overtime, extra shift, shed
-DAY = 86400.0
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
@@ -50,7 +49,7 @@ def _parse_clock(text: str) -> float:
     h, mi = int(m.group(1)), int(m.group(2))
     if h > 24 or mi > 59 or (h == 24 and mi):
         raise ValueError(f"time of day out of range: {text!r}")
-    return h * 3600.0 + mi * 60.0
+    return h * HOUR + mi * 60.0
 
 
 class Window(BaseModel):

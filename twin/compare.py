@@ -43,6 +43,7 @@ from .spec import (
 )
 from .state import STATE_KEYS
 from .stats import holm, holm_levels, kaplan_meier, mean_ci, paired_diff, select_best, share_by, tost
+from .units import DAY
 
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage"]
@@ -94,7 +95,7 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
     res = run_once(spec, horizon, warmup, seed)
     k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
-    days = daily_series(res.orders, res.lots, horizon, step=86400.0)
+    days = daily_series(res.orders, res.lots, horizon, step=DAY)
     st = res.stations.reset_index()
     return {
         "factory": factory,
@@ -383,7 +384,7 @@ def measure_warmup(grid: Grid, replications: int = 2) -> tuple[float, str]:
         res = simulate(spec, horizon=spec.run.horizon, warmup=0.0, seed=grid.seed, replications=replications)
         w, method = mser_warmup(res, spec)
         found = max(found, w)
-    found = math.ceil(found / 86400.0) * 86400.0
+    found = math.ceil(found / DAY) * DAY
     return found, (f"measured: {method}, under '{grid.scenarios[0]}', the longest of the factories, "
                    "rounded up to whole days")
 
@@ -573,7 +574,7 @@ def stations_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 INDIFFERENCE = {"fill_rate": 0.01, "unit_cost": 0.10, "conversion_cost": 0.10, "lead_time_mean_s": 360.0,
-                "peak_backlog": 1000.0, "time_to_recover_s": 86400.0, "idle_capacity_after": 0.01,
+                "peak_backlog": 1000.0, "time_to_recover_s": DAY, "idle_capacity_after": 0.01,
                 "good_units_per_week": 1000.0, "throughput_per_hour": 1.0}
 """The smallest difference worth telling apart, per measure (its own units: $ per unit, share,
 s, units): the indifference zone of the selection procedure."""
@@ -663,7 +664,7 @@ def recovery_cell(g: pd.DataFrame) -> dict[str, Any]:
     km = kaplan_meier(np.where(rec, ttr, seen), rec)
     return {"mean": km["median"], "ci95": float("nan"), "km_ci": km["ci"], "n": int(rec.sum()),
             "n_missing": int((~rec).sum()), "estimator": "Kaplan-Meier median",
-            "recovered_by": {str(dd): share_by(km, dd * 86400.0) for dd in RECOVERED_BY_DAYS}}
+            "recovered_by": {str(dd): share_by(km, dd * DAY) for dd in RECOVERED_BY_DAYS}}
 
 
 def summary(runs: pd.DataFrame, kpis: list[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .calendar import WEEK
+from .units import WEEK
 from .compare import (
     Grid,
     costs_frame,

@@ -38,8 +38,8 @@ from .record import Fate, MaintKind, Record
 from .spec import Costs, SpecError, _set_path
 from .state import State
 from .tables import names_of, reclassify_closed
+from .units import HOUR, YEAR
 
-YEAR = 365 * 86400.0
 TERMS = ["capex", "labour", "workforce", "energy", "maintenance", "material", "scrap", "rework", "holding", "overhead",
          "lateness"]
 
@@ -105,7 +105,7 @@ def _overdrive_extra_kwh(rec: Record, s: pd.DataFrame, t0: float, t1: float) -> 
         for st in rec.spec.stations:
             if st.lanes == lanes > 1 and st.power_kw.get(State.BUSY.key):
                 m = (busy["station"] == st.name).to_numpy()
-                extra += st.power_kw[State.BUSY.key] * (f ** expo - 1.0) * float(ov[m].sum()) / 3600.0
+                extra += st.power_kw[State.BUSY.key] * (f ** expo - 1.0) * float(ov[m].sum()) / HOUR
     return extra
 
 
@@ -216,7 +216,7 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         m = (s["station"] == name).to_numpy()
         by_state = pd.Series(dur[m]).groupby(state_names[m]).sum()
         for state, secs in by_state.items():
-            kwh += _power(kw, str(state)) * secs / 3600.0
+            kwh += _power(kw, str(state)) * secs / HOUR
         # servers with no recorded state at all are idle
     kwh += _overdrive_extra_kwh(rec, s, t0, t1)
     mt = rec.array("maint")
@@ -263,16 +263,16 @@ def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
     span = b["span_s"]
     dep = c["depreciation_years"] * YEAR
     plant = c.get("plant_depreciation_years")
-    lane_capex = (c["lease_per_lane_hour"] * b["deployed_lane_s"] / 3600.0 if c["lanes_leased"]
+    lane_capex = (c["lease_per_lane_hour"] * b["deployed_lane_s"] / HOUR if c["lanes_leased"]
                   else c["capex_per_lane"] * b["owned_lane_s"] / dep)
     capex = (c["capex"] * span / (dep if plant is None else plant * YEAR) + lane_capex
              + b["deploys"] * c["module_deploy_cost"])
-    labour = c["labour_per_lane_hour"] * b["deployed_lane_s"] / 3600.0
+    labour = c["labour_per_lane_hour"] * b["deployed_lane_s"] / HOUR
     for name, size, reg, ot in b["pools"]:
-        labour += size * c["wage_per_hour"].get(name, 0.0) * (reg + ot * (1.0 + c["overtime_premium"])) / 3600.0
+        labour += size * c["wage_per_hour"].get(name, 0.0) * (reg + ot * (1.0 + c["overtime_premium"])) / HOUR
     workforce = b["hired"] * c["hiring_per_worker"] + b["shed"] * c["severance_per_worker"]
     mat = c["material_per_unit"]
-    scrap = (b["scrap_units"] * mat + b["scrap_work_unit_s"] / 3600.0 * c["conversion_per_hour"]
+    scrap = (b["scrap_units"] * mat + b["scrap_work_unit_s"] / HOUR * c["conversion_per_hour"]
              + b["escaped"] * c["escape_cost"])
     holding = (b["wip_mean"] + b["fg_stock_mean"]) * c["holding_per_unit_year"] * span / YEAR
     for comp, mean in zip(prices["components"], b["component_stock_means"]):

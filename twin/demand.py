@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .calendar import WEEK
-
-HOUR = 3600.0
+from .units import HOUR, WEEK
 
 
 def volume_factor(demand: Any, t: np.ndarray) -> np.ndarray:

@@ -12,47 +12,14 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
-from scipy import optimize, special
 
-UNITS: dict[str, float] = {
-    "ms": 1e-3,
-    "s": 1.0,
-    "sec": 1.0,
-    "min": 60.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-    "wk": 604800.0,
-}
-_DURATION_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+from .limits import MAX_DURATION
+from .units import UNITS, parse_duration  # noqa: F401  (parse_duration: twin.dists is where users found it)
 
-
-def parse_duration(value: Any) -> float:
-    """Return ``value`` in seconds; accepts numbers and strings such as ``"2.5h"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration (number of seconds or a string like '90s'), got a boolean")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if not m:
-            raise ValueError(f"malformed duration {value!r} (use e.g. '90s', '20min', '2.5h', '3d', '1w')")
-        number, unit = m.groups()
-        unit = unit.lower() or "s"
-        if unit not in UNITS:
-            raise ValueError(f"unknown time unit {unit!r} in {value!r} (known: {', '.join(UNITS)})")
-        return float(number) * UNITS[unit]
-    raise ValueError(f"expected a duration (number of seconds or a string like '90s'), got {type(value).__name__}")
-
-
-MAX_DURATION = 1e10  # s, about 317 years: longer is a typo, and float time loses its resolution
 
 
 def _check_duration(v: Any) -> float:
@@ -198,6 +165,7 @@ _ALPHA_MAX = 100.0  # beyond this truncation point the solved cv is within 1.1e-
 
 def _truncated_cv(alpha: float) -> tuple[float, float]:
     """(cv, inverse Mills ratio) of a standard normal truncated below at ``alpha``."""
+    from scipy import special  # loaded when first needed: it costs more than `import twin` may
     lam = math.exp(-0.5 * alpha * alpha - 0.5 * math.log(2 * math.pi) - float(special.log_ndtr(-alpha)))
     return math.sqrt(max(1.0 + alpha * lam - lam * lam, 0.0)) / (lam - alpha), lam
 
@@ -215,6 +183,7 @@ def truncated_normal(mean: float, cv: float) -> tuple[float, float, float] | Non
     if cv >= _truncated_cv(_ALPHA_MAX)[0]:
         return None
     lo = -1.0 / cv - 10.0  # practically untruncated there: its cv is about 1 / (1/cv + 10) < cv
+    from scipy import optimize
     alpha = optimize.brentq(lambda a: _truncated_cv(a)[0] - cv, lo, _ALPHA_MAX, xtol=1e-12, rtol=1e-14)
     lam = _truncated_cv(alpha)[1]
     sigma = mean / (lam - alpha)
@@ -395,6 +364,29 @@ class Sampler:
         shape = m * m / v
         return float(self._rng.gamma(shape, v / m))
 
+    def lots(self, qty: int, n: int) -> np.ndarray:
+        """``n`` lot times (s): exactly what ``n`` calls of :meth:`lot` would return, in order,
+        leaving the stream and the block buffer where those calls would (the serial-line fast
+        path draws a station's times this way)."""
+        out = np.empty(n)
+        if qty != 1:
+            if self._constant:
+                out.fill(self.mean * qty)
+            else:
+                m, v = self.mean * qty, self.var * qty
+                out[:] = self._rng.gamma(m * m / v, v / m, n)
+            return out
+        buf = self._buf
+        i = 0
+        while i < n:
+            if not buf:
+                buf.extend(self._draw(BLOCK).tolist())
+            take = min(len(buf), n - i)
+            out[i:i + take] = buf[:len(buf) - take - 1:-1] if take < len(buf) else buf[::-1]
+            del buf[len(buf) - take:]
+            i += take
+        return out
+
     def lot_by_units(self, qty: int) -> float:
         """The exact lot time: the sum of ``qty`` unit draws (for validating :meth:`lot`)."""
         one = self.one
@@ -420,6 +412,8 @@ def _make_block(d: _DistBase, rng: np.random.Generator):
         mu, sd, alpha = params
         if sd == 0.0:
             return lambda n: np.full(n, mu)
+        from scipy import special
+
         log_tail = float(special.log_ndtr(-alpha))
 
         def normal(n: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from .runs import replication_seed, run_once
 from .spec import MAX_HORIZON, SpecError, read_regular_file, validate
 from .state import TRACE_KEYS, State
 from .stats import mean_ci, t975
+from .units import HOUR
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
 EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",
@@ -603,7 +604,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
     elif len(ia) >= 2:
         fit, rep = best(ia)
         if fit.family == "exponential":  # type: ignore[union-attr]
-            src = {"kind": "poisson", "rate_per_hour": float(f"{3600 / fit.mean:.6g}")}  # type: ignore[union-attr]
+            src = {"kind": "poisson", "rate_per_hour": float(f"{HOUR / fit.mean:.6g}")}  # type: ignore[union-attr]
         else:
             src = {"kind": "renewal", "interarrival": fit.spec()}  # type: ignore[union-attr]
         src_note = f"releases: {len(rel)} lots; interarrival {rep}"
@@ -614,7 +615,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             "run": {"horizon": float(f"{m['horizon']:.6g}"), "warmup": 0.0, "replications": 5, "seed": 1}}
     text = tomli_w.dumps(spec)
     head = [f"# Calibrated by twin calibrate from {source or 'an event log'}: {len(df)} events,",
-            f"# {m['horizon'] / 3600:.1f} h, {len(m['releases'])} lots. Fits are maximum likelihood, chosen by AIC;",
+            f"# {m['horizon'] / HOUR:.1f} h, {len(m['releases'])} lots. Fits are maximum likelihood, chosen by AIC;",
             "# KS D is the Kolmogorov-Smirnov distance of the chosen fit (smaller is better).",
             f"# {src_note}" if src_note else "#"]
     lines = text.splitlines()
@@ -651,7 +652,7 @@ def log_kpis(df: pd.DataFrame, m: dict[str, Any] | None = None) -> dict[str, Any
     units = float(done["qty"].sum())
     lt = (done["t"].to_numpy() - rel.reindex(done["lot"]).to_numpy())
     w = done["qty"].to_numpy(dtype=float)
-    out: dict[str, Any] = {"throughput_per_hour": units / h * 3600 if h > 0 else float("nan"),
+    out: dict[str, Any] = {"throughput_per_hour": units / h * HOUR if h > 0 else float("nan"),
                            "lead_time_mean_s": float(np.average(lt, weights=w)) if w.sum() > 0 else float("nan"),
                            "stations": {}}
     for st, g in df[df["server"].notna()].groupby("station"):

@@ -11,11 +11,20 @@ import pandas as pd
 
 from .dists import parse_duration
 from .model import PROGRESS_STEPS
-from .optimize import optimize
 from .results import Results
 from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar, replication_seed, run_once
 from .spec import MAX_REPLICATIONS, Spec, SpecError
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
+from .units import HOUR
+
+
+
+def optimize(*args: Any, **kwargs: Any) -> Any:
+    """:func:`twin.optimize.optimize` (optuna is imported on the first call, not with twin)."""
+    from .optimize import optimize as run
+
+    return run(*args, **kwargs)
+
 
 __all__ = ["run_once", "simulate", "stack", "sweep", "sweep_table", "optimize", "map_jobs", "replication_seed",
            "mean_ci", "summarize", "t975", "STATION_FIELDS", "EXECUTORS", "check_run_times", "progress_bar"]
@@ -30,7 +39,7 @@ def mser_warmup(res: Results, spec: Spec) -> tuple[float, str]:
     ts = res.timeseries
     groups = ts.groupby("replication") if "replication" in ts else [(0, ts)]
     d_hours = max(mser(g["wip"].to_numpy(), batch=batch) for _, g in groups)
-    return float(d_hours) * 3600.0, (f"MSER on {'weekly' if weekly else '5-hour'} batch means of the hourly WIP, "
+    return float(d_hours) * HOUR, (f"MSER on {'weekly' if weekly else '5-hour'} batch means of the hourly WIP, "
                                      "the largest truncation over the replications")
 
 

@@ -9,8 +9,9 @@ every hand-off that can happen at once.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import simpy
 
@@ -19,7 +20,7 @@ class Lot:
     """``qty`` units of one product moving along its route."""
 
     __slots__ = ("id", "product", "qty", "route", "step", "t_release", "defects", "work", "lane", "target",
-                 "detour", "rework", "retest")
+                 "detour", "rework", "retest", "due", "planned")
 
     def __init__(self, id: int, product: int, qty: int, route: tuple[Any, ...], t_release: float,
                  lane: int | None = None):
@@ -36,13 +37,65 @@ class Lot:
         self.detour = False  # at a station off its route (repair bench, rework): comes back to ``step``
         self.rework = 0  # found units on their way to a rework station
         self.retest = 0  # repaired units to test again at the station that found them (-1: on the way)
+        self.due = t_release  # due date (s) an earliest-due-date queue orders by (the release sets it)
+        self.planned: tuple[int, float] | None = None  # (station index, its time drawn on joining its queue)
+
+
+class SortedQueue:
+    """The lots of a buffer whose queue discipline is not FIFO, kept in the order they will be
+    served: by ``key(lot)``, ties in arrival order (a non-preemptive priority queue).
+
+    It has the part of :class:`collections.deque`'s interface a :class:`Buffer` uses, so the
+    buffer's hand-off logic is the same for every discipline and FIFO keeps its plain deque.
+    ``appendleft`` (a lot put back, a retest in place) goes first among lots of its key."""
+
+    __slots__ = ("key", "_keys", "_lots", "_seq", "_front")
+
+    def __init__(self, key: Callable[[Lot], float]):
+        self.key = key
+        self._keys: list[tuple[float, int]] = []
+        self._lots: list[Lot] = []
+        self._seq = 0
+        self._front = 0
+
+    def _insert(self, k: tuple[float, int], lot: Lot) -> None:
+        i = bisect_right(self._keys, k)
+        self._keys.insert(i, k)
+        self._lots.insert(i, lot)
+
+    def append(self, lot: Lot) -> None:
+        self._seq += 1
+        self._insert((self.key(lot), self._seq), lot)
+
+    def appendleft(self, lot: Lot) -> None:
+        self._front -= 1
+        self._insert((self.key(lot), self._front), lot)
+
+    def popleft(self) -> Lot:
+        del self._keys[0]
+        return self._lots.pop(0)
+
+    def remove(self, lot: Lot) -> None:
+        i = self._lots.index(lot)
+        del self._keys[i]
+        del self._lots[i]
+
+    def __getitem__(self, i: int) -> Lot:
+        return self._lots[i]
+
+    def __iter__(self) -> Iterator[Lot]:
+        return iter(self._lots)
+
+    def __len__(self) -> int:
+        return len(self._lots)
 
 
 class Buffer:
     """Waiting room in front of a station: ``capacity`` places (``None`` = unlimited, 0 = hand-off).
 
-    Lots wait in FIFO order. A put that finds the room full waits (the putter is
-    *blocked*); a get that finds it empty waits (the getter is *starved*).
+    Lots wait in FIFO order, or in the order of a queue discipline (:meth:`order_by`). A put
+    that finds the room full waits (the putter is *blocked*); a get that finds it empty waits
+    (the getter is *starved*).
     """
 
     __slots__ = ("env", "capacity", "items", "getters", "putters", "on_put", "reserved", "on_space")
@@ -56,6 +109,16 @@ class Buffer:
         self.on_put: Callable[[Lot], None] | None = None
         self.reserved = 0  # places promised to lots on their way (a vehicle loads only with a place)
         self.on_space: list[Callable[[], None]] = []  # told when a lot leaves (fleets wait for room)
+
+    def order_by(self, key: Callable[[Lot], float]) -> None:
+        """Serve the waiting lots by ``key(lot)`` (smallest first, ties first come first served)
+        instead of FIFO; call before any lot arrives."""
+        assert not self.items, "a queue discipline is set before the run"
+        self.items = SortedQueue(key)  # type: ignore[assignment]
+
+    def put_back(self, lot: Lot) -> None:
+        """Return ``lot``, taken but not started, to the head of its place in the queue."""
+        self.items.appendleft(lot)
 
     def __len__(self) -> int:
         return len(self.items) + len(self.putters)

@@ -9,13 +9,22 @@ line of output or move the cursor. Anything else a user typed that reaches a ter
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import StringConstraints
+from typing import Annotated, Any
 
 MAX_NAME = 200
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
-"""A name: 1-200 characters, no control characters (newlines, tabs, escape codes)."""
+
+
+def __getattr__(attr: str) -> Any:
+    # ``Name`` is built on first use (PEP 562): the command line's parser prints safe text before
+    # anything loads pydantic (tests/test_imports.py)
+    if attr != "Name":
+        raise AttributeError(f"module 'twin.names' has no attribute {attr!r}")
+    from pydantic import StringConstraints
+
+    global Name
+    Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+    """A name: 1-200 characters, no control characters (newlines, tabs, escape codes)."""
+    return Name
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -29,7 +29,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from .calendar import WEEK
+from .units import HOUR, WEEK
 from .dists import parse_duration
 from .report import page_head
 from .runs import map_jobs, progress_bar, replication_seed, run_once
@@ -379,7 +379,7 @@ def check(problem: Problem) -> None:
     if problems:
         raise SpecError(problems)
     # what KPIs a run of this spec gives: a one-hour probe
-    kpis = set(_job(p.spec, {}, min(p.horizon, 3600.0), 0.0, p.seed)) | {"conversion_cost"}
+    kpis = set(_job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)) | {"conversion_cost"}
     kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
     for kpi, _ in p.objectives:
         e = parse_objective(kpi)

@@ -20,6 +20,7 @@ from .flow import Lot, SaturatedBuffer
 from .record import Fate, Record
 from .spec import SimulationError, Spec
 from .state import State
+from .units import HOUR
 
 _IDLE, _DOWN, _OFF, _MODULE_OFF = int(State.IDLE), int(State.DOWN), int(State.OFF_SHIFT), int(State.MODULE_OFF)
 MAX_LOTS_AT_ONE_INSTANT = 200_000  # no real release comes close; a zero-time loop reaches it in a second
@@ -68,6 +69,8 @@ class Release:
         self._same_instant = 0  # lots released at the current instant (a zero-time loop never leaves it)
         self.orders_mode = spec.source.kind == "orders" and self.replay is None
         self.lane_structured = self.orders_mode and spec.planning.lanes > 1
+        # a lot takes its order's due date only where a queue orders by it (it costs a walk of the book)
+        self.dues_from_orders = self.orders_mode and any(s.queue != "fifo" for s in spec.stations)
 
     # ------------------------------------------------------------------ flow
     def release(self, product: int, qty: int | None = None, lane: int | None = None) -> Lot:
@@ -90,9 +93,22 @@ class Release:
             self.check_memory()
         q = self.lot_sizes[product] if qty is None else qty
         lot = Lot(lot_id, product, q, self.routes[product], now, lane)
+        if self.dues_from_orders:
+            lot.due = self._due_of_next(product)
         self.rec.releases.append((lot_id, product, q, now))
         self.wip[product] += q
         return lot
+
+    def _due_of_next(self, p: int) -> float:
+        """The due date (s) of the open order of ``p`` that the next lot's units will fill (orders
+        are filled oldest first, after the stock and the units already in process); none left to
+        fill (a lot built ahead of orders): never due."""
+        ahead = self.stock[p] + self.wip[p]
+        for _, open_qty, due in self.book[p]:
+            if ahead < open_qty:
+                return due
+            ahead -= open_qty
+        return float("inf")
 
     def _finish(self, lot: Lot) -> None:
         self.rec.finishes.append((lot.id, self.env.now, lot.qty, lot.defects, _GOOD))
@@ -155,11 +171,14 @@ class Release:
             for st_name, prods in starts.items():
                 st = self.stations[st_name]
                 make = self._saturated_maker(prods)
-                if len(st.lanes) > 1:
-                    for ln in st.lanes:
-                        ln.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
-                else:
-                    st.buffer = SaturatedBuffer(self.env, st.spec.buffer, make)
+                for ln in st.lanes:
+                    buf = SaturatedBuffer(self.env, st.spec.buffer, make)
+                    if st.queue_key is not None:
+                        buf.order_by(st.queue_key)
+                    if len(st.lanes) > 1:
+                        ln.buffer = buf
+                    else:
+                        st.buffer = buf
         elif src.kind in ("poisson", "renewal"):
             self.env.process(self._arrivals())
 
@@ -184,7 +203,7 @@ class Release:
         src = self.spec.source
         rng = self.streams.get("arrivals")
         if src.kind == "poisson":
-            dist = Exponential(mean=3600.0 / src.rate_per_hour)  # type: ignore[operator]
+            dist = Exponential(mean=HOUR / src.rate_per_hour)  # type: ignore[operator]
         else:
             dist = src.interarrival
         draw = Sampler(dist, rng).one  # type: ignore[arg-type]

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from .calendar import DAY, WEEK
-from .state import LABELS, State
+from .units import DAY, HOUR, WEEK, format_duration, reading_unit
+from .state import COLOURS, LABELS, State
 
 # (kpi, label, better, kind) — ``better`` is "high", "low" or None (not ranked)
 COLUMNS = [
@@ -40,10 +40,7 @@ RANKED = [c for c in COLUMNS if c[2] is not None and c[0] not in ("unit_cost_tra
 COLORS = {"static-line": "#7f7f7f", "dark-factory": "#1f77b4", "microfactory": "#2ca02c"}
 
 # state colours and stacking order in every chart (busy at the bottom, planned stops on top)
-STATE_COLOURS = {State.BUSY.key: "#2ca02c", State.SETUP.key: "#ff7f0e", State.IDLE.key: "#c7c7c7",
-                 State.BLOCKED.key: "#9467bd", State.DOWN.key: "#d62728", State.MAINTENANCE.key: "#8c564b",
-                 State.OFF_SHIFT.key: "#17becf", State.MODULE_OFF.key: "#e8e8e8",
-                 State.STARVED_MATERIAL.key: "#bcbd22"}
+STATE_COLOURS = COLOURS  # the state table's colours (twin.state.TABLE), in stacking order
 STACK_ORDER = list(STATE_COLOURS)
 
 
@@ -78,7 +75,7 @@ def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
     elif kind == "money":
         s = f"{currency}{m:,.2f}" + (f" ± {h:,.2f}" if h is not None else "")
     elif kind == "hours":
-        s = f"{m / 3600:.1f} h" + (f" ± {h / 3600:.1f}" if h is not None else "")
+        s = f"{m / HOUR:.1f} h" + (f" ± {h / HOUR:.1f}" if h is not None else "")
     elif kind == "days" and cell.get("km_ci"):
         lo, hi = cell["km_ci"]
         s = (f"median {m / DAY:.1f} d [{lo / DAY:.1f}, " + (f"{hi / DAY:.1f}]" if math.isfinite(hi) else "not reached]"))
@@ -132,7 +129,7 @@ def _amount(d: float, kind: str) -> str:
     if kind == "pct":
         return f"{d * 100:.1f} percentage points"
     if kind == "hours":
-        return f"{d / 3600:.2f} h"
+        return f"{d / HOUR:.2f} h"
     if kind == "days":
         return f"{d / DAY:.1f} days"
     return f"{d:,.0f}"
@@ -345,7 +342,7 @@ def _diff(m1: float, m2: float, kind: str) -> str:
     if kind == "money":
         return f"{fmt({'mean': abs(m1 - m2), 'ci95': None}, 'money')} ({rel:.1f} %) better"
     if kind == "hours":
-        return f"{abs(m1 - m2) / 3600:.1f} h ({rel:.0f} %) better"
+        return f"{abs(m1 - m2) / HOUR:.1f} h ({rel:.0f} %) better"
     if kind == "days":
         return f"{abs(m1 - m2) / DAY:.1f} days ({rel:.0f} %) better"
     return f"{abs(m1 - m2):,.0f} ({rel:.0f} %) better"
@@ -808,12 +805,12 @@ def output_over_time(res: Any, warmup: float = 0.0, title: str = "Output and WIP
     """Good units per hour and WIP at each hour's end, mean over replications (the warm-up
     shaded); ``res`` is a :class:`twin.Results`."""
     ts = res.timeseries.groupby("t_end", sort=True)[["good", "wip"]].mean().reset_index()
-    hours = ts["t_end"] / 3600.0
+    hours = ts["t_end"] / HOUR
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=hours, y=ts["good"], name="good units per hour", line={"color": "#2ca02c"}))
     fig.add_trace(go.Scatter(x=hours, y=ts["wip"], name="WIP (units)", line={"color": "#7f7f7f"}), secondary_y=True)
     if warmup > 0:
-        fig.add_vrect(x0=0, x1=warmup / 3600.0, fillcolor="#999", opacity=0.15, line_width=0)
+        fig.add_vrect(x0=0, x1=warmup / HOUR, fillcolor="#999", opacity=0.15, line_width=0)
     fig.update_layout(title=html.escape(title), xaxis_title="hours since the start (the warm-up shaded)")
     fig.update_yaxes(title_text="good units per hour", secondary_y=False)
     fig.update_yaxes(title_text="WIP (units)", secondary_y=True)
@@ -825,15 +822,15 @@ def fig_gantt(res: Any, t0: float, hours: float = 8.0, max_spells: int = 3000) -
     st = res.states
     if "replication" in st:
         st = st[st["replication"] == st["replication"].min()]
-    t1 = t0 + hours * 3600.0
+    t1 = t0 + hours * HOUR
     w = st[(st["end"] > t0) & (st["start"] < t1)].head(max_spells)
     fig = go.Figure()
     for s in STACK_ORDER:
         g = w[w["state"] == s]
         if g.empty:
             continue
-        a = (g["start"].clip(t0, t1) - t0) / 3600.0
-        b = (g["end"].clip(t0, t1) - t0) / 3600.0
+        a = (g["start"].clip(t0, t1) - t0) / HOUR
+        b = (g["end"].clip(t0, t1) - t0) / HOUR
         fig.add_trace(go.Bar(x=b - a, base=a, y=[html.escape(f"{n}/{k}") for n, k in zip(g["station"], g["server"])],
                              orientation="h", name=LABELS.get(s, s), marker_color=STATE_COLOURS[s]))
     fig.update_layout(barmode="overlay", title=f"Server states over {hours:g} h after the warm-up (first replication)",
@@ -878,14 +875,6 @@ def fig_flow(summary: dict[str, Any], routes: list[list[str]], shifting: pd.Data
     return fig
 
 
-def duration_text(seconds: float) -> str:
-    """A duration as a person writes it: 2 w, 36 h, 90 min, 45 s."""
-    for unit, size in (("w", WEEK), ("d", DAY), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:g} s"
-
-
 def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[str]] | None = None,
              shifting: pd.DataFrame | None = None) -> str:
     """One self-contained HTML page for ``twin run --out``: the KPI and station tables
@@ -900,7 +889,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
 
     k = summary["kpis"]
     lt = float(k.get("lead_time_mean_s", {}).get("mean") or 0.0)
-    lt_unit, lt_scale = ("h", 3600.0) if lt >= 7200 else ("min", 60.0) if lt >= 120 else ("s", 1.0)
+    lt_scale, lt_unit = reading_unit(lt)
     rows = [("throughput (good units/h)", "throughput_per_hour", 2), ("good units", "good_units", 0),
             (f"lead time mean ({lt_unit})", "lead_time_mean_s", 2), (f"lead time p95 ({lt_unit})", "lead_time_p95_s", 2),
             ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
@@ -909,8 +898,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     parts = [
         page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
-        f"<p>{summary['replications']} replications, horizon {duration_text(summary['horizon'])}, warm-up "
-        f"{duration_text(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
+        f"<p>{summary['replications']} replications, horizon {format_duration(summary['horizon'])}, warm-up "
+        f"{format_duration(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
         "<table><tr><th>measure</th><th>value</th></tr>",
     ]
@@ -922,8 +911,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
         if key in k and (key != "unit_cost" or has_costs):
             d = k[key]
             if key.startswith("lead_time"):  # durations in the unit that suits them, as on the terminal
-                d = {"mean": None if d.get("mean") is None else float(d["mean"]) / lt_scale,
-                     "ci95": None if d.get("ci95") is None else float(d["ci95"]) / lt_scale}
+                d = {"mean": None if d.get("mean") is None else float(d["mean"]) * lt_scale,
+                     "ci95": None if d.get("ci95") is None else float(d["ci95"]) * lt_scale}
             parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(d, digits))}</td></tr>")
     parts.append("</table>")
     fields = [*STACK_ORDER, "availability", "oee"]

@@ -32,6 +32,7 @@ from .record import MaintKind, Record
 from .state import ACTIVE, PLANNED_STOPS, STATE_KEYS, State
 from .stats import summarize
 from .tables import lots_frame, orders_frame, reclassify_closed, scraps_frame, states_frame
+from .units import HOUR
 
 
 @dataclass
@@ -114,7 +115,7 @@ def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: flo
     return out
 
 
-def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = 3600.0) -> pd.DataFrame:
+def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = HOUR) -> pd.DataFrame:
     """Per time bin of ``step`` s: units released, good units out, units scrapped, WIP at bin end."""
     edges = np.append(np.arange(0.0, horizon, step), horizon)
     qty = lots["qty"].to_numpy(dtype=float)
@@ -191,7 +192,7 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
     released_units = float(qty[not_lost].sum())
     finished_units = float(gu[status == "good"].sum())
     return {
-        "throughput_per_hour": good_units / window * 3600.0,
+        "throughput_per_hour": good_units / window * HOUR,
         "good_units": good_units,
         "scrap_units": scrap_units,
         "rework_units": rework_units,
@@ -256,7 +257,7 @@ def maintenance_outcomes(rec: Record, t0: float, t1: float) -> dict[str, dict[st
             "pdm_true": tp, "pdm_false": fp, "pdm_missed": fn,
             "pdm_recall": tp / (tp + fn) if tp + fn else float("nan"),
             "pdm_precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "pdm_lead_h": float(planned["remaining"][true].mean() / 3600.0) if tp else float("nan"),
+            "pdm_lead_h": float(planned["remaining"][true].mean() / HOUR) if tp else float("nan"),
         }
     return out
 

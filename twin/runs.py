@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from .calendar import WEEK
+from .units import WEEK
 from .model import Model
 from .results import Results, build
 from .spec import MAX_HORIZON, Spec, SpecError

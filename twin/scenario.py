@@ -10,10 +10,10 @@ from pathlib import Path
 from pydantic import Field
 
 from . import builtins
-from .calendar import WEEK
+from .units import WEEK, format_duration
 from .dists import Duration, PositiveDuration
 from .names import Name
-from .spec import _M, Shift, Spec, SpecError, _human, read_toml, validate
+from .spec import _M, Shift, Spec, SpecError, read_toml, validate
 
 __all__ = ["Scenario", "apply", "load_scenario", "scenario_path"]
 
@@ -58,8 +58,8 @@ def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: s
     shifts = []
     for i, sh in enumerate(scenario.shifts):
         if sh.at >= weeks * WEEK:
-            problems.append(f"{source}: shifts.{i}.at: at {_human(sh.at)} is at or beyond the end of the "
-                            f"observation ({_human(weeks * WEEK)}); times count from the end of the warm-up")
+            problems.append(f"{source}: shifts.{i}.at: at {format_duration(sh.at, with_seconds=True)} is at or beyond the end of the "
+                            f"observation ({format_duration(weeks * WEEK, with_seconds=True)}); times count from the end of the warm-up")
         shifts.append({**sh.model_dump(mode="python"), "at": min(sh.at, weeks * WEEK * 0.999) + warmup})
     data["demand"]["shifts"] = shifts
     data["run"]["horizon"] = warmup + weeks * WEEK

@@ -27,7 +27,9 @@ from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration, _DistBase
 from .names import Name
 from .policies.registry import registry
+from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
 from .state import STATE_KEYS
+from .units import DAY, HOUR, WEEK, format_duration
 
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_validating", default=False)
 MAX_SPEC_BYTES = 2_000_000
@@ -38,9 +40,6 @@ MAX_COUNT = 1_000_000_000
 MAX_LOT = 10_000_000
 MAX_RATE_PER_HOUR = 1_000_000.0
 MAX_RATE_PER_WEEK = 1_000_000_000.0
-MAX_REPLICATIONS = 10_000
-MAX_SEED = 2**63 - 1
-MAX_HORIZON = 20 * 52 * 604800.0  # 20 years, s  # a real line spec is a few kB; refuse anything absurd before parsing
 
 
 class SpecError(ValueError):
@@ -137,9 +136,9 @@ class Maintenance(_M):
     """`predictive`: standard deviation of a health-index reading (the index runs from 0 new to about 1 at failure)."""
     unit_variation: float = Field(default=0.1, ge=0.0, le=2.0)
     """`predictive`: coefficient of variation of the index at failure between machines."""
-    inspect_every: PositiveDuration = 3600.0
+    inspect_every: PositiveDuration = HOUR
     """`predictive`: operating time between condition readings, s."""
-    horizon: PositiveDuration = 8 * 3600.0
+    horizon: PositiveDuration = 8 * HOUR
     """`predictive`: an alarm this close (operating time, s) to the failure it prevents is a true alarm; earlier ones are false."""
     training_lives: int = Field(default=300, ge=10, le=100_000)
     """`predictive`: run-to-failure histories the alarm threshold is trained on."""
@@ -248,6 +247,12 @@ class Station(_M):
     """Parallel copies (lines, cells) of this station, each with its own buffer and ``servers`` machines."""
     dispatch: str = "fixed"
     """Rule choosing the lane of an arriving lot (with several lanes)."""
+    queue: str = "fifo"
+    """Order in which a lane's servers take the lots waiting in its buffer: ``fifo``, ``spt``
+    (shortest processing time here first), ``lpt`` (longest first), ``edd`` (earliest due date:
+    the order a lot will fill, else its release time) or ``priority`` (``products[].priority``,
+    smaller first); non-preemptive, ties first come first served; any policy registered as
+    ``queue`` works."""
     speeds: list[Annotated[float, Field(gt=0.0, le=100.0)]] | None = None
     """Per-lane speed factors (processing time is divided by the factor); default all 1."""
     operators: Name | None = None
@@ -264,8 +269,8 @@ class Station(_M):
     quality: Quality | None = None
     """Defects made here and how they are found."""
     power_kw: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
-    """Electric power per server and state (``busy``, ``idle``, ``setup``, ``blocked``, ``down``,
-    ``maintenance``, ``off_shift``), kW; states not listed draw ``idle`` power (or 0)."""
+    """Electric power per server and state (a state's key, as the state tables name it: ``busy``,
+    ``idle``, ``setup``, ``down``, …), kW; states not listed draw ``idle`` power (or 0)."""
     process_time: Dist | None = None
     """Unit processing time (s); per-product overrides in ``process_time_by_product``."""
     process_time_by_product: dict[str, Dist] = Field(default_factory=dict)
@@ -309,6 +314,8 @@ class Product(_M):
     """Relative share of lots released by the source."""
     bom: dict[Name, Annotated[int, Field(ge=1, le=MAX_LOT)]] = Field(default_factory=dict)
     """Bill of materials: units of each component (``[[components]]``) per unit of product."""
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    """Rank at stations whose ``queue`` is ``priority``: smaller is served first."""
 
 
 class Source(_M):
@@ -405,7 +412,7 @@ class Demand(_M):
     """Share of each product in the baseline (default: the products' ``share``)."""
     order_size: int = Field(default=100, ge=1, le=MAX_LOT)
     """Units per order."""
-    due: PositiveDuration = 3 * 86400.0
+    due: PositiveDuration = 3 * DAY
     """Promised delivery time from order arrival, s."""
     shifts: list[Shift] = Field(default_factory=list)
     """Scenario shifts of demand or supply."""
@@ -420,18 +427,18 @@ class Planning(_M):
 
     policy: str = "hourly"
     """`campaign`, `hourly`, `forecast` (hourly plus a pre-build from a learned forecast), `backlog` or a registered name."""
-    period: Annotated[PositiveDuration, Field(ge=1.0)] = 3600.0
+    period: Annotated[PositiveDuration, Field(ge=1.0)] = HOUR
     """Re-planning interval, s (at least 1 s)."""
     lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """Parallel lines/cells fed separately (lot `lane` = line number); 1 = one shared feed."""
     forecast_per_week: float | None = Field(default=None, gt=0.0, le=MAX_RATE_PER_WEEK)
     """What a forecast-driven planner expects before it has order history (default: the demand's base rate)."""
-    forecast_window: PositiveDuration = 4 * 604800.0
+    forecast_window: PositiveDuration = 4 * WEEK
     """A forecast-driven planner forecasts each product's demand as its mean order rate over this
     trailing window (a moving-average forecast, updated at every re-plan)."""
     npi_lead_time: Duration = 0.0
     """Time after a new product's first order before it can be made (tooling, programs, qualification)."""
-    prebuild_horizon: PositiveDuration = 7 * 86400.0
+    prebuild_horizon: PositiveDuration = 7 * DAY
     """`forecast`: finished stock is built ahead for the forecast demand above capacity over this time, s."""
 
 
@@ -442,18 +449,18 @@ class Capacity(_M):
 
     policy: str = "none"
     """`none`, `shifts`, `modules`, `orchestrated` or a registered name."""
-    review: Annotated[PositiveDuration, Field(ge=1.0)] = 86400.0
+    review: Annotated[PositiveDuration, Field(ge=1.0)] = DAY
     """Interval between capacity decisions, s (at least 1 s)."""
     overtime_above: float = Field(default=0.5, ge=0.0)
     """``shifts``/``orchestrated``: overtime (overdrive) while the backlog exceeds this many days of baseline demand;
     ``modules``: the backlog beyond this many days counts toward buying modules."""
     release_below: float = Field(default=0.1, ge=0.0)
     """``shifts``/``orchestrated``: drop overtime, extra shifts (overdrive) below this many days of backlog."""
-    hiring_lag: Duration = 4 * 604800.0
+    hiring_lag: Duration = 4 * WEEK
     """``shifts``: an extra shift starts after overtime has run this long (recruiting, training)."""
     learning_factor: float = Field(default=1.0, ge=1.0, le=5.0)
     """``shifts``: a newly hired crew's work takes this many times the normal time at first (learning curve)."""
-    learning_halflife: PositiveDuration = 14 * 86400.0
+    learning_halflife: PositiveDuration = 14 * DAY
     """``shifts``: time in which a new crew's excess time halves, s."""
     shed_below: float = Field(default=0.0, ge=0.0, le=1.0)
     """``shifts``: close the calendars' ``shed`` windows when the last four weeks' orders would load the
@@ -464,7 +471,7 @@ class Capacity(_M):
     """``orchestrated``: overdriven machines age ``overdrive ** overdrive_wear`` times as fast."""
     overdrive_power: float = Field(default=2.0, ge=0.0, le=10.0)
     """``orchestrated``: overdriven machines draw ``overdrive ** overdrive_power`` times their busy power."""
-    lead_time: Duration = 7 * 86400.0
+    lead_time: Duration = 7 * DAY
     """``modules``: deployment time of an added module; ``orchestrated``: time from buying a line to its first lot."""
     buy_lines: bool = True
     """``orchestrated``: the lines beyond ``initial_lanes`` may be bought; ``modules``: the slots beyond ``owned_lanes``."""
@@ -473,7 +480,7 @@ class Capacity(_M):
     owned modules cannot meet the demand a review asks for, more are bought (up to ``planning.lanes``) as far as
     last week's order rate less twice its measured noise, and the backlog beyond ``overtime_above`` days, need them:
     each is owned (its capex runs) and works from ``buy_lead_time`` after the purchase."""
-    buy_lead_time: Duration = 28 * 86400.0
+    buy_lead_time: Duration = 28 * DAY
     """``modules``: time from buying a module to its first lot (making, shipping, installing, commissioning), s."""
     min_lanes: int = Field(default=1, ge=1, le=MAX_LANES)
     """`modules`: never fewer deployed lanes."""
@@ -481,7 +488,7 @@ class Capacity(_M):
     """`modules`: lanes deployed at t = 0 (default all); `orchestrated`: lanes owned at t = 0 (the rest can be bought)."""
     target_utilisation: float = Field(default=0.85, gt=0.0, le=1.0)
     """`modules`/`orchestrated`: planned load of a deployed lane."""
-    clear_backlog_in: PositiveDuration = 7 * 86400.0
+    clear_backlog_in: PositiveDuration = 7 * DAY
     """``modules``: size capacity to clear the backlog within this time besides the demand rate."""
 
 
@@ -543,7 +550,7 @@ class Costs(_M):
 class Run(_M):
     """Default run settings; the CLI and :func:`twin.simulate` may override them."""
 
-    horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON)] = 604800.0
+    horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON)] = WEEK
     """Simulated time, s (at most 20 years)."""
     warmup: Duration = 0.0
     """Initial time removed from all KPIs, s."""
@@ -585,7 +592,7 @@ class Component(_M):
     """`sQ`: reorder when the inventory position is at or below this, units."""
     order_qty: int = Field(default=1, ge=1, le=MAX_COUNT)
     """`sQ`: units per order."""
-    review: PositiveDuration = 7 * 86400.0
+    review: PositiveDuration = 7 * DAY
     """`RS`: time between reviews, s."""
     order_up_to: int = Field(default=0, ge=0, le=MAX_COUNT)
     """`RS`: order up to this inventory position, units."""
@@ -871,6 +878,14 @@ class Spec(_M):
                 errors.append((f"stations.{s.name}.dispatch", f"unknown dispatch rule {s.dispatch!r}"
                                                             f"{_hint(s.dispatch, registry('dispatch'))}; "
                                                             f"known: {', '.join(sorted(registry('dispatch')))}"))
+            if s.queue not in registry("queue"):
+                errors.append((f"stations.{s.name}.queue", f"unknown queue discipline {s.queue!r}"
+                                                         f"{_hint(s.queue, registry('queue'))}; "
+                                                         f"known: {', '.join(sorted(registry('queue')))}"))
+            elif s.batch is not None and registry("queue")[s.queue].draws_time:
+                errors.append((f"stations.{s.name}.queue", f"{s.queue!r} orders lots by their own processing "
+                                                         "time, but a batch station draws one time for the whole "
+                                                         "batch; use fifo, edd or priority"))
             m = s.maintenance
             if m is not None:
                 if m.policy not in registry("maintenance"):
@@ -926,8 +941,8 @@ class Spec(_M):
             for i, sh in enumerate(self.demand.shifts):
                 where = f"demand.shifts.{i}"
                 if sh.at >= self.run.horizon:
-                    errors.append((f"{where}.at", f"shift at {_human(sh.at)} is at or beyond the end of the run "
-                                                  f"({_human(self.run.horizon)})"))
+                    errors.append((f"{where}.at", f"shift at {format_duration(sh.at, with_seconds=True)} is at or beyond the end of the run "
+                                                  f"({format_duration(self.run.horizon, with_seconds=True)})"))
                 for k in sh.shares:
                     if k not in products:
                         errors.append((f"{where}.shares.{k}", f"unknown product {k!r}{_hint(k, products)}"))
@@ -1014,14 +1029,6 @@ def _blocking_cycle(spec: "Spec") -> list[str]:
                 path.append(nxt)
                 stack.append(iter(sorted(succ[nxt])))
     return []
-
-
-def _human(seconds: float) -> str:
-    """``4w``, ``36h`` or ``90s`` (with the seconds) for messages."""
-    for unit, size in (("w", 604800.0), ("d", 86400.0), ("h", 3600.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit} ({seconds:g} s)"
-    return f"{seconds:g} s"
 
 
 def _plain(x: Any) -> Any:

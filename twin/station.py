@@ -25,13 +25,17 @@ from .dists import Sampler
 from .flow import Buffer, Lot
 from .learn import MeasuredTimes
 from .state import State, TraceEvent
+from .units import WORK_EPS
 from .workforce import Calendar, Pool
 
 if TYPE_CHECKING:  # the model builds stations; stations only call back into it
     from .model import Model
 
 INF = float("inf")
-_IDLE, _SETUP, _BUSY, _BLOCKED, _DOWN, _MAINT, _OFF, _MODULE_OFF, _STARVED = (int(s) for s in State)
+# the states as plain ints: the record stores ints, and the loop compares them on every lot
+_IDLE, _SETUP, _BUSY, _BLOCKED = int(State.IDLE), int(State.SETUP), int(State.BUSY), int(State.BLOCKED)
+_DOWN, _MAINT, _STARVED = int(State.DOWN), int(State.MAINTENANCE), int(State.STARVED_MATERIAL)
+_MODULE_OFF = int(State.MODULE_OFF)
 _T_START, _T_END, _T_SETUP_START, _T_SETUP_END, _T_BLOCKED, _T_UNBLOCKED, _T_LEAVE = (int(e) for e in TraceEvent)
 _IN_PROCESS = (_BUSY, _SETUP, _DOWN, _MAINT)
 
@@ -190,6 +194,13 @@ class StationRuntime:
                 srv = Server(self, lane, number, sid)
                 lane.servers.append(srv)
                 self.servers.append(srv)
+        # the order its servers take waiting lots (non-FIFO disciplines sort each lane's buffer)
+        rule = policies.get("queue", spec_station.queue)(self)
+        self.queue_key = rule.key
+        self.queue_draws = rule.draws_time  # a lot's time is drawn when it joins the queue
+        if self.queue_key is not None:
+            for ln in self.lanes:
+                ln.buffer.order_by(self.queue_key)
         # what an orchestrator has measured of this station's unit times (its dispatch reads them)
         self.measured: MeasuredTimes | None = None
         if spec_station.dispatch == "least_expected_completion" and len(self.lanes) > 1:
@@ -220,6 +231,11 @@ class StationRuntime:
             self.model.rec.states.append((self.model.env.now, srv.sid, state))
             srv.state = state
 
+    def planned_time(self, lot: Lot) -> float:
+        """A draw of ``lot``'s processing time here (s, before speed and losses) for the units it
+        brings: those to rework at a rework station, those to test again on a retest, else all."""
+        return self.lot_time[lot.product](lot.rework or lot.retest or lot.qty)  # type: ignore[misc]
+
     def has_extras(self) -> bool:
         """Whether the loop's optional steps can do anything here (see the module doc)."""
         m = self.model
@@ -227,7 +243,7 @@ class StationRuntime:
                     or self.quality is not None or len(self.lanes) > 1 or self.spec.speeds
                     or m.disrupted(self.name) or m.lane_structured or m.rec.trace is not None or m.general
                     or self.minor is not None or self.speed_loss is not None or self.flow_extras
-                    or self.batch is not None or self.needs_material or m.detours)
+                    or self.batch is not None or self.needs_material or m.detours or self.queue_draws)
 
     # ------------------------------------------------------------------ the server loop
     def serve(self, srv: Server):
@@ -351,6 +367,10 @@ class StationRuntime:
             units = sum(q.qty for q in lots) if batch is not None else lot.qty
             if batch is not None:
                 d = lot_time[p](1)  # type: ignore[misc]  # one time for the whole batch
+            elif lot.planned is not None and lot.planned[0] == self.index:  # drawn by its queue (spt, lpt)
+                d = lot.planned[1]
+                lot.planned = None
+                units = lot.rework or lot.retest or lot.qty
             elif lot.rework:  # at a rework station: only the units to rework are worked on
                 d = lot_time[p](lot.rework)  # type: ignore[misc]
                 units = lot.rework
@@ -502,7 +522,7 @@ class StationRuntime:
             else:
                 q = yield ev
             if units + q.qty > size:  # too big to join: it opens the next batch
-                buf.items.appendleft(q)
+                buf.put_back(q)
                 break
             lots.append(q)
             units += q.qty
@@ -613,7 +633,7 @@ class StationRuntime:
             if operating:
                 srv.ttf_left -= chunk * wear
                 srv.pm_left -= chunk * wear
-            if d <= 1e-9:
+            if d <= WORK_EPS:
                 return
 
 

@@ -7,10 +7,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
-from scipy.stats import CensoredData, ecdf, qmc
 
 from .state import STATE_KEYS
+
+# scipy.stats is imported inside the functions that use it: it costs about 0.8 s of CPU, more
+# than `import twin` may (tests/test_library.py checks that it is not imported with twin).
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1..30 (standard tables)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -71,6 +72,7 @@ def paired_diff(a: Any, b: Any) -> dict[str, float]:
     """The paired difference ``a - b`` of two samples taken on the same seeds (replication r of
     ``a`` with replication r of ``b``): mean, 95 % Student-t half-width, n, and the two-sided
     p-value of "no difference". Pairs with a NaN on either side are dropped."""
+    from scipy import stats as scipy_stats
     x = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
@@ -116,6 +118,7 @@ def select_best(samples: dict[str, Any], better: str, delta: float, pcs: float =
     sample mean is the best with probability >= ``pcs`` whenever the best is at least ``delta``
     better than the rest (the indifference zone). Returns the pick, the replications the
     guarantee needs (``n_needed``) and whether the ones at hand suffice (``met``)."""
+    from scipy import stats as scipy_stats
     names = [k for k, v in samples.items() if np.isfinite(np.asarray(v, dtype=float)).all() and len(v)]
     out: dict[str, Any] = {"best": None, "delta": delta, "pcs": pcs, "n": 0, "n_needed": None, "met": False,
                            "procedure": "Clark-Yang Bonferroni selection with common random numbers"}
@@ -168,6 +171,8 @@ def mser(series: Any, batch: int = 5) -> int:
 def latin_hypercube(n: int, d: int, seed: int) -> np.ndarray:
     """``n`` points in [0, 1)^d, one in each of the n strata of every dimension (scipy's qmc,
     randomised within strata, reproducible from ``seed``)."""
+    from scipy.stats import qmc
+
     return qmc.LatinHypercube(d=d, seed=np.random.default_rng(seed)).random(n)
 
 
@@ -198,6 +203,7 @@ def clopper_pearson(k: float, n: float, level: float = 0.95) -> tuple[float, flo
     """The exact (Clopper-Pearson) ``level`` interval of a binomial share ``k / n``. ``k`` and ``n``
     may be fractional (ties split, an effective sample size): the beta quantiles are defined for
     real counts. (NaN, NaN) for n <= 0."""
+    from scipy import stats as scipy_stats
     if not n > 0:
         return float("nan"), float("nan")
     k = min(max(float(k), 0.0), float(n))
@@ -251,6 +257,7 @@ def prcc(x: Any, y: Any) -> list[float]:
     the correlation of the ranks of column j and of y after both are regressed on the ranks of the
     other columns. A global sensitivity measure for Latin-hypercube samples; NaN for a constant column
     and for one the others determine (fewer distinct samples than parameters)."""
+    from scipy import stats as scipy_stats
     X = np.asarray(x, dtype=float)
     yv = np.asarray(y, dtype=float)
     ok = np.isfinite(yv) & np.isfinite(X).all(axis=1)
@@ -295,6 +302,8 @@ def kaplan_meier(times: Any, observed: Any, level: float = 0.95) -> dict[str, An
         if len(t):
             out["ci"] = [float(t.max()), float("inf")]
         return out
+    from scipy.stats import CensoredData, ecdf
+
     res = ecdf(CensoredData(uncensored=t[obs], right=t[~obs]))
     q, s = res.sf.quantiles, res.sf.probabilities
     out["t"], out["share"] = q.tolist(), (1.0 - s).tolist()
@@ -332,6 +341,7 @@ def tost(diffs: Any, delta: float, alpha: float = 0.05) -> dict[str, Any]:
     equivalent when the (1 − 2α) Student-t interval lies inside (−delta, delta). A sample whose
     differences are all equal has no variance to test and is equivalent only when that value is
     inside the zone and n >= 2."""
+    from scipy import stats as scipy_stats
     x = np.asarray(diffs, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)

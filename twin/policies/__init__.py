@@ -1,9 +1,11 @@
 """Policies: the decisions beside the engine, swappable by name (DESIGN §2, §4).
 
-Four kinds, each a small class registered under a name:
+Five kinds, each a small class registered under a name:
 
 - ``dispatch``: ``Rule(station)``, ``choose(lot) -> lane index`` — which parallel
   lane (line, cell) of a station takes an arriving lot;
+- ``queue``: ``Rule(station)`` with ``key`` (``None`` for FIFO, else ``key(lot) -> float``,
+  smallest served first) and ``draws_time`` — the order a lane's servers take waiting lots;
 - ``maintenance``: ``Policy(spec, rng)``, ``plan(life) -> operating seconds until
   planned maintenance`` — called whenever a machine is renewed, with its true
   remaining life (operating seconds to the next failure);
@@ -17,7 +19,7 @@ name it in a spec; the built-ins use the same mechanism.
 
 from __future__ import annotations
 
-from . import capacity, dispatch, maintenance, planning  # noqa: E402,F401  (the built-ins register themselves)
+from . import capacity, dispatch, maintenance, planning, queue  # noqa: E402,F401  (the built-ins register themselves)
 from .registry import KINDS, get, register, registry
 
 __all__ = ["KINDS", "get", "register", "registry"]

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..calendar import DAY, WEEK, WeeklyPattern, minus
+from ..calendar import WeeklyPattern, minus
+from ..units import DAY, HOUR, WEEK
 from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
 
@@ -97,7 +98,7 @@ def recent_rate_per_hour(model: Any, window: float) -> float:
     w = min(now, window)
     if w <= 0:
         return 0.0
-    return sum(o[ORDER_QTY] for o in _orders_since(model.rec.orders, now - w)) / w * 3600.0
+    return sum(o[ORDER_QTY] for o in _orders_since(model.rec.orders, now - w)) / w * HOUR
 
 
 def weekly_rate_error(model: Any, days: int = 28) -> float | None:
@@ -167,7 +168,7 @@ class Shifts(CapacityPolicy):
                 continue
             cal = m.spec.calendar(w.calendar)
             hours = (WeeklyPattern(cal.pattern(more)).open_per_week
-                     - WeeklyPattern(cal.pattern(less)).open_per_week) / 3600.0
+                     - WeeklyPattern(cal.pattern(less)).open_per_week) / HOUR
             total += w.size * max(hours, 0.0) / WORK_WEEK_H
         return total
 
@@ -280,7 +281,7 @@ class Modules(CapacityPolicy):
         """Modules (fractional) that serve ``rate`` units/h and clear ``backlog`` units within
         ``clear_backlog_in``, at ``target_utilisation``."""
         sp = self.spec
-        return (rate + backlog / (sp.clear_backlog_in / 3600.0)) / (self.lane_rate * sp.target_utilisation)
+        return (rate + backlog / (sp.clear_backlog_in / HOUR)) / (self.lane_rate * sp.target_utilisation)
 
     def _loop(self):
         m = self.model
@@ -435,7 +436,7 @@ def lane_rate_per_hour(spec: Any) -> float:
         if st.failures is not None:
             avail = st.failures.ttf.mean / (st.failures.ttf.mean + st.failures.ttr.mean)
         per_lane = st.servers * (1 if st.lanes > 1 else 1.0 / max(1, spec.planning.lanes))
-        worst = min(worst, per_lane * 3600.0 / t * avail)
+        worst = min(worst, per_lane * HOUR / t * avail)
     return worst
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..learn import ConditionModel, ConditionSignal
 from .registry import register
+from ..units import HOUR
 
 INF = float("inf")
 
@@ -48,7 +49,7 @@ class Oracle:
         self.recall = spec.recall
         self.noise = spec.noise_cv
         self.lead = float(spec.lead_time)
-        self.fa_rate = spec.false_alarm_per_hour / 3600.0
+        self.fa_rate = spec.false_alarm_per_hour / HOUR
         self.rng = rng
 
     def plan(self, life: float) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..calendar import DAY, WEEK
+from ..units import DAY, WEEK
 from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
 from ..learn import DemandForecaster
 from .registry import register

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-KINDS = ("dispatch", "maintenance", "planning", "capacity")
+KINDS = ("dispatch", "queue", "maintenance", "planning", "capacity")
 _REGISTRY: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
 
 

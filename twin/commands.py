@@ -1,0 +1,598 @@
+"""What each ``twin`` command does (:mod:`twin.cli` parses the command line and calls these).
+
+Kept apart from the parser so that ``twin --version``, ``--help`` and a mistyped option load
+none of what the commands need (pandas, scipy, plotly, optuna).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import sys
+import time
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__, ablate, builtins, optimize
+from . import designs as designs_mod
+from .bottleneck import shifting_table
+from .units import HOUR, WEEK, format_duration, reading_unit
+from .compare import (
+    FACTORIES,
+    SCENARIOS,
+    Grid,
+    check_inputs,
+    design_fronts,
+    factory_spec,
+    measure_warmup,
+    nominal_labels,
+    prepare_uncertainty,
+    run_designs,
+    run_grid,
+    run_uncertainty,
+)
+from .compare_report import write_report
+from .dists import parse_duration
+from .eventlog import calibrate, check, parse_map, read_log, write_log
+from .experiment import (
+    mser_warmup,
+    simulate,
+    summarize,
+    sweep,
+    sweep_selection,
+    sweep_table,
+)
+from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
+from .names import safe_text
+from .report import money_format, run_page
+from .runs import replication_seed, run_once
+from .scenario import load_scenario
+from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve, toml_values
+from .state import TABLE as STATE_TABLE
+
+
+def _say(text: str = "") -> None:
+    """Print user-facing text on stdout with any control characters from user input escaped."""
+    print(safe_text(str(text)))
+
+
+_QUIET = [False]  # -q: progress bars and notes are left out
+
+
+def _warn(text: str) -> None:
+    if _QUIET[0] and not text.startswith("error:"):
+        return
+    sys.stderr.write(safe_text(text))
+
+
+def cmd_list() -> int:
+    """The built-in factories and scenarios, with what each is."""
+    _say("factories (twin run NAME, twin compare --factories NAME ...):")
+    for name, path in builtins.factories().items():
+        spec = load(path)
+        _say(f"  {name:<14} {spec.description.splitlines()[0] if spec.description else spec.name}")
+    _say("scenarios (twin compare --scenarios NAME ...):")
+    for name in builtins.scenarios():
+        sc = load_scenario(name)
+        _say(f"  {name:<14} {sc.description.split('(')[0].strip()}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if path.exists() and not args.force:
+        raise SpecError([f"{path}: already exists (pass --force to overwrite)"])
+    if path.suffix != ".toml":
+        raise SpecError([f"{path}: a spec file name ends in .toml"])
+    check_output_file(path, "twin init")
+    atomic_write_text(path, files("twin").joinpath("templates/line.toml").read_text(encoding="utf-8"))
+    _say(f"wrote {path}: a three-station line with comments; next: twin validate {path} && twin run {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load(args.spec)
+    _, warnings = spec.problems()
+    for p, m in warnings:
+        _warn(f"warning: {resolve(args.spec)}: {p}: {m}\n")
+    _say(f"{resolve(args.spec)}: ok ({len(spec.stations)} stations, {len(spec.products)} products)")
+    return 0
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``PATH=VALUE`` pairs; VALUE is read as TOML (``3``, ``"8h"``, ``{dist = ...}``), else as a string."""
+
+    out: dict[str, Any] = {}
+    bad = []
+    for item in items:
+        if "=" not in item:
+            bad.append(f"--set: {item!r}: expected PATH=VALUE, e.g. stations.smt.servers=3")
+            continue
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[k.strip()] = v
+    if bad:
+        raise SpecError(bad)
+    return out
+
+
+def parse_vary(items: list[str]) -> dict[str, list[Any]]:
+    """``PATH=V1,V2`` (or ``PATH=[V1, V2]``) pairs; each value is read as TOML, else as text."""
+
+    out: dict[str, list[Any]] = {}
+    bad = []
+    for item in items:
+        if "=" not in item:
+            bad.append(f"--vary: {item!r}: expected PATH=V1,V2,..., e.g. stations.smt.servers=1,2,3")
+            continue
+        k, v = (x.strip() for x in item.split("=", 1))
+        values = toml_values(v)
+        twice = [x for i, x in enumerate(values) if x in values[:i]]
+        if not k:
+            bad.append(f"--vary: {item!r}: the spec path before '=' is empty")
+        elif not values:
+            bad.append(f"--vary: {k}: no values")
+        elif k in out:
+            bad.append(f"--vary: {k}: given twice")
+        elif twice:
+            bad.append(f"--vary: {k}: the value {twice[0]!r} is given twice (its points would pool copies "
+                       "of the same replications)")
+        else:
+            out[k] = values
+    if bad:
+        raise SpecError(bad)
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
+    path = resolve(args.spec)
+    spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    grid = parse_vary(args.vary)
+    if args.scheduler is not None and args.executor != "dask":
+        raise SpecError(["--scheduler: only used with --executor dask"])
+    if args.out:
+        check_output_dir(args.out)
+    horizon = spec.run.horizon if args.horizon is None else args.horizon
+    warmup = spec.run.warmup if args.warmup is None else args.warmup
+    if horizon <= 0 or warmup >= horizon:
+        raise SpecError([f"--warmup/--horizon: the warm-up ({warmup:g} s) must be shorter than the horizon "
+                         f"({horizon:g} s)"])
+    df = sweep(spec, grid, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+               jobs=args.jobs or os.cpu_count() or 1, executor=args.executor, scheduler=args.scheduler,
+               progress=not (args.json or args.quiet), source=f"{path} --vary")  # validates every point before running
+    tab = sweep_table(df)
+    meta = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+            "command": "twin " + shlex.join(argv), "grid": grid, "horizon": horizon, "warmup": warmup,
+            "seed": spec.run.seed if args.seed is None else args.seed,
+            "replications": spec.run.replications if args.replications is None else args.replications}
+    points = tab.to_dict(orient="records")
+    picks = sweep_selection(df)
+    if args.out:
+        with ResultSet(args.out, summary="kpis.json") as rs:
+            rs.add_csv("sweep.csv", df)
+            rs.add_csv("sweep_summary.csv", tab)
+            rs.add_json("kpis.json", {"meta": meta, "points": points, "selection": picks})
+            rs.publish()
+    if args.json:
+        sys.stdout.write(dumps({"meta": meta, "points": points, "selection": picks}))
+        return 0
+    keys = list(grid)
+    _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {format_duration(horizon)}, "
+         f"warm-up {format_duration(warmup)}, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
+    lt_scale, lt_unit = reading_unit(float(tab["lead_time_mean_s"].max()))
+    cols = [("throughput_per_hour", "units/h", 1.0, "{:.1f}"), ("lead_time_mean_s", f"lead time {lt_unit}", lt_scale,
+                                                                 "{:.1f}"),
+            ("wip_mean", "WIP", 1.0, "{:.1f}"), ("oee", "OEE", 1.0, "{:.3f}")]
+    if "unit_cost" in tab and tab["unit_cost"].notna().any() and df.get("cost_total", 0).astype(float).gt(0).any():
+        cols.append(("unit_cost", "unit cost", 1.0, "{:.2f}"))
+    head = "  " + "".join(f"{k.split('.')[-2] + '.' + k.split('.')[-1] if k.count('.') else k:>22}" for k in keys)
+    head += "".join(f"{label:>22}" for _, label, _, _ in cols)
+    _say(head)
+    for row in points:
+        line = "  " + "".join(f"{str(row[k]):>22}" for k in keys)
+        for key, _, scale, fmt in cols:
+            cell = fmt.format(row[key] * scale) + " ± " + fmt.format(row[f"{key}_ci95"] * scale)
+            line += f"{cell:>22}"
+        _say(line)
+    for kpi, pick in picks.items():
+        verdict = (f"probability of correct selection >= {pick['pcs']:.0%} when the best leads by "
+                   f"{pick['delta']:.3g} or more" if pick["met"] else
+                   f"not yet a guaranteed pick: {pick['n_needed']} replications would give a {pick['pcs']:.0%} "
+                   f"probability of correct selection at a lead of {pick['delta']:.3g}")
+        _say(f"  best {kpi}: {pick['best']} ({verdict}; Clark-Yang selection, common random numbers)")
+    return 0
+
+
+def spec_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    path = resolve(args.spec)
+    spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    for p, m in spec.problems()[1]:
+        _warn(f"warning: {path}: {p}: {m}\n")
+    if args.out:
+        check_output_dir(args.out)
+    if args.event_log:
+        check_output_file(args.event_log, "--event-log")
+    horizon = spec.run.horizon if args.horizon is None else args.horizon
+    auto = args.warmup == "auto"
+    warmup = spec.run.warmup if args.warmup is None else (0.0 if auto else args.warmup)
+    if horizon <= 0:
+        raise SpecError([f"--horizon: must be > 0, got {horizon:g} s"])
+    if warmup >= horizon:
+        origin = "--warmup" if args.warmup is not None else f"{path}: run.warmup"
+        raise SpecError([f"{origin}: warm-up ({warmup:g} s) must be shorter than the horizon ({horizon:g} s);"
+                         " pass a shorter --warmup or a longer --horizon"])
+    res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+                   progress=not (args.json or args.quiet))
+    found, method = mser_warmup(res, spec)
+    if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
+        warmup = found
+        res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
+                       progress=not (args.json or args.quiet))
+    elif found > warmup:
+        _warn(f"warning: {path}: the warm-up ({format_duration(warmup)}) is shorter than the {format_duration(found)} that MSER finds "
+              "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
+    if args.event_log:
+        seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
+        traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
+        write_log(traced.record, args.event_log)
+    summary = summarize(res)
+    summary["currency"] = spec.costs.currency
+    shifting = shifting_table(res.states, warmup, horizon)
+    summary["bottleneck_shifting"] = {str(n): {"sole": float(r["sole"]), "shifting": float(r["shifting"])}
+                                      for n, r in shifting.iterrows()}
+    summary["warmup"] = warmup
+    summary["warmup_method"] = ("measured: " + method) if auto else "given"
+    summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+                       "overrides": args.set, "command": "twin " + shlex.join(argv)}
+    if args.out:
+        with ResultSet(args.out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete set
+            rs.add_csv("replications.csv", res.kpis)
+            rs.add_csv("stations.csv", res.stations)
+            rs.add_csv("lots.csv", res.lots)
+            rs.add_csv("states.csv", res.states)
+            rs.add_csv("timeseries.csv", res.timeseries)
+            rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}",
+                                                routes=[p.route for p in spec.products], shifting=shifting))
+            rs.add_json("kpis.json", summary)
+            written = rs.publish()
+        if not args.json:
+            _warn(f"wrote {', '.join(str(w) for w in written)}; open {(Path(args.out) / 'report.html').resolve().as_uri()}\n")
+    if args.json:
+        sys.stdout.write(dumps(summary))
+    else:
+        _say(format_table(summary))
+    return 0
+
+
+def _name_list(values: list[str] | None, flag: str) -> list[str]:
+    """Names given as separate words, comma lists or both (``a,b c``): every command takes
+    both forms, so a list copied from one command works in another. Empty when the option
+    was not given; an option given with no name at all is refused."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    if values is not None and not names:
+        raise SpecError([f"{flag}: no name given"])
+    return names
+
+
+QUICK_WEEKS = 10.0
+RECOVERY_WINDOW_WEEKS = 3.0
+"""The quick profile watches every scenario's shift to its end and this long after it: a
+recovery needs a good week held, so a shorter watch cannot see one."""
+
+
+def quick_weeks(scenarios: list[str]) -> float:
+    """Weeks the quick profile observes: at least :data:`QUICK_WEEKS`, and every scenario's last
+    shift to its end plus :data:`RECOVERY_WINDOW_WEEKS` (the surge, weeks 3-11, gives 14)."""
+    weeks = QUICK_WEEKS
+    for name in scenarios:
+        try:
+            sc = load_scenario(name)
+        except SpecError:
+            continue  # reported with every other input problem when the grid is checked
+        for sh in sc.shifts:
+            end = sh.at + (sh.duration or 0.0)
+            weeks = max(weeks, math.ceil(end / WEEK) + RECOVERY_WINDOW_WEEKS)
+    return float(weeks)
+
+
+def prepare_designs(grid: Grid, file: str) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The candidate designs of the compared factories (``file``, "" for the reference factories'
+    own) and which candidate each spec is; checked before anything runs."""
+    dfile, src = designs_mod.load(file or None)
+    cands = designs_mod.candidates(dfile, src, grid.factories)
+    if not cands:
+        raise SpecError([f"--designs: {src} names none of the compared factories ({', '.join(grid.factories)})"])
+    paths, _ = check_inputs(grid)
+    specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in cands}
+    problems = []
+    for f, cs in cands.items():
+        for c in cs:
+            try:
+                specs[f].with_overrides(c.set, source=f"{src}: {f}: {c.label}")
+            except SpecError as e:
+                problems += e.problems
+    if problems:
+        raise SpecError(problems)
+    return cands, nominal_labels(specs, cands)
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    quick = args.quick
+    scenarios = _name_list(args.scenarios, "--scenarios") or list(SCENARIOS)
+    grid = Grid(
+        factories=_name_list(args.factories, "--factories") or list(FACTORIES),
+        scenarios=scenarios,
+        replications=args.replications or (2 if quick else 5),
+        weeks=args.weeks or (quick_weeks(scenarios) if quick else 26.0),
+        warmup=(args.warmup if args.warmup not in (None, "auto") else (WEEK if quick else 2 * WEEK)),
+        seed=args.seed,
+    )
+    for item in args.set:  # [FACTORY:]PATH=VALUE; the factory part ends before the path's '='
+        factory, colon, _ = item.partition("=")[0].partition(":")
+        pair = item[len(factory) + 1:] if colon else item
+        values = parse_sets([pair])
+        for f in ([factory] if colon else grid.factories):
+            grid.overrides.setdefault(f, {}).update(values)
+    jobs = args.jobs or os.cpu_count() or 1
+    out = check_output_dir(args.out)
+    if args.warmup == "auto":
+        grid.warmup, grid.warmup_method = measure_warmup(grid)
+        _warn(f"warm-up measured: {format_duration(grid.warmup)} ({grid.warmup_method})\n")
+    if args.scheduler is not None and args.executor != "dask":
+        raise SpecError(["--scheduler: only used with --executor dask"])
+    prepared = (prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file, args.price_draws)
+                if args.uncertainty else None)
+    if args.uncertainty and args.resume:
+        _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
+    cands, nominal = prepare_designs(grid, args.designs) if args.designs is not None else ({}, {})
+    try:
+        results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=not args.quiet, executor=args.executor,
+                           scheduler=args.scheduler)
+    except ImportError as e:
+        raise SpecError([f"--executor dask: {e}"]) from None
+    unc = None
+    fronts = None
+    if cands:
+        variants = run_designs(grid, cands, nominal, results, jobs=jobs, progress=not args.quiet,
+                               executor=args.executor, scheduler=args.scheduler)
+        shifted = [s for s in grid.scenarios if load_scenario(s).shifts]
+        fronts = design_fronts(variants, grid.scenarios, shifted)
+    if args.uncertainty:
+        unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
+                              scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws,
+                              designs=cands, nominal=nominal)
+    md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc,
+                      price_file=args.uncertainty_file, fronts=fronts)
+    # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written
+    tables = md.split("## Reading")[0]
+    if "## Verdict" in tables:  # the verdict closes the output instead
+        head, _, rest = tables.partition("## Verdict")
+        tables = head + rest[rest.index("\n## ") + 1:] if "\n## " in rest else head
+    _say(tables)
+    _say("Verdict (paired differences, Holm-corrected):")
+    for ln in json.loads((out / "kpis.json").read_text())["meta"]["verdict"]["lines"]:
+        _say(f"  - {ln}")
+    written = ["report.html", "report.md", "kpis.json", "runs.csv", "daily.csv", "costs.csv", "stations.csv"]
+    if unc is not None:
+        written.append("uncertainty.csv")
+    _say(f"wrote {', '.join(str(out / w) for w in written)}")
+    _say(f"open {(out / 'report.html').resolve().as_uri()} in a browser")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
+    path = resolve(args.spec)
+    spec = load(path)
+    if args.set:
+        spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+    problems = []
+    space = []
+    for item in args.vary:
+        try:
+            space.append(optimize.parse_dimension(item))
+        except SpecError as e:
+            problems += e.problems
+    constraints = []
+    for c in args.constraint:
+        try:
+            optimize.parse_constraint(c)
+            constraints.append(c)
+        except SpecError as e:
+            problems += e.problems
+    scenarios = []
+    for name in _name_list(args.scenarios, "--scenarios"):
+        try:
+            scenarios.append(load_scenario(name))
+        except SpecError as e:
+            problems += [f"--scenarios: {x}" for x in e.problems]
+    objectives = [(k, "maximize") for k in args.maximize] + [(k, "minimize") for k in args.minimize]
+    if not objectives:
+        problems.append("--maximize/--minimize: name the KPI to optimise, e.g. --maximize throughput_per_hour")
+    if args.scheduler is not None and args.executor != "dask":
+        problems.append("--scheduler: only used with --executor dask")
+    if problems:
+        raise SpecError(problems)
+    out = check_output_dir(args.out) if args.out else None
+    try:
+        result = optimize.optimize(spec, space, objectives, constraints, trials=args.trials,
+                                   replications=args.replications, horizon=args.horizon, warmup=args.warmup,
+                                   seed=args.seed, jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
+                                   scheduler=args.scheduler, confirm=args.confirm,
+                                   progress=not (args.json or args.quiet), source=str(path),
+                                   scenarios=scenarios)
+    except ImportError as e:
+        raise SpecError([f"--executor dask: {e}"]) from None
+    body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],
+            "pareto": result["pareto"],
+            "meta": {**result["meta"], "twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
+                     "command": "twin " + shlex.join(argv), "description": optimize.describe(result)}}
+    if out is not None:
+        with ResultSet(out, summary="kpis.json") as rs:
+            rs.add_csv("trials.csv", optimize.trials_frame(result))
+            rs.add_text("best.toml", f"# the best design of: {body['meta']['command']}\n"
+                        + optimize.best_spec(spec, result).to_toml())
+            rs.add_text("report.html", optimize.html_page(result, f"twin optimize {spec.name}"))
+            rs.add_json("kpis.json", body)
+            rs.publish()
+    if args.json:
+        sys.stdout.write(dumps(body))
+        return 0
+    kpi0 = objectives[0][0]
+    _say(optimize.describe(result))
+    _say(f"  best: {', '.join(f'{k} = {v}' for k, v in result['best']['params'].items())}   "
+         f"{kpi0} {_pm(result['best']['kpis'][kpi0], fmt='{:.5g}')}")
+    for r in result["runners_up"]:
+        d = r["vs_best"]
+        _say(f"  then: {', '.join(f'{k} = {v}' for k, v in r['params'].items())}   {kpi0} "
+             f"{_pm(r['kpis'][kpi0], fmt='{:.5g}')}   best − this {d['diff_mean']:+.4g} ± {d['ci95']:.2g}"
+             f"{'' if d['best_significantly_better'] else ' (not significant)'}")
+    if out is not None:
+        _say(f"wrote {', '.join(str(out / w) for w in ('trials.csv', 'best.toml', 'kpis.json', 'report.html'))}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    q = ablate.quick_defaults() if args.quick else {}
+    scenarios = _name_list(args.scenarios, "--scenarios") or list(q.get("scenarios") or SCENARIOS)
+    warmup = args.warmup if args.warmup not in (None, "auto") else q.get("warmup", 2 * WEEK)
+    if args.warmup == "auto":
+        raise SpecError(["--warmup: 'auto' is for twin compare; give a duration, e.g. 2w"])
+    if args.scheduler is not None and args.executor != "dask":
+        raise SpecError(["--scheduler: only used with --executor dask"])
+    out = check_output_dir(args.out) if args.out else None
+    try:
+        result = ablate.run(args.factory, scenarios, args.replications or q.get("replications", 5),
+                            args.weeks or q.get("weeks", 26.0), warmup, seed=args.seed,
+                            jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
+                            scheduler=args.scheduler, progress=not args.quiet)
+    except ImportError as e:
+        raise SpecError([f"--executor dask: {e}"]) from None
+    if out is not None:
+        ablate.write(result, out)
+    if args.json:
+        sys.stdout.write(dumps({"factory": result["factory"], "meta": result["meta"], "ablation": result["ablation"]}))
+        return 0
+    m = result["meta"]
+    _say(f"{m['factory']}: what each capability is worth (full − ablated, mean ± 95 % CI; * Holm-significant); "
+         f"{m['replications']} replications, {m['weeks']:g} weeks")
+    _say(ablate.markdown_table(result))
+    if out is not None:
+        _say(f"wrote {', '.join(str(out / w) for w in ('kpis.json', 'ablation.csv', 'runs.csv', 'report.html'))}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
+    df = read_log(args.log, parse_map(args.map))
+    text, warnings = calibrate(df, name=args.name, source=str(args.log))
+    atomic_write_text(args.out, text)
+    for w in warnings:
+        _warn(f"warning: {w}\n")
+    _say(f"wrote {args.out} (fits and sample sizes in its comments); check it with: twin check {args.out} {args.log}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    spec = load(args.spec)
+    df = read_log(args.log, parse_map(args.map))
+    res = check(spec, df, replications=args.replications, seed=args.seed)
+    if args.json:
+        sys.stdout.write(dumps(res))
+        return 0
+    how = "the log's releases replayed" if res["replayed"] else "the spec's saturated source"
+    _say(f"{args.spec} against {args.log}: {res['horizon'] / HOUR:.1f} h with {how}, {res['replications']} "
+          "replications (simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
+    _say(f"  {'measure':<28}{'log':>12}{'simulated':>24}   ")
+    for r in res["rows"]:
+        scale = HOUR if r["metric"] == "lead_time_mean_s" else 1.0
+        name = "lead_time_mean_h" if scale != 1.0 else r["metric"]
+        _say(f"  {name:<28}{r['log'] / scale:>12.4g}{r['sim_mean'] / scale:>14.4g} ± {r['sim_ci95'] / scale:<8.2g}"
+              f"{'ok' if r['within_pi'] else 'DIFFERS'}")
+    return 0
+
+
+def _shifting_text(summary: dict[str, Any]) -> str:
+    sb = summary.get("bottleneck_shifting") or {}
+    top = sorted(sb.items(), key=lambda kv: -(kv[1]["sole"] + kv[1]["shifting"]))[:3]
+    if not top:
+        return ""
+    return " (active-period method: " + ", ".join(f"{n} sole {v['sole']:.0%} + shifting {v['shifting']:.0%}"
+                                                  for n, v in top) + ")"
+
+
+def _pm(d: dict[str, float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+    m, h = d["mean"], d["ci95"]
+    if m != m:  # NaN
+        return "n/a"
+    s = fmt.format(m * scale)
+    if h == h:
+        s += " ± " + fmt.format(h * scale)
+    return s
+
+
+def _pm_time(d: dict[str, float]) -> str:
+    """A duration KPI (s) in the unit a person reads best: s, min or h."""
+    scale, unit = reading_unit(d["mean"])
+    return f"{_pm(d, scale, '{:.2f}' if unit == 'h' else '{:.1f}')} {unit}"
+
+
+# the station table of `twin run`: (field, heading, width)
+_STATION_COLUMNS = [*((i.key, i.heading, max(8, len(i.heading) + 2)) for i in STATE_TABLE.values()),
+                    ("availability", "avail", 8), ("oee", "OEE", 8)]
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    k = summary["kpis"]
+    quality = [f"{_pm(k[key], fmt='{:,.0f}')} {label}" for key, label in
+               (("scrap_units", "scrapped"), ("rework_units", "reworked"), ("escaped_units", "escaped"))
+               if key in k and k[key]["mean"] > 0]
+    lines = [
+        f"{summary.get('spec', '')}: {summary['replications']} replications, horizon "
+        f"{format_duration(summary['horizon'])}, warm-up {format_duration(summary['warmup'])}, seed {summary['seed']} "
+        "(mean ± 95 % CI)",
+        f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
+        f"  good units      {_pm(k['good_units'], fmt='{:,.0f}')}" if "good_units" in k else "",
+        f"  defects         {'; '.join(quality)} units" if quality else "",
+        f"  lead time mean  {_pm_time(k['lead_time_mean_s'])}",
+        f"  lead time p95   {_pm_time(k['lead_time_p95_s'])}",
+        f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
+        f"  OEE             {_pm(k['oee'])}",
+        f"  unit cost       {_pm(k['unit_cost'], fmt=money_format(summary.get('currency', 'USD')))} per good unit"
+        if k.get('cost_total', {}).get('mean') else "",
+        f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
+        f"  bottleneck      {summary['bottleneck']}" + _shifting_text(summary),
+        "",
+        f"  {'station':<18}" + "".join(f"{label:>{w}}" for _, label, w in _STATION_COLUMNS),
+    ]
+    # drop the optional rows a spec without costs or orders does not have (keep the blank separator)
+    lines = [ln for i, ln in enumerate(lines) if ln != "" or i == len(lines) - 2]
+    if summary["replications"] <= 2:
+        lines.insert(1, f"  caution: {summary['replications']} replication(s) give wide intervals; use more for decisions")
+    for name, st in summary["stations"].items():
+        row = f"  {name[:17]:<18}"
+        for f, _, w in _STATION_COLUMNS:
+            row += f"{st[f]['mean']:>{w}.3f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

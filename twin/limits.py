@@ -1,0 +1,14 @@
+"""Bounds on what a run may ask for: past them an input is a typo or an attack, not a study.
+
+Standard library only, so that the command-line parser can check options without loading
+the spec schema.
+"""
+
+from __future__ import annotations
+
+from .units import WEEK
+
+MAX_REPLICATIONS = 10_000
+MAX_SEED = 2**63 - 1
+MAX_HORIZON = 20 * 52 * WEEK  # 20 years, s
+MAX_DURATION = 1e10  # s, about 317 years: longer is a typo, and float time loses its resolution
