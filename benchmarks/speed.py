@@ -19,6 +19,10 @@
    ``--quick`` to finish in 60 s, and the full grid in 5 min, on 2 cores. It shows how much of
    a job is SimPy's own loop, what the model's own code costs per event, and what it may cost
    for those targets to be reachable with the same events.
+7. Serial fast path: R1-like lines (10 allocations of its buffers x 10 replications, 4 h each)
+   by SimPy events and by the exact max-plus recursion (twin.serial), side by side in one run
+   on the same seeds: CPU time of the runs alone and with their results tables, and whether
+   every KPI is identical (target: the recursion >= 20x the engine's lot throughput).
 """
 
 from __future__ import annotations
@@ -219,6 +223,44 @@ def event_floor(weeks: float = 10.0, warmup: float = WEEK, seed: int = 1) -> Non
               f"{t2 - t1:>11.2f}{logic:>16.2f}{room:>15.2f}{room_full:>14.2f}")
 
 
+def serial_fast_path(horizon: float = 4 * 3600.0, reps: int = 10) -> None:
+    """Section 7: the SimPy engine and twin.serial on the same R1-like runs."""
+    from twin import serial
+
+    base = r1_spec()
+    allocations = [[2, 2, 2, 2], [0, 0, 0, 0], [1, 3, 3, 1], [4, 0, 0, 4], [0, 4, 4, 0], [8, 0, 0, 0],
+                   [0, 0, 0, 8], [1, 1, 1, 1], [3, 3, 3, 3], [None, 2, None, 2]]
+    specs = [base.with_overrides({f"stations.s{i + 1}.buffer": b for i, b in enumerate(a)}) for a in allocations]
+    runs = [(sp, s) for sp in specs for s in range(1, reps + 1)]
+    t = time.process_time()
+    recs = [Model(sp, s, horizon).run(horizon, 0.0) for sp, s in runs]
+    t_events = time.process_time() - t
+    t = time.process_time()
+    engine = [build(r) for r in recs]
+    t_events_all = t_events + time.process_time() - t
+    lots = sum(len(r.finishes) for r in recs)
+    cols = [serial._column(sp, s) for sp, s in runs]
+    t = time.process_time()
+    serial._recursion(cols, horizon)
+    t_cols = time.process_time() - t
+    t = time.process_time()
+    for c in cols[:reps]:
+        serial._recursion([serial._column(c.spec, c.seed)], horizon)
+    t_one = (time.process_time() - t) * len(runs) / reps
+    t = time.process_time()
+    fast = serial.run_many(runs, horizon, 0.0)
+    t_fast_all = time.process_time() - t
+    same = all(a.kpis.equals(b.kpis) and a.stations.equals(b.stations) for a, b in zip(engine, fast))
+    print(f"Serial fast path: R1 (5 stations, exp(1 s)), {len(allocations)} buffer allocations x {reps} "
+          f"replications, {horizon / 3600:g} h each, {lots:,} lots; CPU s")
+    print(f"  SimPy events        {t_events:8.2f} s   {lots / t_events:12,.0f} lots/s")
+    print(f"  recursion, 1 by 1   {t_one:8.2f} s   {lots / t_one:12,.0f} lots/s   x{t_events / t_one:5.1f}")
+    print(f"  recursion, {len(runs)} cols {t_cols:8.2f} s   {lots / t_cols:12,.0f} lots/s   x{t_events / t_cols:5.1f}"
+          "   (target >= 20x)")
+    print(f"  with results tables {t_events_all:8.2f} s -> {t_fast_all:.2f} s   x{t_events_all / t_fast_all:5.1f}   "
+          f"every KPI and station table identical: {same}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20,000 R1 units, 4-week year-scale run, no extra studies")
@@ -242,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({k['good_units']:,.0f} good units, {lots:,} lots); a year {'projected' if args.quick else 'took'} "
           f"{year:.1f} s (target <= 60 s), {k['throughput_per_hour'] * 8760 / 1e6:.2f} M units/year")
     event_floor()
+    serial_fast_path(horizon=3600.0 if args.quick else 4 * 3600.0)
     if not args.quick:
         lot_vs_unit()
         growth()

@@ -158,6 +158,7 @@ def test_every_accepted_distribution_has_finite_moments_and_draws(d):
 
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(q=st.integers(1, 2**80))
+@pytest.mark.slow
 def test_lot_sizes_are_bounded_and_written_exactly(tmp_path_factory, q):
     data = json.loads(json.dumps(BASE))
     data["products"][0]["lot_size"] = q

@@ -19,12 +19,11 @@ LAYERS = {
              "learn", "scenario", "policies.registry"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
-    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model",
-                "serial"},
+    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
-    "commands": {"runs", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli"},
+    "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

@@ -109,6 +109,7 @@ def test_repairs_wait_for_technicians_on_shift():
     assert len(res.lots[res.lots["status"] == "good"]) == pytest.approx(600, abs=1)
 
 
+@pytest.mark.slow
 def test_predictive_beats_reactive_and_perfect_beats_noisy():
     horizon = 30 * WEEK
     pm = {"duration": "30min", "lead_time": "1h"}

@@ -58,6 +58,7 @@ def test_each_world_and_price_draw_takes_its_own_best_design_by_hand():
     assert shares == {"f": {"big": 0.75, "small": 0.25}}
 
 
+@pytest.mark.slow
 def test_compare_with_designs_writes_the_fronts(tmp_path):
     out = tmp_path / "out"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

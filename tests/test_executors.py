@@ -24,6 +24,7 @@ def serial():
     return _csv(compare.run_grid(GRID, jobs=1))
 
 
+@pytest.mark.slow
 def test_local_processes_match_serial(serial):
     assert _csv(compare.run_grid(GRID, jobs=2)) == serial
 

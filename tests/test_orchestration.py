@@ -431,6 +431,7 @@ def test_the_weekly_rate_error_is_the_daily_totals_cv_over_root_seven():
     assert weekly_rate_error(m) is None
 
 
+@pytest.mark.slow
 def test_modules_are_bought_for_demand_that_clears_its_noise_not_for_noise():
     # two owned cells of four slots at a 50 % planned load carry 120 units/h; orders of 100 units
     # arrive at that mean rate (about 29 orders a day: a week's mean is known to ~9 %); this

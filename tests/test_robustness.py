@@ -108,6 +108,7 @@ def _check_cli(tmp_path: Path, data: dict, horizon: str = "2h") -> None:
 
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(data=mutated(EXAMPLE))
+@pytest.mark.slow
 def test_mutated_specs_fail_cleanly_or_run(tmp_path_factory, data):
     _check_cli(tmp_path_factory.mktemp("m"), data)
 

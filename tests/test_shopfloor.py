@@ -21,6 +21,7 @@ def _one(spec: twin.Spec, horizon: float, warmup: float = 0.0, seed: int = 1) ->
 
 
 # ---------------------------------------------------------------- minor stops and speed losses
+@pytest.mark.slow
 def test_minor_stops_are_a_performance_loss_with_the_exact_rate():
     """A 10 s machine stopped for 60 s after every exp(10 min) of operation makes 60 units per
     660 s: 3600/11 units/h, effectiveness 10/11, availability unchanged (1)."""

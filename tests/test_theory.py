@@ -98,6 +98,7 @@ def test_calendar_time_failures_availability_on_a_partly_idle_machine():
     assert res.summary()["kpis"]["throughput_per_hour"]["mean"] == pytest.approx(180, rel=0.01)
 
 
+@pytest.mark.slow
 def test_calendar_failures_on_a_starved_and_blocked_station_renewal_reward():
     # A station whose failures come in calendar time (time to failure from the end of the last
     # repair, whatever it is doing) is down E[ttr] / (E[ttf] + E[ttr]) = 20/140 of the time in

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     w.add_argument("--executor", choices=["local", "dask"], default="local", help="local processes or Dask")
     w.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    w.add_argument("--engine", choices=["auto", "simpy", "serial"], default="auto",
+                   help="auto (default): saturated serial lines by their exact recursion, the same results many "
+                        "times faster, other specs by SimPy events; simpy: always events; serial: refuse a spec "
+                        "the recursion cannot take, saying why")
     w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv and kpis.json")
     w.add_argument("--json", action="store_true", help="print the per-point summary as JSON")
 
@@ -213,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     o.add_argument("--executor", choices=["local", "dask"], default="local", help="local processes or Dask")
     o.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    o.add_argument("--engine", choices=["auto", "simpy", "serial"], default="auto",
+                   help="auto (default): designs that are saturated serial lines by their exact recursion (the "
+                        "same results, many times faster), others by SimPy events; simpy: always events; "
+                        "serial: refuse a design the recursion cannot take, saying why")
     o.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a fixed override (repeatable)")
     o.add_argument("--out", help="write trials.csv, best.toml, kpis.json and report.html to this folder")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -21,7 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, ablate, builtins, optimize
+from . import __version__, ablate, builtins, optimize, serial
 from . import designs as designs_mod
 from .bottleneck import shifting_table
 from .units import HOUR, WEEK, format_duration, reading_unit
@@ -171,12 +171,14 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                          f"({horizon:g} s)"])
     df = sweep(spec, grid, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                jobs=args.jobs or os.cpu_count() or 1, executor=args.executor, scheduler=args.scheduler,
-               progress=not (args.json or args.quiet), source=f"{path} --vary")  # validates every point before running
+               progress=not (args.json or args.quiet), source=f"{path} --vary",
+               engine=args.engine)  # validates every point before running
     tab = sweep_table(df)
     meta = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
             "command": "twin " + shlex.join(argv), "grid": grid, "horizon": horizon, "warmup": warmup,
             "seed": spec.run.seed if args.seed is None else args.seed,
-            "replications": spec.run.replications if args.replications is None else args.replications}
+            "replications": spec.run.replications if args.replications is None else args.replications,
+            "engine": df.attrs["engine"], "engine_why_not": df.attrs["engine_why_not"]}
     points = tab.to_dict(orient="records")
     picks = sweep_selection(df)
     if args.out:
@@ -191,6 +193,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     keys = list(grid)
     _say(f"{spec.name}: {len(tab)} points x {meta['replications']} replications, horizon {format_duration(horizon)}, "
          f"warm-up {format_duration(warmup)}, seed {meta['seed']}, the same seeds at every point (mean ± 95 % CI)")
+    _say("  " + serial.describe(meta["engine"], meta["engine_why_not"]))
     lt_scale, lt_unit = reading_unit(float(tab["lead_time_mean_s"].max()))
     cols = [("throughput_per_hour", "units/h", 1.0, "{:.1f}"), ("lead_time_mean_s", f"lead time {lt_unit}", lt_scale,
                                                                  "{:.1f}"),
@@ -437,7 +440,7 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
                                    seed=args.seed, jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
                                    scheduler=args.scheduler, confirm=args.confirm,
                                    progress=not (args.json or args.quiet), source=str(path),
-                                   scenarios=scenarios)
+                                   scenarios=scenarios, engine=args.engine)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
     body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],

@@ -376,14 +376,19 @@ class Sampler:
                 m, v = self.mean * qty, self.var * qty
                 out[:] = self._rng.gamma(m * m / v, v / m, n)
             return out
+        # one() pops a block from its end: the rest of the buffer first, then whole blocks
+        # reversed in numpy, and what the last block leaves goes back to the buffer as a list
         buf = self._buf
-        i = 0
+        i = min(len(buf), n)
+        if i:
+            out[:i] = buf[:len(buf) - i - 1:-1] if i < len(buf) else buf[::-1]
+            del buf[len(buf) - i:]
         while i < n:
-            if not buf:
-                buf.extend(self._draw(BLOCK).tolist())
-            take = min(len(buf), n - i)
-            out[i:i + take] = buf[:len(buf) - take - 1:-1] if take < len(buf) else buf[::-1]
-            del buf[len(buf) - take:]
+            block = self._draw(BLOCK)
+            take = min(BLOCK, n - i)
+            out[i:i + take] = block[::-1][:take]
+            if take < BLOCK:
+                buf.extend(block[:BLOCK - take].tolist())
             i += take
         return out
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import serial
 from .dists import parse_duration
 from .model import PROGRESS_STEPS
 from .results import Results
@@ -84,15 +85,18 @@ def stack(parts: list[Results], extra: dict[str, Any] | None = None) -> Results:
                    scraps=cat("scraps"), extra=dict(extra or {}))
 
 
-def _sweep_job(spec: Spec, horizon: float, warmup: float, seed: int) -> dict[str, Any]:
-    res = run_once(spec, horizon, warmup, seed)
+def _kpi_row(res: Results) -> dict[str, Any]:
     return res.kpis.iloc[0].to_dict()
+
+
+def _sweep_job(spec: Spec, horizon: float, warmup: float, seed: int) -> dict[str, Any]:
+    return _kpi_row(run_once(spec, horizon, warmup, seed))
 
 
 def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = None,
           warmup: float | str | None = None, seed: int | None = None, replications: int | None = None,
           jobs: int = 1, executor: str = "local", scheduler: str | None = None,
-          progress: bool = False, source: str = "<sweep>") -> pd.DataFrame:
+          progress: bool = False, source: str = "<sweep>", engine: str = "auto") -> pd.DataFrame:
     """Run ``spec`` at every combination of the override values in ``grid`` and return one
     row per point and replication: the grid's columns, ``replication`` and every KPI.
 
@@ -103,7 +107,9 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     :func:`map_jobs`; the rows come back in grid order whatever the executor. Summarise
     with :func:`sweep_table`. Durations are seconds or strings with units. Every point is
     validated before anything runs; :class:`SpecError` lists the problems of all of them
-    (prefixed with ``source``).
+    (prefixed with ``source``). ``engine`` (:data:`twin.serial.ENGINES`): ``auto`` computes
+    saturated serial lines by their exact recursion (:mod:`twin.serial`, the same results),
+    ``simpy`` always runs events; ``df.attrs["engine"]`` and ``["engine_why_not"]`` say which ran.
     """
 
     h = spec.run.horizon if horizon is None else parse_duration(horizon)
@@ -130,13 +136,20 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
             problems += [x for x in e.problems if x not in problems]
     if problems:
         raise SpecError(problems)
+    how, why_not = serial.choose(specs, engine)
     args = [(sp, h, w, replication_seed(s, r)) for sp in specs for r in range(n)]
     rows: list[dict[str, Any] | None] = [None] * len(args)
-    done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
+    if how == "serial":
+        done = serial.map_runs(_kpi_row, [(a[0], a[3]) for a in args], h, w, jobs=jobs, executor=executor,
+                               scheduler=scheduler)
+    else:
+        done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
     for i, k in _progress(done, progress, "sweep", total=len(args)):
         rows[i] = {**dict(zip(keys, map(_cell, points[i // n]))), "replication": i % n, **k}
     out = pd.DataFrame(rows)
     out.attrs["grid"] = keys
+    out.attrs["engine"] = how
+    out.attrs["engine_why_not"] = why_not
     return out
 
 

@@ -29,13 +29,15 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from .units import HOUR, WEEK
+from . import serial
 from .dists import parse_duration
+from .results import Results
 from .report import page_head
 from .runs import map_jobs, progress_bar, replication_seed, run_once
 from .scenario import Scenario, apply
 from .spec import Spec, SpecError, toml_values
 from .stats import mean_ci, paired_diff
+from .units import HOUR, WEEK
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -299,16 +301,27 @@ def _spec_value(spec: Spec, path: str) -> float:
     return float(cur)
 
 
-def _job(spec: Spec, params: dict[str, Any], horizon: float, warmup: float, seed: int,
-         scenario: Scenario | None = None) -> dict[str, float]:
-    """One replication of one design (under ``scenario``, observed ``horizon - warmup``): its numeric KPIs."""
+def _design(spec: Spec, params: dict[str, Any], horizon: float, warmup: float,
+            scenario: Scenario | None = None) -> Spec:
+    """The spec of one design (under ``scenario``, observed ``horizon - warmup`` s)."""
     s = spec.with_overrides(params, source="<optimize>") if params else spec
     if scenario is not None:
         s = apply(s, scenario, (horizon - warmup) / WEEK, warmup, source=f"scenario {scenario.name}")
-    k = run_once(s, horizon, warmup, seed).kpis.iloc[0].to_dict()
+    return s
+
+
+def _numeric_kpis(res: Results) -> dict[str, float]:
+    """A run's numeric KPIs, with ``conversion_cost`` (unit cost less material) where costed."""
+    k = res.kpis.iloc[0].to_dict()
     if "unit_cost" in k and "cost_material" in k:
         k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
     return {key: float(v) for key, v in k.items() if isinstance(v, (int, float, np.floating, np.integer))}
+
+
+def _job(spec: Spec, params: dict[str, Any], horizon: float, warmup: float, seed: int,
+         scenario: Scenario | None = None) -> dict[str, float]:
+    """One replication of one design (under ``scenario``, observed ``horizon - warmup``): its numeric KPIs."""
+    return _numeric_kpis(run_once(_design(spec, params, horizon, warmup, scenario), horizon, warmup, seed))
 
 
 @dataclass
@@ -333,6 +346,11 @@ class Problem:
     """Objectives that are expressions of KPIs (not one KPI's name), by their text."""
     grid: list[dict[str, Any]] | None = None
     """Every feasible design of a discrete space up to :data:`GRID_LIMIT` designs (:func:`check`), else None."""
+    engine: str = "auto"
+    """:data:`twin.serial.ENGINES`: which engine runs the designs (the same results either way)."""
+    runs_by_engine: Counter[str] = field(default_factory=Counter)
+    """Runs each engine made, and (``why_not``) what kept the last batch off the serial fast path."""
+    why_not: list[str] = field(default_factory=list)
 
     def env(self, params: dict[str, Any], kpis: dict[str, float] | None = None) -> dict[str, float]:
         """Names a constraint may use: varied paths, fixed spec paths, and KPIs."""
@@ -474,7 +492,19 @@ def _evaluate(p: Problem, designs: list[dict[str, Any]], replications: int, seed
             for d in designs for r in range(replications) for sc in scs]
     parts: list[list[list[dict[str, float]]]] = [[[{} for _ in scs] for _ in range(replications)] for _ in designs]
     n = len(scs)
-    for i, k in map_jobs(_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+    specs = {(i, j): _design(p.spec, p.overrides(d), p.horizon, p.warmup, sc)
+             for i, d in enumerate(designs) for j, sc in enumerate(scs)}
+    how, why = serial.choose(list(specs.values()), p.engine, source="--engine")
+    p.runs_by_engine[how] += len(args)
+    if why:
+        p.why_not = why
+    if how == "serial":
+        runs = [(specs[(i // (replications * n), i % n)], a[4]) for i, a in enumerate(args)]
+        done = serial.map_runs(_numeric_kpis, runs, p.horizon, p.warmup, jobs=jobs, executor=executor,
+                               scheduler=scheduler)
+    else:
+        done = map_jobs(_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
+    for i, k in done:
         parts[i // (replications * n)][(i // n) % replications][i % n] = k
         if bar is not None:
             bar.update(1)
@@ -532,7 +562,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
              horizon: float | None = None, warmup: float | None = None, seed: int = 1, jobs: int = 1,
              executor: str = "local", scheduler: str | None = None, confirm: int = 3,
              confirm_replications: int | None = None, progress: bool = False, source: str = "<spec>",
-             scenarios: list[Scenario] | None = None) -> dict[str, Any]:
+             scenarios: list[Scenario] | None = None, engine: str = "auto") -> dict[str, Any]:
     """Search ``space`` for the design that best meets ``objectives`` (``[(kpi, "maximize"|"minimize")]``,
     one or two) under ``constraints`` (strings of the constraint grammar). ``horizon``/``warmup``
     in s (default the spec's). Returns ``{"best", "runners_up", "trials", "pareto", "meta"}``:
@@ -541,11 +571,13 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     own), runners-up with ``vs_best`` paired differences of the first objective. With
     ``scenarios`` every design runs under each (observed ``horizon - warmup``, common seeds):
     an objective or constraint KPI ``k`` is the equal-weight mean over them, ``SCENARIO.k``
-    one scenario's value (``"surge.fill_rate >= 0.95"``)."""
+    one scenario's value (``"surge.fill_rate >= 0.95"``). ``engine`` as for :func:`twin.sweep`:
+    designs that are saturated serial lines run by their exact recursion under ``auto``
+    (``meta["engine"]`` counts the runs of each engine)."""
     p = Problem(spec, list(space), list(objectives), [parse_constraint(c) for c in constraints or []],
                 horizon=float(spec.run.horizon if horizon is None else horizon),
                 warmup=float(spec.run.warmup if warmup is None else warmup), seed=seed,
-                replications=replications, source=source, scenarios=list(scenarios or []))
+                replications=replications, source=source, scenarios=list(scenarios or []), engine=engine)
     if not p.warmup < p.horizon:
         raise SpecError([f"--warmup/--horizon: the warm-up ({p.warmup:g} s) must be shorter than the horizon ({p.horizon:g} s)"])
     for kpi, sense in p.objectives:
@@ -642,6 +674,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             "objectives": [{"kpi": k, "sense": s} for k, s in p.objectives],
             "constraints": [{"text": c.text, "kind": c.kind} for c in p.constraints],
             "scenarios": [sc.name for sc in p.scenarios],
+            "engine": dict(sorted(p.runs_by_engine.items())), "engine_why_not": p.why_not,
             "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices),
                        "also": list(d.also)} for d in p.space]}
     return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
@@ -805,4 +838,6 @@ def describe(result: dict[str, Any]) -> str:
                if m.get("scenarios") else "")
             + f", to {obj}; constraints: {cons}. "
             f"The best {len(result['runners_up']) + 1} were run again with {m['confirm_replications']} replications "
-            f"on fresh common seeds: {verdict} (paired differences, 95 % CI).")
+            f"on fresh common seeds: {verdict} (paired differences, 95 % CI). "
+            + "; ".join(f"{serial.describe(e, m.get('engine_why_not', []))}: {k} runs"
+                        for e, k in m.get("engine", {}).items()) + ".")

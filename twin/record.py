@@ -94,6 +94,8 @@ class Record:
         """One list as a structured array with the named fields of :data:`LAYOUTS`."""
         rows: Any = getattr(self, name)
         dtype = np.dtype(LAYOUTS[name])
+        if isinstance(rows, np.ndarray):  # written whole, as the serial-line fast path does
+            return rows
         if not rows:
             return np.zeros(0, dtype=dtype)
         return np.array(rows, dtype=dtype)
