@@ -108,6 +108,7 @@ def test_absurd_compare_options_are_refused(flag, value):
     ([{"name": "a", "process_time": 0, "servers": 3}], {"kind": "saturated"}),
     ([{"name": "a", "process_time": {"dist": "empirical", "values": [0, 0]}}], {"kind": "saturated"}),
 ])
+@pytest.mark.slow
 def test_zero_time_loops_stop_with_a_clear_error(tmp_path, stations, source):
     f = _spec_file(tmp_path, {"name": "zero", "source": source, "stations": stations})
     r = _twin("run", str(f), "--horizon", "1h", "--warmup", "0", "--replications", "1", timeout=300)

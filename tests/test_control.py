@@ -126,6 +126,7 @@ def test_predictive_beats_reactive_and_perfect_beats_noisy():
     assert down["perfect"] < down["noisy"] < 0.8 * down["reactive"]
 
 
+@pytest.mark.slow
 def test_preventive_maintenance_cannot_help_a_memoryless_machine():
     # exponential life: a renewed machine is no better than a used one, so the
     # failure rate per operating hour stays 1/MTBF with or without planned maintenance

@@ -83,6 +83,7 @@ def test_price_paths():
         set_price(prices_of(spec), "components.nothing.holding_per_unit_year", 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", FACTORY_NAMES)
 def test_reprice_equals_rerun_all_prices_at_once(factory):
     """Every price range of lines/uncertainty.toml that applies to the factory at its high end at

@@ -214,6 +214,7 @@ def _store_spec(policy: dict, lam: float, horizon: float, shifts: list | None = 
                 products=[{"name": "u", "route": ["m"], "bom": {"chip": 1}}], run={"horizon": horizon}, **extra)
 
 
+@pytest.mark.slow
 def test_sq_store_matches_the_textbook():
     """(s, Q) with Poisson unit demand λ, constant lead time L and backorders: the inventory
     position is uniform on s+1..s+Q and net stock is IP − D(L), D(L) ~ Poisson(λL) (Hadley &

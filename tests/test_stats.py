@@ -60,6 +60,7 @@ def test_selection_needs_replications_by_the_clark_yang_formula():
     assert sel["n_needed"] == max(2, math.ceil((2.1318 * math.sqrt(0.025) / 0.5) ** 2)) and sel["met"]  # n0 >= 2
 
 
+@pytest.mark.slow
 def test_selection_picks_the_best_buffer_allocation_of_a_line():
     # two allocations of 2 buffer places on a 3-station exponential line, 12 replications on
     # common random numbers: putting both in front of the middle station is not better

@@ -125,7 +125,8 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     if ts is None or ts >= horizon:
         return out
     ttr = time_to_recover(days["t_end"].to_numpy(), days["demand"].to_numpy(), days["output"].to_numpy(),
-                          days["backlog"].to_numpy(), ts, rec.spec.demand.order_size)
+                          days["backlog"].to_numpy(), ts,
+                          rec.spec.demand.order_size if rec.spec.demand is not None else 1)
     out["time_to_recover_s"] = ttr
     # the latest recovery this run could have seen (a good spell needs 7 whole days before the
     # horizon): the censoring time of a run that did not recover

@@ -27,7 +27,8 @@ def active_periods(states: pd.DataFrame, t0: float, t1: float) -> pd.DataFrame:
     s = states[states["state"].isin(ACTIVE)].sort_values(["station", "server", "start"])
     rows = []
     for (station, server), g in s.groupby(["station", "server"], sort=False):
-        a = b = None
+        a: float | None = None
+        b = 0.0
         for start, end in zip(g["start"].to_numpy(), g["end"].to_numpy()):
             if a is not None and start <= b + 1e-9:
                 b = max(b, end)

@@ -251,9 +251,9 @@ class CalendarHistory:
             if b <= a:
                 continue
             p = self.patterns[level]
-            opened = float(p.open_seconds(b) - p.open_seconds(a))
+            opened = float(p.open_seconds(np.asarray(b)) - p.open_seconds(np.asarray(a)))
             if level == 1:
-                reg = float(base.open_seconds(b) - base.open_seconds(a))
+                reg = float(base.open_seconds(np.asarray(b)) - base.open_seconds(np.asarray(a)))
                 regular += reg
                 overtime += opened - reg
             else:

@@ -15,7 +15,7 @@ import re
 import shlex
 import sys
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import __version__
 from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED
@@ -24,7 +24,7 @@ from .units import WEEK, parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if m:  # a mistyped command: suggest the closest
             choices = re.findall(r"'([^']*)'", m.group(2))
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="twin", description="Factory digital-twin simulator (model time in seconds). "
                 "Start with 'twin list', 'twin run dark-factory' or 'twin compare --quick'.")
     p.add_argument("--version", action="version", version=f"twin {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no notes on stderr")
     common.add_argument("-v", "--verbose", action="store_true", help="say what is being done and how long it took")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.commands = {}  # type: ignore[attr-defined]
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
+    sub.add_parser = add_parser  # type: ignore[method-assign, assignment]
 
     r = sub.add_parser("run", help="simulate a spec (file or built-in name) and print its KPIs")
     r.add_argument("spec", help="spec file (TOML) or built-in factory name (static-line, dark-factory, microfactory)")

@@ -7,19 +7,16 @@ none of what the commands need (pandas, scipy, plotly, optuna).
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
 import json
 import math
 import os
-import re
 import shlex
 import sys
-import time
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__, ablate, builtins, optimize, serial
 from . import designs as designs_mod
@@ -40,7 +37,6 @@ from .compare import (
     run_uncertainty,
 )
 from .compare_report import write_report
-from .dists import parse_duration
 from .eventlog import calibrate, check, parse_map, read_log, write_log
 from .experiment import (
     mser_warmup,
@@ -55,7 +51,7 @@ from .names import safe_text
 from .report import money_format, run_page
 from .runs import replication_seed, run_once
 from .scenario import load_scenario
-from .spec import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, SpecError, load, resolve, toml_values
+from .spec import SpecError, load, resolve, toml_values
 from .state import TABLE as STATE_TABLE
 
 
@@ -255,6 +251,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.event_log:
         seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
         traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
+        assert traced.record is not None  # run_once keeps the record
         write_log(traced.record, args.event_log)
     summary = summarize(res)
     summary["currency"] = spec.costs.currency
@@ -596,6 +593,3 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(row)
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

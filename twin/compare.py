@@ -242,10 +242,10 @@ def price_worlds(done: list[dict[str, Any]], pars: uncertainty.UncertaintyFile, 
     for k in range(len(d.worlds)):
         for m in range(max(1, n_price)):
             row = {"world": k, "price_draw": m}
-            for c, j in enumerate(d.behaviour):
-                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.u[k, c]))
-            for c, j in enumerate(d.price if n_price else []):
-                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.v[m, c]))
+            for col, j in enumerate(d.behaviour):
+                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.u[k, col]))
+            for col, j in enumerate(d.price if n_price else []):
+                row[names[j]] = uncertainty.value_of(pars.parameter[j], float(d.v[m, col]))
             xs.append(row)
     return combos, pd.DataFrame(xs)
 
@@ -421,7 +421,7 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
             scen[s] = load_scenario(s)
         except SpecError as e:
             problems += e.problems
-    for f, spec in specs.items():
+    for spec in specs.values():
         for s, sc in scen.items():
             src = str(scenario_path(s))
             try:
@@ -605,7 +605,7 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
             for i, a in enumerate(facs):
                 for b in facs[i + 1:]:
                     xa, xb = _by_replication(g, a, key), _by_replication(g, b, key)
-                    d = paired_diff(xa, xb)
+                    d: dict[str, Any] = paired_diff(xa, xb)
                     diff = xa - xb
                     if key in INDIFFERENCE:
                         d["equivalence"] = tost(diff, INDIFFERENCE[key], SIGNIFICANCE)
@@ -614,9 +614,9 @@ def paired(runs: pd.DataFrame, measures: list[tuple[str, str, str | None, str]] 
                     if sig in seen and np.isfinite(diff).all():
                         seen[sig]["copies"].append(d)
                     else:
-                        t = {"d": d, "copies": []}
-                        seen[sig] = t
-                        tests.append(t)
+                        test: dict[str, Any] = {"d": d, "copies": []}
+                        seen[sig] = test
+                        tests.append(test)
     ps = [t["d"]["p"] for t in tests]
     size = sum(1 for q in ps if math.isfinite(q))
     for t, p, level in zip(tests, holm(ps), holm_levels(ps, SIGNIFICANCE)):

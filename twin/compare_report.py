@@ -66,7 +66,7 @@ def uncertainty_lines(unc: dict[str, Any], scenarios: list[str]) -> list[str]:
                 out.append(f"{sc}, {labels.get(key, key)}: the factories tie in every plausible world.")
                 continue
 
-            def share(f: str, p: float) -> str:
+            def share(f: str, p: float, cis: dict[str, Any] = cis) -> str:
                 ci = cis.get(f)
                 return f"{p:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and all(c == c for c in ci) else "")
 
@@ -125,7 +125,7 @@ def breakeven_lines(be: dict[str, Any], summary_: dict[str, Any]) -> list[str]:
                 continue
             flips.sort(key=lambda t: t[0])
             parts = []
-            for _, rival, path, r in flips[:3]:
+            for _, rival, _path, r in flips[:3]:
                 up = r["value"] > r["nominal"]
                 fmtv = (lambda v: f"×{v:.3g}") if r["scale"] else _money
                 parts.append(f"{r['name']} {'rises above' if up else 'falls below'} {fmtv(r['value'])} "
@@ -258,7 +258,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         meta["fronts"] = front_lines(fronts)
     md = markdown(summ, descriptions, meta, read)
     base = grid.scenarios[0]
-    bottlenecks = {sc: {f: d.get("bottleneck", "") for f, d in facs.items()} for sc, facs in summ.items()}
+    bottlenecks = {sc: {f: str(d.get("bottleneck", "")) for f, d in facs.items()} for sc, facs in summ.items()}
     figs = [fig_output(daily, shifts, grid.warmup), fig_backlog(daily, shifts, grid.warmup),
             fig_cost_waterfall(costs), fig_states(stations), fig_oee(stations, bottlenecks)]
     if fronts:

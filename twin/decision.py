@@ -106,7 +106,8 @@ def breakevens(results: list[dict[str, Any]], pars: UncertaintyFile,
                         except SpecError:
                             continue  # a shared price this pair does not have (no such component)
 
-                        def diff(x: float, hit: list[str] = hit, p: Parameter = p) -> float:
+                        def diff(x: float, hit: list[str] = hit, p: Parameter = p, a: str = a, b: str = b,
+                                 key: str = key, nominal: dict[str, Any] = nominal, jobs: Any = jobs) -> float:
                             pr = {f: (set_value(nominal[f], p, x) if f in hit else nominal[f]) for f in (a, b)}
                             return _paired_mean(measure_at(jobs[a], pr[a], key), measure_at(jobs[b], pr[b], key))
 

@@ -114,7 +114,7 @@ def reference() -> str:
         "the *Even Better TOML* extension with `#:schema ./docs/spec.schema.json` on a spec's first line).",
         "",
     ]
-    classes = {c: getattr(twin, c, None) or getattr(spec_mod, c, None) for c in SECTIONS}
+    classes: dict[str, Any] = {c: getattr(twin, c, None) or getattr(spec_mod, c, None) for c in SECTIONS}
     classes["CalendarSpec"], classes["Window"] = CalendarSpec, Window
     for name in SECTIONS:
         cls = classes[name]

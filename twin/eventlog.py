@@ -62,7 +62,7 @@ def log_frame(rec: Record) -> pd.DataFrame:
     nums = [i for _, i in rec.servers]
     routes = [p.route for p in rec.spec.products]
     prods = rec.products
-    rows: list[tuple[float, int, str, Any, Any, str, int, str]] = []
+    rows: list[tuple[float, int, str, Any, Any, str | None, int | None, str]] = []
     fin = rec.array("finishes")
     lost = set(fin["lot"][fin["fate"] == int(Fate.LOST)].tolist())  # turned away at a full first buffer
     rel = rec.array("releases")
@@ -343,9 +343,9 @@ def _overlap(iv: pd.DataFrame, down: pd.DataFrame) -> np.ndarray:
         # down spells are few and sorted; each interval overlaps at most a handful of them
         lo = np.searchsorted(d1, t0, side="right")
         hi = np.searchsorted(d0, t1, side="left")
-        for j, (l, h) in enumerate(zip(lo, hi)):
-            if h > l:
-                res[idx[j]] = np.clip(np.minimum(d1[l:h], t1[j]) - np.maximum(d0[l:h], t0[j]), 0, None).sum()
+        for j, (a, b) in enumerate(zip(lo, hi)):
+            if b > a:
+                res[idx[j]] = np.clip(np.minimum(d1[a:b], t1[j]) - np.maximum(d0[a:b], t0[j]), 0, None).sum()
     return res
 
 

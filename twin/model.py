@@ -63,7 +63,7 @@ class Model(Release):
         self.rec.orders_mode = self.orders_mode
         self._disrupted: set[str] = set()
         if spec.demand is not None:
-            self._disrupted = {sh.target for sh in spec.demand.shifts if sh.kind == "disruption"}
+            self._disrupted = {sh.target for sh in spec.demand.shifts if sh.kind == "disruption" and sh.target}
         self.route_names = [list(p.route) for p in spec.products]
         self.detours = any(s.routing or (s.quality is not None and s.quality.rework_at) for s in spec.stations)
         self.stores, self.takes = build_stores(self)
@@ -103,7 +103,8 @@ class Model(Release):
                 if fleet is None and self._fleet_every:
                     fleet = self._fleet_every[0]
             multi = dest is not None and len(dest.lanes) > 1
-            move = self._moves[key] = (fleet, dest.input if multi else None, fleet is not None and fleet.spec.cross_lane)
+            move = self._moves[key] = (fleet, dest.input if dest is not None and multi else None,
+                                       fleet is not None and fleet.spec.cross_lane)
         fleet, dispatcher, cross_lane = move
         if fleet is None:
             return nxt, None

@@ -9,9 +9,12 @@ line of output or move the cursor. Anything else a user typed that reaches a ter
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 MAX_NAME = 200
+
+if TYPE_CHECKING:  # what the lazy attribute below is, for type checkers
+    Name = Annotated[str, ...]
 
 
 def __getattr__(attr: str) -> Any:

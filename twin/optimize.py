@@ -107,6 +107,8 @@ def parse_dimension(text: str) -> Dimension:
         raise SpecError([f"{where}: a path is linked twice"])
     if ".." in v and not v.startswith("["):
         lo, hi = (x.strip() for x in v.split("..", 1))
+        a: float
+        b: float
         if _INT.match(lo) and _INT.match(hi):
             a, b = int(lo), int(hi)
             kind = "int"
@@ -400,10 +402,10 @@ def check(problem: Problem) -> None:
     kpis = set(_job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)) | {"conversion_cost"}
     kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
     for kpi, _ in p.objectives:
-        e = parse_objective(kpi)
-        if e.tree != ("name", kpi.strip()):
-            p.formulas[kpi] = e
-        for n in sorted(e.names()):
+        obj = parse_objective(kpi)
+        if obj.tree != ("name", kpi.strip()):
+            p.formulas[kpi] = obj
+        for n in sorted(obj.names()):
             if n not in kpis:
                 problems.append(f"--maximize/--minimize: no KPI {n!r}"
                                 + (f" (in {kpi!r})" if n != kpi else "")
@@ -440,7 +442,7 @@ def _feasible_grid(p: Problem) -> list[dict[str, Any]] | None:
     """Every design of an all-integer/categorical space that meets the design constraints, or None
     when a dimension is real or the space has more than :data:`GRID_LIMIT` designs."""
     grids = [d.values() for d in p.space]
-    if any(g is None for g in grids) or math.prod(len(g) for g in grids) > GRID_LIMIT:  # type: ignore[arg-type]
+    if any(g is None for g in grids) or math.prod(len(g) for g in grids) > GRID_LIMIT:  # type: ignore[arg-type, misc]
         return None
     paths = [d.path for d in p.space]
     designs = (dict(zip(paths, combo)) for combo in itertools.product(*grids))  # type: ignore[arg-type]
@@ -451,7 +453,7 @@ def _some_design_ok(p: Problem, samples: int = 4000) -> bool:
     """A random search for one design that meets the design constraints (a space too big to enumerate)."""
     rng = np.random.default_rng(0)
     for _ in range(samples):
-        params = {}
+        params: dict[str, Any] = {}
         for d in p.space:
             if d.kind == "int":
                 params[d.path] = int(rng.integers(int(d.low), int(d.high) + 1))
@@ -585,7 +587,7 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             raise SpecError([f"objective {kpi!r}: {sense!r} is neither maximize nor minimize"])
     check(p)
     sampler, how, queue = _sampler(p, trials)
-    study = optuna.create_study(directions=[s for _, s in p.objectives], sampler=sampler)
+    study = optuna.create_study(directions=[s for _, s in p.objectives], sampler=sampler)  # type: ignore[misc]
     for q in queue:
         study.enqueue_trial(q)
     if queue:
@@ -599,7 +601,8 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     total_jobs = (trials * replications + confirm * conf_reps) * per_design
     with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
         while len(rows) < trials and skipped < 20 * trials + 100:
-            asked, designs = [], []
+            asked: list[tuple[Any, dict[str, Any]]] = []
+            designs: list[dict[str, Any]] = []
             while len(asked) < min(batch, trials - len(rows)) and skipped < 20 * trials + 100:
                 t = study.ask()
                 params = {d.path: d.suggest(t) for d in p.space}
@@ -645,15 +648,15 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
         kpi0, sense0 = p.objectives[0]
         sign = -1.0 if sense0 == "maximize" else 1.0
         unique: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for r in sorted(feasible, key=lambda r: sign * r[kpi0]):
-            unique.setdefault(tuple(r[d.path] for d in p.space), r)
+        for row in sorted(feasible, key=lambda r: sign * r[kpi0]):
+            unique.setdefault(tuple(row[d.path] for d in p.space), row)
         top = list(unique.values())[:max(1, confirm)]
         if len(p.objectives) == 2:
             top = _pareto_rows(list(unique.values()), p.objectives)[:max(1, confirm)] or top
         designs = [{d.path: r[d.path] for d in p.space} for r in top]
         conf_seed = seed + 1_000_003  # fresh common seeds: the pick is not judged on the runs that picked it
         conf = _evaluate(p, designs, conf_reps, conf_seed, jobs, executor, scheduler, bar)
-    scored = []
+    scored: list[dict[str, Any]] = []
     for params, reps in zip(designs, conf):
         _, viol, kpis = _score(p, params, reps)
         scored.append({"params": params, "kpis": kpis, "feasible": all(v <= 0 for v in viol), "reps": reps})

@@ -54,6 +54,8 @@ class Release:
     streams: Any
     horizon: float
     replay: list[tuple[float, int, int]] | None
+    product_names: list[str]
+    routes: list[tuple[Any, ...]]
 
     def _build_release(self) -> None:
         spec = self.spec
@@ -202,6 +204,7 @@ class Release:
     def _arrivals(self):
         src = self.spec.source
         rng = self.streams.get("arrivals")
+        dist: Any
         if src.kind == "poisson":
             dist = Exponential(mean=HOUR / src.rate_per_hour)  # type: ignore[operator]
         else:

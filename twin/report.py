@@ -190,7 +190,7 @@ def reading(summary: dict[str, Any], scenarios: dict[str, str], drops: set[str] 
                 continue
             d = _pair(paired, sc, key, f1, f2) if math.isfinite(m2) else None
             if d is not None and d.get("n", 0) >= 2 and math.isfinite(d.get("p_holm", float("nan"))):
-                word = _BETTER_WORD.get((kind, better), "better")
+                word = _BETTER_WORD.get((kind, str(better)), "better")
                 if d["p_holm"] < SIGNIFICANCE and (d["diff_mean"] < 0) == (better == "low") and d["diff_mean"] != 0:
                     lines.append(f"{label}: {f1} is {_amount_ci(d, kind)} {word} than {f2} ({_short(m1, kind)} vs "
                                  f"{_short(m2, kind)}; paired over {d['n']} replications, Holm p = {d['p_holm']:.2g}).")
@@ -280,7 +280,7 @@ def verdict(summary: dict[str, Any], paired: dict[str, Any] | None, replications
             elif d is not None and math.isfinite(d.get("p_holm", float("nan"))) and d["p_holm"] < SIGNIFICANCE \
                     and d["diff_mean"] != 0 and (d["diff_mean"] < 0) == (better == "low"):
                 holm_ci = {**d, "ci95": d.get("ci95_holm", d.get("ci95"))}
-                cell = {"winner": f1, "margin": f"{_amount_ci(holm_ci, kind)} {_BETTER_WORD.get((kind, better), 'better')} "
+                cell = {"winner": f1, "margin": f"{_amount_ci(holm_ci, kind)} {_BETTER_WORD.get((kind, str(better)), 'better')} "
                                                 f"than {f2} (Holm-level interval)"}
             elif d is not None and d.get("equivalence", {}).get("equivalent"):
                 zone = _amount(d["equivalence"]["delta"], kind)

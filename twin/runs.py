@@ -60,6 +60,7 @@ class progress_bar:
     def __init__(self, total: int, label: str, enabled: bool = True):
         self.on = bool(enabled) and sys.stderr.isatty()
         self.n = 0
+        self._total = total
         # a terminal that reports no size (a bare pseudo-terminal) gets a fixed width
         width = None if shutil.get_terminal_size((0, 0)).columns else 100
         # block characters only where the terminal takes UTF-8 (tqdm goes silent on an encoding error)
@@ -74,6 +75,18 @@ class progress_bar:
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.close()
+
+    @property
+    def total(self) -> int | None:
+        """Steps the bar runs to (it can grow, e.g. when an optimisation knows its confirmation runs)."""
+        return self._bar.total if self._bar is not None else self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = value
+        if self._bar is not None:
+            self._bar.total = value
+            self._bar.refresh()
 
     def update(self, k: int = 1) -> None:
         if k > 0:

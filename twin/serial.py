@@ -96,6 +96,7 @@ def _samplers(spec: Spec, route: list[str], seed: int) -> list[Sampler]:
     for name in route:
         st = spec.station(name)
         d = st.process_time_by_product.get(product, st.process_time)
+        assert d is not None  # ineligible() has checked every station has a time
         out.append(Sampler(d, streams.get(f"process:{name}")))
     return out
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import builtins
 from .calendar import CalendarSpec
-from .dists import DIST_CLASSES, Dist, Duration, PositiveDuration, _DistBase
+from .dists import DIST_CLASSES, Constant, Dist, Duration, PositiveDuration, _DistBase
 from .names import Name
 from .policies.registry import registry
 from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
@@ -643,7 +643,7 @@ class Transport(_M):
         """The travel time of one trip as a distribution, s."""
         if self.travel_time is not None:
             return self.travel_time
-        return DIST_CLASSES["constant"](value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
+        return Constant(value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
 
 
 class Capability(_M):
@@ -749,21 +749,21 @@ class Spec(_M):
             if q is not None and q.rework_return is not None:
                 if q.rework_at is None:
                     errors.append((f"{at}.quality.rework_return", "needs rework_at (a rework station)"))
-                for p in visitors[s.name]:
-                    if q.rework_return not in self._route(p):
+                for pname in visitors[s.name]:
+                    if q.rework_return not in self._route(pname):
                         errors.append((f"{at}.quality.rework_return", f"{q.rework_return!r} is not on the route of "
-                                                                      f"product {p!r}"))
+                                                                      f"product {pname!r}"))
         for p in self.products:
             for c in p.bom:
                 if c not in comps:
                     errors.append((f"products.{p.name}.bom.{c}", f"unknown component {c!r}{_hint(c, comps)}"))
-        for c in self.components:
-            if c.at is not None and c.at not in names:
-                errors.append((f"components.{c.name}.at", f"unknown station {c.at!r}{_hint(c.at, names)}"))
-            if c.policy == "RS" and c.order_up_to <= 0:
-                errors.append((f"components.{c.name}.order_up_to", "an RS policy needs an order-up-to level > 0"))
-            if c.at is not None and not any(c.name in p.bom and c.at in p.route for p in self.products):
-                errors.append((f"components.{c.name}.at", f"no product that needs {c.name!r} visits {c.at!r}"))
+        for comp in self.components:
+            if comp.at is not None and comp.at not in names:
+                errors.append((f"components.{comp.name}.at", f"unknown station {comp.at!r}{_hint(comp.at, names)}"))
+            if comp.policy == "RS" and comp.order_up_to <= 0:
+                errors.append((f"components.{comp.name}.order_up_to", "an RS policy needs an order-up-to level > 0"))
+            if comp.at is not None and not any(comp.name in p.bom and comp.at in p.route for p in self.products):
+                errors.append((f"components.{comp.name}.at", f"no product that needs {comp.name!r} visits {comp.at!r}"))
         for t in self.transport:
             if t.name in names:
                 errors.append((f"transport.{t.name}.name", "is also a station's name"))
@@ -913,9 +913,9 @@ class Spec(_M):
                                               f"known: {', '.join(sorted(registry('capacity')))}"))
         if self.source.kind == "orders" and self.planning.lanes > 1:
             # the planner feeds lot.lane = line number: each multi-lane station must have one lane per line
-            for st in self.stations:
-                if st.lanes > 1 and st.lanes != self.planning.lanes:
-                    errors.append((f"stations.{st.name}.lanes", f"{st.lanes} lanes, but planning.lanes is "
+            for station in self.stations:
+                if station.lanes > 1 and station.lanes != self.planning.lanes:
+                    errors.append((f"stations.{station.name}.lanes", f"{station.lanes} lanes, but planning.lanes is "
                                                                 f"{self.planning.lanes}: the planner feeds one lane "
                                                                 "per line or cell; make them equal (to change "
                                                                 "all: stations.*.lanes)"))

@@ -115,7 +115,8 @@ def _setup_tables(spec_station: Any, product_names: list[str], rng: Any
     default = Sampler(st.default, rng) if st.default.mean > 0 else None
     table, means = [], []
     for a in product_names:
-        row, mrow = [], []
+        row: list[Sampler | None] = []
+        mrow: list[float] = []
         for b in product_names:
             d = st.matrix.get(a, {}).get(b)
             if a == b:

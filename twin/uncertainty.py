@@ -57,7 +57,7 @@ class Parameter(_M):
         lo, hi = self.scale if self.scale is not None else (self.low, self.high)
         if not lo < hi:  # type: ignore[operator]
             raise ValueError(f"the range must run from low to high, got [{lo:g}, {hi:g}]")
-        if self.scale is not None and lo <= 0:
+        if self.scale is not None and lo <= 0:  # type: ignore[operator]
             raise ValueError("scale factors must be > 0")
         return self
 
@@ -293,7 +293,7 @@ def analyse(combos: pd.DataFrame, x: pd.DataFrame, reps: pd.DataFrame, pars: Unc
                             p = pars.parameter[j]
                             lo, hi = value_of(p, 0.0), value_of(p, 1.0)
                             swing[c] = float(coef[c] * (hi - lo)) if math.isfinite(rho[c]) else float("nan")
-                    rows = [{"parameter": names[j], "factory": pars.parameter[j].factory, "prcc": rho[c],
+                    rows: list[dict[str, Any]] = [{"parameter": names[j], "factory": pars.parameter[j].factory, "prcc": rho[c],
                              "swing": swing[c], "price": is_price(pars.parameter[j])}
                             for c, j in enumerate(cols)]
                     rows.sort(key=lambda r: -abs(r["prcc"]) if math.isfinite(r["prcc"]) else 0.0)

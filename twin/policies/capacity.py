@@ -156,6 +156,7 @@ class Shifts(CapacityPolicy):
         if self.new_crew_hours is None or self.new_crew_hours.open_until(now) is None:
             return 1.0
         excess = self.spec.learning_factor - 1.0
+        assert self.hired_at is not None  # set with new_crew_hours
         return 1.0 + excess * 0.5 ** ((now - self.hired_at) / self.spec.learning_halflife)
 
     def _workers(self, more: int, less: int) -> float:
