@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -460,3 +461,99 @@ def test_modules_are_bought_for_demand_that_clears_its_noise_not_for_noise():
         never = run_once(tripled.with_overrides({"capacity.overtime_above": 1000.0}), 4 * WEEK, 0.0, 3)
     assert [t for t, kind, _ in late.record.events if kind == "buy"]
     assert not [t for t, kind, _ in never.record.events if kind == "buy"]
+
+
+# ---------------------------------------------------------------- what the orchestrator may know
+def test_dispatch_values_work_on_estimates_never_on_sampled_ends():
+    spec = line([{"name": "m", "lanes": 2, "process_time": expo(10.0), "dispatch": "least_expected_completion",
+                  "failures": {"ttf": expo(1e9), "ttr": expo(600.0)}}],
+                source={"kind": "poisson", "rate_per_hour": 1e-6})  # empty buffers: only the servers count
+    model = Model(spec, 1, 10_000.0)
+    model.env.run(until=1_000.0)
+    st = model.stations["m"]
+    rule = st.input.rule
+    a, b = st.lanes[0].servers[0], st.lanes[1].servers[0]
+    lot = type("L", (), {"product": 0, "qty": 1})()
+    now = model.env.now
+    # lane 0 expects 5 s of work left, lane 1 40 s; lane 0's drawn repair end lies far ahead,
+    # but no stop is under way as the plant sees it: the sampled end is not for dispatch to read
+    a.est_end, b.est_end = now + 5.0, now + 40.0
+    a.down_until = now + 10_000.0
+    assert rule.choose(lot) == 0
+    # a repair under way on lane 0 for 100 s: worth the nominal mean repair left (600 - 100 s)
+    # until repairs are measured, then the measured ones' mean residual beyond 100 s
+    a.stop_since, a.stop_kind, a.est_left = now - 100.0, 0, 5.0
+    assert rule.choose(lot) == 1
+    rel = st.reliability
+    for d in (50.0, 90.0, 110.0, 130.0):
+        rel.stops.observe(0, d)
+    assert rel.stops.left(0, 100.0) == pytest.approx(20.0)  # mean of 110 and 130, less 100
+    assert rule.choose(lot) == 0  # 5 + 20 s left beats 40
+
+
+@pytest.mark.parametrize("dist,residual", [
+    # the mean residual life E[D - a | D > a]: memoryless for the exponential; (2m - a) / 2 for
+    # the uniform on [0, 2m]
+    ("exponential", lambda a: 300.0),
+    ("uniform", lambda a: (600.0 - a) / 2),
+])
+def test_stop_durations_learn_the_mean_residual_life(dist, residual):
+    from twin.learn import StopDurations
+
+    rng = np.random.default_rng(3)
+    draws = rng.exponential(300.0, 20_000) if dist == "exponential" else rng.uniform(0.0, 600.0, 20_000)
+    s = StopDurations([300.0])
+    assert s.left(0, 100.0) == 200.0  # nothing measured: the nominal mean less what has passed
+    for d in draws:
+        s.observe(0, float(d))
+    for a in (0.0, 100.0, 300.0):
+        # 20,000 draws: the standard error of a residual mean is at most ~300/sqrt(6,000) = 4 s here
+        assert s.left(0, a) == pytest.approx(residual(a), abs=15.0)
+
+
+def test_each_capability_switch_touches_its_own_settings_only():
+    def flat(d, pre=""):
+        out = {}
+        if isinstance(d, dict):
+            for k, v in d.items():
+                out.update(flat(v, f"{pre}{k}."))
+        elif isinstance(d, list):
+            for i, v in enumerate(d):
+                out.update(flat(v, f"{pre}{i}."))
+        else:
+            out[pre[:-1]] = d
+        return out
+
+    for name in ("static-line", "dark-factory", "microfactory"):
+        spec = factory_spec(name, None)
+        base = flat(spec.model_dump())
+        keys = [set(cap.off) for cap in spec.capabilities]
+        for i, cap in enumerate(spec.capabilities):
+            others = set().union(*(k for j, k in enumerate(keys) if j != i))
+            assert not keys[i] & others, (name, cap.name)
+            changed = {k for k, v in flat(spec.with_overrides(cap.off).model_dump()).items() if base.get(k) != v}
+            def pattern(key):
+                return re.compile("^" + re.escape(key).replace(r"\*", r"[^.]+").replace(r"stations\.[^.]+",
+                                                                                     r"stations\.\d+") + r"(\.|$)")
+
+            pats = [pattern(k) for k in cap.off]
+            # a switch may also create the table its key lives in where a station had none
+            # (``maintenance.policy`` on a station without maintenance): its defaults come with it
+            parents = [pattern(k.rpartition(".")[0]) for k in cap.off if "." in k]
+
+            def own(c, pats=pats, parents=parents, base=base):
+                if any(p.match(c) for p in pats):
+                    return True
+                parts = c.split(".")
+                return any(base.get(".".join(parts[:n]), 0) is None and any(q.match(".".join(parts[:n])) for q in parents)
+                           for n in range(1, len(parts)))
+
+            assert changed and all(own(c) for c in changed), (name, cap.name, [c for c in changed if not own(c)])
+
+
+def test_without_the_learned_forecast_the_purchase_rule_keeps_its_noise_margin():
+    spec = factory_spec("dark-factory", None).with_overrides({"planning.policy": "hourly"})
+    model = Model(spec, 1, 3 * WEEK)
+    model.env.run(until=2 * WEEK)
+    rate, err = model.capacity._forecast(1, 28)
+    assert err == weekly_rate_error(model) and err > 0

@@ -7,6 +7,7 @@ series and trained on simulated histories; the policies hold them during a run.
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from dataclasses import dataclass
@@ -204,3 +205,34 @@ class MeasuredTimes:
         if units > 0:
             e = self.est[product]
             self.est[product] = e + self.weight * (seconds / units - e)
+
+
+class StopDurations:
+    """How long a station's stops (repairs, planned maintenance) take, as the plant logs them:
+    the expected time left of a stop under way, from its elapsed time and the stops of its
+    kind measured so far (their mean residual life beyond the elapsed time). Until the first
+    stop of a kind is measured, its nominal mean (the figure a maintenance team is quoted: the
+    spec's mean) stands in. Nothing here reads a sampled end: dispatch must not know the future."""
+
+    __slots__ = ("nominal", "seen")
+
+    def __init__(self, nominal: list[float]):
+        self.nominal = list(nominal)
+        self.seen: list[list[float]] = [[] for _ in nominal]  # per kind, sorted
+
+    def observe(self, kind: int, seconds: float) -> None:
+        """One finished stop of ``kind`` that took ``seconds`` (waits for a technician included)."""
+        bisect.insort(self.seen[kind], seconds)
+
+    def left(self, kind: int, elapsed: float) -> float:
+        """Expected seconds left of a stop of ``kind`` under way for ``elapsed`` s: the mean of
+        ``d - elapsed`` over the measured durations ``d`` beyond it; past every one measured, the
+        measured mean again (nothing tells how much longer); the nominal mean before any."""
+        seen = self.seen[kind]
+        if not seen:
+            return max(self.nominal[kind] - elapsed, 0.0)
+        i = bisect.bisect_right(seen, elapsed)
+        if i == len(seen):
+            return sum(seen) / len(seen)
+        beyond = seen[i:]
+        return sum(beyond) / len(beyond) - elapsed

@@ -17,6 +17,7 @@ import simpy
 
 from . import policies
 from .dists import Sampler
+from .learn import StopDurations
 from .record import MaintKind
 from .state import State
 
@@ -59,6 +60,9 @@ class Reliability:
                 life = Sampler(self.failures.ttf, trng)
                 lives = np.array([life.one() for _ in range(spec.maintenance.training_lives)])
                 self.policy.learn(lives, trng, self.failures.ttr.mean, spec.maintenance.duration.mean)
+        # the stops' durations as the plant measures them (MaintKind order: repair, planned)
+        self.stops = StopDurations([self.failures.ttr.mean if self.failures is not None else 0.0,
+                                    spec.maintenance.duration.mean if spec.maintenance is not None else 0.0])
         self.technicians = model.pools[spec.technicians] if spec.technicians else None
         # technicians repair only while their pool is on shift: a failure late in the
         # last shift waits for the morning (run-to-failure lines feel this most)
@@ -126,7 +130,12 @@ class Reliability:
         left = 0.0 if kind == _REPAIR else (srv.ttf_left if self.operating_basis else srv.next_fail - t0)
         d = duration.one()
         srv.down_until = t0 + d
+        srv.est_left = max(srv.est_end - t0, 0.0)  # the work in hand waits out the stop
+        srv.stop_since, srv.stop_kind = t0, kind
         yield from self._service(srv, d, state)
+        self.stops.observe(kind, env.now - t0)
+        srv.stop_since = -1.0
+        srv.est_end = env.now + srv.est_left
         self.maint_log.append((t0, srv.sid, kind, env.now - t0, left))
         self._renew(srv)
 

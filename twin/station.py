@@ -44,7 +44,8 @@ class Server:
     """One machine of a station; :meth:`StationRuntime.serve` is its SimPy process."""
 
     __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
-                 "units", "ideal", "state", "busy_until", "down_until", "lot", "held", "ms_left")
+                 "units", "ideal", "state", "est_end", "est_left", "stop_since", "stop_kind", "down_until", "lot",
+                 "held", "ms_left")
 
     def __init__(self, station: "StationRuntime", lane: "Lane", index: int, sid: int):
         self.station = station
@@ -58,8 +59,14 @@ class Server:
         self.units = 0  # units processed
         self.ideal = 0.0  # their ideal (mean) processing time, s, for ISO 22400 effectiveness
         self.state = -1
-        self.busy_until = 0.0  # expected end of the work in hand (for dispatching)
-        self.down_until = 0.0
+        # what dispatching may know: the expected end of the work in hand, from measured means
+        # (est_end), the expected work it had left when a stop began (est_left), and when and
+        # which stop (repair, planned) is under way (stop_since < 0: none); never a sampled time
+        self.est_end = 0.0
+        self.est_left = 0.0
+        self.stop_since = -1.0
+        self.stop_kind = 0
+        self.down_until = 0.0  # the engine's own: when a drawn stop ends
         self.lot: Lot | None = None  # the lot in hand, from taking it until it is handed on
         self.held: list[Lot] = []  # a batch station's other lots in hand
         self.ms_left = INF  # operating seconds to the next minor stop
@@ -394,7 +401,11 @@ class StationRuntime:
                 d /= lane.speed
                 if pace is not None and pool is not None:
                     d *= pace(env.now)
-                srv.busy_until = env.now + su + d
+                est = measured.est[p] if measured is not None else means[p]
+                last = srv.last_product
+                su_est = (self.setup_means[last][p] if self.setup_means is not None and last is not None
+                          and last != p else 0.0)
+                srv.est_end = env.now + (su_est + est * units) / lane.speed
                 if pool is not None:
                     if cal is not None and cal.open_until(env.now) is None:
                         yield from rel.wait_open(srv, cal)

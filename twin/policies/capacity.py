@@ -352,11 +352,14 @@ class Orchestrated(CapacityPolicy):
     def _forecast(self, first_day: int, days: int) -> tuple[float, float]:
         """Mean forecast demand per hour over days ``first_day`` .. ``first_day + days`` ahead, and
         its relative error as measured (one-day MAPE / √7; without a learned forecast, the last
-        week's order rate with no error estimate)."""
+        week's order rate and the measured noise of a week's rate, :func:`weekly_rate_error`, the
+        margin the microfactory's purchase rule keeps too: switching the forecast off must not
+        switch the purchase rule's caution off with it)."""
         planner = self.model.planner
         fc = getattr(planner, "daily_forecast", None)
         if fc is None:
-            return recent_rate_per_hour(self.model, WEEK), 0.0
+            err = weekly_rate_error(self.model)
+            return recent_rate_per_hour(self.model, WEEK), (err if err is not None else 0.0)
         err = planner.forecaster.mape
         return float(np.mean(fc(first_day + days)[first_day:])) / 24.0, (err / math.sqrt(7) if err == err else 0.0)
 

@@ -39,8 +39,11 @@ class ShortestQueue:
 @register("dispatch", "least_expected_completion")
 class LeastExpectedCompletion:
     """The active lane where the lot is expected to finish first: queued work, remaining
-    work in process, repairs under way, the setup the lot would need, and the lane's
-    speed — what an orchestrator with a live view of the floor knows."""
+    work in process, stops under way, the setup the lot would need, and the lane's speed —
+    what an orchestrator with a live view of the floor knows, and only that: work is valued
+    at measured mean times (:class:`~twin.learn.MeasuredTimes`), work in process by its
+    expected end from them, a repair or planned stop by its elapsed time and the stops
+    measured so far (:class:`~twin.learn.StopDurations`), never by a sampled end."""
 
     def __init__(self, station: Any):
         self.lanes = station.lanes
@@ -59,6 +62,7 @@ class LeastExpectedCompletion:
         now = st.model.env.now
         means = st.measured.est if st.measured is not None else st.means
         setup_means = st.setup_means
+        stops = st.reliability.stops
         p = lot.product
         own0 = means[p] * lot.qty
         best, best_t = 0, float("inf")
@@ -71,12 +75,12 @@ class LeastExpectedCompletion:
             work = 0.0
             last = None
             for s in servers:
-                t = s.busy_until
-                if t > now:
-                    work += t - now
-                t = s.down_until
-                if t > now:
-                    work += t - now
+                if s.stop_since >= 0.0:  # a repair or planned stop under way: its expected rest, then the job's
+                    work += s.est_left + stops.left(s.stop_kind, now - s.stop_since)
+                else:
+                    t = s.est_end
+                    if t > now:
+                        work += t - now
                 if last is None:
                     last = s.last_product
             if items:
