@@ -236,3 +236,51 @@ class StopDurations:
             return sum(seen) / len(seen)
         beyond = seen[i:]
         return sum(beyond) / len(beyond) - elapsed
+
+    def mean(self, kind: int) -> float:
+        """The measured mean duration (s) of stops of ``kind``; the nominal one before any."""
+        seen = self.seen[kind]
+        return sum(seen) / len(seen) if seen else self.nominal[kind]
+
+
+def weibull_fit_censored(ages: np.ndarray, failed: np.ndarray) -> tuple[float, float]:
+    """``(shape, scale)`` of a Weibull law fitted by maximum likelihood to machine lives of
+    which some ended in a failure (``failed``) and the rest were cut short by planned
+    maintenance (right-censored at their ``ages``, s): what a plant's own history says."""
+    from scipy import stats
+
+    ages = np.asarray(ages, dtype=float)
+    failed = np.asarray(failed, dtype=bool)
+    data = stats.CensoredData(uncensored=ages[failed], right=ages[~failed])
+    shape, _, scale = stats.weibull_min.fit(data, floc=0.0)
+    return float(shape), float(scale)
+
+
+def age_replacement_downtime(interval: float, shape: float, scale: float, repair_s: float, pm_s: float) -> float:
+    """Stop time per operating second of age replacement at ``interval`` (s) for Weibull lives
+    (renewal-reward: a cycle ends in a repair if the machine fails first, else in a planned
+    stop; its operating time is the integral of the survival function up to ``interval``)."""
+    from scipy import special
+
+    x = (interval / scale) ** shape
+    survive = math.exp(-x)
+    operating = scale * math.gamma(1.0 + 1.0 / shape) * float(special.gammainc(1.0 / shape, x))
+    return (pm_s * survive + repair_s * (1.0 - survive)) / operating
+
+
+def age_replacement_interval(shape: float, scale: float, repair_s: float, pm_s: float) -> float:
+    """The operating interval (s) of planned maintenance with the least stop time per operating
+    second for Weibull lives (Barlow and Proschan's age replacement); INF when running to
+    failure is as good (no wear-out: ``shape <= 1``, or a planned stop no shorter than a repair)."""
+    from scipy import optimize
+
+    if shape <= 1.0 or pm_s >= repair_s:
+        return INF
+    f = lambda t: age_replacement_downtime(t, shape, scale, repair_s, pm_s)  # noqa: E731
+    grid = scale * np.geomspace(1e-3, 5.0, 200)
+    k = int(np.argmin([f(t) for t in grid]))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    best = float(optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded",
+                                          options={"xatol": scale * 1e-7}).x)
+    # no interior optimum (the minimum at the grid's end): running to failure costs no more
+    return best if f(best) < repair_s / (scale * math.gamma(1.0 + 1.0 / shape)) else INF

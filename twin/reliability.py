@@ -76,7 +76,7 @@ class Reliability:
             return
         for s in servers:
             if self.operating_basis:
-                s.ttf_left = self.ttf.one()
+                s.ttf_left = s.life0 = self.ttf.one()
                 if self.policy is not None:
                     s.pm_left = self.policy.plan(s.ttf_left)
             else:
@@ -135,6 +135,11 @@ class Reliability:
         yield from self._service(srv, d, state)
         self.stops.observe(kind, env.now - t0)
         srv.stop_since = -1.0
+        observe = getattr(self.policy, "observe", None)
+        if observe is not None and self.operating_basis:
+            # what the plant logged: the machine's age at the stop and whether it had failed
+            observe(srv.life0 - max(srv.ttf_left, 0.0), kind == _REPAIR, self.stops.mean(_REPAIR),
+                    self.stops.mean(_PLANNED))
         srv.est_end = env.now + srv.est_left
         self.maint_log.append((t0, srv.sid, kind, env.now - t0, left))
         self._renew(srv)
@@ -171,7 +176,7 @@ class Reliability:
     def _renew(self, srv: "Server") -> None:
         """Repair and planned maintenance both leave the machine as good as new."""
         if self.operating_basis:
-            srv.ttf_left = self.ttf.one()  # type: ignore[union-attr]
+            srv.ttf_left = srv.life0 = self.ttf.one()  # type: ignore[union-attr]
             srv.pm_left = self.policy.plan(srv.ttf_left) if self.policy is not None else INF
         elif self.calendar_basis:
             srv.next_fail = self.env.now + self.ttf.one()  # type: ignore[union-attr]

@@ -111,6 +111,8 @@ class Maintenance(_M):
 
     - ``reactive``: run to failure (only repairs);
     - ``preventive``: planned maintenance after every ``interval`` of operating time;
+    - ``age_replacement``: the same, its interval learned from the station's own stops (lives
+      ended by failures or cut short by maintenance) by renewal-reward, from ``interval`` on;
     - ``predictive``: learned from a condition signal. Each machine emits a health index
       that rises with its wear (noise ``signal_noise``, unit-to-unit variation
       ``unit_variation``, read every ``inspect_every`` of operating time); an alarm
@@ -127,9 +129,9 @@ class Maintenance(_M):
     """
 
     policy: str = "reactive"
-    """`reactive`, `preventive`, `predictive`, `oracle` or a registered name."""
+    """`reactive`, `preventive`, `age_replacement`, `predictive`, `oracle` or a registered name."""
     interval: PositiveDuration | None = None
-    """`preventive`: operating time between planned maintenances, s."""
+    """`preventive`: operating time between planned maintenances, s (`age_replacement`: the first one)."""
     duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     """Duration of one planned maintenance, s."""
     signal_noise: float = Field(default=0.05, ge=0.0, le=10.0)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..learn import ConditionModel, ConditionSignal
+from ..learn import ConditionModel, ConditionSignal, age_replacement_interval, weibull_fit_censored
 from .registry import register
 from ..units import HOUR
 
@@ -33,6 +33,41 @@ class Preventive:
 
     def plan(self, life: float) -> float:
         return self.interval
+
+
+@register("maintenance", "age_replacement")
+class AgeReplacement:
+    """Time-based (age-replacement) maintenance whose interval the plant learns from its own
+    history: every machine's stops so far, each a life that ended in a failure or was cut
+    short by planned maintenance (right-censored), fit a Weibull law by maximum likelihood
+    (:func:`~twin.learn.weibull_fit_censored`); the interval with the least stop time per
+    operating hour under it, at the measured mean repair and maintenance durations
+    (:func:`~twin.learn.age_replacement_interval`, renewal-reward), replaces the current one
+    every ``refit_every`` stops once ``min_history`` are known. It starts from ``interval``
+    (the practice it replaces) and never reads a machine's drawn life."""
+
+    min_history = 30
+    refit_every = 10
+
+    def __init__(self, spec: Any, rng: np.random.Generator):
+        self.interval = float(spec.interval) if spec.interval is not None else INF
+        self.ages: list[float] = []
+        self.failed: list[bool] = []
+        self.fits = 0  # how often the interval was learned (the data it had: len(ages))
+
+    def plan(self, life: float) -> float:
+        return self.interval  # ``life`` is the machine's hidden failure age: not for this policy
+
+    def observe(self, age: float, failed: bool, repair_s: float, pm_s: float) -> None:
+        """One stop of a machine of this station at operating ``age`` (s): a failure or a
+        planned stop; ``repair_s``/``pm_s`` the stops' mean durations as measured."""
+        self.ages.append(age)
+        self.failed.append(failed)
+        n = len(self.ages)
+        if n >= self.min_history and n % self.refit_every == 0 and any(self.failed):
+            shape, scale = weibull_fit_censored(np.array(self.ages), np.array(self.failed))
+            self.interval = age_replacement_interval(shape, scale, repair_s, pm_s)
+            self.fits += 1
 
 
 @register("maintenance", "oracle")
