@@ -490,18 +490,19 @@ def _evaluate(p: Problem, designs: list[dict[str, Any]], replications: int, seed
     """Every design × replication (× scenario; the same seeds for every design); per design, its
     replications' KPIs (with scenarios: ``SCENARIO.kpi`` each, and ``kpi`` their equal-weight mean)."""
     scs: list[Scenario | None] = list(p.scenarios) or [None]
-    args = [(p.spec, p.overrides(d), p.horizon, p.warmup, replication_seed(seed, r), sc)
-            for d in designs for r in range(replications) for sc in scs]
-    parts: list[list[list[dict[str, float]]]] = [[[{} for _ in scs] for _ in range(replications)] for _ in designs]
-    n = len(scs)
     specs = {(i, j): _design(p.spec, p.overrides(d), p.horizon, p.warmup, sc)
              for i, d in enumerate(designs) for j, sc in enumerate(scs)}
+    # each design's spec is built once, here; the jobs run it as it is
+    args: list[tuple[Any, ...]] = [(specs[(i, j)], {}, p.horizon, p.warmup, replication_seed(seed, r), None)
+                                   for i in range(len(designs)) for r in range(replications) for j in range(len(scs))]
+    parts: list[list[list[dict[str, float]]]] = [[[{} for _ in scs] for _ in range(replications)] for _ in designs]
+    n = len(scs)
     how, why = serial.choose(list(specs.values()), p.engine, source="--engine")
     p.runs_by_engine[how] += len(args)
     if why:
         p.why_not = why
     if how == "serial":
-        runs = [(specs[(i // (replications * n), i % n)], a[4]) for i, a in enumerate(args)]
+        runs = [(a[0], a[4]) for a in args]
         done = serial.map_runs(_numeric_kpis, runs, p.horizon, p.warmup, jobs=jobs, executor=executor,
                                scheduler=scheduler)
     else:

@@ -49,8 +49,7 @@ def ineligible(spec: Spec) -> list[str]:
             why.append(f"products.{spec.products[0].name}.route visits a station twice")
         if spec.products[0].bom:
             why.append(f"products.{spec.products[0].name}.bom consumes components")
-        means = [t.mean for name in route for st in [spec.station(name)]
-                 for t in [st.process_time_by_product.get(spec.products[0].name, st.process_time)] if t is not None]
+        means = [t.mean for t in map(lambda name: _time(spec, name), route) if t is not None]
         if means and max(means) <= 0:
             why.append(f"products.{spec.products[0].name}.route takes no time at any station")
     for key in ("calendars", "workers", "components", "transport"):
@@ -89,13 +88,17 @@ class Departures:
         return self.times[r][-1]
 
 
+def _time(spec: Spec, station: str) -> Any:
+    """The processing time of the spec's one product at ``station`` (None: none given)."""
+    st = spec.station(station)
+    return st.process_time_by_product.get(spec.products[0].name, st.process_time)
+
+
 def _samplers(spec: Spec, route: list[str], seed: int) -> list[Sampler]:
     streams = Streams(seed)
-    product = spec.products[0].name
     out = []
     for name in route:
-        st = spec.station(name)
-        d = st.process_time_by_product.get(product, st.process_time)
+        d = _time(spec, name)
         assert d is not None  # ineligible() has checked every station has a time
         out.append(Sampler(d, streams.get(f"process:{name}")))
     return out

@@ -341,6 +341,7 @@ class StationRuntime:
         speed_loss = self.speed_loss
         pace = model.pace  # a newly hired crew's learning curve (capacity policy), or None
         measured = self.measured
+        dispatched = len(self.lanes) > 1  # only a dispatcher over lanes reads est_end
         buf = lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
         try_get = buf.try_get
         while True:
@@ -402,11 +403,12 @@ class StationRuntime:
                 d /= lane.speed
                 if pace is not None and pool is not None:
                     d *= pace(env.now)
-                est = measured.est[p] if measured is not None else means[p]
-                last = srv.last_product
-                su_est = (self.setup_means[last][p] if self.setup_means is not None and last is not None
-                          and last != p else 0.0)
-                srv.est_end = env.now + (su_est + est * units) / lane.speed
+                if dispatched:  # what a dispatcher may know of the job: its expected end
+                    est = measured.est[p] if measured is not None else means[p]
+                    last = srv.last_product
+                    su_est = (self.setup_means[last][p] if self.setup_means is not None and last is not None
+                              and last != p else 0.0)
+                    srv.est_end = env.now + (su_est + est * units) / lane.speed
                 if pool is not None:
                     if cal is not None and cal.open_until(env.now) is None:
                         yield from rel.wait_open(srv, cal)
