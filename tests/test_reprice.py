@@ -69,6 +69,47 @@ def test_price_by_hand():
     assert leased["capex"] == pytest.approx(10e6 * 7 / 365 + 2.0 * 1.5 * 168 + 3000.0)
 
 
+def test_capital_charge_is_the_textbook_equivalent_annual_cost():
+    from twin.cost import capital_charge, life_cycle_capital
+
+    # 1 M over 5 years at 10 %: the capital recovery factor 0.263797 of interest tables; with a
+    # 10 % salvage the textbook form (P - S) x CRF + S x r gives 237,417.7 + 10,000
+    crf = 0.1 * 1.1 ** 5 / (1.1 ** 5 - 1)
+    assert crf == pytest.approx(0.26380, abs=5e-6)
+    assert capital_charge(1e6, 5, 0.1) == pytest.approx(263_797.48, abs=0.01)
+    assert capital_charge(1e6, 5, 0.1, 0.1) == pytest.approx(0.9e6 * crf + 0.1e6 * 0.1)
+    # at a zero rate it is straight-line depreciation to the salvage value
+    assert capital_charge(7e6, 7, 0.0) == pytest.approx(1e6)
+    assert capital_charge(7e6, 7, 0.0, 0.2) == pytest.approx(0.8e6)
+    # the annuity's present value is the life-cycle capital: price less discounted salvage
+    pv_factor = (1 - 1.1 ** -5) / 0.1
+    assert capital_charge(1e6, 5, 0.1, 0.1) * pv_factor == pytest.approx(life_cycle_capital(1e6, 5, 0.1, 0.1))
+    assert life_cycle_capital(1e6, 5, 0.1, 0.1) == pytest.approx(1e6 - 1e5 / 1.61051)
+
+
+def test_capital_priced_by_hand():
+    # a week of 2 owned lanes of 7 M (1 of them bought half way through) and a 70 M plant
+    b = {"span_s": WEEK, "owned_lane_s": 1.5 * WEEK, "bought_lanes": 1.0, "bought_lane_s": 0.5 * WEEK,
+         "deployed_lane_s": 1.5 * WEEK, "deploys": 0, "hired": 0.0, "shed": 0.0, "pools": [], "kwh": 0.0,
+         "repairs": 0, "planned": 0, "good": 1.0, "escaped": 0.0, "scrap_units": 0.0, "scrap_work_unit_s": 0.0,
+         "reworked": 0.0, "wip_mean": 0.0, "fg_stock_mean": 0.0, "component_stock_means": [], "late_units": 0.0}
+    c = {"capex": 70e6, "capex_per_lane": 7e6, "lanes_leased": False, "lease_per_lane_hour": 0.0,
+         "depreciation_years": 7.0, "plant_depreciation_years": 20.0, "cost_of_capital": 0.08,
+         "salvage_share": 0.1, "module_deploy_cost": 0.0, "labour_per_lane_hour": 0.0, "wage_per_hour": {},
+         "overtime_premium": 0.5, "hiring_per_worker": 0.0, "severance_per_worker": 0.0, "energy_per_kwh": 0.0,
+         "repair_cost": 0.0, "planned_maintenance_cost": 0.0, "material_per_unit": 0.0, "conversion_per_hour": 0.0,
+         "escape_cost": 0.0, "rework_per_unit": 0.0, "holding_per_unit_year": 0.0, "overhead_per_year": 0.0,
+         "late_per_unit": 0.0}
+    # interest tables: CRF(8 %, 7 y) = 0.192072, CRF(8 %, 20 y) = 0.101852; sinking fund (8 %, 7 y) = 0.112072
+    lane_year = 7e6 * 0.192072 - 0.7e6 * 0.112072
+    plant_year = 70e6 * 0.101852
+    t = price(b, {"costs": c, "components": []})
+    assert t["capex"] == pytest.approx((plant_year + 1.5 * lane_year) * 7 / 365, rel=1e-5)  # the tables round to 6 digits
+    # charged over its life: the bought lane costs its price less its salvage discounted 7 years
+    life = price(b, {"costs": {**c, "bought_capacity": "life"}, "components": []})
+    assert life["capex"] == pytest.approx((plant_year + lane_year) * 7 / 365 + 7e6 - 0.7e6 / 1.08 ** 7, rel=1e-5)  # the tables round to 6 digits
+
+
 def test_price_paths():
     assert is_price_path("costs.capex_per_lane") and is_price_path("costs.wage_per_hour.operators")
     assert is_price_path("components.display.holding_per_unit_year")
@@ -164,3 +205,26 @@ def test_a_stored_job_with_a_stale_cost_basis_is_run_again(tmp_path, capsys):
     stale["cost_basis"] = res.cost_basis
     path.write_text(json.dumps(stale))
     assert _load_job(path, job) is not None
+
+
+def test_lanes_bought_in_the_window_are_counted_from_the_purchases():
+    # a 1.5x step makes the microfactory buy modules; each works buy_lead_time after its order
+    spec = load(resolve("microfactory"))
+    s = apply(spec, Scenario.model_validate({"name": "s", "shifts": [{"kind": "step", "at": "1d", "factor": 1.5}]}),
+              8.0, WEEK)
+    res = run_once(s, s.run.horizon, s.run.warmup, 3)
+    t0, t1, lead = s.run.warmup, s.run.horizon, s.capacity.buy_lead_time
+    works = [t + lead for t, kind, _ in res.record.events if kind == "buy" and t0 <= t + lead < t1]
+    w = res.cost_basis["window"]
+    assert len(works) > 0
+    assert w["bought_lanes"] == len(works)
+    assert w["bought_lane_s"] == pytest.approx(sum(t1 - t for t in works), rel=1e-12)
+    prices = prices_of(s)
+    life = reprice(res.kpis.iloc[0].to_dict(), res.cost_basis, set_price(prices, "costs.bought_capacity", "life"))
+    window = reprice(res.kpis.iloc[0].to_dict(), res.cost_basis, prices)
+    c = s.costs
+    from twin.cost import capital_charge, life_cycle_capital
+    extra = (len(works) * life_cycle_capital(c.capex_per_lane, c.depreciation_years, c.cost_of_capital, c.salvage_share)
+             - capital_charge(c.capex_per_lane, c.depreciation_years, c.cost_of_capital, c.salvage_share)
+             * sum(t1 - t for t in works) / (365 * 86400.0))
+    assert (life["cost_capex"] - window["cost_capex"]) * w["good"] == pytest.approx(extra, rel=1e-9)

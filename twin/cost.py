@@ -2,11 +2,15 @@
 
 Money is in ``costs.currency``; time in seconds; a year is 365 days. Terms:
 
-- ``capex``: plant capex / its depreciation years (``plant_depreciation_years``, else
-  ``depreciation_years``) + capex per owned lane / ``depreciation_years``, pro rata: every
-  installed lane is owned from the start, deployed or idle, except lines the ``orchestrated``
-  policy buys (owned from when they work); plus ``module_deploy_cost`` per module
-  deployment. Leased lanes (``lanes_leased``) pay ``lease_per_lane_hour`` while deployed instead;
+- ``capex``: the capital charge of the plant's capex over its life (``plant_depreciation_years``,
+  else ``depreciation_years``) and of each owned lane's ``capex_per_lane`` over
+  ``depreciation_years``, pro rata: the annuity that repays the capex at ``cost_of_capital`` less
+  the annuity of the lane's salvage value (``salvage_share``; :func:`capital_charge`; straight-line
+  depreciation at a zero rate). Every installed lane is owned from the start, deployed or idle,
+  except lanes the capacity policies buy (owned from when they work; with ``bought_capacity =
+  "life"`` a lane bought in the window is charged its whole life-cycle capital instead); plus
+  ``module_deploy_cost`` per module deployment. Leased lanes (``lanes_leased``) pay
+  ``lease_per_lane_hour`` while deployed instead;
 - ``labour``: per worker pool, crew size × paid hours × wage (overtime hours × (1 + premium));
   a pool without a calendar is paid around the clock; plus ``labour_per_lane_hour`` per
   deployed lane;
@@ -55,11 +59,27 @@ def _steps(changes: list[tuple[float, float]], t0: float, t1: float) -> float:
     return total
 
 
-def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, float, int]:
-    """(owned lane-seconds, deployed lane-seconds) in ``[t0, t1]`` and module deployments started there."""
+def capital_charge(capex: float, years: float, rate: float, salvage: float = 0.0) -> float:
+    """Capital charge of ``capex`` a year (money/year): the annuity that repays it over ``years`` at
+    the annual ``rate``, less the annuity of the ``salvage`` share recovered at the end (the
+    equivalent annual cost); ``capex × (1 − salvage) / years`` at a zero rate."""
+    if rate == 0.0:
+        return capex * (1.0 - salvage) / years
+    v = (1.0 + rate) ** -years  # the discount factor: underflows to 0 for long lives, never overflows
+    return capex * rate * (1.0 - salvage * v) / (1.0 - v)
+
+
+def life_cycle_capital(capex: float, years: float, rate: float, salvage: float = 0.0) -> float:
+    """Present value of owning ``capex`` for its life (money): the price less the discounted salvage."""
+    return capex * (1.0 - salvage * (1.0 + rate) ** -years)
+
+
+def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, float, int, float, float]:
+    """(owned lane-seconds, deployed lane-seconds) in ``[t0, t1]``, module deployments started there,
+    and the lanes bought in ``[t0, t1)`` with their lane-seconds in the window (part of the owned ones)."""
     lanes = float(rec.spec.planning.lanes)
     if not rec.orders_mode:
-        return lanes * (t1 - t0), lanes * (t1 - t0), 0
+        return lanes * (t1 - t0), lanes * (t1 - t0), 0, 0.0, 0.0
     deployed = [(0.0, float(rec.spec.capacity.initial_lanes or lanes))]
     owned = [(0.0, lanes)]
     deploys = 0
@@ -70,7 +90,11 @@ def _lane_seconds(rec: Record, t0: float, t1: float) -> tuple[float, float, int]
             owned.append((t, float(detail)))
         elif kind == "deploy" and t0 <= t < t1:
             deploys += 1
-    return _steps(owned, t0, t1), _steps(deployed, t0, t1), deploys
+    # lanes bought in the window: what the owned count rises to above its value at t0
+    base = [n for t, n in owned if t <= t0][-1]
+    above = [(t, max(n - base, 0.0)) for t, n in owned]
+    bought = max([n for t, n in above if t0 <= t < t1] + [0.0])
+    return _steps(owned, t0, t1), _steps(deployed, t0, t1), deploys, bought, _steps(above, t0, t1)
 
 
 def _crew_changes(rec: Record, t0: float, t1: float) -> tuple[float, float]:
@@ -196,7 +220,7 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
     good, escaped, scrapped and reworked units, scrapped work (unit-s), mean WIP and stock, component
     stocks. Plain data (JSON-able); :func:`price` turns it into money under any prices."""
     span = t1 - t0
-    owned_s, lane_s, deploys = _lane_seconds(rec, t0, t1)
+    owned_s, lane_s, deploys, bought, bought_s = _lane_seconds(rec, t0, t1)
     hired, shed = _crew_changes(rec, t0, t1)
     pools = []
     for w in rec.spec.workers:
@@ -242,6 +266,7 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
         wip_mean = float((ov[alive] * units[alive]).sum() / span)
     comp = component_stock_means(rec, t0, t1)
     return {"late_units": late_units(rec, t0, t1), "span_s": float(span), "owned_lane_s": float(owned_s), "deployed_lane_s": float(lane_s),
+            "bought_lanes": float(bought), "bought_lane_s": float(bought_s),
             "deploys": int(deploys), "hired": float(hired), "shed": float(shed), "pools": pools, "kwh": float(kwh),
             "repairs": repairs, "planned": planned, "good": good, "escaped": escaped,
             "scrap_units": float(su.sum()), "scrap_work_unit_s": float((su * sw).sum()), "reworked": reworked,
@@ -249,7 +274,7 @@ def basis(rec: Record, states: pd.DataFrame, lots: pd.DataFrame, scraps: pd.Data
             "component_stock_means": [float(x) for x in comp]}
 
 
-BASIS_KEYS = ("late_units", "span_s", "owned_lane_s", "deployed_lane_s", "deploys", "hired", "shed", "pools", "kwh",
+BASIS_KEYS = ("late_units", "span_s", "owned_lane_s", "deployed_lane_s", "bought_lanes", "bought_lane_s", "deploys", "hired", "shed", "pools", "kwh",
               "repairs", "planned", "good", "escaped", "scrap_units", "scrap_work_unit_s", "reworked", "wip_mean",
               "fg_stock_mean", "component_stock_means")
 """The quantities a cost basis holds (:func:`basis`); a stored basis without all of them is stale."""
@@ -261,11 +286,18 @@ def price(b: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
     counted quantities: no simulation, so any price can be changed after a run."""
     c = prices["costs"]
     span = b["span_s"]
-    dep = c["depreciation_years"] * YEAR
-    plant = c.get("plant_depreciation_years")
-    lane_capex = (c["lease_per_lane_hour"] * b["deployed_lane_s"] / HOUR if c["lanes_leased"]
-                  else c["capex_per_lane"] * b["owned_lane_s"] / dep)
-    capex = (c["capex"] * span / (dep if plant is None else plant * YEAR) + lane_capex
+    years, rate, salvage = c["depreciation_years"], c.get("cost_of_capital", 0.0), c.get("salvage_share", 0.0)
+    plant = c.get("plant_depreciation_years") or years
+    if c["lanes_leased"]:
+        lane_capex = c["lease_per_lane_hour"] * b["deployed_lane_s"] / HOUR
+    else:
+        per_s = capital_charge(c["capex_per_lane"], years, rate, salvage) / YEAR
+        if c.get("bought_capacity", "window") == "life":
+            lane_capex = (per_s * (b["owned_lane_s"] - b["bought_lane_s"])
+                          + b["bought_lanes"] * life_cycle_capital(c["capex_per_lane"], years, rate, salvage))
+        else:
+            lane_capex = per_s * b["owned_lane_s"]
+    capex = (capital_charge(c["capex"], plant, rate) * span / YEAR + lane_capex
              + b["deploys"] * c["module_deploy_cost"])
     labour = c["labour_per_lane_hour"] * b["deployed_lane_s"] / HOUR
     for name, size, reg, ot in b["pools"]:

@@ -513,11 +513,22 @@ class Costs(_M):
     severance_per_worker: float = Field(default=0.0, ge=0.0)
     """Cost of letting one worker of a shed crew go (severance, agency fees)."""
     depreciation_years: float = Field(default=7.0, gt=0.0)
-    """Straight-line depreciation period of the capex, years (of the lanes' equipment, and of the
-    plant's ``capex`` too unless ``plant_depreciation_years`` is given)."""
+    """Life over which the capex is charged, years (of the lanes' equipment, and of the plant's
+    ``capex`` too unless ``plant_depreciation_years`` is given)."""
     plant_depreciation_years: float | None = Field(default=None, gt=0.0)
-    """Depreciation period of the plant's ``capex`` (building, utilities), years, when it is an asset
-    class of its own; None: ``depreciation_years``."""
+    """Life of the plant's ``capex`` (building, utilities), years, when it is an asset class of its
+    own; None: ``depreciation_years``."""
+    cost_of_capital: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Annual rate at which capital is charged (a weighted average cost of capital, fraction a year):
+    every capex is charged as the annuity that repays it over its life at this rate, less the annuity
+    of its salvage value; 0 gives straight-line depreciation."""
+    salvage_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of a lane's equipment capex (``capex_per_lane``) recovered when it is sold at the end of
+    its life (the plant's ``capex`` has none)."""
+    bought_capacity: Literal["window", "life"] = "window"
+    """How a lane bought during the observation window is charged: ``window``, its capital charge
+    (annuity) from when it works to the window's end, like owned capacity; ``life``, its whole life-cycle
+    capital (capex less the present value of its salvage) charged to the window that bought it."""
     module_deploy_cost: float = Field(default=0.0, ge=0.0)
     """One-off cost of deploying (moving in, commissioning) one module."""
     wage_per_hour: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
