@@ -117,7 +117,7 @@ name = "cell capex"
 factory = "microfactory"
 path = "costs.capex_per_lane"
 low = 0.0
-high = 4e6
+high = 12e6
 reason = "a range wide enough to decide the cost ranking by itself (test)"
 
 [[parameter]]
@@ -155,7 +155,7 @@ def test_uncertainty_draws_report_win_probabilities_and_the_decisive_parameter(t
         assert sum(probs.values()) == pytest.approx(1.0), measure
         for f, (lo, hi) in k["uncertainty_ci"]["baseline"][measure].items():
             assert lo <= probs[f] <= hi, (measure, f)
-    # a cell capex from 0 to 4 M USD (a price: drawn by re-pricing) decides the cost ranking: both
+    # a cell capex from 0 to 12 M USD (a price: drawn by re-pricing) decides the cost ranking: both
     # factories win somewhere, and it is the parameter the difference hangs on (PRCC near -1 or +1)
     p = k["uncertainty"]["baseline"]["conversion_cost"]
     assert 0 < p["microfactory"] < 1
