@@ -54,9 +54,9 @@ def _lanes(stations: list[str]) -> str:
 
 SPACES = {
     "static-line": ["--vary", f"{_lanes(['smt', 'board_test', 'assembly', 'functional_test', 'inspection', 'packing'])}=9..12",
-                    "--vary", "workers.operators.size=2331,2590,2849,3108",
+                    "--vary", "workers.operators.size=2349,2610,2871,3132",
                     "--vary", "workers.technicians.size=11..14",
-                    "--constraint", "workers.operators.size == 259 * planning.lanes",
+                    "--constraint", "workers.operators.size == 261 * planning.lanes",
                     "--constraint", "workers.technicians.size == planning.lanes + 2"],
     "dark-factory": ["--vary", "capacity.initial_lanes=9..12"],
     "microfactory": ["--vary", "capacity.owned_lanes=34,36,40,44,48"],

@@ -326,7 +326,7 @@ def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factor
     assert set(p.formulas) == ({"conversion_cost + 100 * (1 - fill_rate)"} if factory == "dark-factory" else set())
     assert {c.text: c.kind for c in p.constraints}["baseline.fill_rate >= 0.98"] == "outcome"
     if factory == "static-line":
-        assert all(d["workers.operators.size"] == 259 * d["planning.lanes"] for d in p.grid)
+        assert all(d["workers.operators.size"] == 261 * d["planning.lanes"] for d in p.grid)
         best = optimize.best_spec(p.spec, {"best": {"params": p.grid[-1]}, "meta": {"space": [
             {"path": d.path, "also": list(d.also)} for d in p.space]}})
         assert {s.lanes for s in best.stations if s.lanes > 1} == {12}
