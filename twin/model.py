@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import simpy
+from simpy.core import URGENT, StopSimulation
+from simpy.events import Event
 
 from . import policies
 from .flow import Sink
 from .record import Record
 from .release import Release
-from .spec import Spec, SpecError
+from .spec import SimulationError, Spec, SpecError
 from .station import StationRuntime
 from .streams import Streams
 from .supply import build_stores
@@ -24,6 +26,13 @@ from .transport import build_fleets
 from .workforce import Calendar, Pool
 
 PROGRESS_STEPS = 100
+# The watchdog on simulated time: every STUCK_EVENTS events, time must have advanced by at least
+# STUCK_SHARE of the horizon. Slower, the run would need more than STUCK_EVENTS / STUCK_SHARE
+# (2e9) events, hours of CPU in pure Python: a zero-time loop or an interval near zero, never a
+# real line (the reference factories advance ~1e-7 of their horizon per event, 400 times the
+# floor, and a 10-year horizon of the dark factory is ~2e8 events).
+STUCK_EVENTS = 500_000
+STUCK_SHARE = 2.5e-4
 
 
 class Model(Release):
@@ -138,15 +147,49 @@ class Model(Release):
         if progress is not None:
             marks = sorted(set(marks + [until * k / PROGRESS_STEPS for k in range(1, PROGRESS_STEPS)]))
         for t in marks:
-            self.env.run(until=t)
+            self._advance(t)
             if t == warmup and 0 < warmup:
                 self.rec.counters_at_warmup = self.counters()
             if progress is not None:
                 progress(t / until)
-        self.env.run(until=until)
+        self._advance(until)
         if progress is not None:
             progress(1.0)
         return self.finish(until, warmup)
+
+    def _advance(self, at: float) -> None:
+        """``env.run(until=at)`` with a watchdog: stop with a SimulationError when simulated time
+        stops advancing (whether or not the loop that holds it records anything)."""
+        env = self.env
+        if at <= env.now:
+            return
+        # the stop event exactly as simpy's own run() schedules it (before every regular event
+        # at ``at``), so that the events processed, and the results, are the same
+        stop = Event(env)
+        stop._ok = True
+        stop._value = None
+        env.schedule(stop, URGENT, at - env.now)
+        stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+        step = env.step
+        floor = STUCK_SHARE * max(self.horizon, at)
+        try:
+            while True:
+                t0 = env.now
+                for _ in range(STUCK_EVENTS):
+                    step()
+                moved = env.now - t0
+                if moved < floor:
+                    pace = ("stopped advancing" if moved <= 0 else
+                            f"advances too slowly to reach t = {at:g} s (at this pace the run needs about "
+                            f"{STUCK_EVENTS * (at - t0) / moved:.1e} events)")
+                    raise SimulationError([
+                        f"<spec {self.spec.name}>: simulated time {pace}: at t = {env.now:g} s, "
+                        f"{STUCK_EVENTS:,} events moved it by {moved:.3g} s, and twin stops a run that "
+                        f"would need over {STUCK_EVENTS / STUCK_SHARE:.0e} events. Look for a loop of steps "
+                        "that take no time (a retest or rework loop at a station with a zero processing time) "
+                        "or a repeating interval near zero (failures, minor stops, maintenance, a review)"])
+        except StopSimulation:
+            return
 
     def finish(self, horizon: float, warmup: float = 0.0) -> Record:
         """Close the record at ``horizon`` (s): counters and times. ``run`` calls it."""

@@ -40,6 +40,19 @@ MAX_COUNT = 1_000_000_000
 MAX_LOT = 10_000_000
 MAX_RATE_PER_HOUR = 1_000_000.0
 MAX_RATE_PER_WEEK = 1_000_000_000.0
+# the shortest interval of anything that repeats (failures, minor stops, maintenance, reviews), s:
+# a loop at a shorter one advances simulated time too slowly ever to reach a horizon
+MIN_INTERVAL = 1.0
+Interval = Annotated[PositiveDuration, Field(ge=MIN_INTERVAL)]
+
+
+def _mean_at_least_min_interval(d: Any, what: str) -> Any:
+    """A repeating interval drawn from ``d`` must average at least MIN_INTERVAL."""
+    m = float(d.mean)
+    if not m >= MIN_INTERVAL:
+        raise ValueError(f"{what}: its mean must be at least {MIN_INTERVAL:g} s (got {m:g} s): a loop repeating "
+                         "more often never reaches the horizon")
+    return d
 
 
 class SpecError(ValueError):
@@ -93,6 +106,11 @@ class Failures(_M):
     basis: Literal["operating", "calendar"] = "operating"
     """``operating``: only busy time ages the machine; ``calendar``: wall-clock time does."""
 
+    @field_validator("ttf")
+    @classmethod
+    def _ttf_floor(cls, v: Any) -> Any:
+        return _mean_at_least_min_interval(v, "time to failure")
+
 
 class Setup(_M):
     """Changeover time when a server switches product: ``matrix[from][to]`` else ``default``."""
@@ -130,16 +148,16 @@ class Maintenance(_M):
 
     policy: str = "reactive"
     """`reactive`, `preventive`, `age_replacement`, `predictive`, `oracle` or a registered name."""
-    interval: PositiveDuration | None = None
-    """`preventive`: operating time between planned maintenances, s (`age_replacement`: the first one)."""
+    interval: Interval | None = None
+    """`preventive`: operating time between planned maintenances, s, at least 1 s (`age_replacement`: the first one)."""
     duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     """Duration of one planned maintenance, s."""
     signal_noise: float = Field(default=0.05, ge=0.0, le=10.0)
     """`predictive`: standard deviation of a health-index reading (the index runs from 0 new to about 1 at failure)."""
     unit_variation: float = Field(default=0.1, ge=0.0, le=2.0)
     """`predictive`: coefficient of variation of the index at failure between machines."""
-    inspect_every: PositiveDuration = HOUR
-    """`predictive`: operating time between condition readings, s."""
+    inspect_every: Interval = HOUR
+    """`predictive`: operating time between condition readings, s (at least 1 s)."""
     horizon: PositiveDuration = 8 * HOUR
     """`predictive`: an alarm this close (operating time, s) to the failure it prevents is a true alarm; earlier ones are false."""
     training_lives: int = Field(default=300, ge=10, le=100_000)
@@ -205,9 +223,14 @@ class MinorStops(_M):
     ``busy``; the lot in work waits for it."""
 
     every: Dist
-    """Operating (busy) time between two minor stops, s."""
+    """Operating (busy) time between two minor stops, s (a mean of at least 1 s)."""
     duration: Dist
     """Length of one minor stop, s."""
+
+    @field_validator("every")
+    @classmethod
+    def _every_floor(cls, v: Any) -> Any:
+        return _mean_at_least_min_interval(v, "time between minor stops")
 
 
 class Batch(_M):
@@ -605,8 +628,8 @@ class Component(_M):
     """`sQ`: reorder when the inventory position is at or below this, units."""
     order_qty: int = Field(default=1, ge=1, le=MAX_COUNT)
     """`sQ`: units per order."""
-    review: PositiveDuration = 7 * DAY
-    """`RS`: time between reviews, s."""
+    review: Interval = 7 * DAY
+    """`RS`: time between reviews, s (at least 1 s)."""
     order_up_to: int = Field(default=0, ge=0, le=MAX_COUNT)
     """`RS`: order up to this inventory position, units."""
     initial: int | None = Field(default=None, ge=0, le=MAX_COUNT)
@@ -766,6 +789,7 @@ class Spec(_M):
                     if q.rework_return not in self._route(pname):
                         errors.append((f"{at}.quality.rework_return", f"{q.rework_return!r} is not on the route of "
                                                                       f"product {pname!r}"))
+        errors.extend(_trapped_routes(self, names))
         for p in self.products:
             for c in p.bom:
                 if c not in comps:
@@ -1272,6 +1296,54 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
     if errors:
         raise SpecError([f"{source}: {p}: {m}" for p, m in errors])
     return spec  # type: ignore[return-value]
+
+
+def _trapped_routes(spec: Spec, names: set[str]) -> list[tuple[str, str]]:
+    """Routes that a lot can enter and never leave: the absorbing-chain check of each product's
+    routing. The chain's states are the steps of the route, the end of the route absorbs; a route
+    is refused when some step its lots can reach has no path of positive probability to the end
+    (a finite chain is then absorbed with probability less than 1). Retests, detours and routes
+    back or ahead follow the engine's rules (``StationRuntime._destination``)."""
+    by_name = {s.name: s for s in spec.stations}
+    out: list[tuple[str, str]] = []
+    for p in spec.products:
+        route = [n for n in p.route if n in names]
+        if len(route) != len(p.route):
+            continue  # an unknown station is reported on its own
+        n = len(route)
+        succ: list[set[int]] = [set() for _ in range(n)]
+        for i, st in enumerate(route):
+            routing = {t: q for t, q in by_name[st].routing.items() if q > 0 and t in names}
+            if sum(routing.values()) < 1.0 - 1e-12:
+                succ[i].add(i + 1)  # on along the route (n: the end)
+            for t in routing:
+                if t == st or t not in route:
+                    succ[i].add(i)  # a retest in place, or a detour that comes back here
+                else:
+                    j = next((k for k in range(i, -1, -1) if route[k] == t), route.index(t))
+                    succ[i].add(j)
+        reach, todo = {0}, [0]
+        while todo:
+            for j in succ[todo.pop()]:
+                if j < n and j not in reach:
+                    reach.add(j)
+                    todo.append(j)
+        leaves = {n}
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n):
+                if i not in leaves and succ[i] & leaves:
+                    leaves.add(i)
+                    changed = True
+        trapped = sorted(i for i in reach if i not in leaves)
+        if trapped and not (len(trapped) == 1 and by_name[route[trapped[0]]].routing.get(route[trapped[0]], 0.0) >= 1.0):
+            loop = " -> ".join(route[i] for i in trapped)
+            out.append((f"stations.{route[trapped[-1]]}.routing",
+                        f"lots of product {p.name!r} that reach {route[trapped[0]]} never leave its route: the routing "
+                        f"sends them round {loop} with probability 1 (no step of that loop goes on to the end of the "
+                        "route)"))
+    return out
 
 
 def format_validation_error(e: ValidationError, data: Any, source: str, model: type[BaseModel]) -> list[str]:

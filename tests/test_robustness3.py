@@ -1,0 +1,251 @@
+"""Robustness, round three (issue 30): one section per root cause, each generating several
+instances of it. Timeouts only guard against hangs; nothing here measures wall time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import twin
+from twin.policies.capacity import lane_rate_per_hour
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = tomllib.loads((ROOT / "examples" / "two_machine.toml").read_text())
+
+
+def _twin(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The CLI in a child process: an input that hangs must not hang the suite."""
+    return subprocess.run([sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main(sys.argv[1:]))",
+                           *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def _base() -> dict:
+    d = json.loads(json.dumps(BASE))
+    d["run"].update({"horizon": "1d", "warmup": 0, "replications": 1})
+    return d
+
+
+def _write(tmp_path: Path, data: dict, name: str = "spec.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(tomli_w.dumps(data))
+    return p
+
+
+def _refused(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- 1. time that stops advancing
+TINY = st.sampled_from([0.0, 1e-300, 1e-12, 1e-3, 0.5, 0.999])
+PERIODIC = {  # where a repeating interval lives, and the field the refusal names
+    "failures": (lambda s, v: s.update(failures={"ttf": v, "ttr": 60}), "stations.smt.failures.ttf"),
+    "failures_exp": (lambda s, v: s.update(failures={"ttf": {"dist": "exponential", "mean": max(v, 1e-300)}, "ttr": 60}),
+                     "stations.smt.failures.ttf"),
+    "minor_stops": (lambda s, v: s.update(minor_stops={"every": v, "duration": v}), "stations.smt.minor_stops.every"),
+    "maintenance": (lambda s, v: s.update(maintenance={"policy": "preventive", "interval": max(v, 1e-300), "duration": 1}),
+                    "stations.smt.maintenance.interval"),
+    "inspect_every": (lambda s, v: s.update(failures={"ttf": {"dist": "weibull", "shape": 2, "scale": 3600}, "ttr": 60},
+                                            maintenance={"policy": "predictive", "inspect_every": max(v, 1e-300)}),
+                      "stations.smt.maintenance.inspect_every"),
+}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(where=st.sampled_from(sorted(PERIODIC)), value=TINY)
+def test_a_repeating_interval_under_a_second_is_refused_naming_its_field(where, value):
+    data = _base()
+    put, field = PERIODIC[where]
+    put(data["stations"][0], value)
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(data, source="spec.toml")
+    assert any(field in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize("review", [0.0, 1e-300, 0.2])
+def test_a_component_review_under_a_second_is_refused(review):
+    data = _base()
+    data["components"] = [{"name": "chip", "policy": "RS", "order_up_to": 100, "review": review,
+                           "supplier": {"lead_time": 60}}]
+    data["products"][0]["bom"] = {"chip": 1}
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(data, source="spec.toml")
+    assert any("components.chip.review" in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize("p_back", [0.99999, 0.999999, 0.9999999])
+def test_a_zero_time_retest_loop_stops_with_a_message_not_a_hang(tmp_path, p_back):
+    # each lot loops ~1/(1 - p) times at a station that takes no time: valid, but simulated time
+    # stands still; the run-time watchdog stops it whether or not the loop records anything
+    # (0.99999 loops 1e5 times a lot: time advances, but over 4 weeks the run would need ~4e9
+    # events, past the 2e9 twin stops at; the others stand still within a lot)
+    data = _base()
+    data["run"]["horizon"] = "4w"
+    data["stations"][1]["process_time"] = 0
+    data["stations"][1]["routing"] = {data["stations"][1]["name"]: p_back}
+    out = tmp_path / "out"
+    r = _twin("run", str(_write(tmp_path, data)), "--out", str(out))
+    _refused(r, "simulated time", "retest or rework loop", "events moved it by")
+    assert not out.exists()
+
+
+def test_a_zero_time_detour_loop_stops_with_a_message(tmp_path):
+    data = _base()
+    a, b = data["stations"][0]["name"], data["stations"][1]["name"]
+    data["stations"].append({"name": "bench", "process_time": 0})
+    data["stations"][1]["process_time"] = 0
+    data["stations"][1]["routing"] = {"bench": 0.9999999}
+    r = _twin("run", str(_write(tmp_path, data)), "--replications", "1")
+    _refused(r, "simulated time stopped advancing")
+    assert a and b
+
+
+def test_the_watchdog_changes_no_result():
+    # the run loop with its watchdog processes the same events as simpy's own run(): a run is
+    # bit-identical to one advanced by env.run (the engine's other tests hold its numbers)
+    spec = twin.load(ROOT / "examples" / "two_machine.toml")
+    m1 = twin.Model(spec, seed=7, horizon=2 * 86400.0)
+    r1 = m1.run(2 * 86400.0, warmup=3600.0)
+    m2 = twin.Model(spec, seed=7, horizon=2 * 86400.0)
+    m2.env.run(until=3600.0)
+    m2.rec.counters_at_warmup = m2.counters()
+    m2.env.run(until=2 * 86400.0)
+    r2 = m2.finish(2 * 86400.0, 3600.0)
+    assert r1.finishes == r2.finishes and len(r1.finishes) > 100
+    assert r1.states == r2.states
+
+
+# --------------------------------------------------------------------------- 2. rates at the edge
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(ttf=st.floats(1.0, 1e7), ttr=st.floats(0.0, 1e7), every=st.floats(1.0, 1e6), dur=st.floats(0.0, 1e6),
+       retest=st.floats(0.0, 0.999))
+def test_a_lane_rate_is_finite_and_positive_for_every_valid_spec(ttf, ttr, every, dur, retest):
+    data = _base()
+    s = data["stations"][0]
+    s.update(failures={"ttf": ttf, "ttr": ttr}, minor_stops={"every": every, "duration": dur})
+    s["routing"] = {s["name"]: retest}
+    spec = twin.validate(data, source="spec.toml")
+    rate = lane_rate_per_hour(spec)
+    assert np.isfinite(rate) and rate > 0
+
+
+@pytest.mark.parametrize("fields", [{"failures": {"ttf": 0, "ttr": 0}}, {"minor_stops": {"every": 0, "duration": 0}},
+                                    {"failures": {"ttf": 0, "ttr": 5}, "minor_stops": {"every": 0, "duration": 1}}])
+def test_zero_intervals_are_refused_before_any_rate_is_computed(tmp_path, fields):
+    data = _base()
+    data["stations"][0].update(fields)
+    r = _twin("validate", str(_write(tmp_path, data)))
+    _refused(r, "at least 1 s")
+
+
+# --------------------------------------------------------------------------- 3. loops that never leave
+def _absorption(route: list[str], routing: dict[str, dict[str, float]]) -> np.ndarray:
+    """Probability that a lot at each step of ``route`` ever leaves it, solved as an absorbing
+    Markov chain, (I - Q) x = r, by linear algebra (independently of the validator's graph search).
+    The engine's rules: a retest or a detour comes back to the same step; a station of the route
+    sends the lot to its nearest visit at or before this step, else the first after it."""
+    n = len(route)
+    Q = np.zeros((n, n))
+    r = np.zeros(n)
+    for i, s in enumerate(route):
+        rt = routing.get(s, {})
+        stay = 1.0 - sum(rt.values())
+        if i + 1 < n:
+            Q[i, i + 1] += stay
+        else:
+            r[i] += stay
+        for t, q in rt.items():
+            if t == s or t not in route:
+                Q[i, i] += q
+            else:
+                j = next((k for k in range(i, -1, -1) if route[k] == t), route.index(t))
+                Q[i, j] += q
+    # states that cannot reach the exit make I - Q singular: solve by least squares on the
+    # reachable-to-exit part (iterating x = Qx + r converges to the absorption probability)
+    x = np.zeros(n)
+    for _ in range(20_000):
+        x = Q @ x + r
+    return x
+
+
+def _reachable(route, routing):
+    n = len(route)
+    seen, todo = {0}, [0]
+    while todo:
+        i = todo.pop()
+        s = route[i]
+        rt = {t: q for t, q in routing.get(s, {}).items() if q > 0}
+        nxt = set()
+        if sum(rt.values()) < 1 - 1e-12 and i + 1 < n:
+            nxt.add(i + 1)
+        for t in rt:
+            if t in route and t != s:
+                nxt.add(next((k for k in range(i, -1, -1) if route[k] == t), route.index(t)))
+        for j in nxt - seen:
+            seen.add(j)
+            todo.append(j)
+    return seen
+
+
+STATIONS = ["a", "b", "c", "d"]
+
+
+@st.composite
+def routings(draw):
+    route = draw(st.lists(st.sampled_from(STATIONS), min_size=1, max_size=5))
+    present = sorted(set(route))
+    routing: dict[str, dict[str, float]] = {}
+    for s in present:
+        targets = draw(st.lists(st.sampled_from(STATIONS + ["bench"]), max_size=2, unique=True))
+        probs = draw(st.lists(st.sampled_from([0.0, 0.3, 0.5, 1.0]), min_size=len(targets), max_size=len(targets)))
+        rt = {t: q for t, q in zip(targets, probs)}
+        total = sum(rt.values())
+        if total > 1:
+            rt = {t: q / total for t, q in rt.items()}
+        if rt.get(s, 0) >= 1:
+            rt[s] = 0.5  # the in-place retest with probability 1 has its own, older message
+        routing[s] = {t: q for t, q in rt.items() if q > 0}
+    return route, routing
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(case=routings())
+def test_a_route_is_refused_exactly_when_its_absorbing_chain_can_trap_a_lot(case):
+    route, routing = case
+    stations = [{"name": s, "process_time": 10, **({"routing": routing[s]} if routing.get(s) else {})}
+                for s in STATIONS + ["bench"]]
+    data = {"name": "loops", "stations": stations, "products": [{"name": "p", "route": route}],
+            "source": {"kind": "saturated"}}
+    x = _absorption(route, routing)
+    trapped = any(x[i] < 1 - 1e-6 for i in _reachable(route, routing))
+    try:
+        twin.validate(data, source="loops.toml")
+        refused = False
+    except twin.SpecError as e:
+        assert all("never leave" in p for p in e.problems if "routing" in p), e.problems
+        refused = any("never leave" in p for p in e.problems)
+    assert refused == trapped, (route, routing, x)
+
+
+@pytest.mark.parametrize("routing", [{"assembly": {"smt": 1.0}}, {"assembly": {"smt": 0.5, "assembly": 0.5}},
+                                     {"smt": {"assembly": 0.4}, "assembly": {"smt": 1.0}}])
+def test_a_loop_that_never_leaves_is_refused_by_validate_and_run(tmp_path, routing):
+    data = _base()
+    for s in data["stations"]:
+        if s["name"] in routing:
+            s["routing"] = routing[s["name"]]
+    path = _write(tmp_path, data)
+    for cmd in ("validate", "run"):
+        _refused(_twin(cmd, str(path)), "never leave its route", "stations.")
