@@ -249,3 +249,158 @@ def test_a_loop_that_never_leaves_is_refused_by_validate_and_run(tmp_path, routi
     path = _write(tmp_path, data)
     for cmd in ("validate", "run"):
         _refused(_twin(cmd, str(path)), "never leave its route", "stations.")
+
+
+# --------------------------------------------------------------------------- 5. a full disk
+def _limited(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI with a file-size limit (RLIMIT_FSIZE): the kernel refuses every write past
+    ``limit`` bytes (EFBIG), the way a full disk refuses it (ENOSPC), without needing one."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main(sys.argv[1:]))",
+                           *args], capture_output=True, text=True, timeout=300, cwd=cwd, preexec_fn=cap,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+WRITERS = {  # a command, and the output it writes (made inside a folder that does not exist yet)
+    "run --out": (lambda spec, o: ["run", spec, "--replications", "1", "--out", str(o / "res")], "res"),
+    "run --event-log": (lambda spec, o: ["run", spec, "--replications", "1", "--event-log", str(o / "logs" / "e.csv")],
+                        "logs"),
+    "sweep --out": (lambda spec, o: ["sweep", spec, "--vary", "stations.smt.buffer=1,2", "--replications", "1",
+                                     "--out", str(o / "sw")], "sw"),
+    "init": (lambda spec, o: ["init", str(o / "new" / "line.toml")], "new"),
+    "compare --out": (lambda spec, o: ["compare", "--quick", "--replications", "1", "--scenarios", "baseline",
+                                       "--out", str(o / "cmp")], "cmp"),
+}
+
+
+@pytest.mark.parametrize("limit", [0, 700])
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_write_the_disk_refuses_is_one_message_and_leaves_nothing(tmp_path, writer, limit):
+    data = _base()
+    data["run"]["horizon"] = "2h"
+    spec = _write(tmp_path, data)
+    make, made = WRITERS[writer]
+    out = tmp_path / "o"
+    out.mkdir()
+    r = _limited(limit, *make(str(spec), out), cwd=tmp_path)
+    _refused(r, "cannot write it", "file-size limit", "nothing was written there")
+    assert str(out) in r.stderr
+    assert list(out.iterdir()) == [], [str(p) for p in out.rglob("*")]  # no folder, file or temporary left
+
+
+@pytest.mark.parametrize("fail_at", ["fsync", "replace", "mkstemp"])
+def test_a_full_disk_names_the_path_the_bytes_and_what_is_free(tmp_path, monkeypatch, fail_at):
+    import errno
+
+    import twin.io as tio
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = {"fsync": (tio.os, "fsync"), "replace": (tio.os, "replace"), "mkstemp": (tio.tempfile, "mkstemp")}[fail_at]
+    before = tmp_path / "kept.csv"
+    before.write_text("old\n")
+    monkeypatch.setattr(*target, full)
+    for path in (before, tmp_path / "a" / "b" / "new.csv"):
+        with pytest.raises(twin.SpecError) as e:
+            tio.atomic_write_text(path, "x" * 1234)
+        msg = e.value.problems[0]
+        assert str(path) in msg and "disk (or quota) is full" in msg and "1,234 bytes" in msg and "bytes free" in msg
+    monkeypatch.undo()
+    assert before.read_text() == "old\n"  # the file that was there is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv"]  # no temporary, no folder a/b
+
+
+def test_a_compare_that_fills_the_disk_mid_run_keeps_its_jobs_for_resume(tmp_path, monkeypatch):
+    import errno
+
+    import twin.io as tio
+    from twin.compare import Grid, run_grid
+
+    real, calls = tio.atomic_write_bytes, []
+
+    def fill_after_three(path, data):
+        calls.append(path)
+        if len(calls) > 3:
+            raise tio.write_error(OSError(errno.ENOSPC, "No space left on device"), Path(path), len(data))
+        real(path, data)
+
+    grid = Grid(factories=["static-line"], scenarios=["baseline"], replications=3, weeks=0.2, warmup=0.0, seed=3)
+    monkeypatch.setattr(tio, "atomic_write_bytes", fill_after_three)
+    monkeypatch.setattr("twin.io.atomic_write_bytes", fill_after_three)
+    with pytest.raises(twin.SpecError) as e:
+        run_grid(grid, out=tmp_path / "cmp")
+    assert any("kept in" in p and "--resume" in p for p in e.value.problems), e.value.problems
+    assert len(list((tmp_path / "cmp" / "jobs").glob("*.json"))) == 3  # grid.json and two finished jobs
+
+
+# --------------------------------------------------------------------------- 6. uncertainty entries that match nothing
+def _unc(*entries: tuple[str, str]):
+    from twin.uncertainty import UncertaintyFile
+
+    return UncertaintyFile(parameter=[{"name": f"p{i}", "factory": f, "path": path, "scale": [0.5, 1.5],
+                                       "reason": "test"} for i, (f, path) in enumerate(entries)])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return {"tiny.toml": twin.load(ROOT / "examples" / "two_machine.toml"),
+            "dark-factory": twin.load(ROOT / "lines" / "dark_factory.toml")}
+
+
+@pytest.mark.parametrize("entries,needle", [
+    ([("tinny", "stations.smt.buffer")], "factory 'tinny' is not in this comparison"),
+    ([("tiny.tom", "stations.smt.buffer")], "factory 'tiny.tom' is not in this comparison"),
+    ([("*", "stations.nowhere.buffer")], "matches nothing in any factory"),
+    ([("*", "costs.no_such_price")], "matches nothing in any factory"),
+    ([("tiny", "stations.smt.buffer"), ("*", "stations.*.buffer"), ("Tiny", "stations.smt.buffer")],
+     "parameter.2 (p2): factory 'Tiny'"),
+    ([("microfactory", "costs.capex_per_lane")], "no parameter concerns a factory of this comparison"),
+])
+def test_an_uncertainty_entry_that_matches_nothing_is_an_error_naming_it(tiny, entries, needle):
+    from twin import uncertainty
+
+    with pytest.raises(twin.SpecError) as e:
+        d = uncertainty.resolve(_unc(*entries), "u.toml", tiny)
+        uncertainty.draws(d, "u.toml", tiny, 2, seed=1)
+    assert any(needle in p and p.startswith("u.toml: ") for p in e.value.problems), e.value.problems
+
+
+def test_an_entry_named_by_the_file_stem_or_the_spec_name_varies_that_factory(tiny):
+    from twin import uncertainty
+
+    pars = uncertainty.resolve(_unc(("tiny", "stations.smt.process_time.mean"),
+                                    ("two-machine line", "stations.assembly.process_time.value"),
+                                    ("microfactory", "costs.capex_per_lane")), "u.toml", tiny)
+    assert [p.factory for p in pars.parameter] == ["tiny.toml", "tiny.toml", "microfactory"]  # a built-in not compared stays
+    d = uncertainty.draws(pars, "u.toml", tiny, 4, seed=1)
+    smt = [w["tiny.toml"].stations[0].process_time.mean for w in d.worlds]
+    asm = [w["tiny.toml"].stations[1].process_time.mean for w in d.worlds]
+    assert len(set(smt)) > 1 and len(set(asm)) > 1  # both varied, across worlds
+    assert all(w["dark-factory"] == tiny["dark-factory"] for w in d.worlds)  # nothing there was varied
+
+
+# --------------------------------------------------------------------------- 8. twin ablate's names
+@pytest.mark.parametrize("name", ["all", "full", "ALL", "Full"])
+def test_a_capability_named_like_an_ablation_run_is_refused(name):
+    data = tomllib.loads((ROOT / "lines" / "dark_factory.toml").read_text())
+    data["capabilities"][1]["name"] = name
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(data, source="dark.toml")
+    assert any("capabilities.1.name" in p and "twin ablate" in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize("scenarios", [["baseline", "baseline"], ["surge", "baseline", "surge"], ["baseline,baseline"],
+                                       ["baseline", str(ROOT / "benchmarks" / "scenarios" / "baseline.toml")]])
+@pytest.mark.parametrize("command", ["ablate", "optimize"])
+def test_a_scenario_given_twice_is_refused_before_anything_runs(tmp_path, scenarios, command):
+    args = (["ablate", "dark-factory", "--scenarios", *scenarios] if command == "ablate" else
+            ["optimize", "dark-factory", "--vary", "capacity.initial_lanes=11,12", "--minimize", "conversion_cost",
+             "--scenarios", *scenarios])
+    r = _twin(*args, "--out", str(tmp_path / "o"))
+    _refused(r, "--scenarios", "is given twice")
+    assert not (tmp_path / "o").exists()

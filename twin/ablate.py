@@ -22,12 +22,12 @@ from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
 from .report import COLUMNS, SIGNIFICANCE, fmt, page_head, signed_amount_ci
 from .runs import map_jobs, replication_seed
-from .scenario import Scenario, apply, load_scenario, scenario_path
-from .spec import Spec, SpecError, resolve
+from .scenario import Scenario, apply, given_twice, load_scenario, scenario_path
+from .spec import ABLATION_ALL_OFF, ABLATION_FULL, Spec, SpecError, resolve
 from .stats import holm, paired_diff
 
-FULL = "full"
-ALL_OFF = "all"
+FULL = ABLATION_FULL
+ALL_OFF = ABLATION_ALL_OFF
 # what an ablation reports (labels and display kinds from the compare report's columns)
 KPIS = ["good_units_per_week", "fill_rate", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s",
         "time_to_recover_s"]
@@ -59,7 +59,8 @@ def check(factory: str, scenarios: list[str], weeks: float,
                          "[[capabilities]] tables with a name and an `off` table of spec values"])
     vs = variants(spec)
     scen: dict[str, Scenario] = {}
-    for s in scenarios:
+    problems += given_twice(scenarios)
+    for s in dict.fromkeys(scenarios):
         try:
             scen[s] = load_scenario(s)
         except SpecError as e:

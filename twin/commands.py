@@ -50,7 +50,7 @@ from .io import ResultSet, atomic_write_text, check_output_dir, check_output_fil
 from .names import safe_text
 from .report import money_format, run_page
 from .runs import replication_seed, run_once
-from .scenario import load_scenario
+from .scenario import given_twice, load_scenario
 from .spec import SpecError, load, resolve, toml_values
 from .state import TABLE as STATE_TABLE
 
@@ -418,7 +418,8 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
         except SpecError as e:
             problems += e.problems
     scenarios = []
-    for name in _name_list(args.scenarios, "--scenarios"):
+    problems += given_twice(_name_list(args.scenarios, "--scenarios"))
+    for name in dict.fromkeys(_name_list(args.scenarios, "--scenarios")):
         try:
             scenarios.append(load_scenario(name))
         except SpecError as e:

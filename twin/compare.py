@@ -134,6 +134,7 @@ def prepare_uncertainty(grid: Grid, draws_n: int, file: str | None = None,
     pars, src = uncertainty.load(file)
     paths, scen = check_inputs(grid)
     specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories}
+    pars = uncertainty.resolve(pars, src, specs)
     d = uncertainty.draws(pars, src, specs, draws_n, grid.seed, price_draws)
     return {"pars": pars, "src": src, "scen": scen, "draws": d}
 
@@ -447,6 +448,7 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     todo = grid.jobs()
     done: dict[str, dict[str, Any]] = {}
     job_dir = out / "jobs" if out is not None else None
+    fresh = [d for d in (out, job_dir) if d is not None and not d.exists()]  # taken away if nothing is kept
     if job_dir is not None:
         sig_path = job_dir / "grid.json"
         if job_dir.exists():
@@ -477,7 +479,19 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     def finish(j: Job, r: dict[str, Any]) -> None:
         done[j.key] = r
         if job_dir is not None:
-            write_json(job_dir / f"{j.key}.json", r)
+            try:
+                write_json(job_dir / f"{j.key}.json", r)
+            except SpecError as e:
+                kept = len(done) - 1
+                if not kept:  # nothing to resume: leave no folder this run made
+                    sig_path.unlink(missing_ok=True)
+                    for d in reversed(fresh):
+                        try:
+                            d.rmdir()
+                        except OSError:
+                            break
+                raise SpecError(e.problems + ([f"the {kept} jobs finished before are kept in {job_dir}: make room and "
+                                               "run the same command again with --resume"] if kept else [])) from None
         bar.step()
 
     for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -129,6 +130,52 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
     return n
 
 
+def _make_dirs(folder: Path) -> list[Path]:
+    """``folder.mkdir(parents=True, exist_ok=True)``, returning the folders it created
+    (outermost first) so that a failed write can take them away again."""
+    made: list[Path] = []
+    cur = folder
+    while not cur.exists() and cur.parent != cur:
+        made.append(cur)
+        cur = cur.parent
+    made.reverse()
+    for d in made:
+        d.mkdir(exist_ok=True)
+    return made
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (or gone): it and its parents stay
+
+
+def write_error(e: OSError, path: Path, need: int | None = None) -> SpecError:
+    """The one message for an output that could not be written: the path, what it needed
+    and, for a full disk, how much is free."""
+    size = f"{need:,} bytes" if need is not None else "its contents"
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        try:
+            free = f", {shutil.disk_usage(_nearest_folder(path)).free:,} bytes free"
+        except OSError:
+            free = ""
+        why = f"the disk (or quota) is full: it needed {size}{free}"
+    elif e.errno == errno.EFBIG:
+        why = f"it needed {size}, more than this process may write to a file (the file-size limit, ulimit -f)"
+    else:
+        why = f"{e.strerror or e}"
+    return SpecError([f"{path}: cannot write it: {why}; nothing was written there"])
+
+
+def _nearest_folder(path: Path) -> Path:
+    cur = path.parent
+    while not cur.exists() and cur.parent != cur:
+        cur = cur.parent
+    return cur
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -141,8 +188,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         mode = None
     if mode is not None and not stat.S_ISREG(mode):
         raise SpecError([f"{path}: is {file_kind(mode)}; only a regular file is written or replaced"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    made: list[Path] = []
+    try:
+        made = _make_dirs(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        _remove_if_empty(made)
+        raise write_error(e, path, len(data)) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as f:
@@ -150,11 +202,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        _remove_if_empty(made)
+        if isinstance(e, OSError):
+            raise write_error(e, path, len(data)) from None
         raise
 
 
@@ -208,16 +263,23 @@ class ResultSet:
     def __init__(self, folder: str | os.PathLike[str], summary: str = "kpis.json"):
         self.folder = Path(folder)
         self.summary = summary
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.folder)
-        self.stage = Path(tempfile.mkdtemp(prefix=f"{_TMP_TAG}{os.getpid()}-", dir=self.folder))
+        self._made: list[Path] = []
+        try:
+            self._made = _make_dirs(self.folder)
+            remove_stale_temporaries(self.folder)
+            self.stage = Path(tempfile.mkdtemp(prefix=f"{_TMP_TAG}{os.getpid()}-", dir=self.folder))
+        except OSError as e:
+            _remove_if_empty(self._made)
+            raise write_error(e, self.folder) from None
         self.names: list[str] = []
 
     def __enter__(self) -> "ResultSet":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         shutil.rmtree(self.stage, ignore_errors=True)
+        if exc_type is not None:  # a set that failed leaves no folder it made behind
+            _remove_if_empty(self._made)
 
     def add_bytes(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self.stage / name, data)
@@ -244,5 +306,8 @@ class ResultSet:
             old.unlink()  # from here until the new summary lands, the folder says "incomplete"
         order = [n for n in self.names if n != self.summary] + [n for n in self.names if n == self.summary]
         for name in order:
-            os.replace(self.stage / name, self.folder / name)
+            try:
+                os.replace(self.stage / name, self.folder / name)
+            except OSError as e:
+                raise write_error(e, self.folder / name) from None
         return [self.folder / n for n in order]

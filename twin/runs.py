@@ -133,7 +133,16 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
     # the workers ignore Ctrl-C: the parent catches it and terminates them at once, so an
     # interrupted run stops now instead of finishing (and throwing away) the jobs in hand
-    pool = ctx.Pool(processes=min(jobs, len(arglist)), initializer=_ignore_sigint)
+    try:
+        pool = ctx.Pool(processes=min(jobs, len(arglist)), initializer=_ignore_sigint)
+    except OSError as e:
+        # no room for the pool's semaphores (a full /dev/shm, a file-size limit) or no
+        # processes left: every job's seed is its own, so running them here gives the same results
+        sys.stderr.write(f"note: cannot start {jobs} worker processes ({e.strerror or e}); running the jobs in "
+                         "this process\n")
+        for i, a in enumerate(arglist):
+            yield i, fn(*a)
+        return
     try:
         yield from pool.imap_unordered(_indexed_call, [(fn, i, a) for i, a in enumerate(arglist)])
         pool.close()

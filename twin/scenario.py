@@ -41,6 +41,22 @@ def scenario_path(path_or_name: str | os.PathLike[str]) -> Path:
     return p
 
 
+def given_twice(names: list[str], flag: str = "--scenarios") -> list[str]:
+    """A problem for each scenario named again (by name or by its file): it would count twice in
+    an equal-weight mean and in a Holm family."""
+    first: dict[str, str] = {}
+    problems: list[str] = []
+    for n in names:
+        try:
+            key = str(scenario_path(n).resolve())
+        except SpecError:
+            continue  # unknown: load_scenario says so
+        if key in first:
+            problems.append(f"{flag}: {n!r} is given twice (as {first[key]!r} too)")
+        first.setdefault(key, n)
+    return problems
+
+
 def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
     """Load and validate a scenario file or built-in scenario."""
     p = scenario_path(path_or_name)

@@ -682,11 +682,17 @@ class Transport(_M):
         return Constant(value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
 
 
+ABLATION_FULL = "full"
+"""The name of ``twin ablate``'s run with every capability on."""
+ABLATION_ALL_OFF = "all"
+"""The name of ``twin ablate``'s run with every capability off together."""
+
+
 class Capability(_M):
     """A named capability of the factory and how to switch it off (``twin ablate``)."""
 
     name: Name
-    """Unique capability name."""
+    """Unique capability name; not ``full`` or ``all``, the names of the ablation's own runs."""
     description: str = ""
     """What the capability is, in a few words."""
     off: dict[str, Any] = Field(min_length=1)
@@ -894,6 +900,10 @@ class Spec(_M):
         _dupes(errors, "calendars", [c.name for c in self.calendars])
         _dupes(errors, "workers", [w.name for w in self.workers])
         _dupes(errors, "capabilities", [c.name for c in self.capabilities])
+        for i, c in enumerate(self.capabilities):
+            if c.name.lower() in (ABLATION_FULL, ABLATION_ALL_OFF):
+                errors.append((f"capabilities.{i}.name", f"{c.name!r} is the name of twin ablate's run with every "
+                               f"capability {'on' if c.name.lower() == ABLATION_FULL else 'off'}; call it something else"))
         cals = {c.name for c in self.calendars}
         pools = {w.name for w in self.workers}
         for w in self.workers:

@@ -158,6 +158,36 @@ class Draws:
     v: np.ndarray
 
 
+def resolve(pars: UncertaintyFile, source: str, specs: dict[str, Spec]) -> UncertaintyFile:
+    """``pars`` with each entry's ``factory`` read as one of the comparison's factories (``specs``
+    keys): by key, or by the file name without ``.toml`` or the spec's own name (``tiny`` for
+    ``tiny.toml``). An entry that matches nothing is an error naming it: a factory that is neither
+    in the comparison nor a built-in reference factory (whose entries apply when it is compared),
+    or a ``*`` path that matches no factory's spec."""
+    problems: list[str] = []
+    known = set(builtins.factories())
+    out: list[Parameter] = []
+    for i, p in enumerate(pars.parameter):
+        f = p.factory
+        if f != "*" and f not in specs:
+            alias = [k for k, sp in specs.items() if f in (Path(k).stem, Path(k).name, sp.name)]
+            if len(alias) == 1:
+                p = p.model_copy(update={"factory": alias[0]})
+            elif f not in known:
+                problems.append(f"{source}: parameter.{i} ({p.name}): factory {f!r} is not in this comparison "
+                                f"(its factories: {', '.join(specs)}); name one of them, or '*' for every one")
+        elif f == "*" and not any(_apply(s.model_dump(mode="python", by_alias=True), p, 0.5) for s in specs.values()):
+            problems.append(f"{source}: parameter.{i} ({p.name}): path {p.path!r} (factory '*') matches nothing in "
+                            f"any factory of this comparison ({', '.join(specs)})")
+        out.append(p)
+    if problems:
+        raise SpecError(problems)
+    if not any(p.factory == "*" or p.factory in specs for p in out):
+        raise SpecError([f"{source}: no parameter concerns a factory of this comparison ({', '.join(specs)}): "
+                         "the study would vary nothing"])
+    return pars.model_copy(update={"parameter": out})
+
+
 def draws(pars: UncertaintyFile, source: str, specs: dict[str, Spec], n: int, seed: int,
           price_draws: int = 0) -> Draws:
     """``n`` behavioural worlds by Latin hypercube over the parameters that are not prices (each
