@@ -251,6 +251,60 @@ def test_a_loop_that_never_leaves_is_refused_by_validate_and_run(tmp_path, routi
         _refused(_twin(cmd, str(path)), "never leave its route", "stations.")
 
 
+def _nothing_reason(data: dict) -> str | None:
+    from twin.results import why_nothing
+    from twin.stats import summarize
+    spec = twin.validate(data, source="spec.toml")
+    return why_nothing(spec, summarize(twin.simulate(spec)))
+
+
+# each way of making nothing, and the words its reason must have
+NOTHING = {
+    "route longer than the run": (lambda d, x: (d["run"].update(horizon=f"{x}h"),
+                                                d["stations"][1].update(process_time=3600 * x + 60)),
+                                  "lengthen the horizon"),
+    "a station always down": (lambda d, x: d["stations"][1].update(failures={"ttf": 5 * x, "ttr": 1e8}),
+                              "'assembly', on every route, was stopped"),
+    "everything scrapped": (lambda d, x: d["stations"][1].update(quality={"defect_rate": 1.0, "inspect": "inline"}),
+                            "scrapped"),
+    "nothing released": (lambda d, x: d.update(source={"kind": "poisson", "rate_per_hour": 1e-6 * x}),
+                         "released nothing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOTHING))
+@pytest.mark.parametrize("x", [1, 3])
+def test_a_run_that_makes_nothing_says_why(case, x):
+    data = _base()
+    put, words = NOTHING[case]
+    put(data, x)
+    reason = _nothing_reason(data)
+    assert reason is not None and words in reason, reason
+
+
+@pytest.mark.parametrize("rate", [1e-9, 3e-7])
+def test_an_arrival_rate_slower_than_any_duration_is_refused(rate):
+    data = _base()
+    data["source"] = {"kind": "poisson", "rate_per_hour": rate}
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(data, source="spec.toml")
+    assert any("source.rate_per_hour" in p for p in e.value.problems), e.value.problems
+
+
+def test_a_run_that_makes_something_gives_no_reason_and_the_cli_shows_one(tmp_path):
+    assert _nothing_reason(_base()) is None
+    data = _base()
+    NOTHING["route longer than the run"][0](data, 1)
+    spec = _write(tmp_path, data)
+    r = _twin("run", str(spec), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "lengthen the horizon" in json.loads(r.stdout)["nothing_made"]
+    r = _twin("run", str(spec), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0 and "nothing made: a lot takes" in r.stdout, r.stdout
+    assert "Nothing made:" in (tmp_path / "out" / "report.html").read_text()
+    assert "nothing_made" not in json.loads(_twin("run", str(_write(tmp_path, _base(), "ok.toml")), "--json").stdout)
+
+
 # --------------------------------------------------------------------------- 5. a full disk
 def _limited(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The CLI with a file-size limit (RLIMIT_FSIZE): the kernel refuses every write past

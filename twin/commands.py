@@ -50,6 +50,7 @@ from .io import ResultSet, atomic_write_text, check_output_dir, check_output_fil
 from .names import safe_text
 from .report import money_format, run_page
 from .runs import replication_seed, run_once
+from .results import why_nothing
 from .scenario import given_twice, load_scenario
 from .spec import SpecError, load, resolve, toml_values
 from .state import TABLE as STATE_TABLE
@@ -260,6 +261,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                                       for n, r in shifting.iterrows()}
     summary["warmup"] = warmup
     summary["warmup_method"] = ("measured: " + method) if auto else "given"
+    nothing = why_nothing(spec, summary)
+    if nothing is not None:
+        summary["nothing_made"] = nothing
     summary["meta"] = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
                        "overrides": args.set, "command": "twin " + shlex.join(argv)}
     if args.out:
@@ -587,6 +591,8 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [ln for i, ln in enumerate(lines) if ln != "" or i == len(lines) - 2]
     if summary["replications"] <= 2:
         lines.insert(1, f"  caution: {summary['replications']} replication(s) give wide intervals; use more for decisions")
+    if summary.get("nothing_made"):
+        lines.insert(1, f"  nothing made: {summary['nothing_made']}")
     for name, st in summary["stations"].items():
         row = f"  {name[:17]:<18}"
         for f, _, w in _STATION_COLUMNS:

@@ -906,6 +906,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     if summary["replications"] <= 2:
         parts.insert(3, f"<p class='caution'><b>Caution:</b> {summary['replications']} replication(s): wide "
                         "intervals; use more replications for decisions.</p>")
+    if summary.get("nothing_made"):
+        parts.insert(3, f"<p class='caution'><b>Nothing made:</b> {esc(summary['nothing_made'])}.</p>")
     has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
         if key in k and (key != "unit_cost" or has_costs):

@@ -29,10 +29,10 @@ import pandas as pd
 from .adapt import adaptation
 from .cost import costs
 from .record import MaintKind, Record
-from .state import ACTIVE, PLANNED_STOPS, STATE_KEYS, State
+from .state import ACTIVE, LABELS, PLANNED_STOPS, STATE_KEYS, TABLE, State
 from .stats import summarize
 from .tables import lots_frame, orders_frame, reclassify_closed, scraps_frame, states_frame
-from .units import HOUR
+from .units import HOUR, format_duration
 
 
 @dataclass
@@ -331,3 +331,62 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
         kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon, bases))
     return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
                    costs=cost_table, orders=orders, scraps=scraps, extra=extra, record=rec, cost_basis=bases)
+
+
+NOTHING_STOPPED = 0.99
+"""A station stopped (down, maintenance, off shift, idled, waiting for material) this share of its
+time or more is named as the reason a line made nothing."""
+
+
+def why_nothing(spec: Any, summary: dict[str, Any]) -> str | None:
+    """Why a run made no good unit in its window, in one sentence, or ``None`` when it made some.
+
+    ``spec`` is the run's :class:`~twin.spec.Spec`, ``summary`` what :func:`~twin.stats.summarize`
+    returns with ``horizon`` and ``warmup`` (s) added. The reasons are tried from the most
+    specific: nothing released; everything scrapped; routes longer than the window on mean
+    processing times; a station on every route stopped nearly all the time; else the lots still
+    in the line at the end."""
+    k = summary["kpis"]
+
+    def mean(key: str) -> float:
+        v = k.get(key, {}).get("mean")
+        return float(v) if v is not None and np.isfinite(v) else 0.0
+
+    if mean("good_units") > 0:
+        return None
+    horizon, warmup = float(summary["horizon"]), float(summary["warmup"])
+    window = horizon - warmup
+    if mean("released_units") == 0:
+        return ("the source released nothing: no lot entered the line (check [source], the demand "
+                "and the release calendar)")
+    if mean("scrap_units") > 0:
+        return (f"every unit that left the line was scrapped ({mean('scrap_units'):,.0f} units): "
+                "look at the stations' quality settings")
+    fastest: tuple[float, str] | None = None
+    for p in spec.products:
+        t = 0.0
+        for name in p.route:
+            s = spec.station(name)
+            d = s.process_time_by_product.get(p.name, s.process_time)
+            if d is None:
+                continue
+            t += d.mean * (1 if s.batch is not None else p.lot_size)
+        if fastest is None or t < fastest[0]:
+            fastest = (t, p.name)
+    if fastest is not None and fastest[0] >= horizon:
+        return (f"a lot takes {format_duration(fastest[0])} on mean processing times to pass "
+                f"its shortest route (product {fastest[1]!r}), and the run lasts {format_duration(horizon)}: "
+                "lengthen the horizon")
+    stopped_keys = [TABLE[s].key for s in (State.DOWN, State.MAINTENANCE, State.OFF_SHIFT, State.MODULE_OFF,
+                                           State.STARVED_MATERIAL)]
+    on_every_route = set.intersection(*(set(p.route) for p in spec.products)) if spec.products else set()
+    for name in (n for n in summary["stations"] if n in on_every_route):
+        st = summary["stations"][name]
+        shares = {key: float(st[key]["mean"]) for key in stopped_keys if key in st}
+        if shares and sum(shares.values()) >= NOTHING_STOPPED:
+            worst = max(shares, key=lambda x: shares[x])
+            return (f"station {name!r}, on every route, was stopped {sum(shares.values()):.1%} of the time "
+                    f"(mostly {LABELS[worst]})")
+    return (f"{mean('released_units'):,.0f} units entered the line and none finished in the "
+            f"{format_duration(window)} window ({mean('wip_end'):,.0f} still in it at the end): the line "
+            "is slower than the window is long, or a loop keeps lots in it")

@@ -27,7 +27,7 @@ from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Constant, Dist, Duration, PositiveDuration, _DistBase
 from .names import Name
 from .policies.registry import registry
-from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
+from .limits import MAX_DURATION, MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
 from .state import STATE_KEYS
 from .units import DAY, HOUR, WEEK, format_duration
 
@@ -39,6 +39,8 @@ MAX_LANES = 1_000
 MAX_COUNT = 1_000_000_000
 MAX_LOT = 10_000_000
 MAX_RATE_PER_HOUR = 1_000_000.0
+MIN_RATE_PER_HOUR = 3600.0 / MAX_DURATION
+"""Slower arrivals would have a mean gap longer than any duration twin takes (MAX_DURATION)."""
 MAX_RATE_PER_WEEK = 1_000_000_000.0
 # the shortest interval of anything that repeats (failures, minor stops, maintenance, reviews), s:
 # a loop at a shorter one advances simulated time too slowly ever to reach a horizon
@@ -349,7 +351,7 @@ class Source(_M):
 
     kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
     """`saturated`, `poisson`, `renewal` or `orders`."""
-    rate_per_hour: float | None = Field(default=None, gt=0.0, le=MAX_RATE_PER_HOUR)
+    rate_per_hour: float | None = Field(default=None, ge=MIN_RATE_PER_HOUR, le=MAX_RATE_PER_HOUR)
     """Poisson arrival rate of lots per hour."""
     interarrival: Dist | None = None
     """Time between lots for `renewal`, s."""
