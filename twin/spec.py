@@ -39,7 +39,7 @@ MAX_LANES = 1_000
 MAX_COUNT = 1_000_000_000
 MAX_LOT = 10_000_000
 MAX_RATE_PER_HOUR = 1_000_000.0
-MIN_RATE_PER_HOUR = 3600.0 / MAX_DURATION
+MIN_RATE_PER_HOUR = HOUR / MAX_DURATION
 """Slower arrivals would have a mean gap longer than any duration twin takes (MAX_DURATION)."""
 MAX_RATE_PER_WEEK = 1_000_000_000.0
 # the shortest interval of anything that repeats (failures, minor stops, maintenance, reviews), s:
