@@ -233,3 +233,45 @@ def _default_sigint() -> None:
     """In the child: Ctrl-C does its default, even when this test runner was started with SIGINT
     ignored (a background job of a non-interactive shell), which Python would otherwise inherit."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _group_gone(pgid: int, guard: float = 60) -> bool:
+    """Whether every process of the group has exited (polled; ``guard`` only stops a hang)."""
+    t0 = time.time()
+    while time.time() - t0 < guard:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_compare_alone_stops_its_workers_and_says_how_to_resume(tmp_path):
+    # the signal goes to the parent only (as `kill PID` or a job scheduler sends it): the parent
+    # must stop its workers itself; a resume then finishes the grid to the uninterrupted result
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_twin(*SWEEP, "--jobs", "2", "--out", str(out)), start_new_session=True,
+                            preexec_fn=_default_sigint, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_jobs(out / "jobs", 1, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "--resume" in err and "Traceback" not in err
+    assert _group_gone(proc.pid), "workers of the terminated compare still run"
+    jobs = list((out / "jobs").glob("*__*.json"))
+    assert 1 <= len(jobs) < 8
+    for j in jobs:
+        json.loads(j.read_text())
+    assert not (out / "report.md").exists() and not (out / "kpis.json").exists()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*SWEEP, "--jobs", "1", "--out", str(out), "--resume"]) == 0
+    assert (out / "runs.csv").exists()
+
+
+def test_the_cli_restores_the_sigterm_handler_it_found():
+    before = signal.getsignal(signal.SIGTERM)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["list"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before

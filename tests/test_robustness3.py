@@ -458,3 +458,266 @@ def test_a_scenario_given_twice_is_refused_before_anything_runs(tmp_path, scenar
     r = _twin(*args, "--out", str(tmp_path / "o"))
     _refused(r, "--scenarios", "is given twice")
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 9. units and ranges
+@pytest.mark.parametrize("value,needle", [
+    ("2h", "not a duration"), ("1.1", "not a duration"), (-1, "at least 1"), (0.9, "at least 1"), (True, "is a number"),
+    ({"dist": "uniform", "low": 1, "high": "2h"}, "high: a factor is a plain number"),
+    ({"dist": "uniform", "low": 0.5, "high": 1.5}, "low: a factor must be at least 1"),
+    ({"dist": "triangular", "low": 1, "mode": 0.9, "high": 2}, "mode: a factor must be at least 1"),
+    ({"dist": "empirical", "values": [1.0, 0.5]}, "values[1]"),
+    ({"dist": "exponential", "mean": 1.1}, "can draw factors below 1"),
+    ({"dist": "lognormal", "mean": 1.2, "cv": 0.1}, "can draw factors below 1"),
+    ({"dist": "gamma", "mean": 2, "cv": 0.1}, "can draw factors below 1"),
+])
+def test_a_speed_loss_is_a_factor_of_at_least_one_never_a_duration(value, needle):
+    d = _base()
+    d["stations"][0]["speed_loss"] = value
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(d, source="s.toml")
+    msg = " ".join(e.value.problems)
+    assert "stations.smt.speed_loss" in msg and needle in msg, msg
+    assert " s)" not in msg and "got -1 s" not in msg  # a factor is not called a duration
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(low=st.floats(1.0, 3.0), width=st.floats(0.01, 2.0))
+def test_every_drawn_speed_loss_is_at_least_one(low, width):
+    d = _base()
+    d["stations"][0]["speed_loss"] = {"dist": "uniform", "low": low, "high": low + width}
+    spec = twin.validate(d, source="s.toml")
+    sampler = twin.dists.Sampler(spec.stations[0].speed_loss, np.random.default_rng(1))
+    draws = [sampler.one() for _ in range(200)]
+    assert min(draws) >= 1.0 and min(draws) >= low
+
+
+def _fleets(*fleets: dict) -> dict:
+    d = _base()
+    d["transport"] = [{"name": f"f{i}", "travel_time": 10, **f} for i, f in enumerate(fleets)]
+    return d
+
+
+@pytest.mark.parametrize("fleets,field,needle", [
+    ([{"moves": [["smt", "assembly"]]}, {"moves": [["smt", "assembly"]]}], "transport.f1.moves.0", "already served by fleet 'f0'"),
+    ([{"moves": [["smt", "assembly"], ["smt", "assembly"]]}], "transport.f0.moves.1", "listed twice"),
+    ([{}, {}], "transport.f1.moves", "as fleet 'f0' already does"),
+    ([{}, {"moves": [["assembly", "smt"]]}, {"cross_lane": True}], "transport.f2.moves", "as fleet 'f0' already does"),
+])
+def test_a_move_served_by_two_fleets_is_refused_naming_both(fleets, field, needle):
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(_fleets(*fleets), source="s.toml")
+    assert any(field in p and needle in p for p in e.value.problems), e.value.problems
+
+
+def test_a_fleet_for_every_move_beside_fleets_for_named_moves_is_accepted():
+    twin.validate(_fleets({"moves": [["smt", "assembly"]]}, {}), source="s.toml")
+
+
+@pytest.mark.parametrize("distance,speed", [(1e6, 1e-5), (1e5, 1e-6), (1e6, 1e-300)])
+def test_a_trip_beyond_the_model_limit_is_one_message_at_validation(tmp_path, distance, speed):
+    d = _fleets({"moves": [["smt", "assembly"]]})
+    del d["transport"][0]["travel_time"]
+    d["transport"][0].update(distance_m=distance, speed_m_per_s=speed)
+    r = _twin("run", str(_write(tmp_path, d)), "--out", str(tmp_path / "o"))
+    _refused(r, "transport.f0", "distance_m / speed_m_per_s", "m/s")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("factor", [1e300, 1e7, float("inf")])
+def test_a_huge_scenario_factor_is_refused_at_the_scenario(tmp_path, factor):
+    sc = tmp_path / "huge.toml"
+    sc.write_text(f'name = "huge"\n[[shifts]]\nkind = "step"\nat = "1w"\nfactor = {"inf" if factor == float("inf") else repr(factor)}\n')
+    r = _twin("compare", "--quick", "--scenarios", str(sc), "--out", str(tmp_path / "o"))
+    _refused(r, "huge.toml", "shifts.0.factor")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("factors", [[1e5], [1e3, 1e3], [100.0, 100.0, 100.0]])
+def test_volume_shifts_that_multiply_beyond_the_rate_bound_are_refused(factors):
+    d = tomllib.loads((ROOT / "lines" / "static_line.toml").read_text())
+    d["demand"]["shifts"] = [{"kind": "pulse" if i % 2 else "step", "at": 3600.0 * (i + 1), "duration": 3600.0,
+                              "factor": f} for i, f in enumerate(factors)]
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(d, source="s.toml")
+    assert any("demand" in p and "volume factors" in p for p in e.value.problems), e.value.problems
+
+
+# --------------------------------------------------------------------------- 10. the Python API checks what the CLI checks
+def _loaded() -> twin.Spec:
+    return twin.validate(_base(), source="s.toml")
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda s: setattr(s.stations[0], "servers", 0), "stations.smt.servers"),
+    (lambda s: setattr(s.stations[0], "servers", -3), "stations.smt.servers"),
+    (lambda s: setattr(s.stations[1], "buffer", -1), "stations.assembly.buffer"),
+    (lambda s: setattr(s.run, "replications", 0), "run.replications"),
+    (lambda s: s.products[0].route.append("nowhere"), "nowhere"),
+])
+@pytest.mark.parametrize("call", ["simulate", "sweep"])
+def test_a_field_assigned_after_loading_is_checked_before_running(mutate, needle, call):
+    spec = _loaded()
+    mutate(spec)
+    with pytest.raises(twin.SpecError) as e:
+        if call == "simulate":
+            twin.simulate(spec, replications=1)
+        else:
+            twin.experiment.sweep(spec, {"stations.smt.process_time": [30, 40]}, replications=1)
+    assert needle in " ".join(e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"replications": 2.5}, "replications: must be a whole number"), ({"replications": True}, "replications"),
+    ({"replications": "2"}, "replications"), ({"replications": 0}, "between 1"),
+    ({"seed": 1.5}, "seed: must be a whole number"), ({"seed": -1}, "seed: must be between"), ({"seed": "1"}, "seed"),
+])
+@pytest.mark.parametrize("call", ["simulate", "sweep"])
+def test_counts_that_are_not_whole_numbers_are_refused_not_truncated(kw, needle, call):
+    with pytest.raises(twin.SpecError) as e:
+        if call == "simulate":
+            twin.simulate(_loaded(), **kw)
+        else:
+            twin.experiment.sweep(_loaded(), {"stations.smt.process_time": [30]}, **kw)
+    assert needle in " ".join(e.value.problems), e.value.problems
+
+
+def test_a_whole_float_count_is_that_count():
+    a = twin.simulate(_loaded(), replications=2.0, seed=3.0)
+    b = twin.simulate(_loaded(), replications=2, seed=3)
+    assert a.kpis.equals(b.kpis)
+
+
+@pytest.mark.parametrize("bad", [42, None, 3.5, ["a"], object()])
+def test_simulate_of_something_that_is_no_spec_says_what_it_takes(bad):
+    with pytest.raises(twin.SpecError) as e:
+        twin.simulate(bad)
+    assert "expected a twin.Spec" in e.value.problems[0]
+
+
+def test_simulate_takes_a_path_a_built_in_name_or_a_dict_like_the_cli(tmp_path):
+    p = _write(tmp_path, _base())
+    by_spec = twin.simulate(_loaded()).kpis
+    assert twin.simulate(str(p)).kpis.equals(by_spec) and twin.simulate(p).kpis.equals(by_spec)
+    assert twin.simulate(_base()).kpis.equals(by_spec)
+    with pytest.raises(twin.SpecError) as e:
+        twin.simulate("not a spec")
+    assert "not a spec" in " ".join(e.value.problems)
+
+
+@pytest.mark.parametrize("grid,needle", [
+    ({"stations.smt.servers": []}, "stations.smt.servers: an axis needs"),
+    ({"stations.smt.servers": [1], "stations.smt.process_time": ()}, "stations.smt.process_time"),
+    ({"stations.smt.servers": 2}, "an axis needs a list"), ({"stations.smt.servers": "12"}, "an axis needs a list"),
+])
+def test_an_empty_or_scalar_sweep_axis_is_refused(grid, needle):
+    with pytest.raises(twin.SpecError) as e:
+        twin.experiment.sweep(_loaded(), grid, replications=1)
+    assert needle in " ".join(e.value.problems), e.value.problems
+
+
+# --------------------------------------------------------------------------- 11. terminal, signals, paths
+INVISIBLE = ["\u202e", "\u202a", "\u2066", "\u2069", "\u200b", "\u200e", "\u200f", "\u2028", "\u2029", "\ufeff",
+             "\u061c", "\u2060"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(ch=st.sampled_from(INVISIBLE), pre=st.text("abc", min_size=0, max_size=3), post=st.text("xyz", min_size=1, max_size=3))
+def test_a_name_with_a_bidirectional_or_invisible_character_is_refused_by_code_point(ch, pre, post):
+    d = _base()
+    name = pre + ch + post
+    d["products"][0]["name"] = name
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(d, source="s.toml")
+    msg = " ".join(e.value.problems)
+    assert f"U+{ord(ch):04X} at position {len(pre) + 1}" in msg, msg
+
+
+def test_invisible_characters_in_any_message_reach_the_terminal_escaped(tmp_path):
+    d = _base()
+    d["stations"][0]["name"] = "sm\u202et"
+    r = _twin("validate", str(_write(tmp_path, d)))
+    _refused(r, "U+202E")
+    assert not any(ch in r.stderr for ch in INVISIBLE) and "\\u202e" in r.stderr
+    assert twin.names.safe_text("a\u2066b\u200bc") == "a\\u2066b\\u200bc"
+
+
+def test_joiners_that_scripts_and_emoji_need_are_kept_in_names():
+    d = _base()
+    d["products"][0]["name"] = "phone \U0001f468\u200d\U0001f4bb می\u200cخواهم"
+    twin.validate(d, source="s.toml")
+
+
+@pytest.mark.parametrize("args", [["run", "{spec}", "--out", ""], ["run", "{spec}", "--out", "  "], ["run", ""],
+                                  ["run", "{spec}", "--event-log", ""], ["sweep", "{spec}", "--vary", "", "--out", "{o}"],
+                                  ["compare", "--quick", "--out", ""], ["compare", "--quick", "--scenarios", "baseline", ""],
+                                  ["validate", " "]])
+def test_an_empty_value_is_refused_naming_the_option(tmp_path, args):
+    spec = _write(tmp_path, _base())
+    before = sorted(os.listdir(tmp_path))
+    r = subprocess.run([sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main(sys.argv[1:]))",
+                        *[a.format(spec=spec, o=tmp_path / "o") for a in args]], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    _refused(r, "an empty value")
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, in the current folder either
+
+
+@pytest.mark.parametrize("name", ["log.xlsx", "log.txt", "log", "log.json", "log.csv.gz"])
+def test_an_event_log_suffix_that_is_neither_csv_nor_parquet_is_refused(tmp_path, name):
+    r = _twin("run", str(_write(tmp_path, _base())), "--event-log", str(tmp_path / name))
+    _refused(r, "--event-log", ".csv", ".parquet")
+    assert not (tmp_path / name).exists()
+
+
+def test_an_event_log_with_a_capital_suffix_is_written_as_csv(tmp_path):
+    r = _twin("run", str(_write(tmp_path, _base())), "--event-log", str(tmp_path / "log.CSV"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "log.CSV").read_text().startswith("timestamp,")
+
+
+@pytest.mark.parametrize("what", ["spec", "scenario", "uncertainty", "log"])
+def test_a_utf8_byte_order_mark_is_read_past(tmp_path, what):
+    bom = b"\xef\xbb\xbf"
+    if what == "spec":
+        p = tmp_path / "s.toml"
+        p.write_bytes(bom + tomli_w.dumps(_base()).encode())
+        r = _twin("validate", str(p))
+    elif what == "scenario":
+        p = tmp_path / "sc.toml"
+        p.write_bytes(bom + b'name = "sc"\n[[shifts]]\nkind = "step"\nat = "1w"\nfactor = 1.2\n')
+        from twin.scenario import load_scenario
+
+        assert load_scenario(p).shifts[0].factor == 1.2
+        return
+    elif what == "uncertainty":
+        p = tmp_path / "u.toml"
+        p.write_bytes(bom + (ROOT / "lines" / "uncertainty.toml").read_bytes())
+        from twin import uncertainty
+
+        assert uncertainty.load(p)[0].parameter
+        return
+    else:
+        log = tmp_path / "ev.csv"
+        assert _twin("run", str(_write(tmp_path, _base())), "--event-log", str(log), "--replications", "1").returncode == 0
+        from twin.eventlog import read_log
+
+        plain = read_log(log)
+        log.write_bytes(bom + log.read_bytes())
+        assert read_log(log).equals(plain) and len(plain) > 0
+        return
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_bom_alone_is_an_empty_file(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_bytes(b"\xef\xbb\xbf\n")
+    _refused(_twin("validate", str(p)), "file is empty")
+
+
+def test_an_uncertainty_file_without_draws_is_checked_first_and_said_what_it_does(tmp_path):
+    bad = tmp_path / "u.toml"
+    bad.write_text('[[parameter]]\nname = "x"\nfactory = "nowhere"\npath = "costs.capex_per_lane"\nlow = 1\nhigh = 2\n'
+                   'reason = "test"\n')
+    r = _twin("compare", "--quick", "--uncertainty-file", str(bad), "--out", str(tmp_path / "o"))
+    _refused(r, "parameter.0")
+    assert not (tmp_path / "o").exists()

@@ -13,9 +13,11 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED
@@ -260,6 +262,18 @@ def _positive_float(name: str, maximum: float | None = None):
     return conv
 
 
+def _blank_options(sp: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The options and arguments given as empty or blank text (``--out ''`` would mean the
+    current folder; no value of twin's is blank)."""
+    out = []
+    for a in sp._actions:
+        v = getattr(args, a.dest, None)
+        vals = v if isinstance(v, list) else [v]
+        if any(isinstance(x, str) and not x.strip() for x in vals):
+            out.append(a.option_strings[0] if a.option_strings else a.dest.upper())
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -274,6 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             hints = [f"{x!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(x.split("=")[0], known, n=1))
                      else repr(x) for x in extra]
             sp.error(f"unrecognized arguments: {', '.join(hints)}")
+        blank = _blank_options(parser.commands.get(args.command, parser), args)  # type: ignore[attr-defined]
+        if blank:
+            parser.commands.get(args.command, parser).error(  # type: ignore[attr-defined]
+                "; ".join(f"{o}: an empty value (a path or a name needs at least one character)" for o in blank))
     except SystemExit as e:
         return int(e.code or 0)
     if args.command is None:
@@ -285,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _QUIET[0] = bool(getattr(args, "quiet", False))
     t0 = time.perf_counter()
+    previous = _catch_sigterm()
     try:
         if args.command == "list":
             return commands.cmd_list()
@@ -300,19 +319,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in e.problems:
             _warn(f"error: {safe_text(line, keep_newlines=False)}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
         if getattr(args, "command", "") == "compare":
-            _warn(f"\ninterrupted; finished jobs are kept in {args.out}/jobs — resume with:\n"
+            _warn(f"\n{what}; finished jobs are kept in {args.out}/jobs — resume with:\n"
                   f"  twin {shlex.join(a for a in argv if a != '--resume')} --resume\n")
         else:
-            _warn("interrupted\n")
-        return 130
+            _warn(f"{what}\n")
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         # the reader (``| head``) went away: stop quietly, as Unix tools do, and keep
         # Python from complaining again when it flushes stdout at exit
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main process so that a ``kill`` stops a command as Ctrl-C does:
+    workers terminated, finished jobs kept, the resume hint printed (exit 143)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm() -> Any:
+    """Handle SIGTERM as Ctrl-C for this command (a scheduler's or a CI runner's ``kill`` stops
+    workers and prints the resume hint); the previous handler, to restore, or None when it was
+    not ours to take (a handler someone else set, or not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return previous
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

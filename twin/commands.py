@@ -27,6 +27,7 @@ from .compare import (
     SCENARIOS,
     Grid,
     check_inputs,
+    check_price_ranges,
     design_fronts,
     factory_spec,
     measure_warmup,
@@ -229,7 +230,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.out:
         check_output_dir(args.out)
     if args.event_log:
+        from .eventlog import check_log_path
+
         check_output_file(args.event_log, "--event-log")
+        check_log_path(args.event_log)
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     auto = args.warmup == "auto"
     warmup = spec.run.warmup if args.warmup is None else (0.0 if auto else args.warmup)
@@ -364,6 +368,11 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         raise SpecError(["--scheduler: only used with --executor dask"])
     prepared = (prepare_uncertainty(grid, args.uncertainty, args.uncertainty_file, args.price_draws)
                 if args.uncertainty else None)
+    if args.uncertainty_file is not None and not args.uncertainty:
+        # checked now, not at the report after the whole grid: its ranges judge the break-evens
+        check_price_ranges(grid, args.uncertainty_file)
+        _warn(f"note: --uncertainty-file without --uncertainty N: {args.uncertainty_file}'s ranges only judge "
+              "whether a break-even lies inside the plausible range; no worlds are drawn\n")
     if args.uncertainty and args.resume:
         _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
     cands, nominal = prepare_designs(grid, args.designs) if args.designs is not None else ({}, {})

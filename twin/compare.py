@@ -143,6 +143,14 @@ MONEY_KPIS = ("unit_cost", "conversion_cost", "unit_cost_transition", "unit_cost
 """The measures that prices move (re-priced per price draw); the others are a world's own."""
 
 
+def check_price_ranges(grid: Grid, file: str) -> None:
+    """Load ``file`` and match its entries to the grid's factories, as :func:`prepare_uncertainty`
+    does, without drawing (:class:`SpecError` naming an entry that matches nothing)."""
+    pars, src = uncertainty.load(file)
+    paths, _ = check_inputs(grid)
+    uncertainty.resolve(pars, src, {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories})
+
+
 def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int = 1, progress: bool = False,
                     executor: str = "local", scheduler: str | None = None,
                     prepared: dict[str, Any] | None = None, price_draws: int = PRICE_DRAWS,

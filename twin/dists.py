@@ -326,6 +326,53 @@ Dist = Annotated[
 ]
 """Any distribution of durations (seconds)."""
 
+# distributions whose support can be bounded below by 1: a factor >= 1 needs one of them
+# (exponential, normal, lognormal, gamma and weibull all reach down to 0)
+_BOUNDED_BELOW = ("constant", "uniform", "triangular", "empirical")
+
+
+def _factor_number(v: Any, where: str = "") -> float:
+    where = f"{where}: " if where else ""
+    if isinstance(v, str):
+        raise ValueError(f"{where}a factor is a plain number (1.1 = 10 % slower), not a duration; got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{where}a factor is a number, got {type(v).__name__}")
+    f = float(v)
+    if not math.isfinite(f) or f < 1.0:
+        raise ValueError(f"{where}a factor must be at least 1 (1.1 = 10 % slower), got {f:g}")
+    return f
+
+
+def _coerce_factor(v: Any) -> Any:
+    """A factor >= 1 (dimensionless) written as a number or a bounded distribution table: every
+    value the table names must be a plain number of at least 1, so that no draw is below 1."""
+    if isinstance(v, _DistBase):
+        v = v.model_dump(by_alias=True)
+    if not isinstance(v, dict):
+        return {"dist": "constant", "value": _factor_number(v)}
+    v = _coerce_dist(v)
+    name = v["dist"]
+    if name not in _BOUNDED_BELOW:
+        raise ValueError(f"the {name} distribution can draw factors below 1; use one of {', '.join(_BOUNDED_BELOW)} "
+                         "with values of at least 1")
+    for key in ("value", "low", "mode", "high"):
+        if key in v:
+            _factor_number(v[key], key)
+    if "values" in v:
+        if not isinstance(v["values"], list):
+            raise ValueError(f"values: a list of factors, got {type(v['values']).__name__}")
+        for i, x in enumerate(v["values"]):
+            _factor_number(x, f"values[{i}]")
+    return v
+
+
+Factor = Annotated[
+    _DistUnion,
+    BeforeValidator(_coerce_factor, json_schema_input_type=Union[float, _DistUnion]),
+]
+"""A dimensionless factor >= 1: a number, or a constant, uniform, triangular or empirical table
+whose values are all at least 1 (no draw falls below 1)."""
+
 # --------------------------------------------------------------------------- samplers
 
 

@@ -111,11 +111,24 @@ def log_frame(rec: Record) -> pd.DataFrame:
     return df
 
 
+LOG_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+"""What an event log is written as, by the file's suffix."""
+
+
+def check_log_path(path: str | Path, label: str = "--event-log") -> None:
+    """Refuse a suffix the log would not be written as (``log.xlsx`` would hold CSV text)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOG_FORMATS:
+        raise SpecError([f"{label}: {path}: the event log is written as CSV (.csv) or Parquet (.parquet); "
+                         f"{'no suffix' if not suffix else repr(suffix)} says neither"])
+
+
 def write_log(rec: Record, path: str | Path) -> None:
     """Write a traced run's event log (CSV, or Parquet for a ``.parquet`` path), atomically."""
+    check_log_path(path)
     df = log_frame(rec)
     path = Path(path)
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic_write_bytes(path, buf.getvalue())
@@ -171,7 +184,7 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
         if path.suffix == ".parquet":
             raw = pd.read_parquet(io.BytesIO(data))
         else:
-            raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8")
+            raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except ImportError:
         raise SpecError([f"{f}: reading Parquet needs pyarrow (pip install pyarrow), or give a CSV"]) from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from .dists import parse_duration
 from .model import PROGRESS_STEPS
 from .results import Results
 from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar, replication_seed, run_once
-from .spec import MAX_REPLICATIONS, Spec, SpecError
+from .spec import MAX_REPLICATIONS, MAX_SEED, Spec, SpecError, load, validate
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
 from .units import HOUR
 
@@ -29,6 +30,33 @@ def optimize(*args: Any, **kwargs: Any) -> Any:
 
 __all__ = ["run_once", "simulate", "stack", "sweep", "sweep_table", "optimize", "map_jobs", "replication_seed",
            "mean_ci", "summarize", "t975", "STATION_FIELDS", "EXECUTORS", "check_run_times", "progress_bar"]
+
+
+def checked_spec(spec: Any, source: str = "<spec>") -> Spec:
+    """``spec`` as a valid :class:`Spec`: a Spec is validated again as a whole (a field assigned
+    after loading, ``spec.stations[0].servers = 0``, is checked like one in a file), a path or a
+    built-in name is loaded, a dict validated; anything else is a :class:`SpecError`."""
+    if isinstance(spec, Spec):
+        return validate(spec.model_dump(mode="python", by_alias=True), source=source)
+    if isinstance(spec, (str, os.PathLike)):
+        return load(spec)
+    if isinstance(spec, dict):
+        return validate(spec, source=source)
+    raise SpecError([f"{source}: expected a twin.Spec (twin.load or twin.validate), a spec file's path, a "
+                     f"built-in factory's name or a dict, got {type(spec).__name__}"])
+
+
+def checked_count(name: str, value: Any, low: int, high: int) -> int:
+    """An integer argument in ``[low, high]``: 2.0 is 2, but 2.5, True and "2" are refused
+    (:class:`SpecError` naming ``name``), never truncated."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok and isinstance(value, (float, np.floating)) and float(value).is_integer():
+        ok, value = True, int(value)
+    if not ok:
+        raise SpecError([f"{name}: must be a whole number, got {value!r}"])
+    if not low <= int(value) <= high:
+        raise SpecError([f"{name}: must be between {low} and {high}, got {int(value)}"])
+    return int(value)
 
 
 def mser_warmup(res: Results, spec: Spec) -> tuple[float, str]:
@@ -51,13 +79,13 @@ def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str
     Durations are seconds or strings with units; ``None`` takes the spec's ``[run]`` value.
     Each table gains a ``replication`` column.
     """
+    spec = checked_spec(spec)
     h = spec.run.horizon if horizon is None else parse_duration(horizon)
     w = spec.run.warmup if warmup is None else parse_duration(warmup)
-    s = spec.run.seed if seed is None else int(seed)
-    n = spec.run.replications if replications is None else int(replications)
+    s = spec.run.seed if seed is None else checked_count("seed", seed, 0, MAX_SEED)
+    n = spec.run.replications if replications is None else checked_count("replications", replications, 1,
+                                                                           MAX_REPLICATIONS)
     check_run_times(h, w)
-    if not 1 <= n <= MAX_REPLICATIONS:
-        raise SpecError([f"replications: must be between 1 and {MAX_REPLICATIONS}, got {n}"])
     parts: list[Results] = []
     with progress_bar(n * PROGRESS_STEPS, "simulating", enabled=progress) as bar:
         for r in range(n):
@@ -112,12 +140,18 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     ``simpy`` always runs events; ``df.attrs["engine"]`` and ``["engine_why_not"]`` say which ran.
     """
 
+    spec = checked_spec(spec, source)
     h = spec.run.horizon if horizon is None else parse_duration(horizon)
     w = spec.run.warmup if warmup is None else parse_duration(warmup)
-    s = spec.run.seed if seed is None else int(seed)
-    n = spec.run.replications if replications is None else int(replications)
-    if not 0 <= w < h or n < 1:
-        raise ValueError("need 0 <= warm-up < horizon and replications >= 1")
+    s = spec.run.seed if seed is None else checked_count("seed", seed, 0, MAX_SEED)
+    n = spec.run.replications if replications is None else checked_count("replications", replications, 1,
+                                                                           MAX_REPLICATIONS)
+    check_run_times(h, w, source)
+    if not isinstance(grid, dict):
+        raise SpecError([f"{source}: grid: a dict of dotted spec paths to lists of values, got {type(grid).__name__}"])
+    empty = [k for k, v in grid.items() if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) == 0]
+    if empty:
+        raise SpecError([f"{source}: {k}: an axis needs a list of at least one value, got {grid[k]!r}" for k in empty])
     keys = list(grid)
     run_keys = [k for k in keys if k == "run" or k.startswith("run.")]
     if run_keys:

@@ -154,7 +154,10 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
 
 
 def _ignore_sigint() -> None:
+    # a worker leaves Ctrl-C to the parent, and dies at once of the SIGTERM the parent's
+    # pool.terminate() sends (the parent's handler, inherited by fork, would raise in a job)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _indexed_call(job: tuple[Any, int, tuple[Any, ...]]) -> tuple[int, Any]:

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import builtins
 from .calendar import CalendarSpec
-from .dists import DIST_CLASSES, Constant, Dist, Duration, PositiveDuration, _DistBase
-from .names import Name
+from .dists import DIST_CLASSES, Constant, Dist, Duration, Factor, PositiveDuration, _DistBase
+from .names import NAME_PATTERN, Name, name_problem
 from .policies.registry import registry
 from .limits import MAX_DURATION, MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
 from .state import STATE_KEYS
@@ -42,6 +42,8 @@ MAX_RATE_PER_HOUR = 1_000_000.0
 MIN_RATE_PER_HOUR = HOUR / MAX_DURATION
 """Slower arrivals would have a mean gap longer than any duration twin takes (MAX_DURATION)."""
 MAX_RATE_PER_WEEK = 1_000_000_000.0
+MAX_SHIFT_FACTOR = 1e6
+"""A scenario shift multiplies volume or a lead time by at most this (no real shift comes near)."""
 # the shortest interval of anything that repeats (failures, minor stops, maintenance, reviews), s:
 # a loop at a shorter one advances simulated time too slowly ever to reach a horizon
 MIN_INTERVAL = 1.0
@@ -310,9 +312,10 @@ class Station(_M):
     """Unplanned failures of each server."""
     minor_stops: MinorStops | None = None
     """Short stops without a technician (performance loss, not availability)."""
-    speed_loss: Dist | None = None
-    """Factor (>= 1) on the unit processing time relative to the ideal (the process time's
-    mean), drawn per lot: a speed loss (ISO 22400 effectiveness). Omitted: none."""
+    speed_loss: Factor | None = None
+    """Factor (>= 1, no unit) on the unit processing time relative to the ideal (the process
+    time's mean), drawn per lot: a speed loss (ISO 22400 effectiveness). A number, or a constant,
+    uniform, triangular or empirical table with every value at least 1. Omitted: none."""
     routing: dict[Name, Probability] = Field(default_factory=dict)
     """After this station a lot goes to the named station with that probability, otherwise on
     along its route. This station itself: a retest, done in place (the lot goes to the front
@@ -399,7 +402,7 @@ class Shift(_M):
     """`step`, `ramp`, `pulse`, `mix`, `new_product`, `disruption` or `supply`."""
     at: Duration
     """When the shift starts, s from t = 0 (in a scenario file: from the end of the warm-up)."""
-    factor: float = Field(default=1.0, ge=0.0)
+    factor: float = Field(default=1.0, ge=0.0, le=MAX_SHIFT_FACTOR)
     """Volume multiplier (`step`, `ramp`, `pulse`); lead-time multiplier (`supply`)."""
     duration: Duration = 0.0
     """Length of a `ramp`, `pulse`, `disruption` or `supply` shift, s."""
@@ -443,6 +446,19 @@ class Demand(_M):
     """Promised delivery time from order arrival, s."""
     shifts: list[Shift] = Field(default_factory=list)
     """Scenario shifts of demand or supply."""
+
+    @model_validator(mode="after")
+    def _peak(self) -> "Demand":
+        # volume shifts multiply where they overlap: bound the worst case, so that a
+        # factor that passes alone cannot make an order stream no machine could hold
+        peak = self.base_per_week
+        for sh in self.shifts:
+            if sh.kind in ("step", "ramp", "pulse"):
+                peak *= max(1.0, sh.factor)
+        if peak > MAX_RATE_PER_WEEK:
+            raise ValueError(f"base_per_week times the volume factors of the shifts reaches {peak:.3g} "
+                             f"units a week, above {MAX_RATE_PER_WEEK:g}")
+        return self
 
 
 class Planning(_M):
@@ -675,6 +691,11 @@ class Transport(_M):
     def _needs(self) -> "Transport":
         if self.travel_time is None and (self.distance_m is None or self.speed_m_per_s is None):
             raise ValueError("a transport fleet needs travel_time, or distance_m and speed_m_per_s")
+        if self.travel_time is None:
+            trip = self.distance_m / self.speed_m_per_s  # type: ignore[operator]
+            if trip > MAX_DURATION:
+                raise ValueError(f"a trip of distance_m / speed_m_per_s = {trip:g} s is longer than "
+                                 f"{MAX_DURATION:g} s (about 317 years): check the speed's unit (m/s)")
         return self
 
     def trip_time(self) -> Any:
@@ -762,9 +783,6 @@ class Spec(_M):
         _dupes(errors, "transport", [t.name for t in self.transport])
         for s in self.stations:
             at = f"stations.{s.name}"
-            if s.speed_loss is not None and s.speed_loss.mean < 1.0:
-                errors.append((f"{at}.speed_loss", f"mean {s.speed_loss.mean:g} is below 1: a speed loss is a factor "
-                                                   ">= 1 on the ideal unit time (1.1 = 10 % slower)"))
             if s.batch is not None and s.batch.min is not None and s.batch.min > s.batch.size:
                 errors.append((f"{at}.batch.min", f"{s.batch.min} is more than batch.size ({s.batch.size})"))
             total = sum(s.routing.values())
@@ -809,13 +827,27 @@ class Spec(_M):
                 errors.append((f"components.{comp.name}.order_up_to", "an RS policy needs an order-up-to level > 0"))
             if comp.at is not None and not any(comp.name in p.bom and comp.at in p.route for p in self.products):
                 errors.append((f"components.{comp.name}.at", f"no product that needs {comp.name!r} visits {comp.at!r}"))
+        served: dict[tuple[str, str], str] = {}  # a move and the fleet that serves it (the first to name it)
+        every: str | None = None  # the fleet without moves: it serves every move no other fleet names
         for t in self.transport:
             if t.name in names:
                 errors.append((f"transport.{t.name}.name", "is also a station's name"))
+            if not t.moves:
+                if every is not None:
+                    errors.append((f"transport.{t.name}.moves", f"omitted, so this fleet would serve every move, as "
+                                   f"fleet {every!r} already does; only one fleet can: name each fleet's moves"))
+                every = every or t.name
             for i, mv in enumerate(t.moves):
                 for j, st in enumerate(mv):
                     if st not in names:
                         errors.append((f"transport.{t.name}.moves.{i}.{j}", f"unknown station {st!r}{_hint(st, names)}"))
+                pair = (mv[0], mv[1])
+                if pair in served:
+                    other = served[pair]
+                    errors.append((f"transport.{t.name}.moves.{i}", f"the move {mv[0]} -> {mv[1]} is "
+                                   + ("listed twice" if other == t.name else f"already served by fleet {other!r}")
+                                   + "; one fleet serves a move"))
+                served.setdefault(pair, t.name)
 
     def _route(self, product: str) -> list[str]:
         return next(p.route for p in self.products if p.name == product)
@@ -1266,6 +1298,10 @@ def read_toml(path: Path, what: str = "a spec") -> dict[str, Any]:
         raise SpecError([f"{f}: not a text file (invalid UTF-8); {what} is TOML"]) from None
     if "\x00" in text:
         raise SpecError([f"{f}: not a text file (contains NUL bytes); {what} is TOML"])
+    # a UTF-8 byte-order mark (Windows editors write one) is not TOML, but says nothing else: skip it
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise SpecError([f"{f}: file is empty"])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -1375,6 +1411,8 @@ def format_validation_error(e: ValidationError, data: Any, source: str, model: t
                 msg += f"; allowed here: {', '.join(sorted(set(known)))}"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+            msg = name_problem(str(err["input"]))
         line = f"{source}: {path or '(top level)'}: {msg}"
         if line not in out:
             out.append(line)
