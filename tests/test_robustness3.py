@@ -721,3 +721,66 @@ def test_an_uncertainty_file_without_draws_is_checked_first_and_said_what_it_doe
     r = _twin("compare", "--quick", "--uncertainty-file", str(bad), "--out", str(tmp_path / "o"))
     _refused(r, "parameter.0")
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 7. optimize's settings
+TWO = str(ROOT / "examples" / "two_machine.toml")
+
+
+def _optimize(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return _twin("optimize", TWO, *args, "--trials", "2", "--replications", "1", "--horizon", "1d", "--warmup", "0",
+                 "--out", str(tmp_path / "o"))
+
+
+@pytest.mark.parametrize("vary", ["run.seed=1,2", "run.horizon=1d,2d", "run.replications=1..3", "run.warmup=0..100",
+                                  "stations.smt.servers,run.seed=1..2"])
+def test_optimize_refuses_to_vary_the_run_settings(tmp_path, vary):
+    r = _optimize(tmp_path, "--vary", vary, "--maximize", "throughput_per_hour")
+    _refused(r, "--vary run.", "same run settings")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("objectives,needle", [
+    (["--maximize", "3"], "a constant"), (["--minimize", "2 * (1 + 4)"], "a constant"),
+    (["--maximize", "throughput_per_hour / 0"], "finite number"),
+    (["--maximize", "throughput_per_hour / (wip_mean - wip_mean)"], "finite number"),
+    (["--maximize", "throughput_per_hour", "--minimize", "throughput_per_hour"], "given twice"),
+    (["--maximize", "throughput_per_hour", "--maximize", "(throughput_per_hour)"], "given twice"),
+])
+def test_objectives_that_cannot_rank_designs_are_refused(tmp_path, objectives, needle):
+    r = _optimize(tmp_path, "--vary", "stations.smt.servers=1..2", *objectives)
+    _refused(r, "--maximize/--minimize", needle)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("values", ["[1,2", "[1, [2, 3]", "{a = 1", "\"1,2", "[[[[1]]]"])
+@pytest.mark.parametrize("command", ["optimize", "sweep"])
+def test_a_malformed_value_list_is_an_error_not_a_guess(tmp_path, values, command):
+    if command == "optimize":
+        r = _optimize(tmp_path, "--vary", f"stations.smt.servers={values}", "--maximize", "throughput_per_hour")
+    else:
+        r = _twin("sweep", TWO, "--vary", f"stations.smt.servers={values}", "--out", str(tmp_path / "o"))
+    _refused(r, "--vary stations.smt.servers")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("depth", [101, 3000, 30_000])
+@pytest.mark.parametrize("where", ["--maximize", "--constraint"])
+def test_deeply_nested_expressions_are_one_message(tmp_path, depth, where):
+    expr = "(" * depth + "throughput_per_hour" + ")" * depth
+    args = (["--maximize", expr] if where == "--maximize" else
+            ["--maximize", "throughput_per_hour", "--constraint", expr + " >= 1"])
+    r = _optimize(tmp_path, "--vary", "stations.smt.servers=1..2", *args)
+    _refused(r, "nested more than 100 deep")
+    assert "RecursionError" not in r.stderr
+
+
+def test_a_huge_integer_range_is_sampled_not_listed(tmp_path):
+    from twin.optimize import GRID_LIMIT, parse_dimension
+
+    d = parse_dimension("stations.assembly.buffer=0..900000000")
+    assert d.size == 900_000_001 and d.values() is None and d.size > GRID_LIMIT
+    r = _optimize(tmp_path, "--vary", "stations.assembly.buffer=0..900000000", "--maximize", "throughput_per_hour")
+    assert r.returncode == 0, r.stderr
+    trials = (tmp_path / "o" / "trials.csv").read_text().splitlines()
+    assert len(trials) >= 3  # header and the trials, each a value inside the range

@@ -134,7 +134,7 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
             bad.append(f"--vary: {item!r}: expected PATH=V1,V2,..., e.g. stations.smt.servers=1,2,3")
             continue
         k, v = (x.strip() for x in item.split("=", 1))
-        values = toml_values(v)
+        values = toml_values(v, f"--vary {k}")
         twice = [x for i, x in enumerate(values) if x in values[:i]]
         if not k:
             bad.append(f"--vary: {item!r}: the spec path before '=' is empty")

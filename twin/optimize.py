@@ -60,10 +60,20 @@ class Dimension:
     def paths(self) -> tuple[str, ...]:
         return (self.path, *self.also)
 
-    def values(self) -> list[Any] | None:
-        """Every value of an integer or categorical dimension (None for a real interval)."""
+    @property
+    def size(self) -> float:
+        """How many values the dimension has (inf for a real interval), counted, not listed."""
         if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1))
+            return int(self.high) - int(self.low) + 1
+        if self.kind == "categorical":
+            return len(self.choices)
+        return math.inf
+
+    def values(self) -> list[Any] | None:
+        """Every value of an integer or categorical dimension (None for a real interval, or an
+        integer range of more than :data:`GRID_LIMIT` values: those are sampled, never listed)."""
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1)) if self.size <= GRID_LIMIT else None
         if self.kind == "categorical":
             return list(self.choices)
         return None
@@ -118,7 +128,7 @@ def parse_dimension(text: str) -> Dimension:
         if not (math.isfinite(a) and math.isfinite(b)) or a > b or (kind == "float" and a == b):
             raise SpecError([f"{where}: the range {lo}..{hi} is empty"])
         return Dimension(path, kind, float(a), float(b), also=also)
-    values = [x for x in toml_values(v) if x != ""]
+    values = [x for x in toml_values(v, where) if x != ""]
     if not values:
         raise SpecError([f"{where}: no values"])
     if len(set(map(repr, values))) < len(values):
@@ -250,11 +260,25 @@ def _tokens(text: str, option: str) -> list[tuple[str, str]]:
     return tokens
 
 
+MAX_NESTING = 100
+"""Parentheses (and unary minus signs) nested at most this deep in an expression."""
+
+
+def _check_nesting(tokens: list[tuple[str, str]], text: str, option: str) -> None:
+    depth = run = 0
+    for _, t in tokens:
+        depth += (t == "(") - (t == ")")
+        run = run + 1 if t in ("(", "-") else 0
+        if depth > MAX_NESTING or run > MAX_NESTING:
+            raise SpecError([f"{option} {text[:40]!r}...: nested more than {MAX_NESTING} deep"])
+
+
 def parse_objective(text: str) -> Expr:
     """A KPI name or an arithmetic expression of KPIs to optimise: ``"conversion_cost"``, or
     ``"conversion_cost + 100 * (1 - fill_rate)"`` (a late unit priced at 100)."""
     option = "--maximize/--minimize"
     tokens = _tokens(text, option)
+    _check_nesting(tokens, text, option)
     if not tokens:
         raise SpecError([f"{option}: the objective is empty"])
     if any(k == "op" and t in COMPARISONS for k, t in tokens):
@@ -268,6 +292,7 @@ def parse_objective(text: str) -> Expr:
 def parse_constraint(text: str) -> Constraint:
     """Parse ``"stations.b.buffer + stations.c.buffer <= 6"`` or ``"fill_rate >= 0.98"``."""
     tokens = _tokens(text, "--constraint")
+    _check_nesting(tokens, text, "--constraint")
     cmp = [i for i, (k, t) in enumerate(tokens) if k == "op" and t in COMPARISONS]
     if len(cmp) != 1:
         raise SpecError([f"--constraint {text!r}: needs exactly one comparison (<=, >=, ==, <, >)"])
@@ -382,9 +407,14 @@ def check(problem: Problem) -> None:
     paths = [d.path for d in p.space]
     every = Counter(q for d in p.space for q in d.paths)
     problems += [f"--vary {q}: varied twice" for q, n in every.items() if n > 1]
+    run_paths = [q for d in p.space for q in d.paths if q == "run" or q.startswith("run.")]
+    problems += [f"--vary {q}: every design runs with the same run settings (common random numbers); give the "
+                 "horizon, warm-up, seed and replications as options (--horizon, --warmup, --seed, --replications)"
+                 for q in run_paths]
     for d in p.space:
-        probe = d.values() or [d.low, d.high]
-        for v in (probe[0], probe[-1]):
+        ends = [d.choices[0], d.choices[-1]] if d.kind == "categorical" else (
+            [int(d.low), int(d.high)] if d.kind == "int" else [d.low, d.high])
+        for v in ends if d.kind != "categorical" else d.choices:
             try:
                 p.spec.with_overrides({q: v for q in d.paths}, source=f"{p.source} --vary")
             except SpecError as e:
@@ -401,8 +431,17 @@ def check(problem: Problem) -> None:
     # what KPIs a run of this spec gives: a one-hour probe
     kpis = set(_job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)) | {"conversion_cost"}
     kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
-    for kpi, _ in p.objectives:
+    seen: dict[str, str] = {}
+    for kpi, sense in p.objectives:
         obj = parse_objective(kpi)
+        key = repr(obj.tree)
+        if key in seen:
+            problems.append(f"--maximize/--minimize {kpi!r}: the same objective is given twice"
+                            + (f" ({seen[key]} and {sense})" if seen[key] != sense else "")
+                            + "; a front needs two different objectives")
+        seen[key] = sense
+        if not obj.names():
+            problems.append(f"--maximize/--minimize {kpi!r}: a constant; an objective needs at least one KPI")
         if obj.tree != ("name", kpi.strip()):
             p.formulas[kpi] = obj
         for n in sorted(obj.names()):
@@ -411,6 +450,18 @@ def check(problem: Problem) -> None:
                                 + (f" (in {kpi!r})" if n != kpi else "")
                                 + f"; the KPIs of this spec: {', '.join(sorted(k for k in kpis if '.' not in k))}"
                                 + (" (and SCENARIO.KPI)" if p.scenarios else ""))
+    probe = _job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)
+    probe["conversion_cost"] = probe.get("conversion_cost", math.nan)
+    for kpi, _ in p.objectives:
+        f = p.formulas.get(kpi)
+        used = f.names() if f is not None else set()
+        if f is None or not used <= set(probe) or not all(math.isfinite(probe[n]) for n in used):
+            continue
+        with np.errstate(all="ignore"):
+            v = f.value(probe)
+        if not math.isfinite(v):
+            problems.append(f"--maximize/--minimize {kpi!r}: is {v} on a probe run whose KPIs are all finite "
+                            "(a division by zero?): an objective must be a finite number")
     for c in p.constraints:
         unknown = []
         uses_kpi = False
@@ -441,9 +492,9 @@ GRID_LIMIT = 100_000  # discrete designs enumerated at most (beyond: sampled)
 def _feasible_grid(p: Problem) -> list[dict[str, Any]] | None:
     """Every design of an all-integer/categorical space that meets the design constraints, or None
     when a dimension is real or the space has more than :data:`GRID_LIMIT` designs."""
-    grids = [d.values() for d in p.space]
-    if any(g is None for g in grids) or math.prod(len(g) for g in grids) > GRID_LIMIT:  # type: ignore[arg-type, misc]
+    if math.prod(d.size for d in p.space) > GRID_LIMIT:
         return None
+    grids = [d.values() for d in p.space]
     paths = [d.path for d in p.space]
     designs = (dict(zip(paths, combo)) for combo in itertools.product(*grids))  # type: ignore[arg-type]
     return [d for d in designs if p.design_ok(d)]

@@ -1130,13 +1130,19 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def toml_values(text: str) -> list[Any]:
-    """``V1,V2,...`` (or ``[V1, V2]``): each value read as TOML, bare words as text."""
+def toml_values(text: str, where: str = "--vary") -> list[Any]:
+    """``V1,V2,...`` (or ``[V1, V2]``): each value read as TOML, bare words as text. Text with
+    brackets, braces or quotes must be TOML (an unterminated ``[1,2`` is an error naming
+    ``where``, not ``[1, 2]``)."""
     text = text.strip()
     try:
         return tomllib.loads(f"v = {text if text.startswith('[') else f'[{text}]'}")["v"]
-    except tomllib.TOMLDecodeError:
-        return [x.strip() for x in text.strip("[]").split(",")]
+    except tomllib.TOMLDecodeError as e:
+        if any(c in text for c in "[]{}\"'"):
+            raise SpecError([f"{where}: {text[:60]!r} is not a TOML list of values ({e})"]) from None
+        return [x.strip() for x in text.split(",")]
+    except RecursionError:
+        raise SpecError([f"{where}: {text[:40]!r}...: nested too deeply"]) from None
 
 
 def _set_path(data: Any, path: str, value: Any) -> str | None:
