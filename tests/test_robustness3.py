@@ -784,3 +784,56 @@ def test_a_huge_integer_range_is_sampled_not_listed(tmp_path):
     assert r.returncode == 0, r.stderr
     trials = (tmp_path / "o" / "trials.csv").read_text().splitlines()
     assert len(trials) >= 3  # header and the trials, each a value inside the range
+
+
+# --------------------------------------------------------------------------- 4. work and memory projected before a run
+@pytest.mark.parametrize("base,order_size", [(1e9, 100), (1e8, 1), (5e8, 10)])
+def test_a_demand_whose_orders_alone_overflow_memory_is_refused_before_drawing(tmp_path, base, order_size):
+    d = tomllib.loads((ROOT / "lines" / "static_line.toml").read_text())
+    d["demand"].update(base_per_week=base, order_size=order_size)
+    r = _twin("run", str(_write(tmp_path, d)), "--horizon", "2w", "--warmup", "1d", "--replications", "1",
+              "--out", str(tmp_path / "o"))
+    _refused(r, "demand:", "orders", "GiB", "more than this machine can give it")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_demand_projection_is_a_lower_bound_a_normal_run_passes(monkeypatch):
+    # hand count: 3 orders' records and 2 per lot, 160 B each; a budget just above passes, just below refuses
+    from twin import release
+
+    d = _base()
+    d["source"] = {"kind": "orders"}
+    d["demand"] = {"base_per_week": 16800.0, "order_size": 10}  # 100 units an hour: 10 orders, 10 lots (lot_size 1)
+    spec = twin.validate(d, source="s.toml")
+    hours = 24
+    need = (3 * 10 * hours + 2 * 100 * hours) * release.BYTES_PER_RECORD
+    monkeypatch.setenv("TWIN_MAX_MEMORY_GB", repr(need * 1.01 / 2**30))
+    twin.run_once(spec, hours * 3600.0, 0.0, 1)
+    monkeypatch.setenv("TWIN_MAX_MEMORY_GB", repr(need * 0.99 / 2**30))
+    with pytest.raises(twin.spec.SimulationError, match="orders"):
+        twin.run_once(spec, hours * 3600.0, 0.0, 1)
+
+
+@pytest.mark.parametrize("axes,reps", [([3000, 100], 1), ([100_001], 1), ([1000, 100], 2), ([50, 50, 50], 1)])
+def test_a_sweep_of_more_runs_than_the_bound_is_refused_with_the_figure(axes, reps):
+    paths = ["stations.smt.servers", "stations.assembly.buffer", "stations.assembly.process_time"]
+    grid = {paths[i]: list(range(1, n + 1)) for i, n in enumerate(axes)}
+    with pytest.raises(twin.SpecError) as e:
+        twin.experiment.sweep(_loaded(), grid, replications=reps)
+    total = int(np.prod(axes)) * reps
+    assert f"{total:,} runs" in e.value.problems[0] and "100,000" in e.value.problems[0]
+
+
+@pytest.mark.parametrize("n,where", [(30_000, "top"), (30_000, "station")])
+def test_a_file_of_many_bad_keys_lists_the_first_hundred_and_counts_the_rest(tmp_path, n, where):
+    head = "\n".join(f"k{i}.a = 1" for i in range(n)) if where == "top" else ""
+    text = head + "\n" + tomli_w.dumps(_base())
+    if where == "station":
+        text += "\n" + "\n".join(f"stations.x{i} = 1" for i in range(n))
+        text = tomli_w.dumps({**_base(), "stations": [{**_base()["stations"][0], **{f"x{i}": 1 for i in range(n)}},
+                                                      _base()["stations"][1]]})
+    p = tmp_path / "many.toml"
+    p.write_text(text)
+    r = _twin("validate", str(p), timeout=300)  # a guard against a hang only
+    _refused(r, f"and {n - 100:,} more problems (the first 100 are listed)")
+    assert len(r.stderr.splitlines()) == 101

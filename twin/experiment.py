@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from typing import Any
 
@@ -14,6 +15,7 @@ from . import serial
 from .dists import parse_duration
 from .model import PROGRESS_STEPS
 from .results import Results
+from .limits import MAX_SWEEP_RUNS
 from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar, replication_seed, run_once
 from .spec import MAX_REPLICATIONS, MAX_SEED, Spec, SpecError, load, validate
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
@@ -158,6 +160,11 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
         raise SpecError([f"{source}: {k}: a sweep runs every point with the same run settings (common random "
                          "numbers); give the horizon, warm-up, seed and replications as arguments "
                          "(--horizon, --warmup, --seed, --replications)" for k in run_keys])
+    n_points = math.prod(len(grid[k]) for k in keys)
+    if n_points * n > MAX_SWEEP_RUNS:
+        raise SpecError([f"{source}: the grid has {n_points:,} points x {n} replications = {n_points * n:,} runs, "
+                         f"more than {MAX_SWEEP_RUNS:,}; narrow an axis ({', '.join(f'{k}: {len(grid[k]):,} values' for k in keys)}) "
+                         "or search the space with twin optimize"])
     points = list(itertools.product(*(grid[k] for k in keys)))
     if len(set(map(_point_label, points))) < len(points):
         raise SpecError([f"{source}: a value is given twice: its points would pool copies of the same replications"])

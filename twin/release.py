@@ -11,10 +11,11 @@ import os
 from collections import deque
 from typing import Any
 
+import numpy as np
 import simpy
 
 from . import policies
-from .demand import order_stream
+from .demand import expected_units, order_stream
 from .dists import Exponential, Sampler
 from .flow import Lot, SaturatedBuffer
 from .record import Fate, Record
@@ -161,6 +162,23 @@ class Release:
                 f"({n:,} records by t = {now:g} s of a {self.horizon:g} s horizon), more than this machine can "
                 f"give it ({memory_budget() / 2**30:.1f} GiB); shorten the horizon or use larger lots"])
 
+    def _project_orders(self) -> None:
+        """Refuse, before the order stream is drawn, a demand whose expected orders and lots alone
+        would need more memory than :func:`memory_budget` (``base_per_week = 1e9`` would fill it
+        while drawing). A lower bound: each order is drawn, recorded and delivered (3 records),
+        each lot released and finished (2), whatever the stations record besides."""
+        d = self.spec.demand
+        units = expected_units(d, self.product_names, np.array([0.0, self.horizon]))[0]
+        orders = float(units.sum()) / d.order_size  # type: ignore[union-attr]
+        lots = sum(float(u) / self.lot_sizes[i] for i, u in enumerate(units))
+        need = (3 * orders + 2 * lots) * BYTES_PER_RECORD
+        if need > memory_budget():
+            raise SimulationError([
+                f"<spec {self.spec.name}>: demand: this run would draw about {orders:,.0f} orders and release "
+                f"{lots:,.0f} lots over {self.horizon / HOUR:,.0f} h, which alone need about {need / 2**30:,.1f} GiB, "
+                f"more than this machine can give it ({memory_budget() / 2**30:.1f} GiB); lower "
+                "demand.base_per_week, raise demand.order_size or the products' lot_size, or shorten the horizon"])
+
     # ------------------------------------------------------------------ sources
     def _build_source(self) -> None:
         src = self.spec.source
@@ -228,6 +246,7 @@ class Release:
         self.open_units = [0] * n  # ordered units not yet delivered
         self.book: list[deque[list[Any]]] = [deque() for _ in range(n)]
         self.supply_stop_until = 0.0
+        self._project_orders()
         self.order_list = order_stream(spec.demand, self.product_names, self.horizon, self.streams.get("demand"))  # type: ignore[arg-type]
         self.available_from = [0.0] * n
         for sh in spec.demand.shifts:  # type: ignore[union-attr]

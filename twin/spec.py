@@ -1348,7 +1348,10 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
         _VALIDATING.reset(token)
     errors = spec.problems()[0] if hasattr(spec, "problems") else []
     if errors:
-        raise SpecError([f"{source}: {p}: {m}" for p, m in errors])
+        shown = [f"{source}: {p}: {m}" for p, m in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            shown.append(f"{source}: and {len(errors) - MAX_PROBLEMS:,} more problems (the first {MAX_PROBLEMS} are listed)")
+        raise SpecError(shown)
     return spec  # type: ignore[return-value]
 
 
@@ -1400,9 +1403,19 @@ def _trapped_routes(spec: Spec, names: set[str]) -> list[tuple[str, str]]:
     return out
 
 
+MAX_PROBLEMS = 100
+"""Problems listed at most for one input (a file of 100,000 bad keys would print for minutes);
+the rest are counted."""
+
+
 def format_validation_error(e: ValidationError, data: Any, source: str, model: type[BaseModel]) -> list[str]:
     out: list[str] = []
-    for err in e.errors(include_url=False):
+    seen: set[str] = set()
+    errors = e.errors(include_url=False)
+    for k, err in enumerate(errors):
+        if len(out) >= MAX_PROBLEMS:
+            out.append(f"{source}: and {len(errors) - k:,} more problems (the first {MAX_PROBLEMS} are listed)")
+            break
         path, parent_model = _readable_path(err["loc"], data, model)
         msg = err["msg"]
         if msg.startswith("Value error, "):
@@ -1420,7 +1433,8 @@ def format_validation_error(e: ValidationError, data: Any, source: str, model: t
         elif err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
             msg = name_problem(str(err["input"]))
         line = f"{source}: {path or '(top level)'}: {msg}"
-        if line not in out:
+        if line not in seen:
+            seen.add(line)
             out.append(line)
     return out
 
