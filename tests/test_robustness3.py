@@ -4,6 +4,7 @@ instances of it. Timeouts only guard against hangs; nothing here measures wall t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -837,3 +838,45 @@ def test_a_file_of_many_bad_keys_lists_the_first_hundred_and_counts_the_rest(tmp
     r = _twin("validate", str(p), timeout=300)  # a guard against a hang only
     _refused(r, f"and {n - 100:,} more problems (the first 100 are listed)")
     assert len(r.stderr.splitlines()) == 101
+
+
+# --------------------------------------------------------------------------- paper cuts
+def test_lost_arrivals_are_counted_over_the_window_and_shown_beside_throughput(tmp_path):
+    # M/M/1/K, K = 2 (one server, one place): loss probability 1/(K+1) = 1/3 at rho = 1; counted
+    # over the window after a warm-up, the lost and the good units add up to the arrivals there
+    d = {"name": "mm1k", "run": {"horizon": 200_000, "warmup": 20_000, "replications": 4, "seed": 2},
+         "source": {"kind": "poisson", "rate_per_hour": 3600.0}, "products": [{"name": "p", "route": ["m"]}],
+         "stations": [{"name": "m", "buffer": 1, "process_time": {"dist": "exponential", "mean": 1.0}}]}
+    res = twin.simulate(twin.validate(d, source="mm1k"))
+    k = res.kpis
+    assert k["lost_share"].mean() == pytest.approx(1 / 3, rel=0.03)  # 4 x 180,000 arrivals: se ~0.1 %
+    arrivals_in_window = (k["lost_units"] + k["good_units"]) / 180_000
+    assert arrivals_in_window.mean() == pytest.approx(1.0, rel=0.01)  # Poisson: sd 0.24 % a replication
+    r = _twin("run", str(_write(tmp_path, {**d, "run": {**d["run"], "horizon": 20_000, "warmup": 2_000}})),
+              "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "lost arrivals" in r.stdout and "% of arrivals" in r.stdout
+    assert "lost arrivals" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_a_line_that_loses_nothing_shows_no_lost_row(tmp_path):
+    r = _twin("run", str(_write(tmp_path, _base())), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0 and "lost arrivals" not in r.stdout
+    assert "lost arrivals" not in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_optimize_says_when_the_best_sits_on_a_bound_and_how_big_a_difference_is(tmp_path):
+    from twin.optimize import _relative, on_bound, parse_dimension
+
+    space = [parse_dimension("stations.smt.servers=1..4"), parse_dimension("stations.b.buffer=0.5..2.5"),
+             parse_dimension("stations.c.x=a,b")]
+    notes = on_bound(space, {"stations.smt.servers": 4, "stations.b.buffer": 0.5, "stations.c.x": "b"})
+    assert len(notes) == 2 and "upper end of its range 1..4" in notes[0] and "lower end of its range 0.5..2.5" in notes[1]
+    assert on_bound(space, {"stations.smt.servers": 2, "stations.b.buffer": 1.0, "stations.c.x": "a"}) == []
+    assert _relative({"relative": 0.0025}) == " (0.25% of the best)" and _relative({"relative": math.nan}) == ""
+    r = _optimize(tmp_path, "--vary", "stations.smt.servers=1..2", "--maximize", "throughput_per_hour")
+    assert r.returncode == 0, r.stderr
+    assert "note: the best stations.smt.servers = 2 is the upper end" in r.stdout and "% of the best" in r.stdout
+    body = json.loads((tmp_path / "o" / "kpis.json").read_text())
+    assert body["meta"]["on_bound"] and body["runners_up"][0]["vs_best"]["relative"] > 0
+    assert "On a bound" in (tmp_path / "o" / "report.html").read_text()

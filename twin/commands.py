@@ -38,7 +38,7 @@ from .compare import (
     run_uncertainty,
 )
 from .compare_report import write_report
-from .eventlog import calibrate, check, parse_map, read_log, write_log
+from .eventlog import calibrate, check, check_log_path, parse_map, read_log, write_log
 from .experiment import (
     mser_warmup,
     simulate,
@@ -230,8 +230,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.out:
         check_output_dir(args.out)
     if args.event_log:
-        from .eventlog import check_log_path
-
         check_output_file(args.event_log, "--event-log")
         check_log_path(args.event_log)
     horizon = spec.run.horizon if args.horizon is None else args.horizon
@@ -472,12 +470,14 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
     kpi0 = objectives[0][0]
     _say(optimize.describe(result))
     _say(f"  best: {', '.join(f'{k} = {v}' for k, v in result['best']['params'].items())}   "
-         f"{kpi0} {_pm(result['best']['kpis'][kpi0], fmt='{:.5g}')}")
+         f"{kpi0} {_pm(result['best']['kpis'][kpi0], fmt='{:.4g}')}")
     for r in result["runners_up"]:
         d = r["vs_best"]
         _say(f"  then: {', '.join(f'{k} = {v}' for k, v in r['params'].items())}   {kpi0} "
-             f"{_pm(r['kpis'][kpi0], fmt='{:.5g}')}   best − this {d['diff_mean']:+.4g} ± {d['ci95']:.2g}"
-             f"{'' if d['best_significantly_better'] else ' (not significant)'}")
+             f"{_pm(r['kpis'][kpi0], fmt='{:.4g}')}   best − this {d['diff_mean']:+.3g} ± {d['ci95']:.2g}"
+             f"{optimize._relative(d)}{'' if d['best_significantly_better'] else ' (not significant)'}")
+    for note in result["meta"]["on_bound"]:
+        _say(f"  note: {note}")
     if out is not None:
         _say(f"wrote {', '.join(str(out / w) for w in ('trials.csv', 'best.toml', 'kpis.json', 'report.html'))}")
     return 0
@@ -573,6 +573,15 @@ _STATION_COLUMNS = [*((i.key, i.heading, max(8, len(i.heading) + 2)) for i in ST
                     ("availability", "avail", 8), ("oee", "OEE", 8)]
 
 
+def _lost_line(k: dict[str, Any]) -> str:
+    """Arrivals turned away at a full first buffer (a Poisson source), beside throughput: they
+    are demand the line never saw, and the throughput alone does not show them."""
+    if not k.get("lost_units", {}).get("mean", 0.0) > 0:
+        return ""
+    return (f"  lost arrivals   {_pm(k['lost_units'], fmt='{:,.0f}')} units, "
+            f"{_pm(k['lost_share'], 100.0, '{:.1f}')} % of arrivals (turned away at a full first buffer)")
+
+
 def format_table(summary: dict[str, Any]) -> str:
     k = summary["kpis"]
     quality = [f"{_pm(k[key], fmt='{:,.0f}')} {label}" for key, label in
@@ -584,6 +593,7 @@ def format_table(summary: dict[str, Any]) -> str:
         "(mean ± 95 % CI)",
         f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
         f"  good units      {_pm(k['good_units'], fmt='{:,.0f}')}" if "good_units" in k else "",
+        _lost_line(k),
         f"  defects         {'; '.join(quality)} units" if quality else "",
         f"  lead time mean  {_pm_time(k['lead_time_mean_s'])}",
         f"  lead time p95   {_pm_time(k['lead_time_p95_s'])}",

@@ -719,9 +719,12 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
         diff = paired_diff([r.get(kpi0, math.nan) for r in best["reps"]], [r.get(kpi0, math.nan) for r in d["reps"]])
         better = diff["diff_mean"] * (-sign) > 0
         sig = diff["p"] == diff["p"] and diff["p"] < 0.05
+        ref = abs(best["kpis"].get(kpi0, {}).get("mean", math.nan))
+        rel = diff["diff_mean"] / ref if ref and ref == ref else math.nan
         runners.append({"params": d["params"], "kpis": d["kpis"], "feasible": d["feasible"],
                         "vs_best": {"kpi": kpi0, "diff_mean": diff["diff_mean"], "ci95": diff["ci95"], "n": diff["n"],
-                                    "p": diff["p"], "best_significantly_better": bool(better and sig)}})
+                                    "p": diff["p"], "best_significantly_better": bool(better and sig),
+                                    "relative": rel}})
     pareto = _pareto_rows(rows, p.objectives) if len(p.objectives) == 2 else []
     meta = {"sampler": how, "trials": len(rows), "skipped": skipped,
             "replications": replications, "confirm_replications": conf_reps, "seed": seed,
@@ -731,9 +734,26 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             "scenarios": [sc.name for sc in p.scenarios],
             "engine": dict(sorted(p.runs_by_engine.items())), "engine_why_not": p.why_not,
             "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices),
-                       "also": list(d.also)} for d in p.space]}
+                       "also": list(d.also)} for d in p.space],
+            "on_bound": on_bound(p.space, best["params"])}
     return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
             "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
+
+
+def on_bound(space: list[Dimension], params: dict[str, Any]) -> list[str]:
+    """A note for each numeric dimension whose best value is an end of its range: the optimum
+    may lie beyond it, and only a wider range can tell."""
+    notes = []
+    for d in space:
+        if d.kind == "categorical" or d.path not in params:
+            continue
+        v = float(params[d.path])
+        end = "lower" if v <= d.low else "upper" if v >= d.high else None
+        if end is not None:
+            lo, hi = (int(d.low), int(d.high)) if d.kind == "int" else (d.low, d.high)
+            notes.append(f"the best {d.path} = {params[d.path]:g} is the {end} end of its range {lo:g}..{hi:g}: the "
+                         "optimum may lie beyond it; widen the range to know")
+    return notes
 
 
 def _closest(p: Problem, rows: list[dict[str, Any]]) -> str:
@@ -861,9 +881,11 @@ def html_page(result: dict[str, Any], title: str) -> str:
         d = r["vs_best"]
         design = ", ".join(f"{k} = {v}" for k, v in r["params"].items())
         parts.append(f"<tr><td>{esc(design)}</td><td>{r['kpis'].get(kpi0, {}).get('mean', float('nan')):.6g}</td>"
-                     f"<td>{d['diff_mean']:+.4g} ± {d['ci95']:.3g}</td>"
+                     f"<td>{d['diff_mean']:+.4g} ± {d['ci95']:.3g}{_relative(d)}</td>"
                      f"<td>{'yes' if d['best_significantly_better'] else 'no'}</td></tr>")
     parts.append("</table>")
+    for note in meta.get("on_bound", []):
+        parts.append(f"<p class='caution'><b>On a bound:</b> {esc(note)}.</p>")
     for fig in figures(result):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
     parts.append("</body></html>")
@@ -875,6 +897,12 @@ def _names(text: str) -> list[str]:
         return sorted(parse_constraint(text).names)
     except SpecError:
         return []
+
+
+def _relative(d: dict[str, Any]) -> str:
+    """The paired difference as a share of the best's mean (a significant 0.25 % is still 0.25 %)."""
+    r = d.get("relative", math.nan)
+    return f" ({abs(r):.2%} of the best)" if r == r and math.isfinite(r) else ""
 
 
 def describe(result: dict[str, Any]) -> str:

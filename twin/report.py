@@ -891,6 +891,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     lt = float(k.get("lead_time_mean_s", {}).get("mean") or 0.0)
     lt_scale, lt_unit = reading_unit(lt)
     rows = [("throughput (good units/h)", "throughput_per_hour", 2), ("good units", "good_units", 0),
+            ("lost arrivals (units, turned away at a full first buffer)", "lost_units", 0),
+            ("lost arrivals (share of arrivals)", "lost_share", 3),
             (f"lead time mean ({lt_unit})", "lead_time_mean_s", 2), (f"lead time p95 ({lt_unit})", "lead_time_p95_s", 2),
             ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
@@ -910,7 +912,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
         parts.insert(3, f"<p class='caution'><b>Nothing made:</b> {esc(summary['nothing_made'])}.</p>")
     has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
-        if key in k and (key != "unit_cost" or has_costs):
+        lossy = bool(k.get("lost_units", {}).get("mean"))
+        if key in k and (key != "unit_cost" or has_costs) and (not key.startswith("lost_") or lossy):
             d = k[key]
             if key.startswith("lead_time"):  # durations in the unit that suits them, as on the terminal
                 d = {"mean": None if d.get("mean") is None else float(d["mean"]) * lt_scale,

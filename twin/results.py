@@ -190,6 +190,11 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
     a = float(stations.loc[bn, "availability"]) if bn else float("nan")
     e = float(stations.loc[bn, "effectiveness"]) if bn else float("nan")
     released_units = float(qty[not_lost].sum())
+    # arrivals turned away at a full first buffer, counted like every KPI over the window: by
+    # when they arrived (a lost lot's release time is its arrival)
+    arrived_in = (rel >= warmup) & (rel <= horizon)
+    lost_units = float(qty[arrived_in & (status == "lost")].sum())
+    arrived_units = float(qty[arrived_in].sum())
     finished_units = float(gu[status == "good"].sum())
     return {
         "throughput_per_hour": good_units / window * HOUR,
@@ -203,7 +208,8 @@ def line_kpis(lots: pd.DataFrame, scraps: pd.DataFrame, stations: pd.DataFrame, 
         "wip_end": wip_end,
         "released_units": released_units,
         "finished_units": finished_units,
-        "lost_units": float(qty[status == "lost"].sum()),
+        "lost_units": lost_units,
+        "lost_share": lost_units / arrived_units if arrived_units > 0 else 0.0,
         "availability": a,
         "effectiveness": e,
         "quality_ratio": q_line,
