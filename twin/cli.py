@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("calibrate", help="infer a spec from a line's event log")
     k.add_argument("log", help="event log (CSV or .parquet)")
     k.add_argument("--out", required=True, help="spec file to write (TOML)")
-    k.add_argument("--map", help="your column names: ours=theirs,... e.g. time=ts,station=machine")
+    k.add_argument("--map", help="your column names: ours=theirs,... e.g. timestamp=ts,station=machine")
     k.add_argument("--name", default="calibrated line", help="name of the written spec")
 
     h = sub.add_parser("check", help="simulate a spec with a log's releases and compare it with the log")

@@ -21,12 +21,16 @@ from .calendar import CalendarSpec, Window
 from .io import atomic_write_text
 from .spec import Spec
 
-SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Maintenance", "Quality", "CalendarSpec",
-            "Window", "WorkerPool", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run", "Constant",
+SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "MinorStops", "Maintenance", "Quality",
+            "Batch", "Component", "Supplier", "Transport", "CalendarSpec", "Window", "WorkerPool", "Demand", "Shift",
+            "Planning", "Capacity", "Capability", "Costs", "Run", "Constant",
             "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical"]
+"""Every section of the reference, in reading order: each table the schema defines (a test checks none is left out)."""
 WHERE = {"Spec": "the top level of a spec file", "Source": "`[source]`", "Product": "`[[products]]`",
          "Station": "`[[stations]]`", "Setup": "`stations[].setup`", "Failures": "`stations[].failures`",
          "Maintenance": "`stations[].maintenance`", "Quality": "`stations[].quality`",
+         "MinorStops": "`stations[].minor_stops`", "Batch": "`stations[].batch`", "Component": "`[[components]]`",
+         "Supplier": "`components[].supplier`", "Transport": "`[[transport]]`", "Capability": "`[[capabilities]]`",
          "CalendarSpec": "`[[calendars]]`", "Window": "an item of `calendars[].shifts`, `breaks`, `overtime`, "
          "`extra_shift`", "WorkerPool": "`[[workers]]`", "Demand": "`[demand]`",
          "Shift": "`[[demand.shifts]]` (and a scenario's `[[shifts]]`)", "Planning": "`[planning]`",
@@ -47,7 +51,9 @@ def schema() -> dict[str, Any]:
     return s
 
 
-def _type(p: dict[str, Any]) -> str:
+def _type(p: dict[str, Any] | bool) -> str:
+    if isinstance(p, bool):  # JSON Schema's "anything" (a table of any values)
+        return "any"
     if "$ref" in p:
         name = p["$ref"].split("/")[-1]
         return f"[{name}](#{name.lower()})"

@@ -8,7 +8,7 @@ Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
 for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end``, ``minor_start``,
 ``minor_end`` (server events: unplanned failures, planned maintenance and minor stops;
 ``lot`` may be empty). Rows are sorted by time. Your own column names map with
-``time=ts,station=machine``.
+``timestamp=ts,station=machine`` (``time`` is accepted for ``timestamp``).
 
 A lot that starts twice in a row at a station was tested again there (a retest); one that
 visits a station off its usual route and comes back took a detour (a repair bench):
@@ -164,7 +164,7 @@ def parse_map(text: str | None) -> dict[str, str]:
     out = {}
     for part in text.split(","):
         if "=" not in part:
-            raise SpecError([f"--map: {part!r}: expected ours=theirs, e.g. time=ts,station=machine"])
+            raise SpecError([f"--map: {part!r}: expected ours=theirs, e.g. timestamp=ts,station=machine"])
         a, b = (x.strip() for x in part.split("=", 1))
         a = "timestamp" if a in ("time", "t") else a
         if a not in COLUMNS:
