@@ -880,3 +880,21 @@ def test_optimize_says_when_the_best_sits_on_a_bound_and_how_big_a_difference_is
     body = json.loads((tmp_path / "o" / "kpis.json").read_text())
     assert body["meta"]["on_bound"] and body["runners_up"][0]["vs_best"]["relative"] > 0
     assert "On a bound" in (tmp_path / "o" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("m,h,shown", [(0.822, 2.263, "82.2 % [0.0, 100.0]"), (0.97, 0.05, "97.0 % [92.0, 100.0]"),
+                                       (0.02, 0.05, "2.0 % [0.0, 7.0]"), (0.5, 0.1, "50.0 % ± 10.0")])
+def test_a_share_interval_never_reads_past_0_or_100_percent(m, h, shown):
+    from twin.report import fmt
+
+    assert fmt({"mean": m, "ci95": h}, "pct") == shown
+
+
+def test_the_run_report_leaves_out_states_no_station_was_in(tmp_path):
+    r = _twin("run", str(_write(tmp_path, _base())), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "o" / "report.html").read_text()
+    table = page[page.index("<th>station</th>"):]
+    table = table[:table.index("</table>")]
+    assert "<th>busy</th>" in table and "<th>setup</th>" not in table and "<th>maint</th>" not in table
+    assert "class='nums'" in page

@@ -70,6 +70,10 @@ def fmt(cell: dict[str, Any] | None, kind: str, currency: str = "$") -> str:
     h = h if (h is not None and isinstance(h, float) and math.isfinite(h)) else None
     if kind == "int":
         s = f"{m:,.0f}" + (f" ± {h:,.0f}" if h is not None else "")
+    elif kind == "pct" and h is not None and (m - h < 0.0 or m + h > 1.0):
+        # a share's t-interval past 0 or 100 % (few replications) says nothing beyond the bound:
+        # show it clipped, as the interval it is
+        s = f"{100 * m:.1f} % [{100 * max(0.0, m - h):.1f}, {100 * min(1.0, m + h):.1f}]"
     elif kind == "pct":
         s = f"{100 * m:.1f} %" + (f" ± {100 * h:.1f}" if h is not None else "")
     elif kind == "money":
@@ -680,7 +684,7 @@ def page_head(title: str, width: int) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:{width}px}}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-            "text-align:right}th:first-child,td:first-child{text-align:left}"
+            "text-align:right}.nums td{white-space:nowrap}th:first-child,td:first-child{text-align:left}"
             ".cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}.card{border:1px solid #ccc;padding:.3em 1em;"
             "flex:1 1 16em}.card h3{margin:.3em 0}.card p{display:flex;justify-content:space-between;gap:1em;"
             "margin:.3em 0}.caution{color:#a40}</style>"
@@ -903,7 +907,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
         f"<p>{summary['replications']} replications, horizon {format_duration(summary['horizon'])}, warm-up "
         f"{format_duration(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
-        "<table><tr><th>measure</th><th>value</th></tr>",
+        "<table class='nums'><tr><th>measure</th><th>value</th></tr>",
     ]
     if summary["replications"] <= 2:
         parts.insert(3, f"<p class='caution'><b>Caution:</b> {summary['replications']} replication(s): wide "
@@ -920,8 +924,10 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
                      "ci95": None if d.get("ci95") is None else float(d["ci95"]) * lt_scale}
             parts.append(f"<tr><td>{esc(label)}</td><td>{esc(cell(d, digits))}</td></tr>")
     parts.append("</table>")
-    fields = [*STACK_ORDER, "availability", "oee"]
-    parts.append("<table><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
+    # a state no station was ever in is a column of zeros: left out (the terminal table keeps them all)
+    used = [f for f in STACK_ORDER if any(float((st.get(f) or {}).get("mean") or 0.0) > 0 for st in summary["stations"].values())]
+    fields = [*used, "availability", "oee"]
+    parts.append("<table class='nums'><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
     for name, st in summary["stations"].items():
         parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)
                      + "</tr>")
