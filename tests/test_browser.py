@@ -160,3 +160,24 @@ def test_compare_on_a_terminal_shows_progress_with_an_eta_and_ends_with_the_verd
     assert re.search(r"compare \(jobs\):.*\d+/4.*\[\d\d:\d\d<\d\d:\d\d", text), text[:2000]  # tqdm: elapsed<ETA
     assert text.rstrip().splitlines()[-1].startswith("open file://")
     assert "Verdict (paired differences, Holm-corrected):" in text
+
+
+def test_the_sweep_report_renders_a_band_per_measure_and_the_best_points(tmp_path):
+    out = tmp_path / "sweep"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["sweep", str(ROOT / "examples" / "two_machine.toml"), "--vary", "stations.smt.servers=1,2",
+                     "--vary", "stations.assembly.buffer=0,2,5", "--horizon", "1d", "--warmup", "2h",
+                     "--replications", "2", "--out", str(out), "-q"]) == 0
+    import pandas as pd
+
+    tab = pd.read_csv(out / "sweep_summary.csv")
+    measures = [k for k in ("throughput_per_hour", "lead_time_mean_s", "wip_mean", "oee", "unit_cost", "fill_rate")
+                if k in tab and tab[k].notna().any()]
+    dom, log = render(out / "report.html", tmp_path, 900)
+    assert not console_errors(log), console_errors(log)
+    check_plots(dom, len(measures))
+    text = visible_text(dom)
+    assert not re.search(r"(?i)\bnan\b|undefined", text)
+    assert "Best point per measure" in text and "6 points × 2 replications" in text
+    for b in ("0", "2", "5"):  # one line per value of the second axis, named in the legend
+        assert re.search(rf'class="legendtext"[^>]*>{b}<', dom), b

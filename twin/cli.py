@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): saturated serial lines by their exact recursion, the same results many "
                         "times faster, other specs by SimPy events; simpy: always events; serial: refuse a spec "
                         "the recursion cannot take, saying why")
-    w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv and kpis.json")
+    w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv, kpis.json and report.html")
     w.add_argument("--json", action="store_true", help="print the per-point summary as JSON")
 
     i = sub.add_parser("init", help="write a commented starter spec to edit")

@@ -49,7 +49,7 @@ from .experiment import (
 )
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
-from .report import money_format, run_page
+from .report import money_format, run_page, sweep_page
 from .runs import replication_seed, run_once
 from .results import why_nothing
 from .scenario import given_twice, load_scenario
@@ -184,6 +184,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
             rs.add_csv("sweep.csv", df)
             rs.add_csv("sweep_summary.csv", tab)
             rs.add_json("kpis.json", {"meta": meta, "points": points, "selection": picks})
+            rs.add_text("report.html", sweep_page(tab, list(grid), picks, meta, f"twin sweep {spec.name}"))
             rs.publish()
     if args.json:
         sys.stdout.write(dumps({"meta": meta, "points": points, "selection": picks}))
@@ -213,6 +214,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
                    f"not yet a guaranteed pick: {pick['n_needed']} replications would give a {pick['pcs']:.0%} "
                    f"probability of correct selection at a lead of {pick['delta']:.3g}")
         _say(f"  best {kpi}: {pick['best']} ({verdict}; Clark-Yang selection, common random numbers)")
+    if args.out:
+        _say(f"wrote {', '.join(str(Path(args.out) / w) for w in ('sweep.csv', 'sweep_summary.csv', 'kpis.json', 'report.html'))}")
     return 0
 
 

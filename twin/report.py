@@ -949,3 +949,50 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
                                  config={"displaylogo": False, "responsive": True}))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def sweep_page(tab: pd.DataFrame, keys: list[str], picks: dict[str, Any], meta: dict[str, Any], title: str) -> str:
+    """``report.html`` of ``twin sweep``: each KPI of the selection against the first axis with its
+    95 % band (one line per combination of the other axes), the points' table and the pick of the
+    best point per KPI (Clark-Yang, common random numbers). Self-contained like every report."""
+    esc = html.escape
+    kpis = [k for k in ("throughput_per_hour", "lead_time_mean_s", "wip_mean", "oee", "unit_cost", "fill_rate")
+            if k in tab and tab[k].notna().any()]
+    t = tab.copy()
+    group = None
+    if len(keys) > 1:  # the other axes, as one label per line
+        group = " · ".join(keys[1:])
+        t[group] = t[keys[1:]].astype(str).agg(", ".join, axis=1)
+    lt_scale, lt_unit = reading_unit(float(t["lead_time_mean_s"].max())) if "lead_time_mean_s" in t else (1.0, "s")
+    for c in ("lead_time_mean_s", "lead_time_mean_s_ci95"):
+        if c in t:
+            t[c] = t[c] * lt_scale
+    labels = {"throughput_per_hour": "throughput (good units/h)", "lead_time_mean_s": f"lead time mean ({lt_unit})",
+              "wip_mean": "WIP (units)", "oee": "OEE (bottleneck)", "unit_cost": "unit cost", "fill_rate": "fill rate"}
+    parts = [page_head(title, 1200), f"<h1>{esc(title)}</h1>",
+             f"<p>{len(t)} points × {meta['replications']} replications, horizon {format_duration(meta['horizon'])}, "
+             f"warm-up {format_duration(meta['warmup'])}, seed {meta['seed']}: the same seeds at every point "
+             "(common random numbers), so differences between points are the parameters', not noise. Bands and "
+             "cells are mean ± 95 % CI.</p>"]
+    if picks:
+        parts.append("<h2>Best point per measure</h2><table><tr><th>measure</th><th>best point</th>"
+                     "<th>how sure</th></tr>")
+        for kpi, p in picks.items():
+            sure = (f"probability of correct selection ≥ {p['pcs']:.0%} when the best leads by {p['delta']:.3g} or more"
+                    if p["met"] else f"not yet a sure pick: {p['n_needed']} replications would give "
+                    f"{p['pcs']:.0%} at a lead of {p['delta']:.3g}")
+            parts.append(f"<tr><td>{esc(labels.get(kpi, kpi))}</td><td>{esc(str(p['best']))}</td>"
+                         f"<td style='text-align:left'>{esc(sure)}</td></tr>")
+        parts.append("</table>")
+    for k in kpis:
+        fig = ci_band(t, keys[0], k, f"{k}_ci95", group=group, title=labels.get(k, k), y_title=labels.get(k, k))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+    parts.append("<h2>Points</h2><table class='nums'><tr>" + "".join(f"<th>{esc(k)}</th>" for k in keys)
+                 + "".join(f"<th>{esc(labels.get(k, k))}</th>" for k in kpis) + "</tr>")
+    for _, row in t.iterrows():
+        cells = "".join(f"<td>{esc(str(row[k]))}</td>" for k in keys)
+        cells += "".join(f"<td>{row[k]:,.3g} ± {row[f'{k}_ci95']:,.2g}</td>" if row[k] == row[k] else "<td>–</td>"
+                         for k in kpis)
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts)
