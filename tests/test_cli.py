@@ -187,7 +187,7 @@ def test_sweep_runs_a_grid_and_writes_its_tables(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "4 points x 3 replications" in text and "smt.servers" in text
     names = {p.name for p in out.iterdir()}
-    assert names == {"sweep.csv", "sweep_summary.csv", "kpis.json"}
+    assert names == {"sweep.csv", "sweep_summary.csv", "kpis.json", "report.html"}
     doc = json.loads((out / "kpis.json").read_text())
     assert doc["meta"]["grid"] == {"stations.smt.servers": [1, 2], "stations.assembly.buffer": [0, 5]}
     pts = {(p["stations.smt.servers"], p["stations.assembly.buffer"]): p for p in doc["points"]}

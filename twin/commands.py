@@ -573,7 +573,9 @@ def _pm_time(d: dict[str, float]) -> str:
 
 # the station table of `twin run`: (field, heading, width)
 _STATION_COLUMNS = [*((i.key, i.heading, max(8, len(i.heading) + 2)) for i in STATE_TABLE.values()),
-                    ("availability", "avail", 8), ("oee", "OEE", 8)]
+                    ("availability", "avail", 8), ("technical_availability", "tech.av", 9), ("oee", "OEE", 8)]
+_AVAIL_NOTE = ("  avail = ISO 22400 availability (producing ÷ planned busy time: idle, blocked and starved time "
+               "count against it); tech.av = time not down ÷ planned busy time (the machine's own reliability)")
 
 
 def _lost_line(k: dict[str, Any]) -> str:
@@ -601,7 +603,7 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  lead time mean  {_pm_time(k['lead_time_mean_s'])}",
         f"  lead time p95   {_pm_time(k['lead_time_p95_s'])}",
         f"  WIP             {_pm(k['wip_mean'], fmt='{:.2f}')} units",
-        f"  OEE             {_pm(k['oee'])}",
+        f"  OEE             {_pm(k['oee'])} (bottleneck availability × effectiveness × the line's quality ratio)",
         f"  unit cost       {_pm(k['unit_cost'], fmt=money_format(summary.get('currency', 'USD')))} per good unit"
         if k.get('cost_total', {}).get('mean') else "",
         f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
@@ -620,5 +622,6 @@ def format_table(summary: dict[str, Any]) -> str:
         for f, _, w in _STATION_COLUMNS:
             row += f"{st[f]['mean']:>{w}.3f}"
         lines.append(row)
+    lines.append(_AVAIL_NOTE)
     return "\n".join(lines)
 

@@ -898,7 +898,8 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
             ("lost arrivals (units, turned away at a full first buffer)", "lost_units", 0),
             ("lost arrivals (share of arrivals)", "lost_share", 3),
             (f"lead time mean ({lt_unit})", "lead_time_mean_s", 2), (f"lead time p95 ({lt_unit})", "lead_time_p95_s", 2),
-            ("WIP (units)", "wip_mean", 2), ("OEE (bottleneck)", "oee", 3), ("scrapped units", "scrap_units", 0),
+            ("WIP (units)", "wip_mean", 2),
+            ("OEE (bottleneck availability × effectiveness × the line's quality ratio)", "oee", 3), ("scrapped units", "scrap_units", 0),
             ("reworked units", "rework_units", 0), ("escaped defects", "escaped_units", 0),
             (f"unit cost ({summary.get('currency', 'USD')} per good unit)", "unit_cost", 2), ("fill rate", "fill_rate", 3)]
     parts = [
@@ -926,12 +927,14 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     parts.append("</table>")
     # a state no station was ever in is a column of zeros: left out (the terminal table keeps them all)
     used = [f for f in STACK_ORDER if any(float((st.get(f) or {}).get("mean") or 0.0) > 0 for st in summary["stations"].values())]
-    fields = [*used, "availability", "oee"]
+    fields = [*used, "availability", "technical_availability", "oee"]
     parts.append("<table class='nums'><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
     for name, st in summary["stations"].items():
         parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)
                      + "</tr>")
-    parts.append("</table>")
+    parts.append("</table><p><b>availability</b>: ISO 22400-2's APT/PBT, producing time over planned busy time, "
+                 "so idle, blocked and starved time count against it; <b>technical_availability</b>: time not down "
+                 "over planned busy time, the machine's own reliability (MTBF/(MTBF+MTTR)).</p>")
     if shifting is not None:
         parts.append("<h2>Where the bottleneck is</h2><p>By the active-period method (Roser, Nakano and Tanaka "
                      "2002): the share of the observed time in which each station holds the longest active "
