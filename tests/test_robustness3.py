@@ -898,3 +898,26 @@ def test_the_run_report_leaves_out_states_no_station_was_in(tmp_path):
     table = table[:table.index("</table>")]
     assert "<th>busy</th>" in table and "<th>setup</th>" not in table and "<th>maint</th>" not in table
     assert "class='nums'" in page
+
+
+@pytest.mark.parametrize("text,seconds", [("5 minutes", 300.0), ("1 minute", 60.0), ("2 Hours", 7200.0), ("3 days", 259200.0),
+                                          ("1 week", 604800.0), ("30 seconds", 30.0), ("250 milliseconds", 0.25),
+                                          ("2 hrs", 7200.0), ("10 mins", 600.0)])
+def test_durations_with_spelled_out_units_are_read(text, seconds):
+    from twin.units import parse_duration
+
+    assert parse_duration(text) == seconds
+    d = _base()
+    d["run"]["horizon"] = text if seconds >= 3600 else "1d"
+    d["stations"][0]["process_time"] = text if seconds < 3600 else 30
+    twin.validate(d, source="s.toml")
+
+
+def test_the_schema_states_the_spelled_out_units_too():
+    import re as re_
+
+    from twin.dists import DurationText
+
+    pattern = DurationText.__metadata__[0].pattern
+    assert all(re_.match(pattern, t) for t in ("5 minutes", "2 hours", "1w", "90s", "3 days"))
+    assert not re_.match(pattern, "5 fortnights")

@@ -45,7 +45,8 @@ def _non_negative(v: Any) -> float:
     return d
 
 
-DurationText = Annotated[str, StringConstraints(pattern=r"^\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*(ms|s|sec|min|m|h|hr|d|w|wk)?\s*$")]
+DurationText = Annotated[str, StringConstraints(
+    pattern=r"^\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*(" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")?\s*$")]
 """How a duration may be written as text (for the JSON Schema): a number and a unit."""
 Duration = Annotated[float, BeforeValidator(_non_negative, json_schema_input_type=Union[float, DurationText])]
 """A duration >= 0 in seconds (number or string with unit)."""

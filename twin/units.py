@@ -35,6 +35,11 @@ UNITS: dict[str, float] = {
     "w": WEEK,
     "wk": WEEK,
 }
+# the same units spelled out ("5 minutes", "2 hours"), as people write them
+UNITS.update({name: UNITS[short] for short, names in (
+    ("ms", ("msec", "millisecond", "milliseconds")), ("s", ("secs", "second", "seconds")),
+    ("min", ("mins", "minute", "minutes")), ("h", ("hrs", "hour", "hours")), ("d", ("day", "days")),
+    ("w", ("wks", "week", "weeks"))) for name in names})
 _DURATION_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
