@@ -921,3 +921,24 @@ def test_the_schema_states_the_spelled_out_units_too():
     pattern = DurationText.__metadata__[0].pattern
     assert all(re_.match(pattern, t) for t in ("5 minutes", "2 hours", "1w", "90s", "3 days"))
     assert not re_.match(pattern, "5 fortnights")
+
+
+def test_list_validate_and_compare_speak_json(tmp_path):
+    r = _twin("list", "--json")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert {f["name"] for f in listed["factories"]} >= {"static-line", "dark-factory", "microfactory"}
+    assert "surge" in {s["name"] for s in listed["scenarios"]}
+    good = _write(tmp_path, _base())
+    r = _twin("validate", str(good), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True and json.loads(r.stdout)["stations"] == 2
+    bad = _base()
+    bad["stations"][0]["servers"] = 0
+    bad["stations"][1]["buffer"] = -1
+    r = _twin("validate", str(_write(tmp_path, bad, "bad.toml")), "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 2 and doc["ok"] is False and len(doc["problems"]) == 2, doc
+    r = _twin("compare", "--factories", "static-line", "--scenarios", "baseline", "--replications", "1", "--weeks", "1",
+              "--warmup", "1d", "--jobs", "1", "--json", "--out", str(tmp_path / "c"), timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads((tmp_path / "c" / "kpis.json").read_text())

@@ -154,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a spec without running it")
     v.add_argument("spec", help="spec file (TOML) or built-in factory name")
+    v.add_argument("--json", action="store_true", help="print {ok, problems, warnings, ...} as JSON on stdout "
+                   "(exit 2 when not ok)")
 
-    sub.add_parser("list", help="list the built-in factories and scenarios")
+    li = sub.add_parser("list", help="list the built-in factories and scenarios")
+    li.add_argument("--json", action="store_true", help="print the factories and scenarios as JSON")
     c = sub.add_parser("compare", help="the reference factories side by side under demand scenarios")
     c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files, by spaces or commas "
                    "(default: static-line dark-factory microfactory)")
@@ -194,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
     c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    c.add_argument("--json", action="store_true", help="print kpis.json on stdout instead of the tables")
     o = sub.add_parser("optimize", help="search a design space under constraints for the best design (optuna)")
     o.add_argument("spec", help="spec file (TOML) or built-in factory name")
     o.add_argument("--vary", action="append", default=[], metavar="PATH=LOW..HIGH|V1,V2,...", required=True,
@@ -306,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
         if args.command == "list":
-            return commands.cmd_list()
+            return commands.cmd_list(args)
         if getattr(args, "verbose", False):
             _warn(f"twin {args.command}: {shlex.join(argv)}\n")
             rc = _dispatch(args, argv)

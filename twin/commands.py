@@ -71,15 +71,22 @@ def _warn(text: str) -> None:
     sys.stderr.write(safe_text(text))
 
 
-def cmd_list() -> int:
+def cmd_list(args: argparse.Namespace | None = None) -> int:
     """The built-in factories and scenarios, with what each is."""
+    facs = {name: load(path) for name, path in builtins.factories().items()}
+    scens = {name: load_scenario(name) for name in builtins.scenarios()}
+    if args is not None and getattr(args, "json", False):
+        sys.stdout.write(dumps({
+            "factories": [{"name": n, "path": str(builtins.factories()[n]), "spec_name": sp.name,
+                           "description": sp.description} for n, sp in facs.items()],
+            "scenarios": [{"name": n, "description": sc.description, "shifts": len(sc.shifts)}
+                          for n, sc in scens.items()]}))
+        return 0
     _say("factories (twin run NAME, twin compare --factories NAME ...):")
-    for name, path in builtins.factories().items():
-        spec = load(path)
+    for name, spec in facs.items():
         _say(f"  {name:<14} {spec.description.splitlines()[0] if spec.description else spec.name}")
     _say("scenarios (twin compare --scenarios NAME ...):")
-    for name in builtins.scenarios():
-        sc = load_scenario(name)
+    for name, sc in scens.items():
         _say(f"  {name:<14} {sc.description.split('(')[0].strip()}")
     return 0
 
@@ -97,6 +104,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):
+        try:
+            spec = load(args.spec)
+        except SpecError as e:
+            sys.stdout.write(dumps({"spec": str(args.spec), "ok": False, "problems": e.problems, "warnings": []}))
+            return 2
+        path = resolve(args.spec)
+        sys.stdout.write(dumps({"spec": str(path), "ok": True, "problems": [], "name": spec.name,
+                                "stations": len(spec.stations), "products": len(spec.products),
+                                "warnings": [f"{p}: {m}" for p, m in spec.problems()[1]]}))
+        return 0
     spec = load(args.spec)
     _, warnings = spec.problems()
     for p, m in warnings:
@@ -395,6 +413,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
                               designs=cands, nominal=nominal)
     md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc,
                       price_file=args.uncertainty_file, fronts=fronts)
+    if getattr(args, "json", False):  # what was written to kpis.json, for a script to read
+        sys.stdout.write((out / "kpis.json").read_text())
+        return 0
     # the side-by-side tables on stdout (CI logs show them), then the answer and where it was written
     tables = md.split("## Reading")[0]
     if "## Verdict" in tables:  # the verdict closes the output instead
