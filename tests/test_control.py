@@ -238,7 +238,7 @@ def _quality_line(where):
         {"name": "s1", "process_time": 60, "quality": q_first},
         {"name": "s2", "process_time": 60},
         {"name": "s3", "process_time": 60,
-         "quality": {"defect_rate": 0.0, "inspect": "end_of_line" if where == "eol" else "none", "detection": 1.0}},
+         "quality": {"defect_rate": 0.0, "inspect": "upstream" if where == "eol" else "none", "detection": 1.0}},
     ], products=[{"name": "p", "route": ["s1", "s2", "s3"], "lot_size": 10}])
 
 

@@ -942,3 +942,13 @@ def test_list_validate_and_compare_speak_json(tmp_path):
               "--warmup", "1d", "--jobs", "1", "--json", "--out", str(tmp_path / "c"), timeout=600)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == json.loads((tmp_path / "c" / "kpis.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["upstream", "end_of_line"])
+def test_an_upstream_tester_finds_defects_made_before_it_under_either_name(name):
+    d = _base()
+    d["stations"][0]["quality"] = {"defect_rate": 0.2}
+    d["stations"][1]["quality"] = {"inspect": name, "detection": 1.0}
+    res = twin.simulate(twin.validate(d, source="s.toml"), replications=1)
+    assert res.kpis["escaped_units"].iloc[0] == 0 and res.kpis["scrap_units"].iloc[0] > 0
+    assert twin.validate(d, source="s.toml").stations[1].quality.inspect == "upstream"

@@ -31,7 +31,7 @@ class Inspection:
     def build(cls, station: "StationRuntime", model: "Model") -> "Inspection | None":
         """The station's inspection, or None when it neither makes nor finds defects."""
         q = station.spec.quality
-        if q is None or (q.defect_rate <= 0 and q.inspect != "end_of_line"):
+        if q is None or (q.defect_rate <= 0 and q.inspect != "upstream"):
             return None
         return cls(station, model, q)
 
@@ -45,7 +45,7 @@ class Inspection:
         if q.inspect == "inline":
             caught = int(rng.binomial(new, q.detection)) if new else 0
             lot.defects += new - caught
-        elif q.inspect == "end_of_line":
+        elif q.inspect == "upstream":
             total = lot.defects + new
             caught = int(rng.binomial(total, q.detection)) if total else 0
             lot.defects = total - caught

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import builtins
 from .calendar import CalendarSpec
@@ -193,8 +193,9 @@ class Quality(_M):
 
     ``defect_rate``: probability that a unit processed here becomes defective.
     ``inspect``: ``inline`` finds (with probability ``detection``) the defects made
-    at this station right away; ``end_of_line`` finds all defects a lot carries
-    when it reaches this station (after all upstream work). A found defective unit
+    at this station right away; ``upstream`` finds all defects a lot carries when it
+    reaches this station, made here or at any station before it (a tester anywhere in
+    the line; ``end_of_line``, its former name, is read as ``upstream``). A found defective unit
     is reworked with probability ``rework`` (the server spends ``rework_time`` on it,
     then it goes on as good) and scrapped otherwise; defects not found escape to
     the customer.
@@ -202,8 +203,11 @@ class Quality(_M):
 
     defect_rate: Probability = 0.0
     """Probability that a unit processed here becomes defective."""
-    inspect: Literal["none", "inline", "end_of_line"] = "none"
-    """`none`, `inline` (finds this station's defects) or `end_of_line` (finds all the lot carries)."""
+    inspect: Annotated[Literal["none", "inline", "upstream"],
+                       BeforeValidator(lambda v: "upstream" if v == "end_of_line" else v,
+                                       json_schema_input_type=Literal["none", "inline", "upstream", "end_of_line"])] = "none"
+    """`none`, `inline` (finds this station's defects) or `upstream` (finds every defect the lot
+    carries, made here or before; `end_of_line` is an older name for it)."""
     detection: Probability = 1.0
     """Probability that an inspection finds a defective unit."""
     rework: Probability = 0.0
