@@ -181,3 +181,14 @@ def test_the_sweep_report_renders_a_band_per_measure_and_the_best_points(tmp_pat
     assert "Best point per measure" in text and "6 points × 2 replications" in text
     for b in ("0", "2", "5"):  # one line per value of the second axis, named in the legend
         assert re.search(rf'class="legendtext"[^>]*>{b}<', dom), b
+
+
+@pytest.mark.slow
+def test_the_compare_report_has_one_scenario_selector_set_to_a_scenario_with_a_shift(compare_page, tmp_path):
+    dom, log = render(compare_page, tmp_path, 1400)
+    assert not console_errors(log), console_errors(log)
+    body = re.sub(r"(?s)<script.*?</script>", " ", dom)
+    assert body.count("<select") == 1 and "updatemenu" not in body  # no per-chart dropdowns left
+    assert re.search(r"<option value=\"surge\" selected", body.replace("'", '"'))
+    # the output chart shows the surge after load: its shift line is a legend entry only there
+    assert re.search(r'class="legendtext"[^>]*>the shift<', dom)

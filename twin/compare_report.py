@@ -268,7 +268,8 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         figs.insert(0, iso)
     if uncertainty is not None:
         figs.insert(0, fig_tornado(uncertainty["tornado"], uncertainty["probabilities"], base, "conversion_cost"))
-    page = html_page(summ, descriptions, meta, read, figs)
+    page = html_page(summ, descriptions, meta, read, figs,
+                     default_scenario=next((s for s, t in shifts.items() if t is not None), None))
     with ResultSet(out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete report
         rs.add_csv("runs.csv", runs)
         rs.add_csv("daily.csv", daily)

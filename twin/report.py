@@ -468,13 +468,32 @@ def table_md(facs: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- figures
 def _scenario_menu(fig: go.Figure, scenarios: list[str], owner: list[int]) -> None:
-    """A dropdown that shows one scenario's traces at a time (``owner[i]``: scenario of trace i)."""
+    """Mark which scenario each trace belongs to (``owner[i]``: scenario of trace i), for the
+    page's one scenario selector (:data:`SCENARIO_PICKER`) to show one scenario at a time in
+    every chart together."""
     if len(scenarios) < 2:
         return
-    buttons = [{"label": html.escape(sc), "method": "update",
-                "args": [{"visible": [o == k for o in owner]}]} for k, sc in enumerate(scenarios)]
-    fig.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right",
-                                    "y": 1.18, "yanchor": "top", "showactive": True}])
+    fig.update_layout(meta={"scenarios": list(scenarios), "owner": list(owner)})
+
+
+SCENARIO_PICKER = """<script>
+(function () {
+  // one selector for the whole page: every chart marked with its traces' scenarios shows the one picked
+  function show(name) {
+    document.querySelectorAll('.js-plotly-plot').forEach(function (div) {
+      var m = div.layout && div.layout.meta;
+      if (!m || !m.scenarios) return;
+      var k = m.scenarios.indexOf(name);
+      if (k < 0) return;
+      Plotly.restyle(div, {visible: m.owner.map(function (o) { return o === k; })});
+    });
+    document.querySelectorAll('[data-scenario-label]').forEach(function (el) { el.textContent = name; });
+  }
+  var pick = document.getElementById('scenario-pick');
+  pick.addEventListener('change', function () { show(pick.value); });
+  window.addEventListener('load', function () { show(pick.value); });
+})();
+</script>"""
 
 
 def fig_output(daily: pd.DataFrame, shifts: dict[str, float | None], warmup: float) -> go.Figure:
@@ -692,8 +711,10 @@ def page_head(title: str, width: int) -> str:
 
 
 def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any], reading_lines: list[str],
-              figures: list[go.Figure]) -> str:
-    """One self-contained page: plotly.js is embedded once, no external resources."""
+              figures: list[go.Figure], default_scenario: str | None = None) -> str:
+    """One self-contained page: plotly.js is embedded once, no external resources. The charts
+    that show one scenario at a time follow one selector above them, set at first to
+    ``default_scenario`` (the compare report's first scenario with a shift)."""
     esc = html.escape
     parts = [
         page_head("twin compare", 1400),
@@ -760,9 +781,18 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
             name, _, rest = ln.removeprefix("### ").partition(": ")
             parts.append(f"</ul><h3>{esc(name)}</h3><p>{esc(rest)}</p><ul>")
     parts.append("</ul>")
+    menus = [f.layout.meta["scenarios"] for f in figures if isinstance(f.layout.meta, dict) and "scenarios" in f.layout.meta]
+    if menus:
+        names = list(dict.fromkeys(n for m in menus for n in m))
+        first = default_scenario if default_scenario in names else names[0]
+        parts.append("<h2>Charts</h2><p class='picker'><label>Scenario shown in the charts: <select id='scenario-pick'>"
+                     + "".join(f"<option value='{esc(n)}'{' selected' if n == first else ''}>{esc(n)}</option>"
+                               for n in names) + "</select></label></p>")
     for fig in figures:
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
                                  config={"displaylogo": False, "responsive": True}))
+    if menus:
+        parts.append(SCENARIO_PICKER)
     parts.append("</body></html>")
     return "\n".join(parts)
 
