@@ -952,3 +952,18 @@ def test_an_upstream_tester_finds_defects_made_before_it_under_either_name(name)
     res = twin.simulate(twin.validate(d, source="s.toml"), replications=1)
     assert res.kpis["escaped_units"].iloc[0] == 0 and res.kpis["scrap_units"].iloc[0] > 0
     assert twin.validate(d, source="s.toml").stations[1].quality.inspect == "upstream"
+
+
+def test_the_optimize_history_counts_designs_run_and_marks_the_reported_best():
+    from twin import optimize as opt
+
+    spec = twin.validate(_base(), source="s.toml")
+    # a design constraint that skips suggestions: optuna's trial numbers then run ahead of the designs
+    res = opt.optimize(spec, [opt.parse_dimension("stations.smt.servers=1..3"), opt.parse_dimension("stations.assembly.buffer=0..3")],
+                       [("throughput_per_hour", "maximize")], constraints=["stations.assembly.buffer <= 2"], trials=8,
+                       replications=1, horizon=4 * 3600.0, warmup=600.0)
+    hist = opt.figures(res)[0]
+    xs = [list(t.x) for t in hist.data if t.name in ("feasible", "infeasible")]
+    assert sorted(x for xx in xs for x in xx) == list(range(1, len(res["trials"]) + 1))
+    star = [t for t in hist.data if t.name == "the reported best"]
+    assert len(star) == 1 and "fresh seeds" in hist.layout.title.text

@@ -814,14 +814,27 @@ def figures(result: dict[str, Any]) -> list[Any]:
     kpi0, sense0 = meta["objectives"][0]["kpi"], meta["objectives"][0]["sense"]
     hist = go.Figure()
     ok = df["feasible"].to_numpy(dtype=bool)
-    hist.add_scatter(x=df["trial"][ok], y=df[kpi0][ok], mode="markers", name="feasible")
+    # designs in the order they were run, 1, 2, ...: optuna's trial numbers also count the
+    # suggestions skipped (against a design constraint, or a design already run)
+    n = pd.Series(np.arange(1, len(df) + 1), index=df.index)
+    hist.add_scatter(x=n[ok], y=df[kpi0][ok], mode="markers", name="feasible")
     if (~ok).any():
-        hist.add_scatter(x=df["trial"][~ok], y=df[kpi0][~ok], mode="markers", name="infeasible",
+        hist.add_scatter(x=n[~ok], y=df[kpi0][~ok], mode="markers", name="infeasible",
                          marker={"symbol": "x", "color": "#bbb"})
     best = df[kpi0].where(ok).cummax() if sense0 == "maximize" else df[kpi0].where(ok).cummin()
-    hist.add_scatter(x=df["trial"], y=best, mode="lines", name="best so far", line={"shape": "hv"})
-    hist.update_layout(title=f"Optimisation history: {kpi0} ({sense0})", xaxis_title="trial", yaxis_title=kpi0,
-                       height=420)
+    hist.add_scatter(x=n, y=best, mode="lines", name="best so far (search runs)", line={"shape": "hv"})
+    params = result["best"]["params"]
+    mine = np.ones(len(df), dtype=bool)
+    for k, v in params.items():
+        mine &= (df[k] == v).to_numpy() if k in df else False
+    if mine.any():
+        i = int(np.argmax(mine))
+        hist.add_scatter(x=[n.iloc[i]], y=[df[kpi0].iloc[i]], mode="markers", name="the reported best",
+                         marker={"symbol": "star", "size": 14, "color": "#d62728"})
+    hist.update_layout(title=f"Optimisation history: {kpi0} ({sense0}). The reported best is picked after the "
+                             "search, by confirmation runs on fresh seeds: it need not be the search's best so far",
+                       xaxis_title="design run (skipped suggestions not counted)", yaxis_title=kpi0, height=440,
+                       title_font_size=13)
     figs.append(hist)
     imp = importances(result)
     if imp:
