@@ -73,11 +73,12 @@ def _warn(text: str) -> None:
 
 def cmd_list(args: argparse.Namespace | None = None) -> int:
     """The built-in factories and scenarios, with what each is."""
-    facs = {name: load(path) for name, path in builtins.factories().items()}
+    paths = builtins.factories()
+    facs = {name: load(path) for name, path in paths.items()}
     scens = {name: load_scenario(name) for name in builtins.scenarios()}
     if args is not None and getattr(args, "json", False):
         sys.stdout.write(dumps({
-            "factories": [{"name": n, "path": str(builtins.factories()[n]), "spec_name": sp.name,
+            "factories": [{"name": n, "path": str(paths[n]), "spec_name": sp.name,
                            "description": sp.description} for n, sp in facs.items()],
             "scenarios": [{"name": n, "description": sc.description, "shifts": len(sc.shifts)}
                           for n, sc in scens.items()]}))
@@ -104,19 +105,19 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    if getattr(args, "json", False):
-        try:
-            spec = load(args.spec)
-        except SpecError as e:
-            sys.stdout.write(dumps({"spec": str(args.spec), "ok": False, "problems": e.problems, "warnings": []}))
-            return 2
-        path = resolve(args.spec)
-        sys.stdout.write(dumps({"spec": str(path), "ok": True, "problems": [], "name": spec.name,
-                                "stations": len(spec.stations), "products": len(spec.products),
-                                "warnings": [f"{p}: {m}" for p, m in spec.problems()[1]]}))
-        return 0
-    spec = load(args.spec)
+    try:
+        spec = load(args.spec)
+    except SpecError as e:
+        if not getattr(args, "json", False):
+            raise
+        sys.stdout.write(dumps({"spec": str(args.spec), "ok": False, "problems": e.problems, "warnings": []}))
+        return 2
     _, warnings = spec.problems()
+    if getattr(args, "json", False):
+        sys.stdout.write(dumps({"spec": str(resolve(args.spec)), "ok": True, "problems": [], "name": spec.name,
+                                "stations": len(spec.stations), "products": len(spec.products),
+                                "warnings": [f"{p}: {m}" for p, m in warnings]}))
+        return 0
     for p, m in warnings:
         _warn(f"warning: {resolve(args.spec)}: {p}: {m}\n")
     _say(f"{resolve(args.spec)}: ok ({len(spec.stations)} stations, {len(spec.products)} products)")

@@ -131,10 +131,7 @@ PRICE_DRAWS = 200
 def prepare_uncertainty(grid: Grid, draws_n: int, file: str | None = None,
                         price_draws: int = PRICE_DRAWS) -> dict[str, Any]:
     """Load the uncertainty file and draw (and validate) every parameter set before anything runs."""
-    pars, src = uncertainty.load(file)
-    paths, scen = check_inputs(grid)
-    specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories}
-    pars = uncertainty.resolve(pars, src, specs)
+    pars, src, scen, specs = _ranges_for(grid, file)
     d = uncertainty.draws(pars, src, specs, draws_n, grid.seed, price_draws)
     return {"pars": pars, "src": src, "scen": scen, "draws": d}
 
@@ -143,12 +140,19 @@ MONEY_KPIS = ("unit_cost", "conversion_cost", "unit_cost_transition", "unit_cost
 """The measures that prices move (re-priced per price draw); the others are a world's own."""
 
 
+def _ranges_for(grid: Grid, file: str | None) -> tuple[Any, str, Any, dict[str, Any]]:
+    """The uncertainty file's parameters matched to the grid's factories (:class:`SpecError`
+    naming an entry that matches nothing), its name, the scenarios and the factories' specs."""
+    pars, src = uncertainty.load(file)
+    paths, scen = check_inputs(grid)
+    specs = {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories}
+    return uncertainty.resolve(pars, src, specs), src, scen, specs
+
+
 def check_price_ranges(grid: Grid, file: str) -> None:
     """Load ``file`` and match its entries to the grid's factories, as :func:`prepare_uncertainty`
-    does, without drawing (:class:`SpecError` naming an entry that matches nothing)."""
-    pars, src = uncertainty.load(file)
-    paths, _ = check_inputs(grid)
-    uncertainty.resolve(pars, src, {f: factory_spec(paths[f], grid.overrides.get(f)) for f in grid.factories})
+    does, without drawing."""
+    _ranges_for(grid, file)
 
 
 def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int = 1, progress: bool = False,

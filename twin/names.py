@@ -36,10 +36,11 @@ def __getattr__(attr: str) -> Any:
 # a "Trojan source" trick), marks, zero-width spaces, line and paragraph separators, the
 # byte-order mark. The joiners U+200C/U+200D stay: scripts and emoji need them.
 _INVISIBLE = r"\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff"
-NAME_PATTERN = rf"^[^\x00-\x1f\x7f-\x9f{_INVISIBLE}]+$"
+_NOT_IN_NAME = rf"\x00-\x1f\x7f-\x9f{_INVISIBLE}"  # a character class's body
+NAME_PATTERN = rf"^[^{_NOT_IN_NAME}]+$"
 """What a name matches (the regular expression the spec's JSON Schema states too)."""
-_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
-_BAD_IN_NAME = re.compile(rf"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")  # tab and newline kept: our own layout
+_BAD_IN_NAME = re.compile(rf"[{_NOT_IN_NAME}]")
 
 
 def name_problem(text: str) -> str:

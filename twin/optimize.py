@@ -429,7 +429,9 @@ def check(problem: Problem) -> None:
     if problems:
         raise SpecError(problems)
     # what KPIs a run of this spec gives: a one-hour probe
-    kpis = set(_job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)) | {"conversion_cost"}
+    probe = _job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)
+    probe.setdefault("conversion_cost", math.nan)
+    kpis = set(probe)
     kpis |= {f"{sc}.{k}" for sc in names for k in kpis}
     seen: dict[str, str] = {}
     for kpi, sense in p.objectives:
@@ -450,8 +452,6 @@ def check(problem: Problem) -> None:
                                 + (f" (in {kpi!r})" if n != kpi else "")
                                 + f"; the KPIs of this spec: {', '.join(sorted(k for k in kpis if '.' not in k))}"
                                 + (" (and SCENARIO.KPI)" if p.scenarios else ""))
-    probe = _job(p.spec, {}, min(p.horizon, HOUR), 0.0, p.seed)
-    probe["conversion_cost"] = probe.get("conversion_cost", math.nan)
     for kpi, _ in p.objectives:
         f = p.formulas.get(kpi)
         used = f.names() if f is not None else set()
