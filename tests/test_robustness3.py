@@ -675,6 +675,15 @@ def test_an_empty_value_is_refused_naming_the_option(tmp_path, args, monkeypatch
     assert sorted(os.listdir(tmp_path)) == before  # nothing written, in the current folder either
 
 
+def test_a_bare_optional_value_flag_is_not_an_empty_value():
+    # ``--designs`` alone means the reference factories' designs; only a typed-out blank is refused
+    from twin.cli import _blank_options, build_parser
+    parser = build_parser()
+    sp = parser.commands["compare"]
+    assert _blank_options(sp, parser.parse_args(["compare", "--quick", "--designs"])) == []
+    assert _blank_options(sp, parser.parse_args(["compare", "--quick", "--designs", " "])) == ["--designs"]
+
+
 @pytest.mark.parametrize("name", ["log.xlsx", "log.txt", "log", "log.json", "log.csv.gz"])
 def test_an_event_log_suffix_that_is_neither_csv_nor_parquet_is_refused(tmp_path, name):
     r = _cli("run", str(_write(tmp_path, _base())), "--event-log", str(tmp_path / name))

@@ -272,6 +272,8 @@ def _blank_options(sp: argparse.ArgumentParser, args: argparse.Namespace) -> lis
     out = []
     for a in sp._actions:
         v = getattr(args, a.dest, None)
+        if a.nargs == "?" and v == a.const:  # a bare flag (``--designs``) stands for its default
+            continue
         vals = v if isinstance(v, list) else [v]
         if any(isinstance(x, str) and not x.strip() for x in vals):
             out.append(a.option_strings[0] if a.option_strings else a.dest.upper())
@@ -292,10 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             hints = [f"{x!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(x.split("=")[0], known, n=1))
                      else repr(x) for x in extra]
             sp.error(f"unrecognized arguments: {', '.join(hints)}")
-        blank = _blank_options(parser.commands.get(args.command, parser), args)  # type: ignore[attr-defined]
+        sp = parser.commands.get(args.command, parser)  # type: ignore[attr-defined]
+        blank = _blank_options(sp, args)
         if blank:
-            parser.commands.get(args.command, parser).error(  # type: ignore[attr-defined]
-                "; ".join(f"{o}: an empty value (a path or a name needs at least one character)" for o in blank))
+            sp.error("; ".join(f"{o}: an empty value (a path or a name needs at least one character)" for o in blank))
     except SystemExit as e:
         return int(e.code or 0)
     if args.command is None:
