@@ -1,4 +1,4 @@
-"""Sensitivity of the dark factory to the noise of its machines' condition signal: the
+"""Sensitivity of the dark factory to the noise of its machines' condition readings: the
 recall its learned predictive maintenance then achieves (measured, not set), throughput
 and conversion cost with 95 % CI bands, in plotly charts.
 
@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     # stress the plant a little above its baseline so that lost capacity shows in throughput
     rows = []
     for noise in noises:
-        over = {f"stations.{s.name}.maintenance.signal_noise": noise for s in base.stations
+        over = {f"stations.{s.name}.failures.degradation.reading_noise": noise for s in base.stations
                 if s.maintenance is not None and s.maintenance.policy == "predictive"}
         over["demand.base_per_week"] = 230000
         res = twin.simulate(base.with_overrides(over), horizon=horizon, warmup=warmup, replications=reps, seed=3)
         k = res.summary()["kpis"]
-        rows.append({"signal_noise": noise, "recall": k["pdm_recall"]["mean"], "recall_ci": k["pdm_recall"]["ci95"],
+        rows.append({"reading_noise": noise, "recall": k["pdm_recall"]["mean"], "recall_ci": k["pdm_recall"]["ci95"],
                      "throughput": k["throughput_per_hour"]["mean"],
                      "throughput_ci": k["throughput_per_hour"]["ci95"],
                      "conversion_cost": k["unit_cost"]["mean"] - k["cost_material"]["mean"],
@@ -42,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    twin.report.ci_band(df, "signal_noise", "recall", "recall_ci", title="Dark factory: measured PdM recall vs signal noise",
+    twin.report.ci_band(df, "reading_noise", "recall", "recall_ci", title="Dark factory: measured PdM recall vs signal noise",
                         y_title="recall").write_html(out / "03_recall.html", include_plotlyjs=True)
-    twin.report.ci_band(df, "signal_noise", "throughput", "throughput_ci",
+    twin.report.ci_band(df, "reading_noise", "throughput", "throughput_ci",
                         title="Dark factory: throughput vs condition-signal noise",
                         y_title="good units/h").write_html(out / "03_throughput.html", include_plotlyjs=True)
-    twin.report.ci_band(df, "signal_noise", "conversion_cost", "conversion_cost_ci",
+    twin.report.ci_band(df, "reading_noise", "conversion_cost", "conversion_cost_ci",
                         title="Dark factory: conversion cost vs condition-signal noise",
                         y_title="per good unit").write_html(out / "03_cost.html", include_plotlyjs=True)
     df.to_csv(out / "03_recall_sweep.csv", index=False)

@@ -16,7 +16,7 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"units", "limits", "state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "learn", "scenario", "policies.registry"},
+             "learn", "wear", "scenario", "policies.registry"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
     "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},

@@ -249,6 +249,7 @@ def compare_out(tmp_path_factory):
     return out, text
 
 
+@pytest.mark.slow  # shares the module's full compare run (about a minute on 2 cores)
 def test_compare_writes_every_report_file(compare_out):
     out, text = compare_out
     for f in ("report.html", "report.md", "kpis.json", "runs.csv", "daily.csv", "costs.csv", "stations.csv"):
@@ -268,6 +269,7 @@ def test_compare_writes_every_report_file(compare_out):
     assert {"capex", "labour", "energy", "maintenance", "material", "scrap", "holding", "overhead"} <= set(costs["term"])
 
 
+@pytest.mark.slow  # shares the module's full compare run (about a minute on 2 cores)
 def test_report_html_opens_offline(compare_out):
     page = (compare_out[0] / "report.html").read_text()
     # plotly.js is embedded once; nothing is fetched from outside (strings inside the
@@ -279,6 +281,7 @@ def test_report_html_opens_offline(compare_out):
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # shares the module's full compare run (about a minute on 2 cores)
 def test_compare_is_identical_twice_and_across_jobs(compare_out, tmp_path):
     out, _ = compare_out
     again = tmp_path / "again"
@@ -296,6 +299,7 @@ def test_compare_is_identical_twice_and_across_jobs(compare_out, tmp_path):
     assert ka["summary"] == kb["summary"]
 
 
+@pytest.mark.slow  # shares the module's full compare run (about a minute on 2 cores)
 def test_resume_runs_only_missing_jobs(compare_out, tmp_path, monkeypatch):
     out, _ = compare_out
     copy = tmp_path / "resume"
@@ -348,6 +352,7 @@ process_time = 60
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # shares the module's full compare run (about a minute on 2 cores)
 def test_set_overrides_one_factory_and_leaves_the_others_alone(compare_out, tmp_path, capsys):
     out0, _ = compare_out
     out = tmp_path / "set"

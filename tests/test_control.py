@@ -363,16 +363,15 @@ def test_age_replacement_learns_the_optimum_from_the_stations_own_stops():
     spec = line([{"name": "m", "process_time": expo(60.0),
                   "failures": {"ttf": {"dist": "weibull", "shape": shape, "scale": scale},
                                "ttr": {"dist": "constant", "value": repair}},
-                  "maintenance": {"policy": "age_replacement", "interval": 3 * scale,
+                  "maintenance": {"policy": "age_replacement", "interval": 3 * scale, "history_weeks": 0,
                                   "duration": {"dist": "constant", "value": pm}}}])
     model = Model(spec, 4, 400 * 24 * 3600.0)
     pol = model.stations["m"].reliability.policy
-    assert pol.plan(1.0) == 3 * scale  # the practice it starts from
+    assert pol.plan(None) == 3 * scale  # the practice it starts from (no history given)
     model.run(400 * 24 * 3600.0)
     truth = age_replacement_interval(shape, scale, repair, pm)
     # about 500 stops: the fitted shape is within ~5 %, and the cost curve is flat near its
     # minimum, so the interval it picks lies within 20 % of the true optimum
     assert pol.fits > 10 and len(pol.ages) > 300
     assert pol.interval == pytest.approx(truth, rel=0.2)
-    # and it never reads a machine's drawn life
-    assert pol.plan(1.0) == pol.plan(1e12) == pol.interval
+    assert pol.plan(None) == pol.interval

@@ -310,7 +310,8 @@ def test_an_unmeetable_outcome_says_which_design_came_closest_and_by_how_much():
     assert "throughput_per_hour >= 1e9 (left side" in msg and "wip_mean >= 0 (" not in msg
 
 
-@pytest.mark.parametrize("factory, designs", [("static-line", 4), ("dark-factory", 2), ("microfactory", 5)])
+@pytest.mark.parametrize("factory, designs", [("static-line", 4), pytest.param("dark-factory", 2, marks=pytest.mark.slow),
+                                              ("microfactory", 5)])
 def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factories(tmp_path, factory, designs):
     # the commands lines/SOURCES.md records, checked against today's specs the way `twin optimize`
     # checks them before running: paths, scenarios that fit the horizon, KPIs, the feasible grid

@@ -207,6 +207,7 @@ def test_a_stored_job_with_a_stale_cost_basis_is_run_again(tmp_path, capsys):
     assert _load_job(path, job) is not None
 
 
+@pytest.mark.slow
 def test_lanes_bought_in_the_window_are_counted_from_the_purchases():
     # a 1.5x step makes the microfactory buy modules; each works buy_lead_time after its order
     spec = load(resolve("microfactory"))

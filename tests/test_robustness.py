@@ -71,9 +71,9 @@ def mutated(draw, base):
             new = draw(st.sampled_from([str(key)[:-1] or "x", str(key) + "s", str(key).upper(), "sever", "bufer"]))
             parent[new] = parent.pop(key)
         elif op == "retype":
-            parent[key] = draw(st.sampled_from(["text", 3, 2.5, [1, 2], {"a": 1}, False]))
+            parent[key] = copy.deepcopy(draw(st.sampled_from(["text", 3, 2.5, [1, 2], {"a": 1}, False])))
         else:
-            parent[key] = draw(st.sampled_from(BAD_VALUES))
+            parent[key] = copy.deepcopy(draw(st.sampled_from(BAD_VALUES)))  # a shared value mutated later would loop
     return data
 
 

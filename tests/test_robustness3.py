@@ -71,9 +71,11 @@ PERIODIC = {  # where a repeating interval lives, and the field the refusal name
     "minor_stops": (lambda s, v: s.update(minor_stops={"every": v, "duration": v}), "stations.smt.minor_stops.every"),
     "maintenance": (lambda s, v: s.update(maintenance={"policy": "preventive", "interval": max(v, 1e-300), "duration": 1}),
                     "stations.smt.maintenance.interval"),
-    "inspect_every": (lambda s, v: s.update(failures={"ttf": {"dist": "weibull", "shape": 2, "scale": 3600}, "ttr": 60},
-                                            maintenance={"policy": "predictive", "inspect_every": max(v, 1e-300)}),
-                      "stations.smt.maintenance.inspect_every"),
+    "reading_every": (lambda s, v: s.update(failures={"degradation": {"wear_life": 3600, "reading_every": max(v, 1e-300)},
+                                                      "ttr": 60}, maintenance={"policy": "predictive"}),
+                      "stations.smt.failures.degradation.reading_every"),
+    "wear_life": (lambda s, v: s.update(failures={"degradation": {"wear_life": max(v, 1e-300)}, "ttr": 60}),
+                  "stations.smt.failures.degradation.wear_life"),
 }
 
 
@@ -346,7 +348,8 @@ WRITERS = {  # a command, and the output it writes (made inside a folder that do
 
 
 @pytest.mark.parametrize("limit", [0, 700])
-@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("writer", [pytest.param(w, marks=pytest.mark.slow) if w == "compare --out" else w
+                                    for w in sorted(WRITERS)])  # compare's grid run is the slow one
 def test_a_write_the_disk_refuses_is_one_message_and_leaves_nothing(tmp_path, writer, limit):
     data = _base()
     data["run"]["horizon"] = "2h"

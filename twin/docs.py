@@ -21,13 +21,14 @@ from .calendar import CalendarSpec, Window
 from .io import atomic_write_text
 from .spec import Spec
 
-SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "MinorStops", "Maintenance", "Quality",
+SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Degradation", "MinorStops", "Maintenance", "Quality",
             "Batch", "Component", "Supplier", "Transport", "CalendarSpec", "Window", "WorkerPool", "Demand", "Shift",
             "Planning", "Capacity", "Capability", "Costs", "Run", "Constant",
             "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical"]
 """Every section of the reference, in reading order: each table the schema defines (a test checks none is left out)."""
 WHERE = {"Spec": "the top level of a spec file", "Source": "`[source]`", "Product": "`[[products]]`",
          "Station": "`[[stations]]`", "Setup": "`stations[].setup`", "Failures": "`stations[].failures`",
+         "Degradation": "`stations[].failures.degradation`",
          "Maintenance": "`stations[].maintenance`", "Quality": "`stations[].quality`",
          "MinorStops": "`stations[].minor_stops`", "Batch": "`stations[].batch`", "Component": "`[[components]]`",
          "Supplier": "`components[].supplier`", "Transport": "`[[transport]]`", "Capability": "`[[capabilities]]`",

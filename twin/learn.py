@@ -10,9 +10,12 @@ from __future__ import annotations
 import bisect
 import math
 import warnings
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .wear import MachineView, ObservedLife
 
 INF = float("inf")
 
@@ -118,76 +121,100 @@ class DemandForecaster:
         return float(np.mean(np.abs(e[ok]) / a[ok])) if ok.any() else float("nan")
 
 
-@dataclass
-class ConditionSignal:
-    """The health index a wearing machine emits (the truth the monitor does not see).
-
-    Over a life that ends in failure at operating age ``L`` the index rises linearly,
-    ``h(a) = u · a / L``: ``u`` is the unit's sensitivity (lognormal, mean 1, cv
-    ``unit_variation``: two machines fail at different readings), and each reading
-    carries Gaussian measurement noise of standard deviation ``noise`` (in units of
-    the index). Readings are taken every ``every`` seconds of operating time.
-    """
-
-    noise: float
-    unit_variation: float
-    every: float
-
-    def readings(self, life: float, rng: np.random.Generator) -> np.ndarray:
-        """Readings at ages every, 2·every, … before ``life`` (s); all random numbers from ``rng``."""
-        n = int(life // self.every) if math.isfinite(life) else 0
-        if self.unit_variation > 0:
-            s2 = math.log1p(self.unit_variation ** 2)
-            u = float(rng.lognormal(-s2 / 2.0, math.sqrt(s2)))
-        else:
-            u = 1.0
-            rng.standard_normal()  # keep the stream in step whatever the variation
-        ages = self.every * np.arange(1, n + 1)
-        return u * ages / life + self.noise * rng.standard_normal(n)
-
-
 class ConditionModel:
-    """An alarm threshold on the health index, learned from run-to-failure histories.
+    """An alarm threshold on a machine's condition readings, learned from the lives the plant
+    has logged (:class:`~twin.wear.ObservedLife`): its own run-to-failure history first, then
+    every life of the run as it ends.
 
-    ``train`` simulates ``lives`` histories (life from the machine's failure law,
-    readings from the signal, all from the trainer's own random stream) and picks the
-    threshold that minimises the expected stop time per operating time, by
-    renewal-reward: (P(miss)·E[repair] + P(alarm)·E[planned]) / E[min(alarm age, life)].
-    ``alarm_age`` then gives, for one life, the age of the first reading at or above it.
+    Each candidate threshold ``h`` (quantiles of the history's running maxima, and never
+    alarming) is scored by renewal-reward, the expected stop time per operating second:
+    ``sum(stop) / sum(operating time)`` over the lives whose outcome under ``h`` is known. A
+    life's outcome is known for ``h`` up to its ``censor_level``: a run-to-failure life for
+    every ``h``; a life lived under an alarm threshold for every ``h`` at or below it (a lower
+    one would have alarmed at the first reading above it, whichever way the life ended). Each
+    life adds its share to running sums once, so re-training after every stop costs one pass
+    over the grid. Nothing here sees a drawn life or a reading the plant had not logged.
     """
 
-    def __init__(self, signal: ConditionSignal):
-        self.signal = signal
+    def __init__(self, every: float, grid_points: int = 201):
+        self.every = every
+        self.grid_points = grid_points
+        self.grid: np.ndarray | None = None
         self.threshold = INF
+        self.lives = 0  # lives the threshold was learned from
+        self.failures = 0
+        self.readings = 0
 
-    def train(self, lives: np.ndarray, rng: np.random.Generator, repair_s: float, planned_s: float) -> float:
-        """Fit the threshold on the given lives (s); return it."""
-        runmax = [np.maximum.accumulate(self.signal.readings(L, rng)) for L in lives]
-        tops = np.concatenate([r for r in runmax if len(r)] or [np.zeros(1)])
-        grid = np.unique(np.quantile(tops, np.linspace(0.0, 1.0, 201)))
-        every = self.signal.every
-        stop = np.zeros(len(grid))
-        up = np.zeros(len(grid))
-        for L, r in zip(lives, runmax):
-            k = np.searchsorted(r, grid, side="left")
-            alarm = k < len(r)
-            stop += np.where(alarm, planned_s, repair_s)
-            up += np.where(alarm, (k + 1) * every, L)
-        cost = stop / np.maximum(up, 1e-9)
+    def _start_grid(self, lives: list) -> None:
+        tops = [np.maximum.accumulate(x.readings) for x in lives if len(x.readings)]
+        pooled = np.concatenate(tops) if tops else np.zeros(1)
+        g = np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, self.grid_points)))
+        self.grid = np.append(g, INF)
+        self._stop = np.zeros(len(self.grid))
+        self._up = np.zeros(len(self.grid))
+        self._ss = np.zeros(len(self.grid))  # sums of squares and products, for the estimates' errors
+        self._su = np.zeros(len(self.grid))
+        self._uu = np.zeros(len(self.grid))
+
+    def add(self, life: "ObservedLife", repair_s: float, planned_s: float) -> None:
+        """Add one logged life (its readings, age s, whether it failed, its censor level)."""
+        grid = self.grid
+        assert grid is not None, "train on the history first"
+        runmax = np.maximum.accumulate(life.readings) if len(life.readings) else np.zeros(0)
+        k = np.searchsorted(runmax, grid, side="left")
+        alarm = k < len(runmax)
+        known = grid <= life.censor_level
+        if not life.failed:  # a censored life counts only where the alarm came before its end
+            known &= alarm
+        stop = np.where(known, np.where(alarm, planned_s, repair_s), 0.0)
+        up = np.where(known, np.where(alarm, (k + 1) * self.every, life.age), 0.0)
+        self._stop += stop
+        self._up += up
+        self._ss += stop * stop
+        self._su += stop * up
+        self._uu += up * up
+        self.lives += 1
+        self.failures += bool(life.failed)
+        self.readings += len(life.readings)
+
+    def train(self, lives: "list[ObservedLife]", repair_s: float, planned_s: float) -> float:
+        """Start from the plant's history ``lives`` (their grid and scores); return the threshold."""
+        self._start_grid(lives)
+        for x in lives:
+            self.add(x, repair_s, planned_s)
+        return self.choose()
+
+    def choose(self) -> float:
+        """The threshold to use: the highest whose estimated stop time per operating second is
+        within one standard error of the least (the one-standard-error rule: the minimum over
+        two hundred noisy estimates flatters whichever is luckiest; the higher threshold stops
+        machines less often for the same evidence, and never alarming is the highest)."""
+        if self.grid is None:
+            return self.threshold
+        up = self._up
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cost = np.where(up > 0, self._stop / up, INF)
+            # the ratio estimator's standard error (delta method over the lives scored)
+            var = (self._ss - 2.0 * cost * self._su + cost * cost * self._uu) / (up * up)
         i = int(np.argmin(cost))
-        best, best_cost = float(grid[i]), float(cost[i])
-        total_life = float(np.sum(lives))
-        # never alarming is the fallback every threshold is measured against
-        if len(lives) and repair_s * len(lives) / total_life <= best_cost:
-            best = INF
-        self.threshold = best
-        return best
+        bar = float(cost[i] + math.sqrt(max(float(var[i]), 0.0)))
+        self.threshold = float(self.grid[int(np.flatnonzero(cost <= bar)[-1])])
+        return self.threshold
 
-    def alarm_age(self, life: float, rng: np.random.Generator) -> float:
-        """Operating age (s) of the first alarm over a life ending at ``life``; INF: none before it."""
-        r = self.signal.readings(life, rng)
-        hit = np.flatnonzero(r >= self.threshold)
-        return float((hit[0] + 1) * self.signal.every) if len(hit) else INF
+    def alarm_age(self, view: "MachineView") -> float:
+        """Operating age (s) of the first reading at or above the threshold, read one at a time
+        from ``view`` (:class:`~twin.wear.MachineView`); INF when none comes before the failure."""
+        h = self.threshold
+        if h == INF:
+            return INF
+        k = 1
+        while True:
+            r = view.reading(k)
+            if r is None:
+                return INF
+            if r >= h:
+                return k * self.every
+            k += 1
 
 
 class MeasuredTimes:

@@ -55,7 +55,7 @@ class Record:
     """
 
     __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
-                 "minor", "stock", "demands", "purchases", "forecasts", "fleets", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
+                 "minor", "stock", "demands", "purchases", "forecasts", "fleets", "history_lives", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
                  "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time")
 
     def __init__(self, spec: Spec, seed: int, trace: bool = False):
@@ -74,6 +74,8 @@ class Record:
         self.purchases: list[tuple[float, int, int, float]] = []
         self.forecasts: list[tuple[float, float, float]] = []
         self.fleets: list[str] = []  # transport fleets; their vehicles are servers named after them
+        # per station with a learning maintenance policy: the machine lives of its own history it started from
+        self.history_lives: dict[str, int] = {}
         self.components: list[str] = [c.name for c in spec.components]
         self.trace: list[tuple[float, int, int, int, int, int]] | None = [] if trace else None
         self.spec = spec

@@ -20,6 +20,8 @@ from .dists import Sampler
 from .learn import StopDurations
 from .record import MaintKind
 from .state import State
+from .units import WEEK
+from .wear import FutureReading, MachineView, ObservedLife, WearLaw, plant_history
 
 if TYPE_CHECKING:
     from .model import Model
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
 INF = float("inf")
 _DOWN, _MAINT, _OFF = int(State.DOWN), int(State.MAINTENANCE), int(State.OFF_SHIFT)
 _REPAIR, _PLANNED = int(MaintKind.REPAIR), int(MaintKind.PLANNED)
+
+
+def _no_signal(ttf: Sampler):
+    """A life law without a condition signal, as :func:`~twin.wear.plant_history` draws lives."""
+    empty = np.zeros(0)
+    return lambda rng: (ttf.one(), empty)
 
 
 class Reliability:
@@ -44,22 +52,35 @@ class Reliability:
         self.calendar_basis = self.failures is not None and self.failures.basis == "calendar"
         self.ttf: Sampler | None = None
         self.ttr: Sampler | None = None
+        self.wear: WearLaw | None = None
+        self._frng: np.random.Generator | None = None
         if self.failures is not None:
-            frng = model.streams.get(f"failure:{station.name}")
-            self.ttf = Sampler(self.failures.ttf, frng)
+            frng = self._frng = model.streams.get(f"failure:{station.name}")
+            if self.failures.degradation is not None:
+                self.wear = WearLaw.from_spec(self.failures.degradation)
+            else:
+                self.ttf = Sampler(self.failures.ttf, frng)
             self.ttr = Sampler(self.failures.ttr, frng)
         self.policy: Any = None
         self.pm_time: Sampler | None = None
+        self._truth = False
         if spec.maintenance is not None and self.failures is not None:
-            self.policy = policies.get("maintenance", spec.maintenance.policy)(
-                spec.maintenance, model.streams.get(f"maintenance:{station.name}"))
-            self.pm_time = Sampler(spec.maintenance.duration, model.streams.get(f"pm:{station.name}"))
-            if hasattr(self.policy, "learn"):
-                # a learning policy trains on run-to-failure histories of its own (own stream)
-                trng = model.streams.get(f"pm-training:{station.name}")
-                life = Sampler(self.failures.ttf, trng)
-                lives = np.array([life.one() for _ in range(spec.maintenance.training_lives)])
-                self.policy.learn(lives, trng, self.failures.ttr.mean, spec.maintenance.duration.mean)
+            m = spec.maintenance
+            self.policy = policies.get("maintenance", m.policy)(m, model.streams.get(f"maintenance:{station.name}"))
+            self._truth = bool(getattr(self.policy, "reads_truth", False))
+            self.pm_time = Sampler(m.duration, model.streams.get(f"pm:{station.name}"))
+            learn = getattr(self.policy, "learn", None)
+            if learn is not None and m.history_weeks > 0 and self.operating_basis:
+                # the station's own run-to-failure past, on a stream of its own: what a learning policy starts from
+                hrng = model.streams.get(f"pm-history:{station.name}")
+                draw = self.wear.life if self.wear is not None else _no_signal(Sampler(self.failures.ttf, hrng))
+                self.history = plant_history(draw, spec.servers * spec.lanes, m.history_weeks * WEEK, hrng,
+                                             self.wear.reading_every if self.wear is not None else 0.0)
+                model.rec.history_lives[station.name] = len(self.history)
+                if self.wear is not None:
+                    learn(self.history, self.failures.ttr.mean, m.duration.mean, self.wear.reading_every)
+                else:
+                    learn(self.history, self.failures.ttr.mean, m.duration.mean)
         # the stops' durations as the plant measures them (MaintKind order: repair, planned)
         self.stops = StopDurations([self.failures.ttr.mean if self.failures is not None else 0.0,
                                     spec.maintenance.duration.mean if spec.maintenance is not None else 0.0])
@@ -70,17 +91,36 @@ class Reliability:
         self.tech_calendar: "Calendar | None" = model.calendars.get(tcal) if tcal else None
         self.active = self.failures is not None or self.technicians is not None
 
+    history: list[ObservedLife] = []  # the station's logged past a learning policy started from
+
+    def _new_life(self, srv: "Server") -> None:
+        """A new operating life for ``srv`` (first, or after a renewal) and its maintenance plan."""
+        if self.wear is not None:
+            life, readings = self.wear.life(self._frng)  # type: ignore[arg-type]
+            view = MachineView(readings, self.wear.reading_every, life if self._truth else None)
+        else:
+            life = self.ttf.one()  # type: ignore[union-attr]
+            view = MachineView(None, 0.0, life if self._truth else None)
+        srv.ttf_left = srv.life0 = life
+        srv.view = view
+        if self.policy is None:
+            srv.pm_left = INF
+            return
+        plan = srv.pm_left = self.policy.plan(view)
+        if view.read_to > plan + 1e-6:
+            raise FutureReading(f"station {self.station.name}: maintenance policy {type(self.policy).__name__} "
+                                f"planned maintenance at operating age {plan:.0f} s after reading the condition "
+                                f"at age {view.read_to:.0f} s: a policy may not read what the plant has not logged yet")
+
     def start(self, servers: list["Server"]) -> None:
         """Draw each server's first life."""
-        if self.ttf is None:
+        if self.failures is None:
             return
         for s in servers:
             if self.operating_basis:
-                s.ttf_left = s.life0 = self.ttf.one()
-                if self.policy is not None:
-                    s.pm_left = self.policy.plan(s.ttf_left)
+                self._new_life(s)
             else:
-                s.next_fail = self.ttf.one()
+                s.next_fail = self.ttf.one()  # type: ignore[union-attr]
 
     def wait(self, srv: "Server", ev: simpy.Event, state: int):
         """Wait for ``ev`` in ``state`` (idle, blocked, off shift, down); return its value.
@@ -139,7 +179,7 @@ class Reliability:
         if observe is not None and self.operating_basis:
             # what the plant logged: the machine's age at the stop and whether it had failed
             observe(srv.life0 - max(srv.ttf_left, 0.0), kind == _REPAIR, self.stops.mean(_REPAIR),
-                    self.stops.mean(_PLANNED))
+                    self.stops.mean(_PLANNED), srv.view)
         srv.est_end = env.now + srv.est_left
         self.maint_log.append((t0, srv.sid, kind, env.now - t0, left))
         self._renew(srv)
@@ -176,7 +216,6 @@ class Reliability:
     def _renew(self, srv: "Server") -> None:
         """Repair and planned maintenance both leave the machine as good as new."""
         if self.operating_basis:
-            srv.ttf_left = srv.life0 = self.ttf.one()  # type: ignore[union-attr]
-            srv.pm_left = self.policy.plan(srv.ttf_left) if self.policy is not None else INF
+            self._new_life(srv)
         elif self.calendar_basis:
             srv.next_fail = self.env.now + self.ttf.one()  # type: ignore[union-attr]

@@ -246,9 +246,11 @@ def maintenance_outcomes(rec: Record, t0: float, t1: float) -> dict[str, dict[st
     ``pdm_true`` (planned maintenances at most ``horizon`` of operating life before the failure
     they prevented), ``pdm_false`` (earlier ones), ``pdm_missed`` (failures), ``pdm_recall`` =
     true / (true + missed), ``pdm_precision`` = true / (true + false), ``pdm_lead_h`` (mean
-    remaining life at a true alarm, operating hours). NaN where a ratio has no cases."""
-    mt = rec.array("maint")
-    mt = mt[(mt["t"] >= t0) & (mt["t"] < t1)]
+    remaining life at a true alarm, operating hours), ``pdm_lives_learned`` (the machine lives
+    the alarm threshold had learned from by ``t1``: the station's own history and every stop
+    of the run). NaN where a ratio has no cases."""
+    every = rec.array("maint")
+    mt = every[(every["t"] >= t0) & (every["t"] < t1)]
     station_of = np.array([rec.stations.index(n) if n in rec.stations else -1 for n, _ in rec.servers], dtype=int)
     out: dict[str, dict[str, float]] = {}
     for st in rec.spec.stations:
@@ -264,6 +266,9 @@ def maintenance_outcomes(rec: Record, t0: float, t1: float) -> dict[str, dict[st
             "pdm_recall": tp / (tp + fn) if tp + fn else float("nan"),
             "pdm_precision": tp / (tp + fp) if tp + fp else float("nan"),
             "pdm_lead_h": float(planned["remaining"][true].mean() / HOUR) if tp else float("nan"),
+            "pdm_lives_learned": float(rec.history_lives.get(st.name, 0) + int(np.sum(
+                (station_of[every["server"]] == rec.stations.index(st.name)) & (every["t"] < t1)))) if len(every)
+            else float(rec.history_lives.get(st.name, 0)),
         }
     return out
 
@@ -318,7 +323,7 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
     stations = station_table(rec, states, warmup, horizon, not_first_time, closed)
     outcomes = maintenance_outcomes(rec, warmup, horizon)
     if outcomes:
-        for col in ("pdm_recall", "pdm_precision", "pdm_lead_h"):
+        for col in ("pdm_recall", "pdm_precision", "pdm_lead_h", "pdm_lives_learned"):
             stations[col] = [outcomes.get(n, {}).get(col, np.nan) for n in stations.index]
     rework_units = float(rw["units"].sum())
     kpis = line_kpis(lots, scraps, stations, warmup, horizon, rework_units)

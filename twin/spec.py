@@ -30,6 +30,7 @@ from .policies.registry import registry
 from .limits import MAX_DURATION, MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED  # noqa: F401  (re-exported: callers read them here)
 from .state import STATE_KEYS
 from .units import DAY, HOUR, WEEK, format_duration
+from .wear import WearLaw
 
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_validating", default=False)
 MAX_SPEC_BYTES = 2_000_000
@@ -100,11 +101,35 @@ class _M(BaseModel):
         """Checks beyond the schema for a part built in Python (the whole spec has some)."""
 
 
-class Failures(_M):
-    """Unplanned failures of each server: time to failure and time to repair (s)."""
+class Degradation(_M):
+    """A wear index that rises with operating time and fails the machine when it reaches the
+    machine's own failure level (:mod:`twin.wear`): a Wiener process with drift, index 0 new and
+    1 at the mean failure level, plus shock failures that give no warning. A sensor reads the
+    index every ``reading_every`` of operating time; predictive maintenance learns from those
+    readings, never from the life they end in."""
 
-    ttf: Dist
-    """Time to failure, s (operating or calendar time, see `basis`)."""
+    wear_life: Interval
+    """Mean operating time for the index to reach the mean failure level, s."""
+    wear_cv: float = Field(default=0.3, gt=0.0, le=3.0)
+    """Coefficient of variation of that time (the Wiener path's volatility: inverse Gaussian lives)."""
+    threshold_cv: float = Field(default=0.1, ge=0.0, le=2.0)
+    """Unit-to-unit coefficient of variation of the failure level (lognormal, mean 1)."""
+    shock_mttf: Interval | None = None
+    """Mean operating time between shock failures that no reading announces, s (none if unset)."""
+    reading_every: Interval = HOUR
+    """Operating time between condition readings, s."""
+    reading_noise: float = Field(default=0.05, ge=0.0, le=10.0)
+    """Standard deviation of one reading's measurement error (index units)."""
+
+
+class Failures(_M):
+    """Unplanned failures of each server: time to failure (a distribution, or the wear that
+    leads to it) and time to repair (s)."""
+
+    ttf: Dist | None = None
+    """Time to failure, s (operating or calendar time, see `basis`); or give `degradation`."""
+    degradation: Degradation | None = None
+    """Failures from wear with a condition signal instead of a `ttf` distribution (operating basis)."""
     ttr: Dist
     """Time to repair, s."""
     basis: Literal["operating", "calendar"] = "operating"
@@ -113,7 +138,23 @@ class Failures(_M):
     @field_validator("ttf")
     @classmethod
     def _ttf_floor(cls, v: Any) -> Any:
-        return _mean_at_least_min_interval(v, "time to failure")
+        return v if v is None else _mean_at_least_min_interval(v, "time to failure")
+
+    @model_validator(mode="after")
+    def _one_life_law(self) -> "Failures":
+        if (self.ttf is None) == (self.degradation is None):
+            raise ValueError("give one of ttf (a time-to-failure distribution) and degradation (wear with a "
+                             "condition signal)")
+        if self.degradation is not None and self.basis != "operating":
+            raise ValueError("degradation wears the machine with its operating time: basis must be \"operating\"")
+        return self
+
+    @property
+    def mean_ttf(self) -> float:
+        """Mean time to failure, s (for degradation: of the wear-out and shock lives together)."""
+        if self.ttf is not None:
+            return float(self.ttf.mean)
+        return WearLaw.from_spec(self.degradation).mean_life
 
 
 class Setup(_M):
@@ -134,13 +175,13 @@ class Maintenance(_M):
     - ``reactive``: run to failure (only repairs);
     - ``preventive``: planned maintenance after every ``interval`` of operating time;
     - ``age_replacement``: the same, its interval learned from the station's own stops (lives
-      ended by failures or cut short by maintenance) by renewal-reward, from ``interval`` on;
-    - ``predictive``: learned from a condition signal. Each machine emits a health index
-      that rises with its wear (noise ``signal_noise``, unit-to-unit variation
-      ``unit_variation``, read every ``inspect_every`` of operating time); an alarm
-      threshold is trained on ``training_lives`` simulated run-to-failure histories
-      before the run, and recall, precision and warning lead time are measured by the run
-      (an alarm within ``horizon`` of the failure it prevented counts as a true one);
+      ended by failures or cut short by maintenance) by renewal-reward, starting from the
+      station's own run-to-failure history (``history_weeks``), or from ``interval`` without one;
+    - ``predictive``: learned from the machines' condition readings (``failures.degradation``):
+      an alarm threshold learned from the station's own run-to-failure history
+      (``history_weeks``) and from every life of the run as it ends; recall, precision and
+      warning lead time are measured by the run (an alarm within ``horizon`` of the failure
+      it prevented counts as a true one);
     - ``oracle``: the upper bound that knows each machine's failure age: a wear-out is
       noticed with probability ``recall`` (given, not measured), estimated with relative
       error ``noise_cv`` and maintained ``lead_time`` before it; false alarms at
@@ -156,16 +197,10 @@ class Maintenance(_M):
     """`preventive`: operating time between planned maintenances, s, at least 1 s (`age_replacement`: the first one)."""
     duration: Dist = Field(default=0.0, validate_default=True)  # type: ignore[assignment]
     """Duration of one planned maintenance, s."""
-    signal_noise: float = Field(default=0.05, ge=0.0, le=10.0)
-    """`predictive`: standard deviation of a health-index reading (the index runs from 0 new to about 1 at failure)."""
-    unit_variation: float = Field(default=0.1, ge=0.0, le=2.0)
-    """`predictive`: coefficient of variation of the index at failure between machines."""
-    inspect_every: Interval = HOUR
-    """`predictive`: operating time between condition readings, s (at least 1 s)."""
     horizon: PositiveDuration = 8 * HOUR
     """`predictive`: an alarm this close (operating time, s) to the failure it prevents is a true alarm; earlier ones are false."""
-    training_lives: int = Field(default=300, ge=10, le=100_000)
-    """`predictive`: run-to-failure histories the alarm threshold is trained on."""
+    history_weeks: float = Field(default=26.0, ge=0.0, le=520.0)
+    """`predictive`, `age_replacement`: weeks of the station's own run-to-failure operation logged before the run (every machine working throughout), the data learning starts from."""
     recall: Probability = 1.0
     """`oracle`: probability that a wear-out is noticed."""
     noise_cv: float = Field(default=0.0, ge=0.0)
@@ -175,6 +210,17 @@ class Maintenance(_M):
     lead_time: Duration = 0.0
     """`oracle`: plan maintenance this much operating time before the predicted failure, s."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        moved = {"signal_noise": "failures.degradation.reading_noise",
+                 "unit_variation": "failures.degradation.threshold_cv",
+                 "inspect_every": "failures.degradation.reading_every", "training_lives": "history_weeks"}
+        if isinstance(data, dict) and (old := sorted(k for k in data if k in moved)):
+            raise ValueError("; ".join(f"{k}: the condition signal is now the machine's wear, see {moved[k]}"
+                                       for k in old))
+        return data
+
     @model_validator(mode="after")
     def _outcomes_are_not_inputs(self) -> "Maintenance":
         if self.policy == "predictive":
@@ -183,7 +229,7 @@ class Maintenance(_M):
                            if getattr(self, f) != type(self).model_fields[f].default)
             if given:
                 raise ValueError(f"{', '.join(given)}: a learned predictive policy measures its recall and "
-                                 "lead time (see signal_noise, unit_variation, inspect_every, horizon); "
+                                 "lead time (from failures.degradation's readings; see history_weeks, horizon); "
                                  "policy = \"oracle\" takes them as given")
         return self
 
@@ -981,6 +1027,12 @@ class Spec(_M):
                     errors.append((f"stations.{s.name}.maintenance.interval", "preventive maintenance needs an interval"))
                 if m.policy != "reactive" and s.failures is None:
                     errors.append((f"stations.{s.name}.maintenance", f"{m.policy} maintenance needs failures to prevent"))
+                elif m.policy == "predictive" and s.failures is not None and s.failures.degradation is None:
+                    errors.append((f"stations.{s.name}.maintenance.policy", "predictive maintenance reads a condition "
+                                   "signal: give the station's failures a degradation (wear) law instead of a ttf"))
+                elif m.policy == "predictive" and m.history_weeks <= 0:
+                    errors.append((f"stations.{s.name}.maintenance.history_weeks", "predictive maintenance learns "
+                                   "its alarm threshold from the station's own history: give at least some weeks"))
             for state in s.power_kw:
                 if state not in STATE_KEYS:
                     errors.append((f"stations.{s.name}.power_kw.{state}", f"unknown state {state!r}{_hint(state, STATE_KEYS)}; "

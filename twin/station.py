@@ -44,7 +44,8 @@ class Server:
     """One machine of a station; :meth:`StationRuntime.serve` is its SimPy process."""
 
     __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
-                 "units", "ideal", "state", "life0", "est_end", "est_left", "stop_since", "stop_kind", "down_until", "lot",
+                 "units", "ideal", "state", "life0", "view", "est_end", "est_left", "stop_since", "stop_kind",
+                 "down_until", "lot",
                  "held", "ms_left")
 
     def __init__(self, station: "StationRuntime", lane: "Lane", index: int, sid: int):
@@ -55,6 +56,7 @@ class Server:
         self.last_product: int | None = None
         self.ttf_left = INF  # operating seconds to the next failure
         self.life0 = INF  # the life drawn at the last renewal (its age is life0 - ttf_left)
+        self.view: Any = None  # what maintenance policies see of this life (twin.wear.MachineView)
         self.next_fail = INF  # calendar-basis failure time (s)
         self.pm_left = INF  # operating seconds to planned maintenance
         self.units = 0  # units processed

@@ -438,7 +438,7 @@ def lane_rate_per_hour(spec: Any) -> float:
         t /= 1.0 - st.routing.get(st.name, 0.0)  # a retest share p: 1/(1 - p) passes a unit
         avail = 1.0
         if st.failures is not None:
-            avail = st.failures.ttf.mean / (st.failures.ttf.mean + st.failures.ttr.mean)
+            avail = st.failures.mean_ttf / (st.failures.mean_ttf + st.failures.ttr.mean)
         per_lane = st.servers * (1 if st.lanes > 1 else 1.0 / max(1, spec.planning.lanes))
         worst = min(worst, per_lane * HOUR / t * avail)
     return worst
