@@ -8,6 +8,10 @@ Definitions (all times in s; a day is 86 400 s):
 - ``peak_backlog``: the maximum of the end-of-day backlog in the window;
 - ``backlog(t)``: the order backlog — units ordered by ``t`` and not yet delivered
   (orders not yet due included, so a make-to-order plant always has some);
+- ``event_prebuild_units`` / ``event_fill_rate`` (a scenario with a shift announced ahead, the
+  first such): finished stock on hand at the day's end before the event begins (built ahead
+  for it), and the fill rate of the orders due from its start to its end plus the promised
+  delivery time;
 - ``time_to_recover`` (from a shift at ``t_s``): the start of the first spell of 7
   days in which, every day, the output of the trailing week (counted from ``t_s`` at
   the earliest) is at least 95 % of that week's demand *and* the backlog, in days of
@@ -116,8 +120,18 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
         "peak_backlog": float(days.loc[win, "backlog"].max()) if win.any() else float("nan"),
         "backlog_end": float(days["backlog"].iloc[-1]) if len(days) else float("nan"),
     }
-    ts = shift_time(rec.spec)
     nan = float("nan")
+    out.update(event_prebuild_units=nan, event_fill_rate=nan)
+    known = [sh for sh in rec.spec.demand.shifts if sh.announced is not None] if rec.spec.demand is not None else []
+    if known:
+        ev = min(known, key=lambda sh: sh.at)
+        if ev.at < horizon:
+            before = (days["t_end"] <= ev.at).to_numpy()
+            # finished stock on hand as the event begins: what was built ahead for it
+            out["event_prebuild_units"] = float(days.loc[before, "output"].sum() - days.loc[before, "delivered"].sum())
+            end = ev.at + max(ev.duration, DAY) + rec.spec.demand.due  # type: ignore[union-attr]
+            out["event_fill_rate"] = fill_rate(orders, ev.at, min(end, horizon))
+    ts = shift_time(rec.spec)
     out.update(time_to_recover_s=nan, recovered=nan, unit_cost_transition=nan, unit_cost_after=nan,
                idle_capacity_after=nan, recover_observed_s=nan)
     if bases is not None:

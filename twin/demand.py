@@ -12,21 +12,50 @@ from typing import Any
 
 import numpy as np
 
-from .units import HOUR, WEEK
+from .units import DAY, HOUR, WEEK
 
 
-def volume_factor(demand: Any, t: np.ndarray) -> np.ndarray:
-    """Multiplier of the baseline volume at times ``t`` (s) from step, ramp and pulse shifts."""
+def weekly_factor(demand: Any, t: np.ndarray) -> np.ndarray:
+    """The weekly profile's multiplier at times ``t`` (s; t = 0 starts the profile's first day)."""
+    t = np.asarray(t, dtype=float)
+    prof = getattr(demand, "weekly_profile", None)
+    if not prof:
+        return np.ones_like(t)
+    w = np.asarray(prof, dtype=float)
+    w = w * (len(w) / w.sum())
+    return w[(np.floor(t / DAY).astype(np.int64) % 7)]
+
+
+def _shift_factor(sh: Any, t: np.ndarray) -> np.ndarray:
+    if sh.kind == "step":
+        return np.where(t >= sh.at, sh.factor, 1.0)
+    if sh.kind == "ramp":
+        return 1.0 + (sh.factor - 1.0) * np.clip((t - sh.at) / sh.duration, 0.0, 1.0)
+    if sh.kind == "pulse":
+        return np.where((t >= sh.at) & (t < sh.at + sh.duration), sh.factor, 1.0)
+    return np.ones_like(t)
+
+
+def known_factor(demand: Any, t: np.ndarray, now: float) -> np.ndarray:
+    """Multiplier of the volume at times ``t`` (s) that the calendar of known events shows at
+    ``now``: the announced step, ramp and pulse shifts whose announcement (``at - announced``)
+    has come. Unannounced shifts and the weekly profile are not in it (they are for a
+    forecaster to learn)."""
     t = np.asarray(t, dtype=float)
     f = np.ones_like(t)
     for sh in demand.shifts:
-        if sh.kind == "step":
-            f = f * np.where(t >= sh.at, sh.factor, 1.0)
-        elif sh.kind == "ramp":
-            x = np.clip((t - sh.at) / sh.duration, 0.0, 1.0)
-            f = f * (1.0 + (sh.factor - 1.0) * x)
-        elif sh.kind == "pulse":
-            f = f * np.where((t >= sh.at) & (t < sh.at + sh.duration), sh.factor, 1.0)
+        if sh.announced is not None and sh.at - sh.announced <= now:
+            f = f * _shift_factor(sh, t)
+    return f
+
+
+def volume_factor(demand: Any, t: np.ndarray) -> np.ndarray:
+    """Multiplier of the baseline volume at times ``t`` (s) from the weekly profile and the
+    step, ramp and pulse shifts."""
+    t = np.asarray(t, dtype=float)
+    f = weekly_factor(demand, t)
+    for sh in demand.shifts:
+        f = f * _shift_factor(sh, t)
     return f
 
 
@@ -42,9 +71,12 @@ def shares_at(demand: Any, products: list[str], t: np.ndarray, base: dict[str, f
             w = np.where(after, new[None, :], w)
         elif sh.kind == "new_product" and sh.product in products:
             j = products.index(sh.product)
-            # the newcomer takes ``share`` of the volume; the others keep their ratios
-            scaled = w * (1.0 - sh.share)
-            scaled[:, j] = sh.share + w[:, j] * (1.0 - sh.share)
+            # the newcomer takes ``share`` of the volume (reached over ``duration``: a launch
+            # ramp); the others keep their ratios
+            ramp = np.clip((t - sh.at) / sh.duration, 0.0, 1.0) if sh.duration > 0 else np.ones_like(t)
+            x = (sh.share * ramp)[:, None]
+            scaled = w * (1.0 - x)
+            scaled[:, j] = x[:, 0] + w[:, j] * (1.0 - x[:, 0])
             w = np.where(after, scaled, w)
     tot = w.sum(axis=1, keepdims=True)
     return np.divide(w, tot, out=np.zeros_like(w), where=tot > 0)

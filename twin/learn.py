@@ -21,47 +21,60 @@ INF = float("inf")
 
 
 class DemandForecaster:
-    """Exponential smoothing of demand per period (statsmodels): simple, or Holt's damped
-    trend when the data support it (the lower AICc).
+    """Exponential smoothing of demand per period (statsmodels): simple or Holt's damped trend,
+    each with or without an additive season of ``season`` periods (a week of days), whichever
+    the data support (the lowest AICc).
 
-    ``observe`` feeds one period's demand (units). The model and its smoothing parameters
-    are fitted by maximum likelihood on the last ``window`` periods every ``refit_every`` periods
-    (from ``min_history`` on); between fits the level and trend follow Holt's recursions
-    with the fitted parameters, so each new period costs O(1). Before ``min_history``
-    the forecast is the mean of what was seen (or ``prior``). Every observation is first
-    scored against the one-step forecast made before it: :attr:`mape` and :attr:`rmse`
-    are measured errors, not assumptions.
+    ``observe`` feeds one period's demand (units) with the factor the calendar of known events
+    put on it (``known``: a dated festival announced ahead, 1 on an ordinary day): the model
+    learns the demand divided by it, and :meth:`forecast` returns that underlying demand, which
+    the caller multiplies by the factors known for the days ahead. The model and its smoothing
+    parameters are fitted by maximum likelihood on the last ``window`` periods every
+    ``refit_every`` periods (from ``min_history`` on; the season from three seasons of data);
+    between fits the level, trend and season follow the Holt-Winters recursions with the fitted
+    parameters, so each new period costs O(1). Before ``min_history`` the forecast is the mean
+    of what was seen (or ``prior``). Every observation is first scored against the one-step
+    forecast made before it (times its known factor): :attr:`mape` and :attr:`rmse` are
+    measured errors, not assumptions.
     """
 
     def __init__(self, prior: float | None = None, min_history: int = 14, refit_every: int = 7,
-                 window: int = 112):
+                 window: int = 112, season: int = 0):
         self.prior = prior
         self.min_history = max(3, min_history)
         self.refit_every = max(1, refit_every)
         self.window = max(self.min_history, window)
-        self.history: list[float] = []
+        self.season = max(0, int(season))
+        self.history: list[float] = []  # demand divided by its known factor, units
         self.errors: list[float] = []  # one-step errors (actual - forecast), units
         self.actuals: list[float] = []  # the actuals scored (same order as errors)
-        self.alpha = self.beta = 0.0
+        self.alpha = self.beta = self.gamma = 0.0
         self.phi = 1.0
         self.trended = False
+        self.seasonal = False
         self.level = self.trend = 0.0
+        self.seas: list[float] = []  # the last ``season`` seasonal terms, oldest first
         self.fitted = False
         self._since_fit = 0
         self.fits = 0
 
-    def observe(self, y: float) -> None:
-        """Add one period's demand (units)."""
+    def observe(self, y: float, known: float = 1.0) -> None:
+        """Add one period's demand (units) and the known factor on it (> 0)."""
         y = float(y)
-        f = self.forecast(1)[0] if (self.history or self.prior is not None) else None
+        known = float(known) if known > 0 else 1.0
+        f = self.forecast(1)[0] * known if (self.history or self.prior is not None) else None
         if f is not None:
             self.errors.append(y - f)
             self.actuals.append(y)
-        self.history.append(y)
+        z = y / known
+        self.history.append(z)
         if self.fitted:
-            prev = self.level
-            self.level = self.alpha * y + (1.0 - self.alpha) * (prev + self.phi * self.trend)
-            self.trend = self.beta * (self.level - prev) + (1.0 - self.beta) * self.phi * self.trend
+            prev, b = self.level, self.phi * self.trend
+            s = self.seas[0] if self.seasonal else 0.0
+            self.level = self.alpha * (z - s) + (1.0 - self.alpha) * (prev + b)
+            self.trend = self.beta * (self.level - prev) + (1.0 - self.beta) * b
+            if self.seasonal:
+                self.seas = self.seas[1:] + [self.gamma * (z - prev - b) + (1.0 - self.gamma) * s]
         self._since_fit += 1
         n = len(self.history)
         if n >= self.min_history and (not self.fitted or self._since_fit >= self.refit_every):
@@ -71,38 +84,53 @@ class DemandForecaster:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing  # noqa: PLC0415 - heavy import, once a fit
 
         y = np.asarray(self.history[-self.window:], dtype=float)
-        best = None
+        seasons: list[str | None] = [None]
+        if self.season > 1 and len(y) >= 3 * self.season:
+            seasons.append("add")
+        best, best_score = None, float("inf")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter on short or flat series
-            # simple smoothing or a damped trend, whichever the data support (AICc): a trend
+            # a damped trend and a season only where the data support them (AICc): a trend
             # fitted to a few noisy weeks would otherwise be extrapolated months ahead
-            for trend in (None, "add"):
-                try:
-                    res = ExponentialSmoothing(y, trend=trend, damped_trend=trend is not None,
-                                               initialization_method="estimated").fit()
-                except (ValueError, np.linalg.LinAlgError):  # a degenerate series: keep what was fitted
-                    continue
-                if best is None or res.aicc < best.aicc:
-                    best = res
+            for seasonal in seasons:
+                for trend in (None, "add"):
+                    try:
+                        res = ExponentialSmoothing(y, trend=trend, damped_trend=trend is not None,
+                                                   seasonal=seasonal,
+                                                   seasonal_periods=self.season if seasonal else None,
+                                                   initialization_method="estimated").fit()
+                    except (ValueError, np.linalg.LinAlgError):  # a degenerate series: keep what was fitted
+                        continue
+                    # a degenerate series has no finite AICc: any fit will do, a finite one is preferred
+                    score = float(res.aicc) if np.isfinite(res.aicc) else float("inf")
+                    if best is None or score < best_score:
+                        best, best_score = res, score
         if best is None:
             self._since_fit = 0
             return
         p = best.params
         self.alpha = float(p["smoothing_level"])
         self.trended = best.model.trend is not None
+        self.seasonal = best.model.seasonal is not None
         self.beta = float(p["smoothing_trend"]) if self.trended else 0.0
         self.phi = float(p["damping_trend"]) if self.trended else 0.0
+        self.gamma = float(p["smoothing_seasonal"]) if self.seasonal else 0.0
         self.level = float(best.level[-1])
         self.trend = float(best.trend[-1]) if self.trended else 0.0
+        self.seas = [float(x) for x in best.season[-self.season:]] if self.seasonal else []
         self.fitted = True
         self._since_fit = 0
         self.fits += 1
 
     def forecast(self, h: int) -> np.ndarray:
-        """Forecast of the next ``h`` periods (units each, never negative)."""
+        """Forecast of the next ``h`` periods' underlying demand (units each, never negative;
+        multiply by the known factors of those periods)."""
         if self.fitted:
             steps = np.cumsum(self.phi ** np.arange(1, h + 1))
-            return np.maximum(self.level + steps * self.trend, 0.0)
+            f = self.level + steps * self.trend
+            if self.seasonal:
+                f = f + np.resize(np.asarray(self.seas), h)
+            return np.maximum(f, 0.0)
         base = float(np.mean(self.history)) if self.history else float(self.prior or 0.0)
         return np.full(h, base)
 

@@ -252,7 +252,9 @@ class Release:
         for sh in spec.demand.shifts:  # type: ignore[union-attr]
             if sh.kind == "new_product" and sh.product in self.product_names:
                 i = self.product_names.index(sh.product)
-                self.available_from[i] = sh.at + spec.planning.npi_lead_time
+                # a launch announced ahead is prepared from its announcement (tooling, programs)
+                ready = sh.at - (sh.announced or 0.0) + spec.planning.npi_lead_time
+                self.available_from[i] = max(sh.at, ready)
             elif sh.kind == "disruption":
                 self.env.process(self._disruption(sh))
         self.env.process(self._order_arrivals())

@@ -440,7 +440,8 @@ class Shift(_M):
     - ``ramp``: volume moves linearly to × ``factor`` between ``at`` and ``at + duration``;
     - ``pulse``: volume × ``factor`` from ``at`` for ``duration``;
     - ``mix``: product shares become ``shares`` from ``at``;
-    - ``new_product``: ``product`` starts being ordered at ``at`` with ``share``;
+    - ``new_product``: ``product`` starts being ordered at ``at`` with ``share`` (reached over
+      ``duration``, a launch ramp, when given);
     - ``disruption``: ``target`` (a station name, or ``supply``: no lot is released) stops
       for ``duration``;
     - ``supply``: the supplier of component ``target`` (``*``: of every component) takes
@@ -467,11 +468,17 @@ class Shift(_M):
     `supply` shift hits (`*`: all)."""
     stop: bool = False
     """`supply`: the supplier delivers nothing during the shift."""
+    announced: Duration | None = None
+    """How long before `at` the shift is known, s (a dated festival, a launch): planners that read
+    the calendar of known events see it from `at - announced`; unset: nobody sees it coming."""
 
     @model_validator(mode="after")
     def _needs(self) -> "Shift":
         if self.kind in ("ramp", "pulse", "disruption") and self.duration <= 0:
             raise ValueError(f"a {self.kind} shift needs a positive duration")
+        if self.announced is not None and self.kind not in ("step", "ramp", "pulse", "new_product"):
+            raise ValueError(f"announced: only demand shifts (step, ramp, pulse, new_product) are known ahead, "
+                             f"not a {self.kind}")
         if self.kind == "mix" and not self.shares:
             raise ValueError("a mix shift needs shares")
         if self.kind == "new_product" and (not self.product or self.share <= 0):
@@ -496,12 +503,23 @@ class Demand(_M):
     """Promised delivery time from order arrival, s."""
     shifts: list[Shift] = Field(default_factory=list)
     """Scenario shifts of demand or supply."""
+    weekly_profile: list[Annotated[float, Field(ge=0.0)]] = Field(default_factory=list)
+    """Relative demand of each day of the week, the first day first (t = 0 starts a week): seven
+    weights, scaled to a mean of 1 (empty: flat). A pattern to be learned, not announced."""
+
+    @field_validator("weekly_profile")
+    @classmethod
+    def _seven_days(cls, v: list[float]) -> list[float]:
+        if v and (len(v) != 7 or sum(v) <= 0):
+            raise ValueError("a weekly profile has seven non-negative weights, not all zero")
+        return v
 
     @model_validator(mode="after")
     def _peak(self) -> "Demand":
         # volume shifts multiply where they overlap: bound the worst case, so that a
         # factor that passes alone cannot make an order stream no machine could hold
-        peak = self.base_per_week
+        peak = self.base_per_week * (7.0 * max(self.weekly_profile) / sum(self.weekly_profile)
+                                     if self.weekly_profile else 1.0)
         for sh in self.shifts:
             if sh.kind in ("step", "ramp", "pulse"):
                 peak *= max(1.0, sh.factor)

@@ -16,8 +16,39 @@ import numpy as np
 
 from ..units import DAY, WEEK
 from ..layouts import ORDER_PRODUCT, ORDER_QTY, ORDER_T
+from ..demand import known_factor
 from ..learn import DemandForecaster
+from ..units import HOUR
 from .registry import register
+
+PREBUILD_CAP_DAYS = 56  # the furthest an announced event pulls a pre-build plan ahead, days
+
+
+def known_days(demand: Any, start: float, days: int, now: float) -> np.ndarray:
+    """The known-event factor (:func:`~twin.demand.known_factor`, as known at ``now``) of each of
+    ``days`` days from ``start`` (s): the mean over each day's hours."""
+    if days <= 0:
+        return np.zeros(0)
+    hours = start + (np.arange(days * 24) + 0.5) * HOUR
+    return known_factor(demand, hours, now).reshape(days, 24).mean(axis=1)
+
+
+def announced_days(demand: Any, now: float, at_least: int) -> int:
+    """Days to plan ahead at ``now``: ``at_least``, or to the end of the last announced event
+    known by then and not yet over (at most :data:`PREBUILD_CAP_DAYS`)."""
+    ends = [sh.at + sh.duration for sh in demand.shifts
+            if sh.announced is not None and sh.at - sh.announced <= now < sh.at + max(sh.duration, DAY)]
+    if not ends:
+        return at_least
+    return int(min(PREBUILD_CAP_DAYS, max(at_least, math.ceil((max(ends) - now) / DAY))))
+
+
+def prebuild_units(daily_demand: np.ndarray, daily_capacity: float) -> float:
+    """Finished units to hold now so that the days ahead are met at ``daily_capacity``: the
+    largest cumulative shortfall (built as late as capacity allows, not as soon as it is known)."""
+    if not len(daily_demand):
+        return 0.0
+    return max(0.0, float(np.max(np.cumsum(np.asarray(daily_demand) - daily_capacity))))
 
 
 class QueuePlanner:
@@ -76,9 +107,11 @@ class QueuePlanner:
 @register("planning", "campaign")
 class Campaign(QueuePlanner):
     """Weekly plan from the forecast: next period's forecast (a moving average of the
-    orders of the last ``forecast_window``) plus the net backlog, made in long runs of
-    one variant (largest first) to save changeovers. Orders beyond the forecast wait
-    for the next plan; a forecast that is too high builds finished stock."""
+    orders of the last ``forecast_window``, each order divided by the known-event factor on
+    it, times the factors the calendar of known events shows for the period) plus the net
+    backlog, plus the pre-build an announced event needs above the line's capacity, made in
+    long runs of one variant (largest first) to save changeovers. Orders beyond the forecast
+    wait for the next plan; a forecast that is too high builds finished stock."""
 
     def __init__(self, model: Any):
         super().__init__(model)
@@ -94,14 +127,30 @@ class Campaign(QueuePlanner):
         now = self.env.now
         window = min(now, self.spec.forecast_window)
         n = len(m.product_names)
+        d = m.spec.demand
+        ahead = float(known_days(d, now, max(1, round(self.spec.period / DAY)), now).mean())
         if window < WEEK:
-            return [self.forecast * self.shares[p] * self.spec.period / WEEK for p in range(n)]
+            return [self.forecast * self.shares[p] * self.spec.period / WEEK * ahead for p in range(n)]
         units = [0.0] * n
+        known = any(sh.announced is not None for sh in d.shifts)
         for o in reversed(m.rec.orders):
             if o[ORDER_T] < now - window:
                 break
-            units[o[ORDER_PRODUCT]] += o[ORDER_QTY]
-        return [u / window * self.spec.period for u in units]
+            f = float(known_factor(d, np.array([o[ORDER_T]]), now)[0]) if known else 1.0
+            units[o[ORDER_PRODUCT]] += o[ORDER_QTY] / f if f > 0 else o[ORDER_QTY]
+        return [u / window * self.spec.period * ahead for u in units]
+
+    def prebuild(self) -> float:
+        """Units to build ahead of an announced event beyond the line's capacity (0 without one)."""
+        m = self.model
+        d = m.spec.demand
+        now = self.env.now
+        days = announced_days(d, now, 0)
+        if days <= 0:
+            return 0.0
+        rate = sum(self.forecast_units()) / self.spec.period * DAY  # the moving average per day, this period's factor in
+        base = rate / max(float(known_days(d, now, max(1, round(self.spec.period / DAY)), now).mean()), 1e-9)
+        return prebuild_units(base * known_days(d, now, days, now), m.capacity.rate_per_hour() * 24.0)
 
     def replan(self) -> None:
         m = self.model
@@ -109,11 +158,14 @@ class Campaign(QueuePlanner):
         plan = []
         fc_all = self.forecast_units()
         m.rec.forecasts.append((self.env.now, self.spec.period, float(sum(fc_all))))
+        ahead = self.prebuild()
+        total = sum(fc_all)
         for p in range(len(m.product_names)):
             if not self.available(p):
                 continue
             fc = fc_all[p]
-            plan.append((self.lots_needed(p, fc + m.need(p)), p))
+            extra = ahead * fc / total if total > 0 else 0.0
+            plan.append((self.lots_needed(p, fc + m.need(p) + extra), p))
         for lots, p in sorted(plan, key=lambda x: (-x[0], x[1])):
             self.push(p, lots)
 
@@ -147,41 +199,46 @@ class Forecast(Hourly):
     target set by a forecast learned from the orders seen so far.
 
     At each day's end the day's orders feed a :class:`~twin.learn.DemandForecaster`
-    (Holt's damped trend, fitted by statsmodels on up to 16 weeks of days and re-fitted
-    weekly). The stock target is the forecast demand above the factory's current
-    capacity over the next ``prebuild_horizon``: built ahead, in the recent product mix,
-    while there is room. The forecast (and its measured error) also drives the
+    (exponential smoothing with a damped trend and a weekly season where the data support
+    them, fitted by statsmodels on up to 16 weeks of days and re-fitted weekly), each day's
+    orders divided by the factor the calendar of known events put on it; its forecast is
+    multiplied by the factors known for the days ahead. The stock target is the largest
+    cumulative shortfall of the forecast demand against the factory's current capacity over
+    the next ``prebuild_horizon`` (or to the end of an announced event, if later): built
+    ahead as late as capacity allows, in the recent product mix. The forecast (and its measured error) also drives the
     ``orchestrated`` capacity levers; every day the forecast of the next week is
     recorded, so the run measures its error (``forecast_mape``)."""
 
     def __init__(self, model: Any):
         super().__init__(model)
         d = model.spec.demand
-        self.forecaster = DemandForecaster(prior=(self.spec.forecast_per_week or d.base_per_week) / 7.0)
+        self.forecaster = DemandForecaster(prior=(self.spec.forecast_per_week or d.base_per_week) / 7.0, season=7)
         self.next_day = DAY
         self.target = [0.0] * len(model.product_names)
 
     def daily_forecast(self, days: int) -> list[float]:
-        """Forecast orders (units) of each of the next ``days`` days."""
-        return self.forecaster.forecast(days).tolist()
+        """Forecast orders (units) of each of the next ``days`` days (from the current day on)."""
+        d = self.model.spec.demand
+        start = self.next_day - DAY
+        return (self.forecaster.forecast(days) * known_days(d, start, days, self.env.now)).tolist()
 
     def _observe_days(self) -> None:
         m = self.model
         while self.env.now >= self.next_day:
             t0 = self.next_day - DAY
             units = sum(o[ORDER_QTY] for o in _orders_in(m.rec.orders, t0, self.next_day))
-            self.forecaster.observe(units)
-            week = self.forecaster.forecast(7)
+            d = m.spec.demand
+            self.forecaster.observe(units, float(known_days(d, t0, 1, self.env.now)[0]))
+            week = self.forecaster.forecast(7) * known_days(d, self.next_day, 7, self.env.now)
             m.rec.forecasts.append((self.next_day, WEEK, float(week.sum())))
-            self._set_target()
             self.next_day += DAY
+            self._set_target()
 
     def _set_target(self) -> None:
         m = self.model
-        days = max(1, round(self.spec.prebuild_horizon / DAY))
-        fc = self.forecaster.forecast(days)
-        cap = m.capacity.rate_per_hour() * 24.0
-        excess = float(np.maximum(fc - cap, 0.0).sum())
+        days = announced_days(m.spec.demand, self.env.now, max(1, round(self.spec.prebuild_horizon / DAY)))
+        fc = np.asarray(self.daily_forecast(days))
+        excess = prebuild_units(fc, m.capacity.rate_per_hour() * 24.0)
         mix = [0.0] * len(m.product_names)
         for o in _orders_in(m.rec.orders, self.env.now - 4 * WEEK, self.env.now):
             mix[o[ORDER_PRODUCT]] += o[ORDER_QTY]
