@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--factories", nargs="+", metavar="F", help="factory names or spec files, by spaces or commas "
                    "(default: static-line dark-factory microfactory)")
     c.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
-                   "(default: all seven in benchmarks/scenarios)")
+                   "(default: all nine in benchmarks/scenarios)")
     c.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     c.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK), help="weeks observed after warm-up (default 26; quick: 10, or longer to see "
                    "every scenario's shift end and 3 weeks after it: 14 with the surge)")
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "each switched off")
     a.add_argument("factory", help="factory name or spec file with [[capabilities]]")
     a.add_argument("--scenarios", nargs="+", metavar="S", help="scenario names or files, by spaces or commas "
-                   "(default: all seven; quick: baseline surge)")
+                   "(default: all nine; quick: baseline surge)")
     a.add_argument("--replications", type=_positive_int("--replications"), help="replications (default 5; quick 2)")
     a.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK),
                    help="weeks observed after warm-up (default 26; quick 8)")

@@ -46,14 +46,15 @@ from .stats import holm, holm_levels, kaplan_meier, mean_ci, paired_diff, select
 from .units import DAY
 
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
-SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage"]
+SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage", "festival",
+             "launch"]
 # fixed column orders: a job read back from its JSON file (sorted keys) must give the same tables
 DAILY_COLS = ["t_end", "demand", "output", "backlog"]
 COST_COLS = ["term", "total", "per_unit"]
 STATION_COLS = ["station", *STATE_KEYS, "utilisation", "availability", "oee"]
 HEADLINE = ["good_units_per_week", "unit_cost", "conversion_cost", "oee", "lead_time_mean_s", "lead_time_p95_s",
             "wip_mean", "fill_rate", "peak_backlog", "time_to_recover_s", "unit_cost_transition",
-            "unit_cost_after", "idle_capacity_after"]
+            "unit_cost_after", "idle_capacity_after", "event_prebuild_units", "event_fill_rate"]
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ COLUMNS = [
     ("unit_cost_transition", "unit cost in transition", "low", "money"),
     ("unit_cost_after", "unit cost after", "low", "money"),
     ("idle_capacity_after", "idle capacity after shift", "low", "pct"),
+    ("event_prebuild_units", "built ahead of an announced event (units)", None, "int"),
+    ("event_fill_rate", "fill rate around the event", "high", "pct"),
 ]
 RANKED = [c for c in COLUMNS if c[2] is not None and c[0] not in ("unit_cost_transition", "unit_cost_after",
                                                                    "lead_time_p95_s")]
