@@ -15,7 +15,7 @@ from twin.learn import DemandForecaster
 from twin.model import Model
 from twin.policies.planning import prebuild_units
 from twin.spec import SpecError
-from twin.units import DAY, HOUR, WEEK
+from twin.units import DAY, WEEK
 
 PROFILE = [1.3, 1.1, 1.0, 1.0, 1.0, 0.8, 0.8]
 
