@@ -200,6 +200,19 @@ def test_age_replacement_starts_from_the_optimum_its_history_shows():
     assert pol.interval == pytest.approx(age_replacement_interval(shape, scale, repair, pm), rel=0.2)
 
 
+@pytest.mark.parametrize("policy", ["reactive", "preventive", "age_replacement", "predictive", "oracle"])
+def test_every_maintenance_policy_runs_on_a_wearing_station(policy):
+    # the PdM ablation swaps predictive for age_replacement on the dark factory's wearing
+    # stations; a learning policy gets the history whatever its failures' law
+    extra = {"preventive": {"interval": "50h"}, "oracle": {"recall": 0.9, "lead_time": "4h"}}.get(policy, {})
+    spec = line([_pdm(policy=policy, **extra)])
+    res = run_once(spec, 2000 * H, 0.0, 5)
+    assert res.kpis["good_units"].iloc[0] > 0 and res.stations.loc["m", "maintenance"] > 0 or policy == "reactive"
+    rel = Model(spec, 5, H).stations["m"].reliability
+    learns = hasattr(rel.policy, "learn")
+    assert (len(rel.history) > 0) == learns
+
+
 @pytest.mark.parametrize("change, field", [
     (lambda d: d["maintenance"].update(signal_noise=0.1), "signal_noise"),
     (lambda d: d["failures"].update(ttf="100h"), "ttf"),

@@ -77,10 +77,8 @@ class Reliability:
                 self.history = plant_history(draw, spec.servers * spec.lanes, m.history_weeks * WEEK, hrng,
                                              self.wear.reading_every if self.wear is not None else 0.0)
                 model.rec.history_lives[station.name] = len(self.history)
-                if self.wear is not None:
-                    learn(self.history, self.failures.ttr.mean, m.duration.mean, self.wear.reading_every)
-                else:
-                    learn(self.history, self.failures.ttr.mean, m.duration.mean)
+                learn(self.history, self.failures.ttr.mean, m.duration.mean,
+                      self.wear.reading_every if self.wear is not None else 0.0)
         # the stops' durations as the plant measures them (MaintKind order: repair, planned)
         self.stops = StopDurations([self.failures.ttr.mean if self.failures is not None else 0.0,
                                     spec.maintenance.duration.mean if spec.maintenance is not None else 0.0])

@@ -67,8 +67,9 @@ class AgeReplacement:
     def plan(self, view: Any) -> float:
         return self.interval
 
-    def learn(self, lives: list, repair_s: float, pm_s: float) -> None:
-        """Start from the station's own history (:class:`~twin.wear.ObservedLife` each)."""
+    def learn(self, lives: list, repair_s: float, pm_s: float, every: float = 0.0) -> None:
+        """Start from the station's own history (:class:`~twin.wear.ObservedLife` each); ``every``
+        (s between condition readings) is unused: an age rule reads only the ages."""
         for x in lives:
             self.ages.append(x.age)
             self.failed.append(x.failed)
@@ -139,7 +140,7 @@ class Predictive:
         self.model: ConditionModel | None = None
         self._level: dict[int, float] = {}  # the threshold each machine's current life runs under
 
-    def learn(self, lives: list, repair_s: float, pm_s: float, every: float) -> None:
+    def learn(self, lives: list, repair_s: float, pm_s: float, every: float = 0.0) -> None:
         """Learn the threshold from the station's history (:class:`~twin.wear.ObservedLife` each)."""
         self.model = ConditionModel(every)
         self.model.train(lives, repair_s, pm_s)
