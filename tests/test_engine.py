@@ -344,3 +344,85 @@ def test_a_spec_built_in_python_is_checked_like_a_loaded_one():
     spec.stations.append(twin.Station(name="a", process_time=3))
     with pytest.raises(twin.SpecError, match="duplicate name 'a'"):
         twin.simulate(spec, horizon=100)
+
+
+# One example per station spec field the plain loop does not handle: set away from its default,
+# the station must build a step (so it runs the full loop). A new field fails the first test
+# until it is added here, which is the point: the gate cannot forget a feature.
+_DAY = [{"name": "day", "shifts": [{"days": "mon-fri", "start": "08:00", "end": "16:00"}]}]
+_STEP_FIELDS: dict[str, tuple[dict, dict]] = {
+    "lanes": ({"lanes": 2}, {}),
+    "speeds": ({"lanes": 2, "speeds": [1.0, 1.2]}, {}),
+    "operators": ({"operators": "ops"}, {"workers": [{"name": "ops", "size": 1}]}),
+    "calendar": ({"calendar": "day"}, {"calendars": _DAY}),
+    "technicians": ({"technicians": "tech"}, {"workers": [{"name": "tech", "size": 1}]}),
+    "failures": ({"failures": {"ttf": "10h", "ttr": "1h"}}, {}),
+    "maintenance": ({"failures": {"ttf": "10h", "ttr": "1h"},
+                     "maintenance": {"policy": "preventive", "interval": "5h", "duration": "10min"}}, {}),
+    "quality": ({"quality": {"defect_rate": 0.05}}, {}),
+    "minor_stops": ({"minor_stops": {"every": "1h", "duration": "1min"}}, {}),
+    "speed_loss": ({"speed_loss": 1.05}, {}),
+    "routing": ({"routing": {"a": 0.1}}, {}),
+    "batch": ({"batch": {"size": 2}}, {}),
+}
+
+
+def test_every_station_field_is_handled_by_the_plain_loop_or_builds_a_step():
+    from twin.spec import Station
+    from twin.station import PLAIN_FIELDS
+
+    assert set(Station.model_fields) == PLAIN_FIELDS | set(_STEP_FIELDS), \
+        "a station field neither the plain loop handles nor listed with a step it builds"
+    assert not PLAIN_FIELDS & set(_STEP_FIELDS)
+
+
+@pytest.mark.parametrize("field", sorted(_STEP_FIELDS))
+def test_a_station_field_away_from_its_default_builds_a_step(field):
+    from twin.model import Model
+
+    station, extra = _STEP_FIELDS[field]
+    plain = line([{"name": "a", "process_time": expo(60.0)}, {"name": "b", "process_time": expo(50.0)}])
+    assert Model(plain, 1, 3600.0).stations["a"].steps == ()
+    spec = line([{"name": "a", "process_time": expo(60.0), **station}, {"name": "b", "process_time": expo(50.0)}],
+                **extra)
+    assert Model(spec, 1, 3600.0).stations["a"].steps, field
+
+
+@pytest.mark.parametrize("feature, extra, steps", [
+    ("transport", {"transport": [{"name": "agv", "vehicles": 1, "travel_time": 30, "moves": [["a", "b"]]}]},
+     {"flow"}),
+    ("material", {"products": [{"name": "x", "route": ["a", "b"], "bom": {"chip": 1}}],
+                  "components": [{"name": "chip", "reorder_point": 10, "order_qty": 20,
+                                  "supplier": {"lead_time": "1h"}}]}, {"material"}),
+])
+def test_a_model_wide_feature_builds_its_step(feature, extra, steps):
+    from twin.model import Model
+
+    spec = line([{"name": "a", "process_time": expo(60.0)}, {"name": "b", "process_time": expo(50.0)}], **extra)
+    assert steps <= set(Model(spec, 1, 3600.0).stations["a"].steps), feature
+
+
+def test_a_plain_station_refuses_a_state_written_from_outside():
+    from twin.model import Model
+
+    m = Model(line([{"name": "a", "process_time": expo(60.0)}]), 1, 3600.0)
+    st = m.stations["a"]
+    with pytest.raises(RuntimeError, match="STEPS"):
+        st.mark_waiting(st.servers[0], 0)
+
+
+@pytest.mark.parametrize("factory", ["static-line", pytest.param("dark-factory", marks=pytest.mark.slow),
+                                     "microfactory"])
+def test_the_loop_shortcuts_change_nothing_in_the_reference_factories(factory):
+    # the reference factories' stations mostly run the full loop; those that take a shortcut
+    # (work nothing can interrupt is one timeout) must record what the full loop would
+    from twin.model import Model
+    from twin.results import build
+
+    spec = twin.load(factory)
+    h = 86400.0
+    a = build(Model(spec, 4, h).run(h, 3600.0))
+    b = build(Model(spec, 4, h, general=True).run(h, 3600.0))
+    for name in ("lots", "states", "stations", "kpis", "costs"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+    assert len(a.states) > 1000

@@ -324,7 +324,7 @@ class Release:
                 ln.active = active
                 for srv in ln.servers:
                     if srv.state in (_IDLE, _OFF, _MODULE_OFF):
-                        st.set_state(srv, _IDLE if active else _MODULE_OFF)
+                        st.mark_waiting(srv, _IDLE if active else _MODULE_OFF)
         if active:
             ev, self.lane_wakeup[lane] = self.lane_wakeup[lane], self.env.event()
             ev.succeed()
@@ -343,8 +343,8 @@ class Release:
             st.stop_until = max(st.stop_until, end)
             for srv in st.servers:
                 if srv.state in (_IDLE, _OFF, _MODULE_OFF):
-                    st.set_state(srv, _DOWN)
+                    st.mark_waiting(srv, _DOWN)
             yield env.timeout(sh.duration)
             for srv in st.servers:
                 if srv.state == _DOWN and srv.down_until <= env.now:
-                    st.set_state(srv, _IDLE if srv.lane.active else _MODULE_OFF)
+                    st.mark_waiting(srv, _IDLE if srv.lane.active else _MODULE_OFF)

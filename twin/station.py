@@ -8,15 +8,18 @@ The loop is :meth:`StationRuntime._serve`. It takes three shortcuts, each doing 
 what the full steps would do there: work that nothing can pause or interrupt (no calendar,
 no failures) is one timeout instead of a call to :meth:`StationRuntime.work`; the steps
 that only matter to stations with operators, policies, quality, lanes, disruptions or a
-trace are skipped as a group on stations without them; and a station with none of these
-runs :meth:`StationRuntime._serve_plain`, the same loop with those steps left out (the hot
-path of big models). ``Model(..., general=True)`` turns all three off, and a test requires
-identical results both ways.
+trace are skipped as a group on stations that build none of them; and a station that builds
+none runs :meth:`StationRuntime._serve_plain`, the same loop with those steps left out (the hot
+path of big models). Which steps a station builds is derived from one table, :data:`STEPS`;
+another process changes a waiting server's state only through
+:meth:`StationRuntime.mark_waiting`, which refuses a server on the plain loop.
+``Model(..., general=True)`` turns all three shortcuts off, and tests require identical
+results both ways (hand-built lines and the three reference factories).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import simpy
 
@@ -248,13 +251,24 @@ class StationRuntime:
         return self.lot_time[lot.product](lot.rework or lot.retest or lot.qty)  # type: ignore[misc]
 
     def has_extras(self) -> bool:
-        """Whether the loop's optional steps can do anything here (see the module doc)."""
-        m = self.model
-        return bool(self.pool is not None or self.calendar is not None or self.reliability.active
-                    or self.quality is not None or len(self.lanes) > 1 or self.spec.speeds
-                    or m.disrupted(self.name) or m.lane_structured or m.rec.trace is not None or m.general
-                    or self.minor is not None or self.speed_loss is not None or self.flow_extras
-                    or self.batch is not None or self.needs_material or m.detours or self.queue_draws)
+        """Whether the loop's optional steps can do anything here (see the module doc): any step
+        of :data:`STEPS` built for this station."""
+        return bool(self.steps)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The optional steps of the server loop this station builds (names of :data:`STEPS`)."""
+        return tuple(name for name, built in STEPS.items() if built(self))
+
+    def mark_waiting(self, srv: Server, state: int) -> None:
+        """Another process (a lane switched off, a disruption) changes the state of ``srv`` while
+        it waits for work. Only the full loop reads ``srv.state`` afresh; the plain loop keeps a
+        local copy, so a station on it must not be written from outside (its gate names the step
+        that writes it: ``lane_release``, ``lanes``, ``disruption``)."""
+        if not self.has_extras():
+            raise RuntimeError(f"station {self.name}: a server on the plain loop had its state changed "
+                               "from outside; the step that does it is missing from twin.station.STEPS")
+        self.set_state(srv, state)
 
     # ------------------------------------------------------------------ the server loop
     def serve(self, srv: Server):
@@ -676,3 +690,35 @@ class _InPlace:
     def try_put(self, lot: Lot) -> bool:
         self.buffer.put_beyond_capacity(lot, self.front)
         return True
+
+
+# The optional steps of the server loop and when a station builds each: the plain loop
+# (:meth:`StationRuntime._serve_plain`) runs exactly when none is built. A feature that adds a
+# step to :meth:`StationRuntime._serve`, or writes a server's state from another process, joins
+# this table; tests/test_engine.py sets every spec field of a station (and every model-wide
+# feature) away from its default and requires a step to be built or the field to be one the plain
+# loop reads (PLAIN_FIELDS).
+STEPS: dict[str, Callable[[Any], bool]] = {  # each called with the StationRuntime
+    "operators": lambda st: st.pool is not None,
+    "calendar": lambda st: st.calendar is not None,
+    "reliability": lambda st: st.reliability.active,  # failures, maintenance, technicians
+    "inspection": lambda st: st.quality is not None,
+    "lanes": lambda st: len(st.lanes) > 1 or bool(st.spec.speeds),  # dispatch, speeds, lanes switched off
+    "disruption": lambda st: st.model.disrupted(st.name),  # writes the servers' states (mark_waiting)
+    "lane_release": lambda st: st.model.lane_structured,  # lanes switched on and off by capacity
+    "trace": lambda st: st.model.rec.trace is not None,
+    "general": lambda st: st.model.general,  # Model(general=True): no shortcut at all
+    "minor_stops": lambda st: st.minor is not None,
+    "speed_loss": lambda st: st.speed_loss is not None,
+    "flow": lambda st: st.flow_extras,  # detours, retests, rework and vehicles decide where a lot goes
+    "batch": lambda st: st.batch is not None,
+    "material": lambda st: st.needs_material,
+    "detours": lambda st: st.model.detours,
+    "queue_time": lambda st: st.queue_draws,  # a discipline that draws a lot's time as it joins the queue
+}
+
+PLAIN_FIELDS = frozenset({"name", "servers", "process_time", "process_time_by_product", "buffer", "setup",
+                          "power_kw", "queue", "dispatch", "crew"})
+"""Station spec fields the plain loop itself handles (or that no loop reads: power is costed
+from the record; ``dispatch`` acts only with lanes, ``crew`` only with operators; a queue
+discipline that sorts without drawing orders the buffer, which both loops read alike)."""
