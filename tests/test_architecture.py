@@ -16,14 +16,15 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"units", "limits", "state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "learn", "wear", "scenario", "policies.registry"},
+             "learn", "wear", "scenario", "policies.registry", "contracts"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
     "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
-    "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli"},
+    "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
+                 "policycheck"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

@@ -26,7 +26,7 @@ def test_public_surface_is_exactly_the_documented_one():
         "Quality", "WorkerPool", "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
         "MinorStops", "Batch", "Component", "Supplier", "Transport",
         "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
-        "experiment", "report", "policies", "register", "__version__",
+        "experiment", "report", "policies", "register", "check_policy", "__version__",
     }
     assert set(twin.__all__) == documented
     for name in twin.__all__:

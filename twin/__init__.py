@@ -12,7 +12,7 @@ Build a spec in Python from the classes below (``Spec``, ``Station``, ``Product`
 edit one with ``spec.with_overrides({...})``, write it with ``spec.to_toml()``. Grids of
 runs are in :mod:`twin.experiment` and :mod:`twin.compare`, figures in :mod:`twin.report`,
 and your own dispatch rules, maintenance policies, planners and capacity policies
-register with :func:`twin.policies.register`.
+register with :func:`twin.policies.register` (and check with :func:`twin.check_policy`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     **{n: "dists" for n in ("Constant", "Empirical", "Exponential", "Gamma", "Lognormal", "Normal", "Triangular",
                             "Uniform", "Weibull", "parse_duration")},
     **{n: "experiment" for n in ("mean_ci", "run_once", "simulate", "summarize")},
-    "Model": "model", "register": "policies", "Record": "record", "Results": "results",
+    "Model": "model", "register": "policies", "check_policy": "policycheck", "Record": "record", "Results": "results",
     **{n: "spec" for n in ("Batch", "Buffer", "Capacity", "Component", "Costs", "Demand", "Failures", "Maintenance",
                            "MinorStops", "Planning", "Product", "Quality", "Run", "Setup", "Shift", "Source", "Spec",
                            "SpecError", "Station", "Supplier", "Transport", "WorkerPool", "load", "validate")},
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, importe
     from .experiment import mean_ci, run_once, simulate, summarize  # noqa: F401
     from .model import Model  # noqa: F401
     from .policies import register  # noqa: F401
+    from .policycheck import check_policy  # noqa: F401
     from .record import Record  # noqa: F401
     from .results import Results  # noqa: F401
     from .spec import (Batch, Buffer, Capacity, Component, Costs, Demand, Failures, Maintenance,  # noqa: F401
@@ -81,6 +82,6 @@ __all__ = [
     # distributions (durations in seconds)
     "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
     # modules and extension
-    "experiment", "report", "policies", "register",
+    "experiment", "report", "policies", "register", "check_policy",
     "__version__",
 ]

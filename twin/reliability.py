@@ -105,6 +105,12 @@ class Reliability:
             srv.pm_left = INF
             return
         plan = srv.pm_left = self.policy.plan(view)
+        if not plan >= 0.0:  # also NaN
+            from .spec import SimulationError
+
+            raise SimulationError([f"station {self.station.name}: maintenance policy {type(self.policy).__name__} "
+                                   f"planned maintenance at operating age {plan!r}; an age is a number of "
+                                   "seconds >= 0 (inf: never)"])
         if view.read_to > plan + 1e-6:
             raise FutureReading(f"station {self.station.name}: maintenance policy {type(self.policy).__name__} "
                                 f"planned maintenance at operating age {plan:.0f} s after reading the condition "

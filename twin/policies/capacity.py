@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,12 +12,15 @@ from ..units import DAY, HOUR, WEEK
 from ..layouts import ORDER_QTY, ORDER_T
 from .registry import register
 
+if TYPE_CHECKING:
+    from ..contracts import PlantView
+
 
 class CapacityPolicy:
     """Shared by the capacity policies: the factory's current rated output, which the
     learned planner compares with its forecast."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         self.model = model
         self.spec = model.spec.capacity
         self.lane_rate = lane_rate_per_hour(model.spec)
@@ -135,7 +138,7 @@ class Shifts(CapacityPolicy):
     hires and lay-offs are recorded (``hire``/``shed`` events: each pool's crew × the weekly
     open hours added or removed / a 40-hour week) and charged in the ``workforce`` cost term."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         self.level = BASE
         self.overtime_since: float | None = None
@@ -238,7 +241,7 @@ class Modules(CapacityPolicy):
     ``overtime_above`` days, need them (:meth:`_justified`): each is owned and works from
     ``buy_lead_time`` after the purchase, and stays owned."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         self.owned = model.spec.planning.lanes  # slots owned now (set by start in a make-to-order run)
         self.buying = 0  # modules bought that have not arrived
@@ -335,7 +338,7 @@ class Orchestrated(CapacityPolicy):
       for a forecast that clears capacity by more than its own noise.
     Overdrive applies to the stations with one copy per line."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         self.speed = 1.0
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .registry import register
+
+if TYPE_CHECKING:
+    from ..contracts import StationView
 
 
 @register("dispatch", "fixed")
 class Fixed:
     """The lot's own line (``lot.lane``), as on dedicated static lines."""
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         self.n = len(station.lanes)
 
     def choose(self, lot: Any) -> int:
@@ -22,7 +25,7 @@ class Fixed:
 class ShortestQueue:
     """The active lane with the fewest lots waiting or in process per machine."""
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         self.lanes = station.lanes
 
     def choose(self, lot: Any) -> int:
@@ -45,7 +48,7 @@ class LeastExpectedCompletion:
     expected end from them, a repair or planned stop by its elapsed time and the stops
     measured so far (:class:`~twin.learn.StopDurations`), never by a sampled end."""
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         self.lanes = station.lanes
         self.station = station
         self._rows: list[tuple[Any, ...]] | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..demand import known_factor
 from ..learn import DemandForecaster
 from ..units import HOUR
 from .registry import register
+
+if TYPE_CHECKING:
+    from ..contracts import PlantView
 
 PREBUILD_CAP_DAYS = 56  # the furthest an announced event pulls a pre-build plan ahead, days
 
@@ -54,7 +57,7 @@ def prebuild_units(daily_demand: np.ndarray, daily_capacity: float) -> float:
 class QueuePlanner:
     """Shared FIFO of lots to release; subclasses decide what goes in it."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         self.model = model
         self.env = model.env
         self.spec = model.spec.planning
@@ -113,9 +116,10 @@ class Campaign(QueuePlanner):
     long runs of one variant (largest first) to save changeovers. Orders beyond the forecast
     wait for the next plan; a forecast that is too high builds finished stock."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         d = model.spec.demand
+        assert d is not None  # a plan from orders: validation requires a demand
         self.forecast = self.spec.forecast_per_week or d.base_per_week
         shares = model.spec.product_shares()
         self.shares = [shares[n] for n in model.product_names]
@@ -128,6 +132,7 @@ class Campaign(QueuePlanner):
         window = min(now, self.spec.forecast_window)
         n = len(m.product_names)
         d = m.spec.demand
+        assert d is not None
         ahead = float(known_days(d, now, max(1, round(self.spec.period / DAY)), now).mean())
         if window < WEEK:
             return [self.forecast * self.shares[p] * self.spec.period / WEEK * ahead for p in range(n)]
@@ -137,7 +142,7 @@ class Campaign(QueuePlanner):
             if o[ORDER_T] < now - window:
                 break
             f = float(known_factor(d, np.array([o[ORDER_T]]), now)[0]) if known else 1.0
-            units[o[ORDER_PRODUCT]] += o[ORDER_QTY] / f if f > 0 else o[ORDER_QTY]
+            units[int(o[ORDER_PRODUCT])] += o[ORDER_QTY] / f if f > 0 else o[ORDER_QTY]
         return [u / window * self.spec.period * ahead for u in units]
 
     def prebuild(self) -> float:
@@ -209,9 +214,10 @@ class Forecast(Hourly):
     ``orchestrated`` capacity levers; every day the forecast of the next week is
     recorded, so the run measures its error (``forecast_mape``)."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         d = model.spec.demand
+        assert d is not None  # a plan from orders: validation requires a demand
         self.forecaster = DemandForecaster(prior=(self.spec.forecast_per_week or d.base_per_week) / 7.0, season=7)
         self.next_day = DAY
         self.target = [0.0] * len(model.product_names)
@@ -269,7 +275,7 @@ class Backlog(QueuePlanner):
     queue; a lane whose queue runs dry moves to the variant with the most queued
     work per lane already assigned to it (a reconfiguration when the variant changes)."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: "PlantView"):
         super().__init__(model)
         n = len(model.product_names)
         self.queues: list[deque[int]] = [deque() for _ in range(n)]

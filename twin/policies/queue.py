@@ -10,9 +10,12 @@ stream) and works exactly that time.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .registry import register
+
+if TYPE_CHECKING:
+    from ..contracts import StationView
 
 
 @register("queue", "fifo")
@@ -22,7 +25,7 @@ class Fifo:
     key: Callable[[Any], float] | None = None
     draws_time = False
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         pass
 
 
@@ -35,7 +38,7 @@ class ShortestProcessingTime:
     draws_time = True
     sign = 1.0
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         index = station.index
         planned_time = station.planned_time
         sign = self.sign
@@ -64,7 +67,7 @@ class EarliestDueDate:
 
     draws_time = False
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         self.key = lambda lot: lot.due
 
 
@@ -75,6 +78,6 @@ class Priority:
 
     draws_time = False
 
-    def __init__(self, station: Any):
+    def __init__(self, station: "StationView"):
         ranks = [float(p.priority) for p in station.model.spec.products]
         self.key = lambda lot: ranks[lot.product]
