@@ -991,3 +991,26 @@ def test_the_optimize_history_counts_designs_run_and_marks_the_reported_best():
     assert sorted(x for xx in xs for x in xx) == list(range(1, len(res["trials"]) + 1))
     star = [t for t in hist.data if t.name == "the reported best"]
     assert len(star) == 1 and "fresh seeds" in hist.layout.title.text
+
+
+_FIELD_ERRORS = [("servers", -1, "stations.a.servers"), ("process_time", "abc", "stations.a.process_time"),
+                 ("buffer", "many", "stations.a.buffer"), ("colour", "red", "stations.a.colour")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(errors=st.lists(st.sampled_from(_FIELD_ERRORS), min_size=1, max_size=3, unique_by=lambda e: e[0]),
+       ghosts=st.lists(st.sampled_from(["zz", "weld", "tst", "packing"]), min_size=1, max_size=3, unique=True))
+def test_an_unknown_route_station_is_reported_with_the_field_errors(errors, ghosts):
+    # every problem at once: a spec that fails field validation still gets its route checked
+    station = {"name": "a", "process_time": 60}
+    for key, value, _ in errors:
+        station[key] = value
+    data = {"name": "t", "source": {"kind": "saturated"}, "stations": [station, {"name": "b", "process_time": 50}],
+            "products": [{"name": "x", "route": ["a", *ghosts, "b"]}]}
+    with pytest.raises(twin.SpecError) as e:
+        twin.validate(data, source="t.toml")
+    text = str(e.value)
+    for _, _, field in errors:
+        assert field in text, text
+    for i, g in enumerate(ghosts, start=1):
+        assert f"products.x.route.{i}: unknown station {g!r}" in text, text

@@ -1417,7 +1417,10 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
     try:
         spec = model.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(e, data, source, model)) from None
+        shown = format_validation_error(e, data, source, model)
+        if model is Spec and len(shown) < MAX_PROBLEMS:  # every problem at once: the cross-references too
+            shown += [f"{source}: {p}: {m}" for p, m in _raw_route_problems(data)]
+        raise SpecError(shown[:MAX_PROBLEMS + 1]) from None
     finally:
         _VALIDATING.reset(token)
     errors = spec.problems()[0] if hasattr(spec, "problems") else []
@@ -1427,6 +1430,22 @@ def validate(data: dict[str, Any], source: str = "<spec>", model: type[BaseModel
             shown.append(f"{source}: and {len(errors) - MAX_PROBLEMS:,} more problems (the first {MAX_PROBLEMS} are listed)")
         raise SpecError(shown)
     return spec  # type: ignore[return-value]
+
+
+def _raw_route_problems(data: Any) -> list[tuple[str, str]]:
+    """Route steps naming no station, read from the raw data: reported beside the field errors
+    of a spec that did not validate (the checks of :meth:`Spec.problems` need a valid spec)."""
+    if not isinstance(data, dict) or not isinstance(data.get("stations"), list) or not isinstance(data.get("products"), list):
+        return []
+    names = {s["name"] for s in data["stations"] if isinstance(s, dict) and isinstance(s.get("name"), str)}
+    out = []
+    for p in data["products"]:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not isinstance(p.get("route"), list):
+            continue
+        for i, st in enumerate(p["route"]):
+            if isinstance(st, str) and st not in names:
+                out.append((f"products.{p['name']}.route.{i}", f"unknown station {st!r}{_hint(st, names)}"))
+    return out
 
 
 def _trapped_routes(spec: Spec, names: set[str]) -> list[tuple[str, str]]:
