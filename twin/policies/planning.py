@@ -46,6 +46,17 @@ def announced_days(demand: Any, now: float, at_least: int) -> int:
     return int(min(PREBUILD_CAP_DAYS, max(at_least, math.ceil((max(ends) - now) / DAY))))
 
 
+def _recent_units(model: Any, window: float) -> float:
+    """Units ordered over the trailing ``window`` s."""
+    now = model.env.now
+    total = 0.0
+    for o in reversed(model.rec.orders):
+        if o[ORDER_T] < now - window:
+            break
+        total += o[ORDER_QTY]
+    return total
+
+
 def prebuild_units(daily_demand: np.ndarray, daily_capacity: float) -> float:
     """Finished units to hold now so that the days ahead are met at ``daily_capacity``: the
     largest cumulative shortfall (built as late as capacity allows, not as soon as it is known)."""
@@ -288,11 +299,38 @@ class Backlog(QueuePlanner):
         if lots:
             self._notify()
 
+    def prebuild(self) -> float:
+        """Units to hold ahead of an announced event beyond the deployed capacity (0 without
+        one): what this kind plans with is the measured order rate of the last week (with the
+        known-event factor of that week divided out) and the same calendar of announced
+        events as every planner."""
+        m = self.model
+        d = m.spec.demand
+        if d is None or not any(sh.announced is not None for sh in d.shifts):
+            return 0.0
+        now = self.env.now
+        days = announced_days(d, now, 0)
+        if days <= 0 or now < DAY:
+            return 0.0
+        w = min(now, WEEK)
+        seen = float(known_factor(d, now - w + HOUR * (np.arange(int(w // HOUR)) + 0.5), now).mean())
+        base = _recent_units(m, w) / w * DAY / max(seen, 1e-9)
+        return prebuild_units(base * known_days(d, now, days, now), m.capacity.rate_per_hour() * 24.0)
+
     def replan(self) -> None:
         m = self.model
+        ahead = self.prebuild()
+        shares = self._shares if ahead > 0 else None
         for p in range(len(m.product_names)):
             if self.available(p):
-                self.push(p, self.lots_needed(p, m.need(p) - self.queued[p]))
+                extra = ahead * shares[p] if shares is not None else 0.0
+                self.push(p, self.lots_needed(p, m.need(p) + extra - self.queued[p]))
+
+    @property
+    def _shares(self) -> list[float]:
+        """The spec's product mix (an announced event scales the volume, not the mix)."""
+        shares = self.model.spec.product_shares()
+        return [shares[n] for n in self.model.product_names]
 
     def _pick(self, lane: int | None) -> int | None:
         cur = self.assigned.get(lane)
