@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster")
     a.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    sc = sub.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)")
+    sc.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell, e.g. "
+                    "twin completion bash > ~/.local/share/bash-completion/completions/twin")
     return p
 
 
@@ -366,6 +369,13 @@ def _catch_sigterm() -> Any:
     return previous
 
 
+def _print_completion(shell: str) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(build_parser(), shell))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """Run the command ``args`` names."""
     from . import commands as c
@@ -373,7 +383,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     run = {"run": lambda: c.cmd_run(args, argv), "validate": lambda: c.cmd_validate(args),
            "compare": lambda: c.cmd_compare(args, argv), "calibrate": lambda: c.cmd_calibrate(args),
            "check": lambda: c.cmd_check(args), "sweep": lambda: c.cmd_sweep(args, argv), "init": lambda: c.cmd_init(args),
-           "ablate": lambda: c.cmd_ablate(args), "optimize": lambda: c.cmd_optimize(args, argv)}
+           "ablate": lambda: c.cmd_ablate(args), "optimize": lambda: c.cmd_optimize(args, argv),
+           "completion": lambda: _print_completion(args.shell)}
     return run[args.command]()
 
 
