@@ -65,5 +65,6 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     import shtab
 
     preamble = _complete_by_dest(parser)
-    text = shtab.complete(parser, shell=shell, preamble=preamble)
+    # shtab documents a preamble per shell as a dict; its annotation says str
+    text = shtab.complete(parser, shell=shell, preamble=preamble)  # type: ignore[arg-type]
     return text if text.endswith("\n") else text + "\n"  # so that `cat`ing it leaves a clean prompt
