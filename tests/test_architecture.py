@@ -24,7 +24,7 @@ LAYERS = {
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
     "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
-                 "policycheck"},
+                 "policycheck", "completion"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},
@@ -44,7 +44,9 @@ DEFERRED = {"statsmodels.tsa.holtwinters",
             # must not pay for it (tests/test_imports.py checks what a bare import loads)
             "scipy", "scipy.stats", "scipy.stats.qmc", "pydantic",
             # twin.optimize brings optuna and plotly; cli parses first and loads the commands after
-            "optimize", "commands", "spec"}
+            "optimize", "commands", "spec",
+            # shtab is needed only when someone asks for a completion script
+            "completion"}
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+import shtab
+
 from . import builtins
 
 SHELLS = ("bash", "zsh", "tcsh")
@@ -35,8 +37,6 @@ def _bash_words(name: str, words: list[str], glob: str) -> str:
 def _complete_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Tag every argument whose value is a spec, a scenario, a log or a path with what it
     completes to (shtab reads ``action.complete``); returns the bash preamble."""
-    import shtab
-
     factories = sorted(builtins.factories())
     scenarios = sorted(builtins.scenarios())
     spec = {"bash": "_twin_spec", "zsh": f"({' '.join(factories)} *.toml(N))", "tcsh": "f:*.toml"}
@@ -62,8 +62,6 @@ def _complete_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script of ``parser`` for ``shell`` (one of :data:`SHELLS`)."""
-    import shtab
-
     preamble = _complete_by_dest(parser)
     # shtab documents a preamble per shell as a dict; its annotation says str
     text = shtab.complete(parser, shell=shell, preamble=preamble)  # type: ignore[arg-type]
