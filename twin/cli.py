@@ -248,6 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster")
     a.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    g = sub.add_parser("gate", help="judge a spec's or compare grid's KPIs against a recorded baseline on its seeds "
+                       "(exit 0 pass or inconclusive, 1 regression, 2 bad input)")
+    g.add_argument("target", nargs="?", help="spec file (TOML) or built-in factory name; or leave out and give --compare")
+    g.add_argument("--baseline", required=True, metavar="FILE", help="the baseline file (JSON) to judge against or record")
+    g.add_argument("--update-baseline", action="store_true", help="run and record the baseline (with the run options given)")
+    g.add_argument("--tolerance", action="append", default=[], metavar="KPI=SHARE",
+                   help="tolerance in the bad direction, e.g. unit_cost=0.02 (relative for throughput, costs, "
+                        "lead times, WIP; points of a share for fill_rate, oee); defaults: throughput -1 %%, "
+                        "unit cost +1 %%, fill rate -1 point, lead time +5 %%, OEE -1 point (repeatable)")
+    g.add_argument("--compare", action="store_true", help="gate a compare grid (--factories, --scenarios, --weeks)")
+    g.add_argument("--factories", nargs="+", metavar="F", help="with --compare: factories (default: the three reference ones)")
+    g.add_argument("--scenarios", nargs="+", metavar="S", help="with --compare: scenarios (default: baseline)")
+    g.add_argument("--weeks", type=_positive_float("--weeks", MAX_HORIZON / WEEK), help="with --compare: weeks observed (default 10)")
+    g.add_argument("--horizon", type=_duration_arg("--horizon"), help="simulated time of a spec target (default: spec)")
+    g.add_argument("--warmup", type=_duration_arg("--warmup"), help="warm-up removed from KPIs (default: spec; compare 1w)")
+    g.add_argument("--replications", type=_positive_int("--replications"), help="replications (default: spec; compare 5)")
+    g.add_argument("--seed", type=_seed, help="base seed (default: spec; compare 1)")
+    g.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a spec value (repeatable)")
+    g.add_argument("--jobs", type=_positive_int("--jobs"), help="with --compare: parallel local processes")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per factory × scenario × KPI")
+    g.add_argument("--summary", metavar="FILE", help="write the Markdown table (also appended to $GITHUB_STEP_SUMMARY when set)")
+    g.add_argument("--json", action="store_true", help="print JSON: the verdicts and github-action-benchmark's custom entries")
+
     sc = sub.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)")
     sc.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell, e.g. "
                     "twin completion bash > ~/.local/share/bash-completion/completions/twin")
@@ -384,7 +407,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
            "compare": lambda: c.cmd_compare(args, argv), "calibrate": lambda: c.cmd_calibrate(args),
            "check": lambda: c.cmd_check(args), "sweep": lambda: c.cmd_sweep(args, argv), "init": lambda: c.cmd_init(args),
            "ablate": lambda: c.cmd_ablate(args), "optimize": lambda: c.cmd_optimize(args, argv),
-           "completion": lambda: _print_completion(args.shell)}
+           "completion": lambda: _print_completion(args.shell), "gate": lambda: c.cmd_gate(args)}
     return run[args.command]()
 
 

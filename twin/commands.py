@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, ablate, builtins, optimize, serial
+from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
 from .units import HOUR, WEEK, format_duration, reading_unit
@@ -36,6 +37,7 @@ from .compare import (
     run_designs,
     run_grid,
     run_uncertainty,
+    runs_frame,
 )
 from .compare_report import write_report
 from .eventlog import calibrate, check, check_log_path, parse_map, read_log, write_log
@@ -507,6 +509,129 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
         _say(f"wrote {', '.join(str(out / w) for w in ('trials.csv', 'best.toml', 'kpis.json', 'report.html'))}")
     return 0
 
+
+
+def _gate_target(args: argparse.Namespace, doc: dict[str, Any] | None
+                 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """What a gate runs: its identity (kind, factories, scenarios, input hashes), its run options
+    (given with --update-baseline, else the baseline's; a different one is refused) and a
+    function that runs it and returns (seeds, cells)."""
+    given = {k: getattr(args, k) for k in ("horizon", "warmup", "replications", "seed", "weeks")
+             if getattr(args, k, None) is not None}
+    if doc is not None:
+        stored = doc["run"]
+        for k, v in given.items():
+            if stored.get(k) != v:
+                raise SpecError([f"--{k}: the baseline {args.baseline} fixes the run options ({k} = {stored.get(k)}); "
+                                 "pass them only with --update-baseline"])
+    if (args.target is None) == (not args.compare):
+        raise SpecError(["twin gate: give a spec (file or built-in name) or --compare, one of them"])
+    progress = not (args.json or args.quiet)
+    if args.target is not None:
+        if args.factories or args.scenarios:
+            raise SpecError(["--factories/--scenarios: only with --compare"])
+        path = resolve(args.target)
+        spec = load(path)
+        if args.set:
+            spec = spec.with_overrides(parse_sets(args.set), source=f"{path} --set")
+        target = {"kind": "spec", "spec": args.target, "factories": [spec.name], "scenarios": ["run"],
+                  "inputs": gate_mod.model_hash(spec)}
+        run = dict(doc["run"]) if doc is not None else {
+            "horizon": given.get("horizon", spec.run.horizon), "warmup": given.get("warmup", spec.run.warmup),
+            "replications": given.get("replications", spec.run.replications), "seed": given.get("seed", spec.run.seed)}
+
+        def go() -> tuple[list[int], list[dict[str, Any]]]:
+            res = simulate(spec, horizon=run["horizon"], warmup=run["warmup"], seed=run["seed"],
+                           replications=run["replications"], progress=progress)
+            seeds = [replication_seed(run["seed"], r) for r in range(run["replications"])]
+            return seeds, gate_mod.cells_from_frame(res.kpis, spec.name, "run")
+        return target, run, go
+    if args.set or "horizon" in given:
+        raise SpecError(["--set/--horizon: a compare grid takes --weeks, --warmup and its factories' files"])
+    scenarios = _name_list(args.scenarios, "--scenarios") or ["baseline"]
+    factories = _name_list(args.factories, "--factories") or list(FACTORIES)
+    run = dict(doc["run"]) if doc is not None else {
+        "weeks": given.get("weeks", QUICK_WEEKS), "warmup": given.get("warmup", WEEK),
+        "replications": given.get("replications", 5), "seed": given.get("seed", 1)}
+    grid = Grid(factories=factories, scenarios=scenarios, replications=run["replications"], weeks=run["weeks"],
+                warmup=run["warmup"], seed=run["seed"])
+    check_inputs(grid)
+    sig = grid.signature()
+    target = {"kind": "compare", "factories": factories, "scenarios": scenarios,
+              "inputs": {"spec_sha256": sig["spec_sha256"], "scenario_sha256": sig["scenario_sha256"]}}
+
+    def go_grid() -> tuple[list[int], list[dict[str, Any]]]:
+        results = run_grid(grid, jobs=args.jobs or os.cpu_count() or 1, progress=progress)
+        df = runs_frame(results)
+        seeds = [replication_seed(run["seed"], r) for r in range(run["replications"])]
+        return seeds, gate_mod.cells_from_frame(df)
+    return target, run, go_grid
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Run a spec or a compare grid and judge its KPIs against a recorded baseline."""
+    tolerances = gate_mod.parse_tolerances(args.tolerance)
+    base = Path(args.baseline)
+    for f, label in ((args.junit, "--junit"), (args.summary, "--summary")):
+        if f is not None:
+            check_output_file(f, label)
+    doc = None
+    if args.update_baseline:
+        check_output_file(base, "--baseline")
+    else:
+        if not base.exists():
+            raise SpecError([f"--baseline: {base}: no such file; record one first with --update-baseline"])
+        doc = gate_mod.load_baseline(base)
+    target, run, go = _gate_target(args, doc)
+    if doc is not None:
+        gate_mod.check_fits(doc, base, target)
+        stored_tol = {k: float(v) for k, v in doc.get("tolerances", {}).items()}
+        tolerances = {**stored_tol, **tolerances}
+        unknown = sorted(k for k in tolerances if not any(k in c["kpis"] for c in doc["cells"]))
+        if unknown:
+            raise SpecError([f"--tolerance: {', '.join(unknown)}: not recorded in {base} (it has "
+                             f"{', '.join(sorted({k for c in doc['cells'] for k in c['kpis']}))})"])
+    seeds, cells = go()
+    if doc is None:
+        atomic_write_text(base, json.dumps(gate_mod.make_baseline(target, run, seeds, cells, tolerances),
+                                           indent=1, allow_nan=True) + "\n")
+        n = sum(len(c["kpis"]) for c in cells)
+        _warn(f"recorded {base}: {len(cells)} factory × scenario cell(s), {n} KPIs, {len(seeds)} replications each; "
+              f"gate against it with: twin gate {args.target or '--compare'} --baseline {base}\n")
+        if args.json:
+            sys.stdout.write(dumps({"recorded": str(base), "cells": cells}))
+        return 0
+    notes = []
+    same = doc["target"].get("inputs") == target["inputs"] and doc.get("twin_version") == __version__
+    if doc.get("twin_version") != __version__:
+        notes.append(f"twin changed since the baseline ({doc.get('twin_version')} → {__version__}): judged statistically")
+    if doc["target"].get("inputs") != target["inputs"]:
+        notes.append("the model changed since the baseline (its input hash differs): judged statistically")
+    if same:
+        notes.append("same model, same twin, same seeds: every value must be identical")
+    else:
+        notes.append(f"paired differences over {len(seeds)} replications on the baseline's seeds; one-sided 95 % "
+                     "intervals, Holm-corrected over every KPI checked; [90 % CI] shown")
+    rows = gate_mod.judge(doc, cells, same, tolerances)
+    verdict = gate_mod.outcome(rows)
+    md = gate_mod.markdown(rows, notes)
+    if args.summary is not None:
+        atomic_write_text(args.summary, md)
+    step = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step:
+        try:
+            with open(step, "a", encoding="utf-8") as fh:  # GitHub's file: appended to, as its docs ask
+                fh.write(md)
+        except OSError as e:
+            _warn(f"warning: GITHUB_STEP_SUMMARY={step}: cannot append ({e.strerror or e})\n")
+    if args.junit is not None:
+        atomic_write_text(args.junit, gate_mod.junit(rows))
+    if args.json:
+        sys.stdout.write(dumps({"verdict": verdict, "notes": notes, "rows": rows,
+                                "github_action_benchmark": gate_mod.benchmark_entries(rows)}))
+    else:
+        _say(md.rstrip("\n"))
+    return 1 if verdict == "fail" else 0
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     q = ablate.quick_defaults() if args.quick else {}
