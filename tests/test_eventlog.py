@@ -95,14 +95,31 @@ def test_calibrated_throughput_within_the_originals_ci(round_trip):
 @pytest.mark.slow
 def test_check_compares_spec_and_log(round_trip, capsys):
     _, _, _, _, d = round_trip
-    assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "5", "--json"]) == 0
+    rc = main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "5", "--json"])
     res = json.loads(capsys.readouterr().out)
+    assert rc == (0 if all(r["within_pi"] for r in res["rows"]) else 1)  # exit 1 exactly when a row differs
     rows = {r["metric"]: r for r in res["rows"]}
     assert rows["throughput_per_hour"]["log"] == pytest.approx(rows["throughput_per_hour"]["sim_mean"], rel=0.01)
     assert rows["m1.busy"]["within_pi"] and rows["m3.setup"]["within_pi"]
     assert sum(r["within_pi"] for r in res["rows"]) >= len(res["rows"]) - 2
-    assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "3"]) == 0
+    assert main(["check", str(d / "cal.toml"), str(d / "log.csv"), "--replications", "3"]) in (0, 1)
     assert "throughput_per_hour" in capsys.readouterr().out
+
+
+def test_check_exits_1_when_the_spec_disagrees_with_the_log(tmp_path, capsys):
+    log = tmp_path / "ev.csv"
+    two = ROOT / "examples" / "two_machine.toml"
+    assert main(["run", str(two), "--horizon", "2d", "--warmup", "0", "--replications", "1", "--event-log", str(log)]) == 0
+    slow = tmp_path / "slow.toml"  # the same line with a bottleneck a third slower
+    text = two.read_text()
+    assert 'mean = "60s"' in text
+    slow.write_text(text.replace('mean = "60s"', 'mean = "80s"', 1))
+    capsys.readouterr()
+    assert main(["check", str(slow), str(log), "--replications", "4", "--json"]) == 1
+    rows = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert not rows["throughput_per_hour"]["within_pi"]
+    assert main(["check", str(slow), str(log), "--replications", "4"]) == 1
+    assert "exit 1" in capsys.readouterr().err
 
 
 def test_cli_run_calibrate_check_with_mapped_iso_columns(tmp_path, capsys):

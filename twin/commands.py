@@ -678,9 +678,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     spec = load(args.spec)
     df = read_log(args.log, parse_map(args.map))
     res = check(spec, df, replications=args.replications, seed=args.seed)
+    differs = [r["metric"] for r in res["rows"] if not r["within_pi"]]
     if args.json:
         sys.stdout.write(dumps(res))
-        return 0
+        return 1 if differs else 0  # a gate too: a CI step fails when the model and the line disagree
     how = "the log's releases replayed" if res["replayed"] else "the spec's saturated source"
     _say(f"{args.spec} against {args.log}: {res['horizon'] / HOUR:.1f} h with {how}, {res['replications']} "
           "replications (simulated mean ± 95 % CI; 'ok' when the log lies in the 95 % prediction interval of one run)")
@@ -690,7 +691,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         name = "lead_time_mean_h" if scale != 1.0 else r["metric"]
         _say(f"  {name:<28}{r['log'] / scale:>12.4g}{r['sim_mean'] / scale:>14.4g} ± {r['sim_ci95'] / scale:<8.2g}"
               f"{'ok' if r['within_pi'] else 'DIFFERS'}")
-    return 0
+    if differs:
+        _warn(f"{len(differs)} of {len(res['rows'])} measures differ ({', '.join(differs)}): exit 1\n")
+    return 1 if differs else 0
 
 
 def _shifting_text(summary: dict[str, Any]) -> str:
