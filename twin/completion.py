@@ -17,11 +17,11 @@ from . import builtins
 
 SHELLS = ("bash", "zsh", "tcsh")
 
-_SPEC_DESTS = {"spec", "factory", "factories"}
+_SPEC_DESTS = {"spec", "factory", "factories", "target"}
 _SCENARIO_DESTS = {"scenarios"}
 _LOG_DESTS = {"log"}
 _FOLDER_OUT = {"compare", "ablate", "run", "sweep", "optimize"}  # their --out is a folder
-_FILE_DESTS = {"out", "event_log", "file", "designs", "uncertainty_file"}
+_FILE_DESTS = {"out", "event_log", "file", "designs", "uncertainty_file", "baseline", "junit", "summary"}
 
 
 def _bash_words(name: str, words: list[str], glob: str) -> str:
