@@ -408,6 +408,7 @@ def test_resume_after_editing_a_factory_file_is_refused(tmp_path):
     _clean_failure(rc, err, "spec_sha256")
 
 
+@pytest.mark.slow
 def test_a_scenario_whose_inner_name_differs_from_its_file_runs(tmp_path):
     sc = tmp_path / "my_surge.toml"
     text = (ROOT / "benchmarks" / "scenarios" / "surge.toml").read_text()

@@ -197,6 +197,7 @@ def test_bad_baselines_and_options_are_refused_before_anything_runs(line, tmp_pa
     assert not (tmp_path / "gate.xml").exists()
 
 
+@pytest.mark.slow
 def test_a_compare_grid_is_gated_cell_by_cell(tmp_path):
     base = tmp_path / "grid.json"
     args = ["gate", "--compare", "--factories", "dark-factory", "--scenarios", "baseline", "--weeks", "0.2",

@@ -101,7 +101,8 @@ def test_a_component_review_under_a_second_is_refused(review):
     assert any("components.chip.review" in p for p in e.value.problems), e.value.problems
 
 
-@pytest.mark.parametrize("p_back", [0.99999, 0.999999, 0.9999999])
+@pytest.mark.parametrize("p_back", [0.99999] + [pytest.param(p, marks=pytest.mark.slow)  # one in the default run
+                                    for p in (0.999999, 0.9999999)])
 def test_a_zero_time_retest_loop_stops_with_a_message_not_a_hang(tmp_path, p_back):
     # each lot loops ~1/(1 - p) times at a station that takes no time: valid, but simulated time
     # stands still; the run-time watchdog stops it whether or not the loop records anything
@@ -255,8 +256,9 @@ def test_a_route_is_refused_exactly_when_its_absorbing_chain_can_trap_a_lot(case
     assert refused == trapped, (route, routing, x)
 
 
-@pytest.mark.parametrize("routing", [{"assembly": {"smt": 1.0}}, {"assembly": {"smt": 0.5, "assembly": 0.5}},
-                                     {"smt": {"assembly": 0.4}, "assembly": {"smt": 1.0}}])
+@pytest.mark.parametrize("routing", [{"assembly": {"smt": 1.0}}] + [pytest.param(r, marks=pytest.mark.slow)  # one by default
+                                     for r in ({"assembly": {"smt": 0.5, "assembly": 0.5}},
+                                               {"smt": {"assembly": 0.4}, "assembly": {"smt": 1.0}})])
 def test_a_loop_that_never_leaves_is_refused_by_validate_and_run(tmp_path, routing):
     data = _base()
     for s in data["stations"]:
