@@ -32,6 +32,7 @@ from scipy import stats as scipy_stats
 from . import __version__
 from .spec import MAX_SPEC_BYTES, SpecError, read_regular_file
 from .stats import holm
+from .units import HOUR
 
 FORMAT = "twin-gate-baseline"
 FORMAT_VERSION = 1
@@ -243,7 +244,7 @@ def _fmt(k: str, v: float) -> str:
     if not math.isfinite(v):
         return "–"
     if k.endswith("_s"):
-        return f"{v / 3600:.3g} h"
+        return f"{v / HOUR:.3g} h"
     return f"{v:.4g}"
 
 
