@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "same results, many times faster), others by SimPy events; simpy: always events; "
                         "serial: refuse a design the recursion cannot take, saying why")
     o.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a fixed override (repeatable)")
+    o.add_argument("--storage", metavar="URL",
+                   help="keep the study in journal:PATH (one host or a shared disk) or a database "
+                        "(postgresql://USER@HOST/DB, sqlite:///FILE): several processes then run its trials, "
+                        "--trials counting all of theirs; needs --study")
+    o.add_argument("--study", metavar="NAME", help="the shared study's name in --storage (created by the first "
+                   "process, joined by the others, which must pose the same problem)")
     o.add_argument("--out", help="write trials.csv, best.toml, kpis.json and report.html to this folder")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 

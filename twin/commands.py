@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ablate, builtins, optimize, serial
+from . import __version__, ablate, builtins, optimize, serial, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
@@ -467,6 +467,12 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
         problems.append("--maximize/--minimize: name the KPI to optimise, e.g. --maximize throughput_per_hour")
     if args.scheduler is not None and args.executor != "dask":
         problems.append("--scheduler: only used with --executor dask")
+    if (args.storage is None) != (args.study is None):
+        problems.append("--storage/--study: a shared study needs both, the storage URL and the study's name")
+    elif args.study is not None and (not args.study.strip() or safe_text(args.study, keep_newlines=False) != args.study
+                                     or len(args.study) > 200):
+        problems.append(f"--study: {safe_text(args.study[:80], keep_newlines=False)!r} is not a usable name "
+                        "(1 to 200 printable characters)")
     if problems:
         raise SpecError(problems)
     out = check_output_dir(args.out) if args.out else None
@@ -476,9 +482,14 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
                                    seed=args.seed, jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
                                    scheduler=args.scheduler, confirm=args.confirm,
                                    progress=not (args.json or args.quiet), source=str(path),
-                                   scenarios=scenarios, engine=args.engine)
+                                   scenarios=scenarios, engine=args.engine, storage=args.storage,
+                                   study_name=args.study)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
+    except studies.ConfirmedElsewhere as e:
+        # this process's trials are in the study; the report is the confirming process's to write
+        _say(f"optimize: {e}")
+        return 0
     body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],
             "pareto": result["pareto"],
             "meta": {**result["meta"], "twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),

@@ -15,9 +15,11 @@ parentheses, one comparison), never by ``eval``.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import math
+import os
 import re
 import warnings
 from collections import Counter
@@ -29,7 +31,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import serial
+from . import serial, studies
 from .dists import parse_duration
 from .results import Results
 from .report import page_head
@@ -517,22 +519,25 @@ def _some_design_ok(p: Problem, samples: int = 4000) -> bool:
     return False
 
 
-def _sampler(p: Problem, trials: int) -> tuple[optuna.samplers.BaseSampler, str, list[dict[str, Any]]]:
-    """The sampler, its name, and the designs to enqueue (an exhaustive grid of the feasible designs
-    when they fit in the trial budget: every one of them is tried, in order)."""
+def _sampler(p: Problem, trials: int, seed: int | None = None
+             ) -> tuple[optuna.samplers.BaseSampler, str, list[dict[str, Any]]]:
+    """The sampler (drawing from ``seed``, default the problem's), its name, and the designs to
+    enqueue (an exhaustive grid of the feasible designs when they fit in the trial budget: every one
+    of them is tried, in order)."""
+    seed = p.seed if seed is None else seed
     def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
         return trial.user_attrs.get("constraints", [0.0])
 
     outcome = any(c.kind == "outcome" for c in p.constraints)
     if len(p.objectives) == 2:
-        return (optuna.samplers.NSGAIISampler(seed=p.seed, constraints_func=constraints if outcome else None),
+        return (optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints if outcome else None),
                 "NSGA-II", [])
     if p.grid is not None and len(p.grid) <= trials:
         # enqueued rather than optuna's GridSampler, which stops the study itself (it needs optimize())
-        return optuna.samplers.RandomSampler(seed=p.seed), "grid", p.grid
+        return optuna.samplers.RandomSampler(seed=seed), "grid", p.grid
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return (optuna.samplers.TPESampler(seed=p.seed, multivariate=True, n_startup_trials=min(10, max(3, trials // 4)),
+        return (optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, max(3, trials // 4)),
                                            constraints_func=constraints if outcome else None), "TPE", [])
 
 
@@ -616,7 +621,8 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
              horizon: float | None = None, warmup: float | None = None, seed: int = 1, jobs: int = 1,
              executor: str = "local", scheduler: str | None = None, confirm: int = 3,
              confirm_replications: int | None = None, progress: bool = False, source: str = "<spec>",
-             scenarios: list[Scenario] | None = None, engine: str = "auto") -> dict[str, Any]:
+             scenarios: list[Scenario] | None = None, engine: str = "auto", storage: str | None = None,
+             study_name: str | None = None) -> dict[str, Any]:
     """Search ``space`` for the design that best meets ``objectives`` (``[(kpi, "maximize"|"minimize")]``,
     one or two) under ``constraints`` (strings of the constraint grammar). ``horizon``/``warmup``
     in s (default the spec's). Returns ``{"best", "runners_up", "trials", "pareto", "meta"}``:
@@ -627,7 +633,15 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     an objective or constraint KPI ``k`` is the equal-weight mean over them, ``SCENARIO.k``
     one scenario's value (``"surge.fill_rate >= 0.95"``). ``engine`` as for :func:`twin.sweep`:
     designs that are saturated serial lines run by their exact recursion under ``auto``
-    (``meta["engine"]`` counts the runs of each engine)."""
+    (``meta["engine"]`` counts the runs of each engine).
+
+    With ``storage`` (``journal:PATH`` or a database URL, :mod:`twin.studies`) and ``study_name``
+    the trials are those of a shared study that several processes run at once: ``trials`` is the
+    study's budget, each process's sampler draws its own stream (which designs a process tries
+    depends on timing; a grid's designs and every design's values do not), and the process that
+    claims the confirmation runs it and stores its result, which a later call returns.
+    :class:`twin.studies.ConfirmedElsewhere` is raised by a process that finds the confirmation
+    claimed and not yet stored."""
     p = Problem(spec, list(space), list(objectives), [parse_constraint(c) for c in constraints or []],
                 horizon=float(spec.run.horizon if horizon is None else horizon),
                 warmup=float(spec.run.warmup if warmup is None else warmup), seed=seed,
@@ -638,12 +652,28 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
         if sense not in ("maximize", "minimize"):
             raise SpecError([f"objective {kpi!r}: {sense!r} is neither maximize nor minimize"])
     check(p)
-    sampler, how, queue = _sampler(p, trials)
-    study = optuna.create_study(directions=[s for _, s in p.objectives], sampler=sampler)  # type: ignore[misc]
-    for q in queue:
-        study.enqueue_trial(q)
+    shared = storage is not None
+    if shared != (study_name is not None):
+        raise SpecError(["--storage/--study: a shared study needs both, the storage URL and the study's name"])
+    directions = [s for _, s in p.objectives]
+    if shared:
+        assert storage is not None and study_name is not None
+        store = studies.open_storage(storage)
+        # every process draws designs of its own, or two TPE startups would propose the same ones
+        sampler, how, queue = _sampler(p, trials, seed=int.from_bytes(os.urandom(4), "little"))
+        study = studies.open_study(store, storage, study_name, directions, sampler,
+                                   {**_problem(p, trials), "confirm": confirm,
+                                    "confirm_replications": confirm_replications or 2 * replications}, queue)
+    else:
+        sampler, how, queue = _sampler(p, trials)
+        study = optuna.create_study(directions=directions, sampler=sampler)  # type: ignore[arg-type]
+        for q in queue:
+            study.enqueue_trial(q)
     if queue:
         trials = len(queue)
+
+    def used() -> int:
+        return studies.counted(study) if shared else len(rows)
     batch = max(1, math.ceil(jobs / replications))
     rows: list[dict[str, Any]] = []
     evaluated: dict[tuple[Any, ...], tuple[list[float], list[float], dict[str, Any]]] = {}
@@ -652,10 +682,11 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     per_design = max(1, len(p.scenarios))
     total_jobs = (trials * replications + confirm * conf_reps) * per_design
     with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
-        while len(rows) < trials and skipped < 20 * trials + 100:
+        while used() < trials and skipped < 20 * trials + 100:
             asked: list[tuple[Any, dict[str, Any]]] = []
             designs: list[dict[str, Any]] = []
-            while len(asked) < min(batch, trials - len(rows)) and skipped < 20 * trials + 100:
+            room = trials - used()
+            while len(asked) < min(batch, room) and skipped < 20 * trials + 100:
                 t = study.ask()
                 params = {d.path: d.suggest(t) for d in p.space}
                 if not p.design_ok(params):
@@ -685,12 +716,27 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             for (t, params), k in zip(asked, key):
                 values, viol, kpis = evaluated[k]
                 t.set_user_attr("constraints", viol or [0.0])
+                row = {"trial": t.number, **params, **{f"{kpi}": kpis.get(kpi, {}).get("mean") for kpi, _ in p.objectives},
+                       "feasible": all(v <= 0 for v in viol), **{f"kpi.{n}": v["mean"] for n, v in kpis.items()}}
+                if shared:  # the row travels with the trial: the confirming process reads every one
+                    t.set_user_attr(studies.ROW, row)
+                    t.set_user_attr(studies.BY, studies.me())
                 if any(v != v for v in values):
                     study.tell(t, state=optuna.trial.TrialState.FAIL)
                 else:
                     study.tell(t, values if len(values) > 1 else values[0])
-                rows.append({"trial": t.number, **params, **{f"{kpi}": kpis.get(kpi, {}).get("mean") for kpi, _ in p.objectives},
-                             "feasible": all(v <= 0 for v in viol), **{f"kpi.{n}": v["mean"] for n, v in kpis.items()}})
+                rows.append(row)
+        mine = len(rows)
+        if shared:
+            assert storage is not None and study_name is not None
+            claimed, stored, holder = studies.claim(store, study_name)
+            if stored is not None:
+                stored["study"] = study
+                return stored
+            if not claimed:
+                raise studies.ConfirmedElsewhere(study_name, len(studies.rows(study)), mine, holder)
+            studies.wait_for_others(study)
+            rows = studies.rows(study)
         bar.total = (len(rows) * replications + confirm * conf_reps) * per_design
         feasible = [r for r in rows if r["feasible"]]
         if not feasible:
@@ -736,8 +782,24 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
             "space": [{"path": d.path, "kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices),
                        "also": list(d.also)} for d in p.space],
             "on_bound": on_bound(p.space, best["params"])}
-    return {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
-            "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
+    if shared:
+        meta["study"] = {"name": study_name, "storage": studies.shown(storage or ""),
+                         "trials_by_process": studies.by_process(study), "confirmed_by": studies.me()}
+    result = {"best": {"params": best["params"], "kpis": best["kpis"], "feasible": best["feasible"]},
+              "runners_up": runners, "trials": rows, "pareto": pareto, "meta": meta, "study": study}
+    if shared:
+        assert study_name is not None
+        studies.store_result(store, study_name, result)
+    return result
+
+
+def _problem(p: Problem, trials: int) -> dict[str, Any]:
+    """What a shared study is about, as JSON: processes that pose another problem may not join."""
+    return {"spec_sha256": hashlib.sha256(p.spec.to_toml().encode()).hexdigest(),
+            "space": [[d.path, d.kind, d.low, d.high, [str(c) for c in d.choices], list(d.also)] for d in p.space],
+            "objectives": [list(o) for o in p.objectives], "constraints": [c.text for c in p.constraints],
+            "horizon": p.horizon, "warmup": p.warmup, "seed": p.seed, "replications": p.replications,
+            "scenarios": [sc.name for sc in p.scenarios], "engine": p.engine, "trials": trials}
 
 
 def on_bound(space: list[Dimension], params: dict[str, Any]) -> list[str]:
