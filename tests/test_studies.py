@@ -166,9 +166,13 @@ def test_a_storage_that_cannot_be_reached_is_refused_before_anything_runs(tmp_pa
     assert "--storage postgresql://nobody:***@127.0.0.1" in err and "secret" not in err
 
 
-@pytest.mark.parametrize("storage,says", [("journal:", "needs a file path"), ("mongodb://h/x", "neither journal"),
-                                          ("journal:{tmp}", "is a folder"), ("journal:{tmp}/no/such/s.log", "does not exist"),
-                                          ("journal:{tmp}/junk.log", "is not an optuna journal")])
+# each case starts a twin process; the default run keeps two, CI runs the rest under -m slow
+@pytest.mark.parametrize("storage,says", [
+    pytest.param("journal:", "needs a file path", marks=pytest.mark.slow),
+    pytest.param("mongodb://h/x", "neither journal", marks=pytest.mark.slow),
+    ("journal:{tmp}", "is a folder"),
+    pytest.param("journal:{tmp}/no/such/s.log", "does not exist", marks=pytest.mark.slow),
+    ("journal:{tmp}/junk.log", "is not an optuna journal")])
 def test_bad_storage_urls_are_refused(tmp_path, storage, says):
     (tmp_path / "junk.log").write_text("hello\n")
     err = _fails(tmp_path, "--storage", storage.format(tmp=tmp_path), "--study", "s")
