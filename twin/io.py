@@ -95,7 +95,8 @@ def check_output_file(path: str | os.PathLike[str], label: str) -> Path:
     return p
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,7 +118,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
         if _TMP_TAG not in name:
             continue
         pid_text = name.split(_TMP_TAG, 1)[1].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():

@@ -682,10 +682,10 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
     per_design = max(1, len(p.scenarios))
     total_jobs = (trials * replications + confirm * conf_reps) * per_design
     with progress_bar(total_jobs, "optimize (runs)", progress) as bar:
-        while used() < trials and skipped < 20 * trials + 100:
+        while (n_used := used()) < trials and skipped < 20 * trials + 100:
             asked: list[tuple[Any, dict[str, Any]]] = []
             designs: list[dict[str, Any]] = []
-            room = trials - used()
+            room = trials - n_used
             while len(asked) < min(batch, room) and skipped < 20 * trials + 100:
                 t = study.ask()
                 params = {d.path: d.suggest(t) for d in p.space}

@@ -26,7 +26,8 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from sqlalchemy.engine import make_url
 
-from .spec import SpecError
+from .io import pid_alive
+from .spec import SpecError, file_kind
 
 JOURNAL = "journal:"
 RDB_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgresql+psycopg", "sqlite", "mysql", "mysql+pymysql")
@@ -87,8 +88,7 @@ def _journal(url: str) -> optuna.storages.BaseStorage:
         raise SpecError(["--storage: journal: needs a file path, e.g. journal:study.log"])
     path = Path(text).expanduser()
     if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file (a device or a FIFO)"
-        raise SpecError([f"--storage {url}: {path} is {what}; give a journal file"])
+        raise SpecError([f"--storage {url}: {path} is {file_kind(path.stat().st_mode)}; give a journal file"])
     if not path.parent.is_dir():
         raise SpecError([f"--storage {url}: the folder {path.parent} does not exist"])
     if path.exists() and path.stat().st_size:
@@ -199,23 +199,13 @@ def claim(storage: optuna.storages.BaseStorage, name: str) -> tuple[bool, dict[s
             return False, json.loads(c.user_attrs[RESULT]), c.user_attrs.get(CLAIM, "?")
         holder = c.user_attrs.get(CLAIM, "another process")
         host, _, pid = str(holder).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
             c.set_user_attr(CLAIM, me())
             return True, None, me()
         return False, None, holder
     c.set_user_attr(CLAIM, me())
     c.set_user_attr("twin.claimed_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return True, None, me()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def store_result(storage: optuna.storages.BaseStorage, name: str, result: dict[str, Any]) -> None:
