@@ -24,7 +24,7 @@ LAYERS = {
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
     "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
-                 "policycheck", "completion", "gate", "studies"},
+                 "policycheck", "completion", "gate", "studies", "shards"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

@@ -20,8 +20,9 @@ import plotly.graph_objects as go
 from .units import WEEK
 from .compare import JobsBar, _slug, factory_spec, run_job, runs_frame
 from .io import ResultSet
-from .report import COLUMNS, SIGNIFICANCE, fmt, page_head, signed_amount_ci
+from .report import COLUMNS, SIGNIFICANCE, fig_html, fmt, page_head, signed_amount_ci
 from .runs import map_jobs, replication_seed
+from .shards import JobStore, share_of
 from .scenario import Scenario, apply, given_twice, load_scenario, scenario_path
 from .spec import ABLATION_ALL_OFF, ABLATION_FULL, Spec, SpecError, resolve
 from .stats import holm, paired_diff
@@ -82,8 +83,10 @@ def check(factory: str, scenarios: list[str], weeks: float,
 
 
 def run(factory: str, scenarios: list[str], replications: int, weeks: float, warmup: float, seed: int = 1,
-        jobs: int = 1, executor: str = "local", scheduler: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Run the ablation; return ``{"factory", "meta", "ablation": [rows], "runs": DataFrame}``.
+        jobs: int = 1, executor: str = "local", scheduler: str | None = None, progress: bool = False,
+        store: JobStore | None = None) -> dict[str, Any] | None:
+    """Run the ablation; return ``{"factory", "meta", "ablation": [rows], "runs": DataFrame}``
+    (None in a shard's run, which only stores its share of the jobs in ``store``).
 
     Each row: capability, scenario, kpi, full_mean, ablated_mean, diff_mean (full − ablated),
     diff_ci95, n, p, p_holm, significant."""
@@ -94,14 +97,17 @@ def run(factory: str, scenarios: list[str], replications: int, weeks: float, war
         for name, off in vs:
             for r in range(replications):
                 args.append((path, name, sd, r, replication_seed(seed, r), weeks, warmup, off or None))
-    bar = JobsBar(len(args), 0, enabled=progress, label="ablate")
+    bar = JobsBar(share_of(store, len(args)), 0, enabled=progress, label="ablate")
     results: list[Any] = [None] * len(args)
-    for i, res in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+    for i, res in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler, store=store,
+                           stage="ablate"):
         res.pop("daily", None)
         res.pop("stations", None)
         results[i] = res
         bar.step()
     bar.close()
+    if store is not None and store.sharding:
+        return None
     runs = runs_frame(results).rename(columns={"factory": "variant"})
     rows = table(runs, [n for n, _ in vs if n != FULL], scenarios)
     name = spec.name
@@ -223,8 +229,7 @@ def html_page(result: dict[str, Any]) -> str:
                 tds.append(f"<td><b>{text}</b></td>" if r and r["significant"] else f"<td>{text}</td>")
             parts.append(f"<tr><td>{esc(c)}</td>" + "".join(tds) + "</tr>")
         parts.append("</table>")
-    parts.append(figure(result).to_html(full_html=False, include_plotlyjs=False,
-                                        config={"displaylogo": False, "responsive": True}))
+    parts.append(fig_html(figure(result), 0))
     parts.append("</body></html>")
     return "\n".join(parts)
 

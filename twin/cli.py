@@ -17,10 +17,10 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__
-from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED
+from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, MAX_SHARDS
 from .names import safe_text
 from .units import WEEK, parse_duration
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the recursion cannot take, saying why")
     w.add_argument("--out", help="folder for sweep.csv (per replication), sweep_summary.csv, kpis.json and report.html")
     w.add_argument("--json", action="store_true", help="print the per-point summary as JSON")
+    w.add_argument("--shard", type=_shard_arg, metavar="I/N", help="run only shard I of N (I from 0 to N-1) of the jobs and store them in --out; twin merge joins the N folders into the whole run's report, byte for byte")
 
     i = sub.add_parser("init", help="write a commented starter spec to edit")
     i.add_argument("file", help="spec file to create, e.g. line.toml")
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local processes (default) or a Dask distributed cluster (pip install -e '.[dask]')")
     c.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
     c.add_argument("--json", action="store_true", help="print kpis.json on stdout instead of the tables")
+    c.add_argument("--shard", type=_shard_arg, metavar="I/N", help="run only shard I of N (I from 0 to N-1) of the jobs and store them in --out; twin merge joins the N folders into the whole run's report, byte for byte")
     o = sub.add_parser("optimize", help="search a design space under constraints for the best design (optuna)")
     o.add_argument("spec", help="spec file (TOML) or built-in factory name")
     o.add_argument("--vary", action="append", default=[], metavar="PATH=LOW..HIGH|V1,V2,...", required=True,
@@ -254,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local processes (default) or a Dask distributed cluster")
     a.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local cluster)")
+    a.add_argument("--shard", type=_shard_arg, metavar="I/N", help="run only shard I of N (I from 0 to N-1) of the jobs and store them in --out; twin merge joins the N folders into the whole run's report, byte for byte")
     g = sub.add_parser("gate", help="judge a spec's or compare grid's KPIs against a recorded baseline on its seeds "
                        "(exit 0 pass or inconclusive, 1 regression, 2 bad input)")
     g.add_argument("target", nargs="?", help="spec file (TOML) or built-in factory name; or leave out and give --compare")
@@ -277,10 +280,51 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--summary", metavar="FILE", help="write the Markdown table (also appended to $GITHUB_STEP_SUMMARY when set)")
     g.add_argument("--json", action="store_true", help="print JSON: the verdicts and github-action-benchmark's custom entries")
 
+    m = sub.add_parser("merge", help="join the shard folders of one compare, sweep or ablate run into the "
+                       "report of the whole (byte-identical to the unsharded run)")
+    m.add_argument("shards", nargs="+", metavar="DIR", help="the --out folders of the N shards (--shard I/N)")
+    m.add_argument("--out", required=True, help="folder for the whole run's files")
     sc = sub.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)")
     sc.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell, e.g. "
                     "twin completion bash > ~/.local/share/bash-completion/completions/twin")
     return p
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → ``(I, N)``: shard I (0 to N − 1, as Slurm's ``--array=0-<N-1>`` numbers its
+    tasks) of N; :class:`ValueError` with the reason otherwise."""
+    m = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", text)
+    if not m:
+        raise ValueError(f"expected I/N, e.g. 0/4 (shard I of N, I from 0 to N-1), got {text!r}")
+    i, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= n <= MAX_SHARDS:
+        raise ValueError(f"N must be 1 to {MAX_SHARDS:,}, got {n}")
+    if i >= n:
+        raise ValueError(f"I counts from 0 to N-1 = {n - 1} (as Slurm's --array=0-{n - 1}), got {i}")
+    return i, n
+
+
+def canonical_argv(argv: list[str], options: list[str]) -> list[str]:
+    """``argv`` with every abbreviated long option (argparse takes a unique prefix) written out
+    in full, so that a recorded command names its options one way."""
+    out: list[str] = []
+    for k, t in enumerate(argv):
+        if t == "--":
+            return out + argv[k:]
+        name, eq, value = t.partition("=")
+        if name.startswith("--") and name not in options:
+            hits = [o for o in options if o.startswith(name)]
+            if len(hits) == 1:
+                t = hits[0] + eq + value
+        out.append(t)
+    return out
+
+
+def _shard_arg(v: str) -> tuple[int, int]:
+    try:
+        return _parse_shard(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--shard: {e}") from None
 
 
 def _positive_float(name: str, maximum: float | None = None):
@@ -327,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      else repr(x) for x in extra]
             sp.error(f"unrecognized arguments: {', '.join(hints)}")
         sp = parser.commands.get(args.command, parser)  # type: ignore[attr-defined]
+        # abbreviations written out: a recorded command (a shard's, kpis.json's) names each option one way
+        argv = [argv[0]] + canonical_argv(argv[1:], [o for a in sp._actions for o in a.option_strings
+                                                      if o.startswith("--")])
         blank = _blank_options(sp, args)
         if blank:
             sp.error("; ".join(f"{o}: an empty value (a path or a name needs at least one character)" for o in blank))
@@ -412,9 +459,20 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     run = {"run": lambda: c.cmd_run(args, argv), "validate": lambda: c.cmd_validate(args),
            "compare": lambda: c.cmd_compare(args, argv), "calibrate": lambda: c.cmd_calibrate(args),
            "check": lambda: c.cmd_check(args), "sweep": lambda: c.cmd_sweep(args, argv), "init": lambda: c.cmd_init(args),
-           "ablate": lambda: c.cmd_ablate(args), "optimize": lambda: c.cmd_optimize(args, argv),
-           "completion": lambda: _print_completion(args.shell), "gate": lambda: c.cmd_gate(args)}
+           "ablate": lambda: c.cmd_ablate(args, argv), "optimize": lambda: c.cmd_optimize(args, argv),
+           "completion": lambda: _print_completion(args.shell), "gate": lambda: c.cmd_gate(args),
+           "merge": lambda: c.cmd_merge(args, _parse_recorded)}
     return run[args.command]()
+
+
+def _parse_recorded(argv: list[str]) -> tuple[argparse.Namespace, Callable[[argparse.Namespace, list[str]], int]]:
+    """A recorded command line (a shard's) parsed as ``twin`` would, and the way to run it."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        raise ValueError("twin cannot parse it") from None
+    return args, _dispatch
 
 
 

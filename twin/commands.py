@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ablate, builtins, optimize, serial, studies
+from . import __version__, ablate, builtins, optimize, serial, shards, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
@@ -71,6 +71,33 @@ def _warn(text: str) -> None:
     if _QUIET[0] and not text.startswith("error:"):
         return
     sys.stderr.write(safe_text(text))
+
+
+def _job_store(args: argparse.Namespace, argv: list[str]) -> shards.JobStore | None:
+    """The job store of this run: a merge's (``args.store``, set by :func:`cmd_merge`), a shard's
+    (``--shard I/N``: kept in ``--out``), or None for an ordinary run."""
+    if getattr(args, "store", None) is not None:
+        return args.store  # type: ignore[no-any-return]
+    if getattr(args, "shard", None) is None:
+        return None
+    if not args.out:
+        raise SpecError([f"--shard: give --out DIR, the folder where shard {args.shard[0]}/{args.shard[1]} keeps "
+                         "its jobs for twin merge"])
+    return shards.open_shard(check_output_dir(args.out), args.shard, argv)
+
+
+def _shard_done(store: shards.JobStore, as_json: bool) -> int:
+    """Mark a shard's folder complete and say what it ran and how to merge."""
+    store.write_manifest(complete=True)
+    if as_json:
+        sys.stdout.write(dumps({"shard": store.shard, "of": store.count, "stages": store.stages,
+                                "folder": str(store.folder)}))
+        return 0
+    ran = ", ".join(f"{st} {c['mine']} of {c['jobs']}" + (f" ({c['reused']} kept from before)" if c.get("reused") else "")
+                    for st, c in store.stages.items())
+    _say(f"shard {store.shard}/{store.count}: {ran or 'no'} jobs, stored in {store.folder}")
+    _say(f"when all {store.count} shards are done: twin merge SHARD_DIR... --out DIR")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace | None = None) -> int:
@@ -183,6 +210,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         raise SpecError(["--scheduler: only used with --executor dask"])
     if args.out:
         check_output_dir(args.out)
+    store = _job_store(args, argv)
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     warmup = spec.run.warmup if args.warmup is None else args.warmup
     if horizon <= 0 or warmup >= horizon:
@@ -191,7 +219,9 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     df = sweep(spec, grid, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                jobs=args.jobs or os.cpu_count() or 1, executor=args.executor, scheduler=args.scheduler,
                progress=not (args.json or args.quiet), source=f"{path} --vary",
-               engine=args.engine)  # validates every point before running
+               engine=args.engine, store=store)  # validates every point before running
+    if store is not None and store.sharding:
+        return _shard_done(store, args.json)
     tab = sweep_table(df)
     meta = {"twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
             "command": "twin " + shlex.join(argv), "grid": grid, "horizon": horizon, "warmup": warmup,
@@ -383,6 +413,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
             grid.overrides.setdefault(f, {}).update(values)
     jobs = args.jobs or os.cpu_count() or 1
     out = check_output_dir(args.out)
+    store = _job_store(args, argv)
     if args.warmup == "auto":
         grid.warmup, grid.warmup_method = measure_warmup(grid)
         _warn(f"warm-up measured: {format_duration(grid.warmup)} ({grid.warmup_method})\n")
@@ -399,21 +430,24 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         _warn("note: --resume keeps the finished jobs of the reference grid; the uncertainty draws run again\n")
     cands, nominal = prepare_designs(grid, args.designs) if args.designs is not None else ({}, {})
     try:
-        results = run_grid(grid, jobs=jobs, out=out, resume=args.resume, progress=not args.quiet, executor=args.executor,
-                           scheduler=args.scheduler)
+        sharding = store is not None and store.sharding
+        results = run_grid(grid, jobs=jobs, out=None if sharding else out, resume=args.resume,
+                           progress=not args.quiet, executor=args.executor, scheduler=args.scheduler, store=store)
+        unc = None
+        fronts = None
+        if cands:
+            variants = run_designs(grid, cands, nominal, results, jobs=jobs, progress=not args.quiet,
+                                   executor=args.executor, scheduler=args.scheduler, store=store)
+            shifted = [s for s in grid.scenarios if load_scenario(s).shifts]
+            fronts = None if sharding else design_fronts(variants, grid.scenarios, shifted)
+        if args.uncertainty:
+            unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
+                                  scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws,
+                                  designs=cands, nominal=nominal, store=store)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
-    unc = None
-    fronts = None
-    if cands:
-        variants = run_designs(grid, cands, nominal, results, jobs=jobs, progress=not args.quiet,
-                               executor=args.executor, scheduler=args.scheduler)
-        shifted = [s for s in grid.scenarios if load_scenario(s).shifts]
-        fronts = design_fronts(variants, grid.scenarios, shifted)
-    if args.uncertainty:
-        unc = run_uncertainty(grid, args.uncertainty, jobs=jobs, progress=not args.quiet, executor=args.executor,
-                              scheduler=args.scheduler, prepared=prepared, price_draws=args.price_draws,
-                              designs=cands, nominal=nominal)
+    if store is not None and store.sharding:
+        return _shard_done(store, getattr(args, "json", False))
     md = write_report(results, grid, out, command="twin " + shlex.join(argv), uncertainty=unc,
                       price_file=args.uncertainty_file, fronts=fronts)
     if getattr(args, "json", False):  # what was written to kpis.json, for a script to read
@@ -644,7 +678,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         _say(md.rstrip("\n"))
     return 1 if verdict == "fail" else 0
 
-def cmd_ablate(args: argparse.Namespace) -> int:
+def cmd_ablate(args: argparse.Namespace, argv: list[str]) -> int:
     q = ablate.quick_defaults() if args.quick else {}
     scenarios = _name_list(args.scenarios, "--scenarios") or list(q.get("scenarios") or SCENARIOS)
     warmup = args.warmup if args.warmup not in (None, "auto") else q.get("warmup", 2 * WEEK)
@@ -653,13 +687,17 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.executor != "dask":
         raise SpecError(["--scheduler: only used with --executor dask"])
     out = check_output_dir(args.out) if args.out else None
+    store = _job_store(args, argv)
     try:
         result = ablate.run(args.factory, scenarios, args.replications or q.get("replications", 5),
                             args.weeks or q.get("weeks", 26.0), warmup, seed=args.seed,
                             jobs=args.jobs or os.cpu_count() or 1, executor=args.executor,
-                            scheduler=args.scheduler, progress=not args.quiet)
+                            scheduler=args.scheduler, progress=not args.quiet, store=store)
     except ImportError as e:
         raise SpecError([f"--executor dask: {e}"]) from None
+    if result is None:
+        assert store is not None
+        return _shard_done(store, args.json)
     if out is not None:
         ablate.write(result, out)
     if args.json:
@@ -672,6 +710,24 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if out is not None:
         _say(f"wrote {', '.join(str(out / w) for w in ('kpis.json', 'ablation.csv', 'runs.csv', 'report.html'))}")
     return 0
+
+
+def cmd_merge(args: argparse.Namespace, parse: Any) -> int:
+    """``twin merge DIR... --out OUT``: check the shards, then run their command with every job's
+    result taken from them (nothing is simulated), so OUT holds the unsharded run's files."""
+    store = shards.load_shards([Path(d) for d in args.shards])
+    check_output_dir(args.out)
+    if Path(args.out).resolve() in {Path(d).resolve() for d in args.shards}:
+        raise SpecError([f"--out: {args.out} is one of the shards; the whole run goes into a folder of its own"])
+    argv = [*store.command, "--out", args.out]  # what the unsharded run's files record
+    try:
+        inner, run = parse(argv)
+    except ValueError as e:
+        raise SpecError([f"{args.shards[0]}: its command 'twin {shlex.join(store.command)}': {e}"]) from None
+    inner.store = store
+    inner.quiet = bool(getattr(inner, "quiet", False) or args.quiet)
+    _QUIET[0] = _QUIET[0] or inner.quiet
+    return int(run(inner, argv))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from .experiment import mser_warmup, simulate
 from .io import dumps, remove_stale_temporaries, write_json
 from .report import RANKED, SIGNIFICANCE
 from .runs import map_jobs, progress_bar, replication_seed, run_once
+from .shards import JobStore, share_of
 from .scenario import Scenario, apply, load_scenario, scenario_path
 from .spec import (
     MAX_SPEC_BYTES,
@@ -160,7 +161,7 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
                     executor: str = "local", scheduler: str | None = None,
                     prepared: dict[str, Any] | None = None, price_draws: int = PRICE_DRAWS,
                     designs: dict[str, list[designs_mod.Candidate]] | None = None,
-                    nominal: dict[str, str] | None = None) -> dict[str, Any]:
+                    nominal: dict[str, str] | None = None, store: JobStore | None = None) -> dict[str, Any] | None:
     """``twin compare --uncertainty N``: ``draws_n`` behavioural worlds of the uncertainty file by Latin
     hypercube (seeded by the grid's seed), each run over the grid's scenarios and replications on
     the same seeds, then priced under ``price_draws`` Latin-hypercube draws of its price parameters
@@ -168,7 +169,8 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
     :func:`twin.uncertainty.analyse`). With ``designs`` (factory → candidates; ``nominal``: each
     factory's own label), every candidate runs in every world too, and ``designed`` holds the
     answer read on the design each factory takes in each world and price draw by the design
-    protocol's rule (:func:`designed`); the top-level answer stays that of the nominal designs."""
+    protocol's rule (:func:`designed`); the top-level answer stays that of the nominal designs.
+    A shard's run (``store``) runs its share of the worlds' jobs and returns None."""
     prep = prepared or prepare_uncertainty(grid, draws_n, file, price_draws)
     pars, src, scen, d = prep["pars"], prep["src"], prep["scen"], prep["draws"]
     designs, nominal = designs or {}, nominal or {}
@@ -182,11 +184,14 @@ def run_uncertainty(grid: Grid, draws_n: int, file: str | None = None, jobs: int
     args = [(spec, j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, k) for _, spec, k, j in todo]
     rows: list[dict[str, Any] | None] = [None] * len(args)
-    bar = JobsBar(len(args), 0, enabled=progress, label="uncertainty")
-    for i, r in map_jobs(run_world_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+    bar = JobsBar(share_of(store, len(args)), 0, enabled=progress, label="uncertainty")
+    for i, r in map_jobs(run_world_job, args, jobs=jobs, executor=executor, scheduler=scheduler, store=store,
+                         stage="uncertainty"):
         rows[i] = {**r, "design": todo[i][0]}
         bar.step()
     bar.close()
+    if store is not None and store.sharding:
+        return None
     done = [r for r in rows if r is not None]
     runs = pd.DataFrame([{"draw": r["draw"], "factory": r["factory"], "scenario": r["scenario"],
                           "design": r["design"], "replication": r["replication"], "seed": r["seed"], **r["kpis"]}
@@ -313,9 +318,10 @@ def nominal_labels(specs: dict[str, Spec], cands: dict[str, list[designs_mod.Can
 
 def run_designs(grid: Grid, cands: dict[str, list[designs_mod.Candidate]], nominal: dict[str, str],
                 results: list[dict[str, Any]], jobs: int = 1, progress: bool = False, executor: str = "local",
-                scheduler: str | None = None) -> list[dict[str, Any]]:
+                scheduler: str | None = None, store: JobStore | None = None) -> list[dict[str, Any]]:
     """Every candidate design of each factory run over the grid's scenarios and replications on the
-    grid's seeds (the nominal one is the grid's own jobs, reused); each result carries ``design``."""
+    grid's seeds (the nominal one is the grid's own jobs, reused); each result carries ``design``.
+    A shard's run (``store``) runs its share of the candidates' jobs."""
     paths, scen = check_inputs(grid)
     out = [{**r, "design": nominal[r["factory"]]} for r in results if r["factory"] in nominal]
     todo = [(c, j) for f, cs in cands.items() for c in cs if c.label != nominal[f] for j in grid.jobs()
@@ -323,8 +329,9 @@ def run_designs(grid: Grid, cands: dict[str, list[designs_mod.Candidate]], nomin
     args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, {**(grid.overrides.get(j.factory) or {}), **c.set})
             for c, j in todo]
-    bar = JobsBar(len(args), 0, enabled=progress, label="designs")
-    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+    bar = JobsBar(share_of(store, len(args)), 0, enabled=progress, label="designs")
+    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler, store=store,
+                         stage="designs"):
         out.append({**r, "design": todo[i][0].label})
         bar.step()
     bar.close()
@@ -448,9 +455,13 @@ def check_inputs(grid: Grid) -> tuple[dict[str, str], dict[str, Scenario]]:
 
 
 def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = False,
-             progress: bool = False, executor: str = "local", scheduler: str | None = None) -> list[dict[str, Any]]:
+             progress: bool = False, executor: str = "local", scheduler: str | None = None,
+             store: JobStore | None = None) -> list[dict[str, Any]]:
     """Run every job of ``grid`` through an executor (see :func:`twin.experiment.map_jobs`:
     ``jobs`` local processes, 1 = in this process, or Dask).
+
+    With a ``store`` (:class:`twin.shards.JobStore`), a shard runs (and returns) only its
+    share of the jobs, and a merge takes every job from the shards; ``out`` is then not used.
 
     With ``out``, each finished job is written to ``out/jobs/KEY.json`` at once;
     with ``resume``, jobs already stored there are loaded instead of re-run.
@@ -487,7 +498,7 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None)
             for j in pending]
-    bar = JobsBar(len(todo), len(done), enabled=progress)
+    bar = JobsBar(share_of(store, len(todo)), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:
         done[j.key] = r
@@ -507,10 +518,11 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
                                                "run the same command again with --resume"] if kept else [])) from None
         bar.step()
 
-    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler):
+    for i, r in map_jobs(run_job, args, jobs=jobs, executor=executor, scheduler=scheduler, store=store,
+                         stage="grid"):
         finish(pending[i], r)
     bar.close()
-    return [done[j.key] for j in todo]
+    return [done[j.key] for j in todo if j.key in done]
 
 
 def _load_job(path: Path, job: Job) -> dict[str, Any] | None:

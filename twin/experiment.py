@@ -16,6 +16,7 @@ from .dists import parse_duration
 from .model import PROGRESS_STEPS
 from .results import Results
 from .limits import MAX_SWEEP_RUNS
+from .shards import JobStore, share_of
 from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar, replication_seed, run_once
 from .spec import MAX_REPLICATIONS, MAX_SEED, Spec, SpecError, load, validate
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
@@ -126,7 +127,8 @@ def _sweep_job(spec: Spec, horizon: float, warmup: float, seed: int) -> dict[str
 def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = None,
           warmup: float | str | None = None, seed: int | None = None, replications: int | None = None,
           jobs: int = 1, executor: str = "local", scheduler: str | None = None,
-          progress: bool = False, source: str = "<sweep>", engine: str = "auto") -> pd.DataFrame:
+          progress: bool = False, source: str = "<sweep>", engine: str = "auto",
+          store: JobStore | None = None) -> pd.DataFrame:
     """Run ``spec`` at every combination of the override values in ``grid`` and return one
     row per point and replication: the grid's columns, ``replication`` and every KPI.
 
@@ -140,6 +142,8 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     (prefixed with ``source``). ``engine`` (:data:`twin.serial.ENGINES`): ``auto`` computes
     saturated serial lines by their exact recursion (:mod:`twin.serial`, the same results),
     ``simpy`` always runs events; ``df.attrs["engine"]`` and ``["engine_why_not"]`` say which ran.
+    With a ``store`` (:class:`twin.shards.JobStore`), a shard runs its share of the runs and
+    returns an empty frame; a merge takes every run from the shards.
     """
 
     spec = checked_spec(spec, source)
@@ -182,11 +186,14 @@ def sweep(spec: Spec, grid: dict[str, list[Any]], horizon: float | str | None = 
     rows: list[dict[str, Any] | None] = [None] * len(args)
     if how == "serial":
         done = serial.map_runs(_kpi_row, [(a[0], a[3]) for a in args], h, w, jobs=jobs, executor=executor,
-                               scheduler=scheduler)
+                               scheduler=scheduler, store=store, stage="sweep")
     else:
-        done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler)
-    for i, k in _progress(done, progress, "sweep", total=len(args)):
+        done = map_jobs(_sweep_job, args, jobs=jobs, executor=executor, scheduler=scheduler, store=store,
+                        stage="sweep")
+    for i, k in _progress(done, progress, "sweep", total=share_of(store, len(args))):
         rows[i] = {**dict(zip(keys, map(_cell, points[i // n]))), "replication": i % n, **k}
+    if store is not None and store.sharding:
+        return pd.DataFrame()
     out = pd.DataFrame(rows)
     out.attrs["grid"] = keys
     out.attrs["engine"] = how

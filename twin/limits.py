@@ -17,3 +17,6 @@ MAX_SWEEP_RUNS = 100_000
 300,000 values) more often than a study; every point is validated before anything runs, and
 the runs of a quick spec alone would take CPU-days. A larger study samples its space with
 ``twin optimize`` or runs as several sweeps."""
+
+MAX_SHARDS = 100_000
+"""More shards than this is a typo (a Slurm job array is at most ~10^5 tasks on the largest sites)."""

@@ -34,7 +34,7 @@ import plotly.graph_objects as go
 from . import serial, studies
 from .dists import parse_duration
 from .results import Results
-from .report import page_head
+from .report import fig_html, page_head
 from .runs import map_jobs, progress_bar, replication_seed, run_once
 from .scenario import Scenario, apply
 from .spec import Spec, SpecError, toml_values
@@ -961,8 +961,8 @@ def html_page(result: dict[str, Any], title: str) -> str:
     parts.append("</table>")
     for note in meta.get("on_bound", []):
         parts.append(f"<p class='caution'><b>On a bound:</b> {esc(note)}.</p>")
-    for fig in figures(result):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+    for k, fig in enumerate(figures(result)):
+        parts.append(fig_html(fig, k, responsive=False))
     parts.append("</body></html>")
     return "\n".join(parts)
 

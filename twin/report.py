@@ -790,9 +790,8 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
         parts.append("<h2>Charts</h2><p class='picker'><label>Scenario shown in the charts: <select id='scenario-pick'>"
                      + "".join(f"<option value='{esc(n)}'{' selected' if n == first else ''}>{esc(n)}</option>"
                                for n in names) + "</select></label></p>")
-    for fig in figures:
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
-                                 config={"displaylogo": False, "responsive": True}))
+    for number, fig in enumerate(figures):
+        parts.append(fig_html(fig, number))
     if menus:
         parts.append(SCENARIO_PICKER)
     parts.append("</body></html>")
@@ -979,11 +978,18 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     if routes:
         figs.append(fig_flow(summary, routes, shifting))
     figs.append(fig_gantt(res, float(summary["warmup"])))
-    for fig in figs:
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=False,
-                                 config={"displaylogo": False, "responsive": True}))
+    for k, fig in enumerate(figs):
+        parts.append(fig_html(fig, k))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def fig_html(fig: go.Figure, index: int, responsive: bool = True) -> str:
+    """A figure as a ``<div>`` for a page (plotly.js loaded once by the page), with the id
+    ``chart-INDEX`` instead of plotly's random one: the same results give the same page, byte
+    for byte (a merged shard run's report is the unsharded run's)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{index}",
+                       config={"displaylogo": False, **({"responsive": True} if responsive else {})})
 
 
 def sweep_page(tab: pd.DataFrame, keys: list[str], picks: dict[str, Any], meta: dict[str, Any], title: str) -> str:
@@ -1019,9 +1025,9 @@ def sweep_page(tab: pd.DataFrame, keys: list[str], picks: dict[str, Any], meta: 
             parts.append(f"<tr><td>{esc(labels.get(kpi, kpi))}</td><td>{esc(str(p['best']))}</td>"
                          f"<td style='text-align:left'>{esc(sure)}</td></tr>")
         parts.append("</table>")
-    for k in kpis:
+    for n, k in enumerate(kpis):
         fig = ci_band(t, keys[0], k, f"{k}_ci95", group=group, title=labels.get(k, k), y_title=labels.get(k, k))
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+        parts.append(fig_html(fig, n, responsive=False))
     parts.append("<h2>Points</h2><table class='nums'><tr>" + "".join(f"<th>{esc(k)}</th>" for k in keys)
                  + "".join(f"<th>{esc(labels.get(k, k))}</th>" for k in kpis) + "</tr>")
     for _, row in t.iterrows():

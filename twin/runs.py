@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .units import WEEK
 from .model import Model
 from .results import Results, build
+from .shards import JobStore
 from .spec import MAX_HORIZON, Spec, SpecError
 
 __all__ = ["run_once", "replication_seed", "check_run_times", "map_jobs", "progress_bar", "EXECUTORS"]
@@ -109,7 +110,7 @@ SCHEDULER_TIMEOUT = "10s"  # a scheduler that does not answer by then is reporte
 
 
 def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: str = "local",
-             scheduler: str | None = None):
+             scheduler: str | None = None, store: JobStore | None = None, stage: str = ""):
     """Run ``fn(*args)`` for every ``args`` of ``arglist``; yield ``(index, result)`` as each finishes.
 
     - ``executor="local"``: in this process when ``jobs == 1``, else a pool of ``jobs`` local processes;
@@ -119,9 +120,20 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
 
     Jobs are independent and deterministic given their arguments, so every executor
     gives the same results; only the completion order differs (callers sort).
+
+    With a ``store`` (:class:`twin.shards.JobStore`), the jobs are ``stage`` of a sharded
+    command: a shard runs and stores only its share (and yields only those), a merge yields
+    every job's stored result and runs none.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if store is not None:
+        todo, known, keys = store.plan(stage, fn, arglist)
+        yield from known.items()
+        for k, r in map_jobs(fn, [arglist[i] for i in todo], jobs, executor, scheduler):
+            store.put(stage, todo[k], keys[todo[k]], r)
+            yield todo[k], r
+        return
     if executor == "dask":
         yield from _map_dask(fn, arglist, jobs, scheduler)
         return

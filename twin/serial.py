@@ -29,6 +29,7 @@ from .record import Fate, Record
 from .release import memory_budget
 from .results import Results, build
 from .runs import check_run_times, map_jobs
+from .shards import JobStore
 from .spec import Spec, SpecError
 from .state import State
 from .streams import Streams
@@ -401,12 +402,21 @@ def _job(fn: Callable[[Results], Any], runs: list[tuple[Spec, int]], horizon: fl
 
 
 def map_runs(fn: Callable[[Results], Any], runs: list[tuple[Spec, int]], horizon: float, warmup: float,
-             jobs: int = 1, executor: str = "local", scheduler: str | None = None) -> Iterator[tuple[int, Any]]:
+             jobs: int = 1, executor: str = "local", scheduler: str | None = None,
+             store: JobStore | None = None, stage: str = "") -> Iterator[tuple[int, Any]]:
     """``(index, fn(results))`` for every ``(spec, seed)`` of ``runs``, by :func:`run_many`: the
     runs split into one contiguous group per job (each group computed as numpy columns when
     it is big enough), the groups spread as :func:`twin.runs.map_jobs` spreads jobs. ``fn``
-    must pickle (a module-level function) for processes."""
+    must pickle (a module-level function) for processes; ``store``/``stage`` as for
+    :func:`twin.runs.map_jobs` (a shard computes its share of the runs)."""
     if not runs:
+        return
+    if store is not None:
+        todo, known, keys = store.plan(stage, fn, [(sp, seed, horizon, warmup) for sp, seed in runs])
+        yield from known.items()
+        for k, value in map_runs(fn, [runs[i] for i in todo], horizon, warmup, jobs, executor, scheduler):
+            store.put(stage, todo[k], keys[todo[k]], value)
+            yield todo[k], value
         return
     per = -(-len(runs) // max(1, jobs))
     groups = [runs[i:i + per] for i in range(0, len(runs), per)]
