@@ -730,7 +730,7 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
                      "lead_time_mean_s": float(k["lead_time_mean_s"]),
                      "stations": {n: {c: float(st.loc[n, c]) for c in STATE_COLS}
                                   for n in st.index}})
-    rows = []
+    rows: list[dict[str, Any]] = []
 
     def add(metric: str, observed: float, values: list[float], floor: float = 0.0, ratio: bool = False) -> None:
         x = np.array(values)
@@ -771,19 +771,19 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
     # the exit code answers one question for all rows: Holm keeps the chance that a right model
     # is reported as differing anywhere at 5 % (each row at 95 % would flag it in about a third
     # of one-day logs of a three-station line)
-    adjusted = holm([r["p"] for r in rows])
-    levels = holm_levels([r["p"] for r in rows], CHECK_ALPHA)
-    for r, pa, level in zip(rows, adjusted, levels):
-        r["p_holm"] = pa
-        r["verdict"] = "DIFFERS" if pa < CHECK_ALPHA else "ok"
-        scale, use_log = r.pop("_scale"), r.pop("_log")
-        if use_log and r["verdict"] == "ok" and math.isfinite(scale) and scale > 0:
+    adjusted = holm([row["p"] for row in rows])
+    levels = holm_levels([row["p"] for row in rows], CHECK_ALPHA)
+    for row, pa, level in zip(rows, adjusted, levels):
+        row["p_holm"] = pa
+        row["verdict"] = "DIFFERS" if pa < CHECK_ALPHA else "ok"
+        scale, use_log = row.pop("_scale"), row.pop("_log")
+        if use_log and row["verdict"] == "ok" and math.isfinite(scale) and scale > 0:
             # the widest error this row could still miss at its Holm level: beyond a factor of 3
             # the log cannot judge the lead time, and says by how much longer it would have to be
             n = replications
             half = float(student_t.isf(level / 2, n - 1) * scale)
-            r["undetectable_factor"] = math.exp(half)
+            row["undetectable_factor"] = math.exp(half)
             if half > math.log(LEAD_TIME_FACTOR):
-                r["verdict"] = "cannot tell"
-                r["log_length_needed"] = (half / math.log(LEAD_TIME_FACTOR)) ** 2
+                row["verdict"] = "cannot tell"
+                row["log_length_needed"] = (half / math.log(LEAD_TIME_FACTOR)) ** 2
     return {"horizon": h, "replications": replications, "seed": seed, "replayed": replay is not None, "rows": rows}
