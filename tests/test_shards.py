@@ -201,6 +201,21 @@ def test_shards_that_do_not_add_up_are_refused_naming_them(work):
     assert rc == 2 and "was run with other input" in err and not (work / "whole").exists()
 
 
+def test_a_merge_runs_nothing_and_needs_no_cluster(work):
+    """Shards run on a Dask cluster (their command names its scheduler) merge after the cluster
+    is gone: the merge takes every job from the shards and contacts no scheduler."""
+    cmd = ["sweep", "pair.toml", "--vary", "stations.0.buffer=1,2", "--horizon", "1d", "--warmup", "1h",
+           "--replications", "1", "--engine", "simpy", "-q"]
+    for i in range(2):
+        assert _twin(*cmd, "--shard", f"{i}/2", "--out", f"s{i}")[0] == 0
+        m = json.loads((work / f"s{i}" / "shard.json").read_text())
+        m["command"] += ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"]  # nothing listens there
+        (work / f"s{i}" / "shard.json").write_text(json.dumps(m))
+    rc, _, err = _twin("merge", "s0", "s1", "--out", "whole")
+    assert rc == 0, err
+    assert "--scheduler tcp://127.0.0.1:9" in json.loads((work / "whole" / "kpis.json").read_text())["meta"]["command"]
+
+
 def test_shard_options_are_checked(work):
     for bad, message in (("3/3", "I counts from 0 to N-1 = 2"), ("0/0", "N must be 1"), ("1", "expected I/N"),
                          ("a/b", "expected I/N")):

@@ -130,6 +130,8 @@ def map_jobs(fn: Any, arglist: list[tuple[Any, ...]], jobs: int = 1, executor: s
     if store is not None:
         todo, known, keys = store.plan(stage, fn, arglist)
         yield from known.items()
+        if not todo:  # a merge (or a finished shard) needs no executor: a cluster long gone is fine
+            return
         for k, r in map_jobs(fn, [arglist[i] for i in todo], jobs, executor, scheduler):
             store.put(stage, todo[k], keys[todo[k]], r)
             yield todo[k], r
