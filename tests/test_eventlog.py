@@ -342,6 +342,7 @@ def test_check_never_passes_a_lead_time_three_times_off(tmp_path, capsys):
     assert verdicts.count("DIFFERS") >= 2, verdicts
 
 
+@pytest.mark.slow  # keeps the default run inside its 4 minutes (241 s in the last run)
 def test_a_log_too_short_to_judge_the_lead_time_says_so(tmp_path, capsys):
     """An hour's repair every six hours on the first station: in one day a repair may or may not
     come, and the runs' lead times scatter over a factor of more than 3: 'cannot tell', with the
@@ -377,6 +378,7 @@ def test_a_right_model_fails_the_check_in_about_five_percent_of_logs(tmp_path):
     assert failed <= 6
 
 
+@pytest.mark.slow  # keeps the default run inside its 4 minutes (241 s in the last run)
 def test_scrap_in_the_log_is_calibrated_and_the_check_sees_it(tmp_path, capsys):
     """Lots of 10 leave the first station with fewer units when some are scrapped there (5 %):
     the calibration infers the share (binomial: 2,900 units give a standard error of 0.4 points;
