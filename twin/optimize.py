@@ -704,6 +704,12 @@ def optimize(spec: Spec, space: list[Dimension], objectives: list[tuple[str, str
                         study.tell(t, state=optuna.trial.TrialState.PRUNED)
                     skipped += 1
                     continue
+                if shared and studies.rank(study, t) > trials:
+                    # processes that asked at once: trial numbers are the storage's, so the lowest
+                    # ones keep the budget and this one is given back (the loop asks again if one
+                    # of theirs is skipped)
+                    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+                    break
                 asked.append((t, params))
                 designs.append(params)
             if not asked:

@@ -146,6 +146,12 @@ def counted(study: optuna.Study) -> int:
     return n
 
 
+def rank(study: optuna.Study, trial: optuna.Trial) -> int:
+    """Where ``trial`` (just asked) falls among the study's budget-using trials, by trial number."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number <= trial.number and (
+        t.number == trial.number or t.state == optuna.trial.TrialState.RUNNING or ROW in t.user_attrs))
+
+
 def rows(study: optuna.Study) -> list[dict[str, Any]]:
     """Every finished trial's row, by trial number (every process's)."""
     done = [t for t in study.get_trials(deepcopy=False) if ROW in t.user_attrs and t.state.is_finished()]
