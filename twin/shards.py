@@ -22,6 +22,7 @@ import math
 import os
 import re
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -313,8 +314,10 @@ def load_shards(folders: list[Path]) -> JobStore:
                 continue
             store.results[(stage, i)] = (d["key"], d["result"])
             store.sources[(stage, i)] = p
+    held = Counter((s, i % n) for s, i in store.results)  # once: a loop per shard would be quadratic
+    for f, m in manifests:
         for stage, counts in m["stages"].items():
-            have = sum(1 for s, i in store.results if s == stage and i % n == m["shard"])
+            have = held[(stage, m["shard"])]
             if isinstance(counts, dict) and isinstance(counts.get("mine"), int) and have < counts["mine"]:
                 problems.append(f"{f}: holds {have} of the {counts['mine']} {stage} jobs it ran; "
                                 f"run shard {m['shard']}/{n} again")
