@@ -3,10 +3,10 @@ and check a spec against it (DESIGN §12: a twin of a real line).
 
 Format: CSV (or Parquet with pyarrow), one row per event, columns ``timestamp``
 (seconds, or ISO 8601 date-times), ``station``, ``server``, ``lot``, ``product``,
-``qty``, ``event`` — one of ``arrive``, ``setup_start``, ``setup_end``, ``start``,
-``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server`` empty
-for ``arrive``) and ``fail``, ``repair``, ``maint_start``, ``maint_end``, ``minor_start``,
-``minor_end`` (server events: unplanned failures, planned maintenance and minor stops;
+``qty``, ``event`` — one of ``arrive``, ``lost``, ``setup_start``, ``setup_end``,
+``start``, ``end``, ``blocked``, ``unblocked``, ``leave`` (lot events at a station, ``server``
+empty for ``arrive`` and ``lost``, an arrival turned away at a full entrance) and ``fail``,
+``repair``, ``maint_start``, ``maint_end``, ``minor_start``, ``minor_end`` (server events: unplanned failures, planned maintenance and minor stops;
 ``lot`` may be empty). Rows are sorted by time. Your own column names map with
 ``timestamp=ts,station=machine`` (``time`` is accepted for ``timestamp``).
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tomli_w
 
+from . import toml_text
 from .fit import best, best_censored
 from .io import atomic_write_bytes, atomic_write_text
 from .names import safe_text
@@ -39,12 +40,13 @@ from .stats import holm, holm_levels, mean_ci, t975
 from .units import HOUR
 
 COLUMNS = ["timestamp", "station", "server", "lot", "product", "qty", "event"]
-EVENTS = ["arrive", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail", "repair",
-          "maint_start", "maint_end", "minor_start", "minor_end"]
+EVENTS = ["arrive", "lost", "setup_start", "setup_end", "start", "end", "blocked", "unblocked", "leave", "fail",
+          "repair", "maint_start", "maint_end", "minor_start", "minor_end"]
 SERVER_EVENTS = ("fail", "repair", "maint_start", "maint_end", "minor_start", "minor_end")
 # order of simultaneous events in an exported log (a repair before the work it allows, ...)
 _PRIORITY = {"repair": 0, "maint_end": 0, "minor_end": 0, "end": 1, "blocked": 2, "unblocked": 3, "leave": 4,
-             "arrive": 5, "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9, "minor_start": 9}
+             "arrive": 5, "lost": 5, "setup_start": 6, "setup_end": 7, "start": 8, "fail": 9, "maint_start": 9,
+             "minor_start": 9}
 MAX_LISTED = 20
 MAX_LOG_INT = 2**53  # ids and quantities beyond this lose their last digits as floats
 MAX_LOG_BYTES = 1 << 30  # 1 GiB of log: far more than a year of one line's events, far less than memory
@@ -72,9 +74,8 @@ def log_frame(rec: Record) -> pd.DataFrame:
     lost = set(fin["lot"][fin["fate"] == int(Fate.LOST)].tolist())  # turned away at a full first buffer
     rel = rec.array("releases")
     for lot_id, p, qty, t in zip(rel["lot"].tolist(), rel["product"].tolist(), rel["qty"].tolist(), rel["t"].tolist()):
-        if lot_id in lost:
-            continue
-        rows.append((t, _PRIORITY["arrive"], routes[p][0], None, lot_id, prods[p], qty, "arrive"))
+        ev = "lost" if lot_id in lost else "arrive"
+        rows.append((t, _PRIORITY[ev], routes[p][0], None, lot_id, prods[p], qty, ev))
     step: dict[int, int] = defaultdict(int)
     tr = rec.array("trace")
     events = [TRACE_KEYS[c] for c in tr["event"].tolist()]
@@ -267,7 +268,7 @@ def read_log(path: str | Path, mapping: dict[str, str] | None = None) -> pd.Data
         for i in np.nonzero(wrong)[0][:MAX_LISTED]:
             bad(int(i), f"{col} {s.iloc[i]!r} is not a whole number between 0 and {MAX_LOG_INT}")
         if required:
-            for i in np.nonzero(((s == "") & ev.isin(["start", "end", "arrive", "leave"])).to_numpy())[0][:MAX_LISTED]:
+            for i in np.nonzero(((s == "") & ev.isin(["start", "end", "arrive", "lost", "leave"])).to_numpy())[0][:MAX_LISTED]:
                 bad(int(i), f"{col} is empty for a {ev.iloc[i]!r} event")
         return v.to_numpy(dtype=float)
 
@@ -418,6 +419,7 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
     routes, passes, loops = _routes_and_loops(seqs)
     arrivals = df[df["event"] == "arrive"]
     first = arrivals.drop_duplicates("lot", keep="first")
+    lost = df[df["event"] == "lost"].drop_duplicates("lot", keep="first")
     leave = df[df["event"] == "leave"]
     # units scrapped at a station: what its work ended with less what left it, over the lots whose
     # every pass there has left (a lot still inside at the end of the log is not counted)
@@ -442,7 +444,7 @@ def measure(df: pd.DataFrame) -> dict[str, Any]:
         queue_max[st] = int(q.max()) if len(q) else 0
     return {"proc": proc, "setups": setups, "down": down, "pm": pm, "pm_age": pm_age, "blocked": blocked,
             "ttf": ttf, "censored": censored, "minor": minor, "minor_every": minor_every,
-            "passes": passes, "loops": loops, "routes": routes, "releases": first, "leave": leave, "queue_max": queue_max,
+            "passes": passes, "loops": loops, "routes": routes, "releases": first, "lost": lost, "leave": leave, "queue_max": queue_max,
             "scrap": scrap,
             "horizon": float(df["t"].max())}
 
@@ -503,7 +505,9 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
     warnings: list[str] = []
     # products and routes
     products = []
-    shares = m["releases"]["product"].value_counts()
+    lost = m["lost"]
+    # the product mix of what arrived, turned away or not
+    shares = pd.concat([m["releases"]["product"], lost["product"]]).value_counts()
     station_order: list[str] = []
     for prod in sorted(routes):
         route, count = routes[prod].most_common(1)[0]
@@ -557,7 +561,13 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             entry["process_time"] = next(iter(by_prod.values()))
         else:
             entry["process_time_by_product"] = by_prod
-        if st in blocked_into:
+        n_lost = int((lost["station"] == st).sum())
+        if n_lost:
+            # an arrival is turned away only when the entrance is full: the most that waited is its size
+            entry["buffer"] = m["queue_max"].get(st, 0)
+            note.append(f"  buffer: {n_lost} arrivals were turned away (lost) with at most {entry['buffer']} lots "
+                        "waiting here: a finite entrance")
+        elif st in blocked_into:
             entry["buffer"] = m["queue_max"].get(st, 0)
             note.append(f"  buffer: upstream was blocked; at most {entry['buffer']} lots waited here")
         su = m["setups"][m["setups"]["station"] == st]
@@ -627,7 +637,7 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
             note.append(f"  WARNING: {len(pms)} planned maintenances and no failures; not modelled")
         stations.append(entry)
         notes[st] = note
-    rel = m["releases"]["t"].to_numpy()
+    rel = np.concatenate([m["releases"]["t"].to_numpy(), lost["t"].to_numpy()])
     src: dict[str, Any]
     ia = np.diff(np.sort(rel))
     ia = ia[ia > 0]
@@ -643,32 +653,22 @@ def calibrate(df: pd.DataFrame, name: str = "calibrated line", source: str = "")
         else:
             src = {"kind": "renewal", "interarrival": fit.spec()}  # type: ignore[union-attr]
         src_note = f"releases: {len(rel)} lots; interarrival {rep}"
+        if len(lost):
+            src_note += f"; {len(lost)} of them turned away at a full entrance (lost) and counted as arrivals"
+        else:
+            src_note += ("; no arrival was turned away (the log has no 'lost' events), so the entrance is left "
+                         "unlimited: a line that turns work away at a full entrance should log it as 'lost'")
     else:
         src = {"kind": "saturated"}
     spec = {"name": name, "description": f"calibrated from {source}" if source else "calibrated from an event log",
             "source": src, "products": products, "stations": stations,
             "run": {"horizon": float(f"{m['horizon']:.6g}"), "warmup": 0.0, "replications": 5, "seed": 1}}
-    text = tomli_w.dumps(spec)
-    head = [f"# Calibrated by twin calibrate from {source or 'an event log'}: {len(df)} events,",
-            f"# {m['horizon'] / HOUR:.1f} h, {len(m['releases'])} lots. Fits are maximum likelihood, chosen by AIC;",
-            "# KS D is the Kolmogorov-Smirnov distance of the chosen fit (smaller is better).",
-            f"# {src_note}" if src_note else "#"]
-    lines = text.splitlines()
-    out = head[:]
-    k = 0
-    in_inline = False  # tomli_w writes short station tables inline: `stations = [ { name = ... }, ]`
-    for ln in lines:
-        if ln == "stations = [":
-            in_inline = True
-        elif in_inline and ln == "]":
-            in_inline = False
-        starts = ln.strip() == "[[stations]]" or (in_inline and ln.lstrip().startswith("{"))
-        if starts and k < len(station_order):
-            indent = ln[:len(ln) - len(ln.lstrip())] if in_inline else ""
-            out.append("")
-            out += [f"{indent}# {x}" for x in notes[station_order[k]]]
-            k += 1
-        out.append(ln)
+    head = [f"Calibrated by twin calibrate from {source or 'an event log'}: {len(df)} events,",
+            f"{m['horizon'] / HOUR:.1f} h, {len(m['releases'])} lots. Fits are maximum likelihood, chosen by AIC;",
+            "KS D is the Kolmogorov-Smirnov distance of the chosen fit (smaller is better).",
+            *textwrap.wrap(src_note, 100)]
+    text = toml_text.dumps(spec, lambda table, i: notes[station_order[i]] if table == "stations" else [])
+    out = [f"# {x}" for x in head] + text.splitlines()
     # validate what we wrote: a calibration must give a runnable spec
 
     validate(tomllib.loads("\n".join(out)), source=f"{source or 'the log'} (the spec calibrated from it)")
@@ -687,7 +687,11 @@ def log_kpis(df: pd.DataFrame, m: dict[str, Any] | None = None) -> dict[str, Any
     units = float(done["qty"].sum())
     lt = (done["t"].to_numpy() - rel.reindex(done["lot"]).to_numpy())
     w = done["qty"].to_numpy(dtype=float)
+    # units, as the simulation counts its lost share
+    n_lost = float(m["lost"]["qty"].fillna(1).sum())
+    n_arrived = n_lost + float(m["releases"]["qty"].fillna(1).sum())
     out: dict[str, Any] = {"throughput_per_hour": units / h * HOUR if h > 0 else float("nan"),
+                           "lost_share": n_lost / n_arrived if n_arrived else 0.0,
                            "lead_time_mean_s": float(np.average(lt, weights=w)) if w.sum() > 0 else float("nan"),
                            "stations": {}}
     for st, g in df[df["server"].notna()].groupby("station"):
@@ -734,17 +738,22 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
         raise SpecError([f"the log's product(s) {', '.join(unknown)} are not in the spec (products: {', '.join(names)})"])
     # a saturated line pulls its own work: replaying its releases would feed a line that runs
     # a little slower than the log's with exactly its pace (a queue at utilisation 1)
+    # a log that records its turned-away arrivals (``lost``) replays them too, and the spec's
+    # entrance decides again which are turned away
+    lossy = len(m["lost"]) > 0
+    arrived = pd.concat([rel, m["lost"]]).sort_values("t", kind="stable") if lossy else rel
     replay = None if spec.source.kind == "saturated" else [
         (float(r.t), names.index(r.product), int(r.qty) if not math.isnan(r.qty) else 1)
-        for r in rel.itertuples(index=False)]
+        for r in arrived.itertuples(index=False)]
     obs = log_kpis(df, m)
     sims: list[dict[str, Any]] = []
     for r in range(replications):
-        res = run_once(spec, h, 0.0, replication_seed(seed, r), replay=replay)
+        res = run_once(spec, h, 0.0, replication_seed(seed, r), replay=replay, replay_lossy=lossy)
         k = res.kpis.iloc[0]
         st = res.stations
         sims.append({"throughput_per_hour": float(k["throughput_per_hour"]),
                      "lead_time_mean_s": float(k["lead_time_mean_s"]),
+                     "lost_share": float(k["lost_share"]),
                      "stations": {n: {c: float(st.loc[n, c]) for c in STATE_COLS}
                                   for n in st.index}})
     rows: list[dict[str, Any]] = []
@@ -778,6 +787,8 @@ def check(spec: Any, df: pd.DataFrame, replications: int = 10, seed: int = 1) ->
 
     add("throughput_per_hour", obs["throughput_per_hour"], [s["throughput_per_hour"] for s in sims])
     add("lead_time_mean_s", obs["lead_time_mean_s"], [s["lead_time_mean_s"] for s in sims], ratio=True)
+    if lossy and replay is not None:
+        add("lost_share", obs["lost_share"], [s["lost_share"] for s in sims])
     for st, fr in obs["stations"].items():
         for c in STATE_COLS:
             if st in sims[0]["stations"] and (c != State.MAINTENANCE.key or fr[c] > 0 or

@@ -39,12 +39,15 @@ class Model(Release):
     """One run's world: environment, streams, record and runtime objects."""
 
     def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False,
-                 trace: bool = False, replay: list[tuple[float, int, int]] | None = None, general: bool = False):
+                 trace: bool = False, replay: list[tuple[float, int, int]] | None = None, general: bool = False,
+                 replay_lossy: bool = False):
         """``horizon``: s (default the spec's). ``unit_sampling``: draw a lot's processing time
         as the sum of its units' times instead of one moment-matched draw (slower; validates
         lot-level runs). ``trace``: record every lot's start/end/setup/blocking/leave events
         (for event logs). ``replay``: release lots ``(t s, product index, qty)`` at those times
-        instead of the spec's source (to replay a real line's releases). ``general``: take
+        instead of the spec's source (to replay a real line's releases); a replayed lot that finds the
+        first buffer full waits at the entrance, or with ``replay_lossy`` is turned away (a log
+        that records its ``lost`` arrivals). ``general``: take
         no shortcut in the server loop (for the test that the shortcuts change nothing).
 
         The spec is checked as a loaded one is (a spec built or edited in Python too):
@@ -56,6 +59,7 @@ class Model(Release):
         self.seed = seed
         self.unit_sampling = unit_sampling
         self.replay = replay
+        self.replay_lossy = replay_lossy
         self.general = general
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
         self.env = simpy.Environment()

@@ -55,6 +55,7 @@ class Release:
     streams: Any
     horizon: float
     replay: list[tuple[float, int, int]] | None
+    replay_lossy: bool
     product_names: list[str]
     routes: list[tuple[Any, ...]]
 
@@ -216,8 +217,18 @@ class Release:
             lot = self.release(p, qty)
             first = lot.route[0]
             if not first.try_put(lot):
-                # the log says it arrived: it waits at the entrance without holding up later arrivals
-                first.put_event(lot)
+                if self.replay_lossy:
+                    # the log records arrivals turned away (``lost``): a full entrance turns them away here too
+                    self._turn_away(lot)
+                else:
+                    # the log says it arrived: it waits at the entrance without holding up later arrivals
+                    first.put_event(lot)
+
+    def _turn_away(self, lot: Any) -> None:
+        """A full first buffer turns the arrival away (M/M/1/K semantics)."""
+        self.lost_lots += 1
+        self.wip[lot.product] -= lot.qty
+        self.rec.finishes.append((lot.id, self.env.now, 0, 0, _LOST))
 
     def _arrivals(self):
         src = self.spec.source
@@ -233,10 +244,7 @@ class Release:
             yield env.timeout(draw())
             lot = self.release(self.pick_product())
             if not lot.route[0].try_put(lot):
-                # a full first buffer turns the arrival away (M/M/1/K semantics)
-                self.lost_lots += 1
-                self.wip[lot.product] -= lot.qty
-                self.rec.finishes.append((lot.id, env.now, 0, 0, _LOST))
+                self._turn_away(lot)
 
     # ------------------------------------------------------------------ orders (make-to-order)
     def _build_orders(self) -> None:

@@ -29,15 +29,16 @@ def replication_seed(seed: int, replication: int) -> int:
 
 
 def run_once(spec: Spec, horizon: float, warmup: float, seed: int, *, trace: bool = False,
-             replay: list[tuple[float, int, int]] | None = None, unit_sampling: bool = False,
-             progress: Callable[[float], None] | None = None) -> Results:
+             replay: list[tuple[float, int, int]] | None = None, replay_lossy: bool = False,
+             unit_sampling: bool = False, progress: Callable[[float], None] | None = None) -> Results:
     """Build, run and tabulate one replication: the one way every command runs a spec.
 
-    ``horizon``/``warmup`` in s; ``trace``, ``replay`` and ``unit_sampling`` as for
+    ``horizon``/``warmup`` in s; ``trace``, ``replay``, ``replay_lossy`` and ``unit_sampling`` as for
     :class:`~twin.model.Model`; ``progress(fraction)`` follows simulated time.
     ``Results.record`` keeps the run's plain record."""
     check_run_times(horizon, warmup)
-    model = Model(spec, seed, horizon, unit_sampling=unit_sampling, trace=trace, replay=replay)
+    model = Model(spec, seed, horizon, unit_sampling=unit_sampling, trace=trace, replay=replay,
+                  replay_lossy=replay_lossy)
     return build(model.run(horizon, warmup, progress=progress))
 
 

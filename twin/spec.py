@@ -19,10 +19,9 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomli_w
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import builtins
+from . import builtins, toml_text
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Constant, Dist, Duration, Factor, PositiveDuration, _DistBase
 from .names import NAME_PATTERN, Name, name_problem
@@ -936,7 +935,7 @@ class Spec(_M):
     def to_toml(self) -> str:
         """The spec as TOML text; ``validate(tomllib.loads(spec.to_toml()))`` gives an equal spec."""
 
-        return tomli_w.dumps(self.to_dict())
+        return toml_text.dumps(self.to_dict())
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> "Spec":
         """A new spec with values replaced by dotted paths, validated like any spec.
