@@ -48,6 +48,42 @@ def daily_series(orders: pd.DataFrame, lots: pd.DataFrame, horizon: float, step:
                          "delivered": delivered, "backlog": np.cumsum(demand) - np.cumsum(delivered)})
 
 
+def arrival_series(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = DAY) -> pd.DataFrame:
+    """For a line fed by arrivals, per bin of ``step`` s: demand (units that arrived, turned away or
+    not), accepted (units let in), output (good units finished; ``delivered`` too: a finished unit
+    leaves) and the backlog at the bin's end (units let in and not yet out: the line's WIP)."""
+    edges = np.append(np.arange(0.0, horizon, step), horizon)
+    qty = lots["qty"].astype(float)
+    demand = np.histogram(lots["t_release"], bins=edges, weights=qty)[0]
+    inside = (lots["status"] != "lost").to_numpy()
+    accepted = np.histogram(lots.loc[inside, "t_release"], bins=edges, weights=qty[inside])[0]
+    fin = lots[lots["status"] == "good"]
+    output = np.histogram(fin["t_done"], bins=edges, weights=fin["good"].astype(float))[0]
+    scrapped = np.histogram(scraps["t"], bins=edges, weights=scraps["units"].astype(float))[0] if len(scraps) else 0.0
+    return pd.DataFrame({"t_start": edges[:-1], "t_end": edges[1:], "demand": demand, "accepted": accepted,
+                         "output": output, "delivered": output,
+                         "backlog": np.cumsum(accepted) - np.cumsum(output) - np.cumsum(scrapped)})
+
+
+def served_share(lots: pd.DataFrame, t0: float, t1: float) -> float:
+    """A line fed by arrivals: the share of the units arriving in ``[t0, t1)`` that were let in
+    (not turned away at a full entrance): its fill rate."""
+    w = lots[(lots["t_release"] >= t0) & (lots["t_release"] < t1)]
+    tot = float(w["qty"].sum())
+    if tot == 0:
+        return float("nan")
+    return float(w.loc[w["status"] != "lost", "qty"].sum()) / tot
+
+
+def daily(rec: Record, lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = DAY,
+          orders: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The run's daily demand, output, delivered and backlog: of its orders (make-to-order), else
+    of its arrivals (:func:`arrival_series`)."""
+    if rec.orders_mode:
+        return daily_series(orders_frame(rec) if orders is None else orders, lots, horizon, step)
+    return arrival_series(lots, scraps, horizon, step)
+
+
 def fill_rate(orders: pd.DataFrame, t0: float, t1: float) -> float:
     """Share of units due in ``[t0, t1)`` delivered by their due date."""
     due = orders[(orders["due"] >= t0) & (orders["due"] < t1)]
@@ -95,34 +131,41 @@ def time_to_recover(t_end: np.ndarray, demand: np.ndarray, output: np.ndarray, b
 
 def shift_time(spec: Any) -> float | None:
     """When the scenario's first shift starts (None for a baseline)."""
-    if spec.demand is None or not spec.demand.shifts:
-        return None
-    return min(sh.at for sh in spec.demand.shifts)
+    return min((sh.at for sh in spec.shifts), default=None)
 
 
 def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd.DataFrame,
                warmup: float, horizon: float, bases: dict[str, Any] | None = None) -> dict[str, float]:
-    """Adaptation KPIs of one make-to-order run (see the module doc for definitions).
+    """Adaptation KPIs of one make-to-order run, or of a line fed by arrivals, whose demand is what
+    arrives, its fill rate the share let in (:func:`served_share`), its backlog the units inside and
+    its recovery judged against what it let in (see the module doc for definitions).
     ``bases``: when given, receives the cost bases of the ``transition`` and ``after`` windows
     (:func:`twin.cost.basis`; None where a window is empty), so they can be priced again.
 
     ``states``: the states frame with off-shift waiting already split out
     (:func:`twin.tables.reclassify_closed`), as :func:`twin.results.build` makes it once."""
-    orders = orders_frame(rec)
-    days = daily_series(orders, lots, horizon)
+    if rec.orders_mode:
+        orders = orders_frame(rec)
+        days = daily_series(orders, lots, horizon)
+        demand_units = float(orders.loc[orders["t_order"] >= warmup, "qty"].sum())
+        fill = fill_rate(orders, warmup, horizon)
+    else:
+        days = arrival_series(lots, scraps, horizon)
+        demand_units = float(lots.loc[lots["t_release"] >= warmup, "qty"].sum())
+        fill = served_share(lots, warmup, horizon)
     win = (days["t_end"] > warmup).to_numpy()
     weeks = (horizon - warmup) / WEEK
     out: dict[str, float] = {
-        "demand_units": float(orders.loc[orders["t_order"] >= warmup, "qty"].sum()),
+        "demand_units": demand_units,
         "good_units_per_week": float(days.loc[win, "output"].sum()) / weeks,
         "demand_per_week": float(days.loc[win, "demand"].sum()) / weeks,
-        "fill_rate": fill_rate(orders, warmup, horizon),
+        "fill_rate": fill,
         "peak_backlog": float(days.loc[win, "backlog"].max()) if win.any() else float("nan"),
         "backlog_end": float(days["backlog"].iloc[-1]) if len(days) else float("nan"),
     }
     nan = float("nan")
     out.update(event_prebuild_units=nan, event_fill_rate=nan)
-    known = [sh for sh in rec.spec.demand.shifts if sh.announced is not None] if rec.spec.demand is not None else []
+    known = [sh for sh in rec.spec.demand.shifts if sh.announced is not None] if rec.orders_mode else []
     if known:
         ev = min(known, key=lambda sh: sh.at)
         if ev.at < horizon:
@@ -138,9 +181,13 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
         bases.update(transition=None, after=None)
     if ts is None or ts >= horizon:
         return out
-    ttr = time_to_recover(days["t_end"].to_numpy(), days["demand"].to_numpy(), days["output"].to_numpy(),
+    # a line fed by arrivals recovers when it makes what it let in and its WIP is normal again
+    # (what a full entrance turned away is its fill rate, not a debt to make up)
+    inflow = days["demand"] if rec.orders_mode else days["accepted"]
+    ttr = time_to_recover(days["t_end"].to_numpy(), inflow.to_numpy(), days["output"].to_numpy(),
                           days["backlog"].to_numpy(), ts,
-                          rec.spec.demand.order_size if rec.spec.demand is not None else 1)
+                          rec.spec.demand.order_size if rec.orders_mode and rec.spec.demand is not None
+                          else max(p.lot_size for p in rec.spec.products))
     out["time_to_recover_s"] = ttr
     # the latest recovery this run could have seen (a good spell needs 7 whole days before the
     # horizon): the censoring time of a run that did not recover

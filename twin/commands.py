@@ -54,7 +54,7 @@ from .names import safe_text
 from .report import money_format, run_page, sweep_page
 from .runs import replication_seed, run_once
 from .results import why_nothing
-from .scenario import given_twice, load_scenario
+from .scenario import apply, given_twice, load_scenario
 from .spec import SpecError, load, resolve, toml_values
 from .state import TABLE as STATE_TABLE
 
@@ -394,6 +394,39 @@ def prepare_designs(grid: Grid, file: str) -> tuple[dict[str, list[Any]], dict[s
     return cands, nominal_labels(specs, cands)
 
 
+def _default_scenarios(grid: Grid, quick_weeks_apply: bool) -> None:
+    """Without ``--scenarios``: the built-in scenarios that apply to every compared factory (a line
+    fed by arrivals takes rate shifts, not a mix shift; a disruption needs its station), saying
+    which were left out and why. Named scenarios that do not apply are errors (check_inputs)."""
+    specs = []
+    for f in grid.factories:
+        try:
+            specs.append(factory_spec(str(resolve(f)), grid.overrides.get(f)))
+        except SpecError:
+            return  # check_inputs names the problem
+    kept, left = [], []
+    for name in grid.scenarios:
+        sc = load_scenario(name)
+        why = None
+        for spec in specs:
+            try:
+                apply(spec, sc, grid.weeks, grid.warmup, source=name)
+            except SpecError as e:
+                why = e.problems[0].partition(": ")[2]  # the problem without the scenario's name
+                break
+        (left if why else kept).append((name, why))
+    if not left:
+        return
+    if not kept:
+        raise SpecError([f"--scenarios: none of the built-in scenarios applies to {', '.join(grid.factories)} "
+                         f"({left[0][1]}); give your own with --scenarios FILE.toml"])
+    grid.scenarios = [n for n, _ in kept]
+    if quick_weeks_apply:  # the quick profile watches the last shift end: of the scenarios kept
+        grid.weeks = quick_weeks(grid.scenarios)
+    _warn("note: built-in scenarios that do not apply to these factories are left out (--scenarios names "
+          "the ones to run):\n" + "".join(f"  {n}: {w}\n" for n, w in left))
+
+
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     quick = args.quick
     scenarios = _name_list(args.scenarios, "--scenarios") or list(SCENARIOS)
@@ -411,6 +444,8 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         values = parse_sets([pair])
         for f in ([factory] if colon else grid.factories):
             grid.overrides.setdefault(f, {}).update(values)
+    if args.scenarios is None:
+        _default_scenarios(grid, quick and not args.weeks)
     jobs = args.jobs or os.cpu_count() or 1
     out = check_output_dir(args.out)
     store = _job_store(args, argv)
@@ -830,7 +865,8 @@ def format_table(summary: dict[str, Any]) -> str:
         f"  OEE             {_pm(k['oee'])} (bottleneck availability × effectiveness × the line's quality ratio)",
         f"  unit cost       {_pm(k['unit_cost'], fmt=money_format(summary.get('currency', 'USD')))} per good unit"
         if k.get('cost_total', {}).get('mean') else "",
-        f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k else "",
+        # a line fed by arrivals: its fill rate is the share let in, which the lost line already says
+        f"  fill rate       {_pm(k['fill_rate'])}" if "fill_rate" in k and not _lost_line(k) else "",
         f"  bottleneck      {summary['bottleneck']}" + _shifting_text(summary),
         "",
         f"  {'station':<18}" + "".join(f"{label:>{w}}" for _, label, w in _STATION_COLUMNS),

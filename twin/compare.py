@@ -26,7 +26,7 @@ from scipy.stats import t as scipy_t
 
 from . import designs as designs_mod
 from . import uncertainty
-from .adapt import daily_series
+from .adapt import daily
 from .cost import BASIS_KEYS, prices_of, reprice
 from .experiment import mser_warmup, simulate
 from .io import dumps, remove_stale_temporaries, write_json
@@ -97,7 +97,7 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
     res = run_once(spec, horizon, warmup, seed)
     k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
-    days = daily_series(res.orders, res.lots, horizon, step=DAY)
+    days = daily(res.record, res.lots, res.scraps, horizon, step=DAY, orders=res.orders)
     st = res.stations.reset_index()
     return {
         "factory": factory,

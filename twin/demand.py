@@ -8,6 +8,7 @@ orders (common random numbers), whatever its own products' order.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from typing import Any
 
 import numpy as np
@@ -129,3 +130,83 @@ def order_stream(demand: Any, products: list[str], horizon: float, rng: np.rando
                 out.append((t, p, demand.order_size, t + demand.due))
     out.sort(key=lambda o: (o[0], o[1]))
     return out
+
+
+class ArrivalClock:
+    """The time change of a line fed by arrivals under rate shifts: arrivals are drawn in
+    *operational time* ``S`` (the gaps of the line without shifts) and happen at calendar time
+    ``t = F⁻¹(S)``, where ``F(t) = ∫₀ᵗ f(u) du`` and ``f`` is the product of the step, ramp and
+    pulse factors (a ``supply`` disruption: factor 0 while it lasts). So a Poisson source becomes
+    the non-homogeneous Poisson process of rate ``λ f(t)`` exactly, and the arrivals before the
+    first shift are the unshifted line's (common random numbers across scenarios).
+
+    Between breakpoints ``f`` is a polynomial (a product of constant and linear factors), so
+    ``F`` is integrated exactly and inverted per segment (closed form for constant factors, the
+    root of the segment's polynomial otherwise)."""
+
+    def __init__(self, shifts: list[Any]):
+        vol = [sh for sh in shifts if sh.kind in ("step", "ramp", "pulse")]
+        stops = [sh for sh in shifts if sh.kind == "disruption" and sh.target == "supply"]
+        cuts = {0.0}
+        for sh in vol + stops:
+            cuts.add(float(sh.at))
+            if sh.kind != "step":
+                cuts.add(float(sh.at + sh.duration))
+        self.edges = sorted(c for c in cuts if c >= 0.0)
+        self.polys: list[np.polynomial.Polynomial] = []  # f on each segment, in u = t - edge
+        self.integrals: list[np.polynomial.Polynomial] = []
+        self.cum = [0.0]
+        P = np.polynomial.Polynomial
+        for k, a in enumerate(self.edges):
+            b = self.edges[k + 1] if k + 1 < len(self.edges) else math.inf
+            mid = a + 1.0 if math.isinf(b) else (a + b) / 2
+            f = P([1.0])
+            for sh in vol:
+                if sh.kind == "ramp" and sh.at <= mid < sh.at + sh.duration:
+                    # 1 + (factor - 1)(t - at)/duration, in u = t - a
+                    slope = (sh.factor - 1.0) / sh.duration
+                    f = f * P([1.0 + slope * (a - sh.at), slope])
+                else:
+                    f = f * P([float(_shift_factor(sh, np.array([mid]))[0])])
+            for sh in stops:
+                if sh.at <= mid < sh.at + sh.duration:
+                    f = P([0.0])
+            self.polys.append(f)
+            F = f.integ()
+            self.integrals.append(F)
+            if not math.isinf(b):
+                self.cum.append(self.cum[-1] + float(F(b - a)))
+
+    @property
+    def trivial(self) -> bool:
+        """No shift changes the rate: calendar time is operational time."""
+        return len(self.polys) == 1 and self.polys[0].degree() == 0 and float(self.polys[0].coef[0]) == 1.0
+
+    def time_at(self, s: float) -> float:
+        """Calendar time (s) at which operational time ``s`` is reached; ``inf`` if never (the
+        rate stays 0 from some time on)."""
+        k = bisect_right(self.cum, s) - 1
+        a = self.edges[k]
+        b = self.edges[k + 1] if k + 1 < len(self.edges) else math.inf
+        need = s - self.cum[k]
+        f = self.polys[k]
+        if f.degree() == 0:
+            c = float(f.coef[0])
+            if c <= 0.0:
+                return math.inf  # only the last segment can be flat here: bisect skips inner flat ones
+            return a + need / c
+        roots = (self.integrals[k] - need).roots()
+        span = b - a
+        real = [float(r.real) for r in roots if abs(r.imag) <= 1e-9 * max(1.0, abs(r.real))
+                and -1e-9 * span <= r.real <= span * (1 + 1e-9)]
+        if real:
+            return a + min(max(0.0, min(real)), span)
+        # rounding left no root inside: fall back to bisection on the monotone F
+        lo, hi = 0.0, span
+        for _ in range(200):
+            m = (lo + hi) / 2
+            if float(self.integrals[k](m)) < need:
+                lo = m
+            else:
+                hi = m
+        return a + hi

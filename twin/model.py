@@ -74,9 +74,7 @@ class Model(Release):
         self.pools = {w.name: Pool(self.env, w.size) for w in spec.workers}
         self._build_release()
         self.rec.orders_mode = self.orders_mode
-        self._disrupted: set[str] = set()
-        if spec.demand is not None:
-            self._disrupted = {sh.target for sh in spec.demand.shifts if sh.kind == "disruption" and sh.target}
+        self._disrupted = {sh.target for sh in spec.shifts if sh.kind == "disruption" and sh.target}
         self.route_names = [list(p.route) for p in spec.products]
         self.detours = any(s.routing or (s.quality is not None and s.quality.rework_at) for s in spec.stations)
         self.stores, self.takes = build_stores(self)

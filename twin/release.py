@@ -7,6 +7,7 @@ policies talk to (``need``, ``book``, ``stock``, ``open_units``, ``lanes_active`
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import simpy
 
 from . import policies
-from .demand import expected_units, order_stream
+from .demand import ArrivalClock, expected_units, order_stream
 from .dists import Exponential, Sampler
 from .flow import Lot, SaturatedBuffer
 from .record import Fate, Record
@@ -202,6 +203,10 @@ class Release:
                         st.buffer = buf
         elif src.kind in ("poisson", "renewal"):
             self.env.process(self._arrivals())
+        if src.kind != "orders":
+            for sh in src.shifts:
+                if sh.kind == "disruption" and sh.target != "supply":  # a supply stop is in the arrival clock
+                    self.env.process(self._disruption(sh))
 
     def _saturated_maker(self, prods: list[int]):
         if len(prods) == 1:
@@ -240,8 +245,21 @@ class Release:
             dist = src.interarrival
         draw = Sampler(dist, rng).one  # type: ignore[arg-type]
         env = self.env
+        clock = ArrivalClock(src.shifts)
+        if clock.trivial:
+            while True:
+                yield env.timeout(draw())
+                lot = self.release(self.pick_product())
+                if not lot.route[0].try_put(lot):
+                    self._turn_away(lot)
+        # under rate shifts the gaps are drawn as without them, in operational time
+        s_op = 0.0
         while True:
-            yield env.timeout(draw())
+            s_op += draw()
+            t = clock.time_at(s_op)
+            if t == math.inf:
+                return  # the arrivals stopped for good (a step to factor 0)
+            yield env.timeout(max(0.0, t - env.now))
             lot = self.release(self.pick_product())
             if not lot.route[0].try_put(lot):
                 self._turn_away(lot)

@@ -340,6 +340,9 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
         orders = orders_frame(rec)
         extra["orders"] = orders
         kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon, bases))
+    elif rec.spec.source.kind in ("poisson", "renewal"):
+        # a line fed by arrivals gets the same delivery and adaptation measures, of its arrivals
+        kpis.update(adaptation(rec, lots, closed, scraps, warmup, horizon, bases))
     return Results(lots=lots, states=states, timeseries=ts, kpis=pd.DataFrame([kpis]), stations=stations,
                    costs=cost_table, orders=orders, scraps=scraps, extra=extra, record=rec, cost_basis=bases)
 

@@ -5,6 +5,7 @@ it the same way."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field
@@ -13,7 +14,7 @@ from . import builtins
 from .units import WEEK, format_duration
 from .dists import Duration, PositiveDuration
 from .names import Name
-from .spec import _M, Shift, Spec, SpecError, read_toml, validate
+from .spec import _M, ARRIVAL_SHIFTS, Shift, Spec, SpecError, read_toml, validate
 
 __all__ = ["Scenario", "apply", "load_scenario", "scenario_path"]
 
@@ -65,25 +66,36 @@ def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
 
 def apply(spec: Spec, scenario: Scenario, weeks: float, warmup: float, source: str = "<scenario>") -> Spec:
     """The factory ``spec`` under ``scenario``: its demand gains the scenario's shifts (moved
-    by the warm-up) and the run covers ``warmup + weeks``."""
-    if spec.demand is None:
-        raise SpecError([f"{spec.name}: demand: the factory has no [demand]; a scenario needs make-to-order demand"])
-
+    by the warm-up), or for a line without ``[demand]`` its source does (rate shifts and
+    disruptions, :data:`~twin.spec.ARRIVAL_SHIFTS`), and the run covers ``warmup + weeks``."""
     data = spec.model_dump(mode="python", by_alias=True)
     problems = []
     shifts = []
+    kept: list[int] = []  # the scenario's index of each shift passed on (a refused one is not)
+    arrivals = spec.demand is None  # a line fed by arrivals: the shifts go to its source
     for i, sh in enumerate(scenario.shifts):
+        if arrivals and sh.kind not in ARRIVAL_SHIFTS:
+            problems.append(f"{source}: shifts.{i}.kind: a {sh.kind} shift needs make-to-order demand; {spec.name} has "
+                            f"no [demand] (its {spec.source.kind} source takes {', '.join(ARRIVAL_SHIFTS)})")
+            continue  # said once here, not again by the source's own check
+        if arrivals and sh.kind != "disruption" and spec.source.kind not in ("poisson", "renewal"):
+            problems.append(f"{source}: shifts.{i}.kind: a {sh.kind} shift changes the arrival rate; {spec.name} has "
+                            f"a {spec.source.kind} source, which has none (only a disruption applies)")
+            continue
         if sh.at >= weeks * WEEK:
             problems.append(f"{source}: shifts.{i}.at: at {format_duration(sh.at, with_seconds=True)} is at or beyond the end of the "
                             f"observation ({format_duration(weeks * WEEK, with_seconds=True)}); times count from the end of the warm-up")
         shifts.append({**sh.model_dump(mode="python"), "at": min(sh.at, weeks * WEEK * 0.999) + warmup})
-    data["demand"]["shifts"] = shifts
+        kept.append(i)
+    data["source" if arrivals else "demand"]["shifts"] = shifts
     data["run"]["horizon"] = warmup + weeks * WEEK
     data["run"]["warmup"] = warmup
     try:
         spec2 = validate(data, source=f"{source} applied to {spec.name}")
     except SpecError as e:
-        problems += [p.replace("demand.shifts", "shifts") for p in e.problems]
+        # the spec's paths name the scenario's shifts by the scenario's own numbering
+        problems += [re.sub(r"\b(?:demand|source)\.shifts\.(\d+)", lambda g: f"shifts.{kept[int(g.group(1))]}", p)
+                     .replace("demand.shifts", "shifts").replace("source.shifts", "shifts") for p in e.problems]
     if problems:
         raise SpecError(problems)
     return spec2

@@ -397,41 +397,6 @@ class Product(_M):
     """Rank at stations whose ``queue`` is ``priority``: smaller is served first."""
 
 
-class Source(_M):
-    """How lots enter: ``saturated`` (never starves), ``poisson`` or ``renewal`` arrivals of lots,
-    or ``orders``: a planner releases lots against the order book made by ``[demand]``."""
-
-    kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
-    """`saturated`, `poisson`, `renewal` or `orders`."""
-    rate_per_hour: float | None = Field(default=None, ge=MIN_RATE_PER_HOUR, le=MAX_RATE_PER_HOUR)
-    """Poisson arrival rate of lots per hour."""
-    interarrival: Dist | None = None
-    """Time between lots for `renewal`, s."""
-
-    @model_validator(mode="after")
-    def _needs(self) -> "Source":
-        if self.kind == "poisson" and self.rate_per_hour is None:
-            raise ValueError("kind 'poisson' needs rate_per_hour")
-        if self.kind == "renewal" and self.interarrival is None:
-            raise ValueError("kind 'renewal' needs interarrival")
-        if self.interarrival is not None and self.interarrival.mean <= 0:
-            raise ValueError("interarrival: its mean must be > 0 (lots arriving at no interval never end)")
-        return self
-
-
-class WorkerPool(_M):
-    """A crew of ``size`` workers per shift (operators or technicians) working to a calendar."""
-
-    name: Name
-    """Unique pool name."""
-    size: int = Field(ge=1, le=MAX_COUNT)
-    """Workers on duty per shift."""
-    calendar: Name | None = None
-    """Calendar name; omitted = around the clock."""
-    role: Literal["operator", "technician"] = "operator"
-    """`operator` or `technician` (documentation; both are held the same way)."""
-
-
 class Shift(_M):
     """A scenario shift of demand or supply (DESIGN §8). ``at`` is seconds from t = 0.
 
@@ -487,6 +452,71 @@ class Shift(_M):
         if self.kind == "supply" and (not self.target or self.duration <= 0):
             raise ValueError("a supply shift needs a target (a component name or '*') and a positive duration")
         return self
+
+
+ARRIVAL_SHIFTS = ("step", "ramp", "pulse", "disruption")
+"""The shift kinds a line fed by arrivals (``source.shifts``) takes: the arrival rate's step, ramp
+and pulse, and a station (or the supply of arrivals) stopped."""
+
+
+class Source(_M):
+    """How lots enter: ``saturated`` (never starves), ``poisson`` or ``renewal`` arrivals of lots,
+    or ``orders``: a planner releases lots against the order book made by ``[demand]``."""
+
+    kind: Literal["saturated", "poisson", "renewal", "orders"] = "saturated"
+    """`saturated`, `poisson`, `renewal` or `orders`."""
+    rate_per_hour: float | None = Field(default=None, ge=MIN_RATE_PER_HOUR, le=MAX_RATE_PER_HOUR)
+    """Poisson arrival rate of lots per hour."""
+    interarrival: Dist | None = None
+    """Time between lots for `renewal`, s."""
+    shifts: list[Shift] = Field(default_factory=list)
+    """Scenario shifts of a line fed by arrivals (`poisson`, `renewal`): `step`, `ramp` and `pulse`
+    multiply the arrival rate by `factor` (the arrival clock runs `factor` times as fast, so the
+    arrivals before a shift are those of the line without it); a `disruption` stops a station, or
+    with `target = "supply"` the arrivals. A scenario puts its shifts here for a line without
+    `[demand]`."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Source":
+        if self.kind == "poisson" and self.rate_per_hour is None:
+            raise ValueError("kind 'poisson' needs rate_per_hour")
+        if self.kind == "renewal" and self.interarrival is None:
+            raise ValueError("kind 'renewal' needs interarrival")
+        if self.interarrival is not None and self.interarrival.mean <= 0:
+            raise ValueError("interarrival: its mean must be > 0 (lots arriving at no interval never end)")
+        for sh in self.shifts:
+            if sh.kind not in ARRIVAL_SHIFTS:
+                raise ValueError(f"shifts: a {sh.kind} shift needs make-to-order demand ([demand]); a line fed by "
+                                 f"arrivals takes {', '.join(ARRIVAL_SHIFTS)}")
+            if sh.kind == "disruption" and sh.target == "supply" and self.kind == "saturated":
+                raise ValueError("shifts: a saturated source never runs dry; stopping the supply of arrivals "
+                                 "needs poisson or renewal arrivals")
+            if sh.kind != "disruption" and self.kind not in ("poisson", "renewal"):
+                raise ValueError(f"shifts: a {sh.kind} shift changes the arrival rate; a {self.kind} source has none "
+                                 "(only a disruption applies)")
+        if self.kind == "poisson" and self.rate_per_hour is not None:
+            # volume shifts multiply where they overlap: bound the worst case, as for [demand]
+            peak = self.rate_per_hour
+            for sh in self.shifts:
+                if sh.kind != "disruption":
+                    peak *= max(1.0, sh.factor)
+            if peak > MAX_RATE_PER_HOUR:
+                raise ValueError(f"rate_per_hour times the factors of the shifts reaches {peak:.3g} lots an hour, "
+                                 f"above {MAX_RATE_PER_HOUR:g}")
+        return self
+
+
+class WorkerPool(_M):
+    """A crew of ``size`` workers per shift (operators or technicians) working to a calendar."""
+
+    name: Name
+    """Unique pool name."""
+    size: int = Field(ge=1, le=MAX_COUNT)
+    """Workers on duty per shift."""
+    calendar: Name | None = None
+    """Calendar name; omitted = around the clock."""
+    role: Literal["operator", "technician"] = "operator"
+    """`operator` or `technician` (documentation; both are held the same way)."""
 
 
 class Demand(_M):
@@ -920,6 +950,11 @@ class Spec(_M):
         return next(p.route for p in self.products if p.name == product)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def shifts(self) -> list[Shift]:
+        """The scenario shifts of the run: ``[demand]``'s, or for a line fed by arrivals the source's."""
+        return self.demand.shifts if self.demand is not None else self.source.shifts
+
     def station(self, name: str) -> Station:
         for s in self.stations:
             if s.name == name:
@@ -1088,6 +1123,16 @@ class Spec(_M):
             errors.append(("capacity.owned_lanes", f"owned slots are set for the modules and none policies (policy "
                                                    f"is {self.capacity.policy!r}; orchestrated: initial_lanes are "
                                                    "the lines owned at the start)"))
+        for i, sh in enumerate(self.source.shifts):
+            where = f"source.shifts.{i}"
+            if self.source.kind == "orders":
+                errors.append((where, "a line released against orders takes its shifts in [demand]"))
+            if sh.at >= self.run.horizon:
+                errors.append((f"{where}.at", f"shift at {format_duration(sh.at, with_seconds=True)} is at or beyond "
+                                              f"the end of the run ({format_duration(self.run.horizon, with_seconds=True)})"))
+            if sh.kind == "disruption" and sh.target not in names and sh.target != "supply":
+                errors.append((f"{where}.target", f"unknown station {sh.target!r}{_hint(sh.target or '', names)} "
+                                                  "(or 'supply': no arrivals)"))
         if self.demand is not None:
             for k in self.demand.shares:
                 if k not in products:
