@@ -356,6 +356,7 @@ def test_a_censored_weibull_fit_recovers_the_law():
     assert shape == pytest.approx(2.5, rel=0.06) and scale == pytest.approx(100.0, rel=0.06)
 
 
+@pytest.mark.slow  # 400 simulated days (12 s): keeps the default run inside its 4 minutes on 2 cores
 def test_age_replacement_learns_the_optimum_from_the_stations_own_stops():
     from twin.learn import age_replacement_interval
 
