@@ -95,3 +95,67 @@ def test_report_md_renders_every_scenario_as_a_heading_under_commonmark():
     assert "baseline: no shift" in heads and "surge: +40 %" in heads
     items = [tokens[i + 2].content for i, t in enumerate(tokens) if t.type == "list_item_open"]
     assert not any("surge" in it and "###" in it for it in items)
+
+
+FLOW_SPEC = """name = "loops"
+[source]
+kind = "poisson"
+rate_per_hour = 30
+[[products]]
+name = "p"
+route = ["make", "test", "pack"]
+[[stations]]
+name = "make"
+process_time = { dist = "exponential", mean = "60s" }
+quality = { defect_rate = 0.05, inspect = "inline", rework = 1.0, rework_at = "fix" }
+[[stations]]
+name = "fix"
+process_time = "30s"
+[[stations]]
+name = "test"
+process_time = "40s"
+routing = { test = 0.1, bench = 0.05, make = 0.02 }
+[[stations]]
+name = "bench"
+process_time = "5min"
+[[stations]]
+name = "pack"
+process_time = "20s"
+"""
+
+
+def test_the_flow_view_draws_every_station_and_every_loop(tmp_path):
+    """Off-route stations (a rework station, a repair bench) appear beside their senders, each
+    retest, detour, loop back and rework as an arc with its probability; the bottleneck ring is
+    black on a blue scale (a red ring on a red scale vanished)."""
+    import json
+
+    import twin
+    from twin.cli import main
+    from twin.report import FLOW_ARCS, fig_flow, flow_edges
+
+    f = tmp_path / "loops.toml"
+    f.write_text(FLOW_SPEC)
+    spec = twin.load(f)
+    edges = flow_edges(spec)
+    assert sorted(edges, key=str) == sorted([("test", "test", "retest", 0.1), ("test", "bench", "detour", 0.05),
+                                             ("test", "make", "back", 0.02), ("make", "fix", "rework", None)], key=str)
+    out = tmp_path / "out"
+    assert main(["run", str(f), "--horizon", "1d", "--warmup", "1h", "--replications", "2", "--out", str(out), "-q"]) == 0
+    summary = json.loads((out / "kpis.json").read_text())
+    fig = fig_flow(summary, [p.route for p in spec.products], None, edges)
+    nodes = fig.data[-1]
+    assert set(nodes.text) == {"make", "fix", "test", "bench", "pack"}
+    x = dict(zip(nodes.text, nodes.x))
+    assert x["make"] < x["fix"] < x["test"] < x["bench"] < x["pack"]  # beside their senders
+    arcs = {t.name: t for t in fig.data if t.name in FLOW_ARCS}
+    assert set(arcs) == {"retest", "detour", "back", "rework"}
+    assert "10.0% of passes" in arcs["retest"].hovertext[0] and "the found defects" in arcs["rework"].hovertext[0]
+    bn = summary["bottleneck"]
+    ring = dict(zip(nodes.text, nodes.marker.line.color))
+    # plotly's Blues ends in dark blue; the ring is black, every other station's grey
+    assert ring[bn] == "#000" and nodes.marker.colorscale[-1][1] == "rgb(8,48,107)"
+    assert all(c == "#555" for n, c in ring.items() if n != bn)
+    # and the page carries it: every station's name in the flow figure of report.html
+    page = (out / "report.html").read_text()
+    assert all(f'"{n}"' in page for n in ("fix", "bench")) and "dotted: retests, detours and rework" in page

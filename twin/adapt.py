@@ -165,7 +165,8 @@ def adaptation(rec: Record, lots: pd.DataFrame, states: pd.DataFrame, scraps: pd
     }
     nan = float("nan")
     out.update(event_prebuild_units=nan, event_fill_rate=nan)
-    known = [sh for sh in rec.spec.demand.shifts if sh.announced is not None] if rec.orders_mode else []
+    known = ([sh for sh in rec.spec.demand.shifts if sh.announced is not None]
+             if rec.orders_mode and rec.spec.demand is not None else [])
     if known:
         ev = min(known, key=lambda sh: sh.at)
         if ev.at < horizon:

@@ -51,7 +51,7 @@ from .experiment import (
 )
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
-from .report import money_format, run_page, sweep_page
+from .report import flow_edges, money_format, run_page, sweep_page
 from .runs import replication_seed, run_once
 from .results import why_nothing
 from .scenario import apply, given_twice, load_scenario
@@ -330,7 +330,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             rs.add_csv("states.csv", res.states)
             rs.add_csv("timeseries.csv", res.timeseries)
             rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}",
-                                                routes=[p.route for p in spec.products], shifting=shifting))
+                                                routes=[p.route for p in spec.products], shifting=shifting,
+                                                edges=flow_edges(spec)))
             rs.add_json("kpis.json", summary)
             written = rs.publish()
         if not args.json:
@@ -404,7 +405,8 @@ def _default_scenarios(grid: Grid, quick_weeks_apply: bool) -> None:
             specs.append(factory_spec(str(resolve(f)), grid.overrides.get(f)))
         except SpecError:
             return  # check_inputs names the problem
-    kept, left = [], []
+    kept: list[tuple[str, str | None]] = []
+    left: list[tuple[str, str | None]] = []
     for name in grid.scenarios:
         sc = load_scenario(name)
         why = None

@@ -97,6 +97,7 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
     res = run_once(spec, horizon, warmup, seed)
     k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
+    assert res.record is not None  # run_once keeps it
     days = daily(res.record, res.lots, res.scraps, horizon, step=DAY, orders=res.orders)
     st = res.stations.reset_index()
     return {

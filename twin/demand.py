@@ -195,9 +195,9 @@ class ArrivalClock:
             if c <= 0.0:
                 return math.inf  # only the last segment can be flat here: bisect skips inner flat ones
             return a + need / c
-        roots = (self.integrals[k] - need).roots()
+        roots = [complex(r) for r in (self.integrals[k] - need).roots()]
         span = b - a
-        real = [float(r.real) for r in roots if abs(r.imag) <= 1e-9 * max(1.0, abs(r.real))
+        real = [r.real for r in roots if abs(r.imag) <= 1e-9 * max(1.0, abs(r.real))
                 and -1e-9 * span <= r.real <= span * (1 + 1e-9)]
         if real:
             return a + min(max(0.0, min(real)), span)

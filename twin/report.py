@@ -875,43 +875,107 @@ def fig_gantt(res: Any, t0: float, hours: float = 8.0, max_spells: int = 3000) -
     return fig
 
 
-def fig_flow(summary: dict[str, Any], routes: list[list[str]], shifting: pd.DataFrame | None = None) -> go.Figure:
+FLOW_ARCS = {"retest": "#6a3d9a", "detour": "#1f78b4", "back": "#e6550d", "ahead": "#33a02c", "rework": "#b15928"}
+"""Colour of each kind of loop in the flow view (route legs are grey)."""
+
+
+def flow_edges(spec: Any) -> list[tuple[str, str, str, float | None]]:
+    """Every way a lot moves besides its route: ``(from, to, kind, probability per pass)`` with
+    kind ``retest`` (the same station again), ``back``/``ahead`` (to a station of the route),
+    ``detour`` (to a station off the route and back, a repair bench) and ``rework`` (found
+    defects sent to a rework station; probability ``None``: it depends on the defects)."""
+    on_route = {n for p in spec.products for n in p.route}
+    pos = {n: min(p.route.index(n) for p in spec.products if n in p.route) for n in on_route}
+    out: list[tuple[str, str, str, float | None]] = []
+    for st in spec.stations:
+        for tgt, prob in st.routing.items():
+            if tgt == st.name:
+                kind = "retest"
+            elif tgt not in on_route:
+                kind = "detour"
+            else:
+                kind = "back" if pos[tgt] <= pos.get(st.name, 0) else "ahead"
+            out.append((st.name, tgt, kind, float(prob)))
+        if st.quality is not None and st.quality.rework_at is not None:
+            out.append((st.name, st.quality.rework_at, "rework", None))
+    return out
+
+
+def _arc(x0: float, y0: float, x1: float, y1: float, lift: float, n: int = 24) -> tuple[list[float], list[float]]:
+    """Points of a quadratic Bézier from (x0, y0) to (x1, y1) bowed up by ``lift``."""
+    cx, cy = (x0 + x1) / 2, max(y0, y1) + lift
+    ts = [i / (n - 1) for i in range(n)]
+    return ([(1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t ** 2 * x1 for t in ts],
+            [(1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t ** 2 * y1 for t in ts])
+
+
+def fig_flow(summary: dict[str, Any], routes: list[list[str]], shifting: pd.DataFrame | None = None,
+             edges: list[tuple[str, str, str, float | None]] | None = None) -> go.Figure:
     """The line as a flow: stations in route order (every product's route drawn), each placed at its
-    busy share of calendar time, the bottleneck ringed; hover shows the shifting-bottleneck shares."""
+    busy share of calendar time, the bottleneck ringed; stations off every route (a repair bench, a
+    rework station) beside the station that sends lots there, and every loop (:func:`flow_edges`)
+    drawn as an arc; hover shows the shifting-bottleneck shares and each loop's probability."""
+    edges = edges or []
     order: list[str] = []
     for r in routes:
         for n in r:
             if n not in order:
                 order.append(n)
+    x: dict[str, float] = {n: float(i) for i, n in enumerate(order)}
+    beside: dict[str, int] = {}
+    for src, tgt, _, _ in edges:
+        if tgt not in x and src in x:
+            beside[src] = beside.get(src, 0) + 1
+            x[tgt] = x[src] + 0.5 / beside[src]  # between its sender and the next route station
+            order.append(tgt)
     busy = {n: float(summary["stations"].get(n, {}).get(State.BUSY.key, {}).get("mean") or 0.0) for n in order}
-    x = {n: i for i, n in enumerate(order)}
     fig = go.Figure()
     for r in routes:
         fig.add_trace(go.Scatter(x=[x[n] for n in r], y=[busy[n] for n in r], mode="lines",
                                  line={"color": "#bbb", "width": 2}, hoverinfo="skip", showlegend=False))
+    shown: set[str] = set()
+    for src, tgt, kind, prob in edges:
+        if src not in x or tgt not in x:
+            continue
+        what = f"{kind} {src} → {tgt}" + (f": {prob:.1%} of passes" if prob is not None else ": the found defects")
+        if kind == "retest":  # a small loop over the station
+            xs = [x[src] + 0.12 * math.sin(2 * math.pi * i / 23) for i in range(24)]
+            ys = [busy[src] + 0.09 + 0.06 * (1 - math.cos(2 * math.pi * i / 23)) for i in range(24)]
+        else:
+            xs, ys = _arc(x[src], busy[src], x[tgt], busy[tgt], 0.12 if kind != "back" else 0.2)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=kind, legendgroup=kind, showlegend=kind not in shown,
+                                 line={"color": FLOW_ARCS[kind], "width": 2, "dash": "dot"},
+                                 hovertext=[html.escape(what)] * len(xs), hoverinfo="text"))
+        shown.add(kind)
     bn = str(summary.get("bottleneck", ""))
     hover = []
     for n in order:
         extra = ""
         if shifting is not None and n in shifting.index:
             extra = f"<br>sole bottleneck {shifting.loc[n, 'sole']:.0%}, shifting {shifting.loc[n, 'shifting']:.0%}"
-        hover.append(f"{html.escape(n)}: busy {busy[n]:.0%}{extra}")
+        hover.append(f"{html.escape(n)}: busy {busy[n]:.0%}{extra}" + (" (bottleneck)" if n == bn else ""))
+    # a sequential blue scale for the busy share, the bottleneck ringed in black: a ring in the
+    # scale's own hue would vanish on a busy station
     fig.add_trace(go.Scatter(x=[x[n] for n in order], y=[busy[n] for n in order], mode="markers+text",
-                             text=[html.escape(n) for n in order], textposition="top center", hovertext=hover,
+                             text=[html.escape(n) for n in order], textposition="bottom center", hovertext=hover,
                              hoverinfo="text", showlegend=False,
-                             marker={"size": 22, "color": [busy[n] for n in order], "colorscale": "YlOrRd",
+                             marker={"size": 22, "color": [busy[n] for n in order], "colorscale": "Blues",
                                      "cmin": 0, "cmax": 1, "colorbar": {"title": "busy"},
-                                     "line": {"width": [4 if n == bn else 1 for n in order],
-                                              "color": ["red" if n == bn else "#555" for n in order]}}))
-    fig.update_layout(title="The line: stations in route order at their busy share (ringed in red: the bottleneck)",
-                      height=420, xaxis_title="stations in route order", yaxis_title="busy share of calendar time",
-                      yaxis_tickformat=".0%", yaxis_range=[0, 1.15],
-                      xaxis={"tickvals": list(range(len(order))), "ticktext": [html.escape(n) for n in order]})
+                                     "line": {"width": [5 if n == bn else 1 for n in order],
+                                              "color": ["#000" if n == bn else "#555" for n in order]}}))
+    ticks = sorted(order, key=lambda n: x[n])
+    fig.update_layout(title="The line: stations in route order at their busy share (ringed in black: the bottleneck; "
+                            "dotted: retests, detours and rework)",
+                      height=440, xaxis_title="stations in route order (off-route stations beside their sender)",
+                      yaxis_title="busy share of calendar time", yaxis_tickformat=".0%", yaxis_range=[-0.08, 1.3],
+                      legend={"title": {"text": "loops"}},
+                      xaxis={"tickvals": [x[n] for n in ticks], "ticktext": [html.escape(n) for n in ticks]})
     return fig
 
 
 def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[str]] | None = None,
-             shifting: pd.DataFrame | None = None) -> str:
+             shifting: pd.DataFrame | None = None,
+             edges: list[tuple[str, str, str, float | None]] | None = None) -> str:
     """One self-contained HTML page for ``twin run --out``: the KPI and station tables
     (mean ± 95 % CI) and the station-state and output figures; works offline."""
     esc = html.escape
@@ -976,7 +1040,7 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
         parts.append("</table>")
     figs = [station_states(res), output_over_time(res, float(summary["warmup"]))]
     if routes:
-        figs.append(fig_flow(summary, routes, shifting))
+        figs.append(fig_flow(summary, routes, shifting, edges))
     figs.append(fig_gantt(res, float(summary["warmup"])))
     for k, fig in enumerate(figs):
         parts.append(fig_html(fig, k))
