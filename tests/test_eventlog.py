@@ -497,3 +497,14 @@ def test_calibrated_spec_is_written_in_the_templates_style(tmp_path):
     # the same writer gives Spec.to_toml: a round trip gives an equal spec
     s = twin.load(cal)
     assert twin.spec.validate(tomllib.loads(s.to_toml())) == s
+
+
+def test_calibrate_json_gives_the_written_spec_as_data(tmp_path, capsys):
+    spec, log = _day_log(tmp_path, CHECK_LINE, 6)
+    cal = tmp_path / "cal.toml"
+    capsys.readouterr()
+    assert main(["calibrate", str(log), "--out", str(cal), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["out"] == str(cal) and isinstance(out["warnings"], list)
+    assert out["spec"] == tomllib.loads(cal.read_text())
+    assert [s["name"] for s in out["spec"]["stations"]] == ["a", "b", "c"]

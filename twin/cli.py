@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="spec file to write (TOML)")
     k.add_argument("--map", help="your column names: ours=theirs,... e.g. timestamp=ts,station=machine")
     k.add_argument("--name", default="calibrated line", help="name of the written spec")
+    k.add_argument("--json", action="store_true", help="print {out, spec, warnings} as JSON (the spec as data) "
+                   "instead of the summary line")
 
     h = sub.add_parser("check", help="simulate a spec with a log's releases and compare it with the log")
     h.add_argument("spec", help="spec file (TOML) or built-in factory name")

@@ -772,6 +772,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     df = read_log(args.log, parse_map(args.map))
     text, warnings = calibrate(df, name=args.name, source=str(args.log))
     atomic_write_text(args.out, text)
+    if getattr(args, "json", False):  # for a script: the written spec as data and the warnings
+        sys.stdout.write(dumps({"out": str(args.out), "spec": tomllib.loads(text), "warnings": warnings}))
+        return 0
     for w in warnings:
         _warn(f"warning: {w}\n")
     _say(f"wrote {args.out} (fits and sample sizes in its comments); check it with: twin check {args.out} {args.log}")
