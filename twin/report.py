@@ -1013,7 +1013,9 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     has_costs = bool(k.get("cost_total", {}).get("mean"))
     for label, key, digits in rows:
         lossy = bool(k.get("lost_units", {}).get("mean"))
-        if key in k and (key != "unit_cost" or has_costs) and (not key.startswith("lost_") or lossy):
+        # a line fed by arrivals: its fill rate is the share let in, which the lost rows already say
+        if key in k and (key != "unit_cost" or has_costs) and (not key.startswith("lost_") or lossy) \
+                and not (key == "fill_rate" and lossy):
             d = k[key]
             if key.startswith("lead_time"):  # durations in the unit that suits them, as on the terminal
                 d = {"mean": None if d.get("mean") is None else float(d["mean"]) * lt_scale,
