@@ -203,10 +203,9 @@ class Release:
                         st.buffer = buf
         elif src.kind in ("poisson", "renewal"):
             self.env.process(self._arrivals())
-        if src.kind != "orders":
-            for sh in src.shifts:
-                if sh.kind == "disruption" and sh.target != "supply":  # a supply stop is in the arrival clock
-                    self.env.process(self._disruption(sh))
+        for sh in src.shifts:  # a line fed by arrivals (an orders source has its shifts in [demand])
+            if sh.kind == "disruption" and sh.target != "supply":  # a supply stop is in the arrival clock
+                self.env.process(self._disruption(sh))
 
     def _saturated_maker(self, prods: list[int]):
         if len(prods) == 1:
@@ -246,12 +245,10 @@ class Release:
         draw = Sampler(dist, rng).one  # type: ignore[arg-type]
         env = self.env
         clock = ArrivalClock(src.shifts)
-        if clock.trivial:
+        if clock.trivial:  # the gap itself as the timeout: the same floats as before shifts existed
             while True:
                 yield env.timeout(draw())
-                lot = self.release(self.pick_product())
-                if not lot.route[0].try_put(lot):
-                    self._turn_away(lot)
+                self._arrive()
         # under rate shifts the gaps are drawn as without them, in operational time
         s_op = 0.0
         while True:
@@ -260,9 +257,12 @@ class Release:
             if t == math.inf:
                 return  # the arrivals stopped for good (a step to factor 0)
             yield env.timeout(max(0.0, t - env.now))
-            lot = self.release(self.pick_product())
-            if not lot.route[0].try_put(lot):
-                self._turn_away(lot)
+            self._arrive()
+
+    def _arrive(self) -> None:
+        lot = self.release(self.pick_product())
+        if not lot.route[0].try_put(lot):
+            self._turn_away(lot)
 
     # ------------------------------------------------------------------ orders (make-to-order)
     def _build_orders(self) -> None:

@@ -454,9 +454,22 @@ class Shift(_M):
         return self
 
 
-ARRIVAL_SHIFTS = ("step", "ramp", "pulse", "disruption")
+VOLUME_SHIFTS = ("step", "ramp", "pulse")
+"""The shift kinds that multiply the volume (demand's, or a line's arrival rate) by ``factor``."""
+ARRIVAL_SHIFTS = (*VOLUME_SHIFTS, "disruption")
 """The shift kinds a line fed by arrivals (``source.shifts``) takes: the arrival rate's step, ramp
 and pulse, and a station (or the supply of arrivals) stopped."""
+
+
+def peak_factor(shifts: list[Shift]) -> float:
+    """The largest volume multiplier ``shifts`` can reach: volume shifts multiply where they
+    overlap, so the worst case is the product of their factors above 1 (a bound that keeps a
+    factor that passes alone from making a stream no machine could hold)."""
+    peak = 1.0
+    for sh in shifts:
+        if sh.kind in VOLUME_SHIFTS:
+            peak *= max(1.0, sh.factor)
+    return peak
 
 
 class Source(_M):
@@ -495,11 +508,7 @@ class Source(_M):
                 raise ValueError(f"shifts: a {sh.kind} shift changes the arrival rate; a {self.kind} source has none "
                                  "(only a disruption applies)")
         if self.kind == "poisson" and self.rate_per_hour is not None:
-            # volume shifts multiply where they overlap: bound the worst case, as for [demand]
-            peak = self.rate_per_hour
-            for sh in self.shifts:
-                if sh.kind != "disruption":
-                    peak *= max(1.0, sh.factor)
+            peak = self.rate_per_hour * peak_factor(self.shifts)
             if peak > MAX_RATE_PER_HOUR:
                 raise ValueError(f"rate_per_hour times the factors of the shifts reaches {peak:.3g} lots an hour, "
                                  f"above {MAX_RATE_PER_HOUR:g}")
@@ -548,10 +557,7 @@ class Demand(_M):
         # volume shifts multiply where they overlap: bound the worst case, so that a
         # factor that passes alone cannot make an order stream no machine could hold
         peak = self.base_per_week * (7.0 * max(self.weekly_profile) / sum(self.weekly_profile)
-                                     if self.weekly_profile else 1.0)
-        for sh in self.shifts:
-            if sh.kind in ("step", "ramp", "pulse"):
-                peak *= max(1.0, sh.factor)
+                                     if self.weekly_profile else 1.0) * peak_factor(self.shifts)
         if peak > MAX_RATE_PER_WEEK:
             raise ValueError(f"base_per_week times the volume factors of the shifts reaches {peak:.3g} "
                              f"units a week, above {MAX_RATE_PER_WEEK:g}")
