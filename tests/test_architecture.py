@@ -16,11 +16,11 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"units", "limits", "state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "toml_text",
+             "toml_text", "snapshot",
              "learn", "wear", "scenario", "policies.registry", "contracts"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
-    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "model"},
+    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "restore", "model"},
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},

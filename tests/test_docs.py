@@ -16,10 +16,12 @@ def test_reference_matches_the_schema(tmp_path):
     assert (DOCS / "reference.md").read_text() == (tmp_path / "reference.md").read_text(), \
         "docs/reference.md is stale: run python -m twin.docs"
     assert (DOCS / "spec.schema.json").read_text() == (tmp_path / "spec.schema.json").read_text()
+    for name in ("snapshot.md", "snapshot.schema.json"):
+        assert (DOCS / name).read_text() == (tmp_path / name).read_text(), f"docs/{name} is stale: run python -m twin.docs"
 
 
 def test_every_spec_key_is_documented():
-    text = (DOCS / "reference.md").read_text()
+    text = (DOCS / "reference.md").read_text() + (DOCS / "snapshot.md").read_text()
     for row in [ln for ln in text.splitlines() if ln.startswith("| `")]:
         cells = [c.strip() for c in row.strip("|").split(" | ")]
         assert len(cells) == 4 and cells[3], f"undocumented key: {row}"

@@ -33,7 +33,7 @@ _LAZY: dict[str, str] = {
     **{n: "spec" for n in ("Batch", "Buffer", "Capacity", "Component", "Costs", "Demand", "Failures", "Maintenance",
                            "MinorStops", "Planning", "Product", "Quality", "Run", "Setup", "Shift", "Source", "Spec",
                            "SpecError", "Station", "Supplier", "Transport", "WorkerPool", "load", "validate")},
-    "State": "state", "Streams": "streams",
+    "State": "state", "Streams": "streams", "Snapshot": "snapshot",
 }
 
 if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, imported eagerly
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, importe
     from .spec import (Batch, Buffer, Capacity, Component, Costs, Demand, Failures, Maintenance,  # noqa: F401
                        MinorStops, Planning, Product, Quality, Run, Setup, Shift, Source, Spec, SpecError,
                        Station, Supplier, Transport, WorkerPool, load, validate)
+    from .snapshot import Snapshot  # noqa: F401
     from .state import State  # noqa: F401
     from .streams import Streams  # noqa: F401
 
@@ -74,7 +75,7 @@ __version__ = "0.1.0"
 __all__ = [
     # loading, running, results
     "load", "validate", "simulate", "run_once", "summarize", "mean_ci", "Results", "Model", "Record", "State", "SpecError",
-    "parse_duration", "Streams",
+    "parse_duration", "Streams", "Snapshot",
     # spec classes
     "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
     "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r.add_argument("--out", help="folder for kpis.json and tidy CSVs")
     r.add_argument("--event-log", metavar="FILE", help="write the first replication's event log (CSV, or .parquet)")
+    r.add_argument("--from-state", metavar="SNAPSHOT", help="start from this snapshot of the line (JSON, "
+                   "docs/snapshot.md) at its time, with no warm-up; --horizon counts from it")
+    r.add_argument("--write-state", metavar="FILE", help="write the first replication's state at the end "
+                   "of the run as a snapshot (JSON)")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a spec value, e.g. stations.smt.servers=3 (TOML value; repeatable)")
 

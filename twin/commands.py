@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ablate, builtins, optimize, serial, shards, studies
+from . import __version__, ablate, builtins, optimize, serial, shards, snapshot, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
@@ -52,6 +52,7 @@ from .experiment import (
 from .io import ResultSet, atomic_write_text, check_output_dir, check_output_file, dumps
 from .names import safe_text
 from .report import flow_edges, money_format, run_page, sweep_page
+from .model import Model
 from .runs import replication_seed, run_once
 from .results import why_nothing
 from .scenario import apply, given_twice, load_scenario
@@ -286,9 +287,22 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.event_log:
         check_output_file(args.event_log, "--event-log")
         check_log_path(args.event_log)
+    state = None
+    if args.write_state:
+        check_output_file(args.write_state, "--write-state")
+    if args.from_state:
+        state = snapshot.load(args.from_state)
+        errors = snapshot.problems(state, spec, args.from_state)
+        if errors:
+            raise SpecError(errors)
+        if args.warmup is not None:
+            raise SpecError(["--warmup: a run from a state starts there with no warm-up (--from-state)"])
     horizon = spec.run.horizon if args.horizon is None else args.horizon
     auto = args.warmup == "auto"
     warmup = spec.run.warmup if args.warmup is None else (0.0 if auto else args.warmup)
+    if state is not None:
+        warmup = 0.0
+    t0 = state.time if state is not None else 0.0  # the run's window is t0 + [warmup, horizon]
     if horizon <= 0:
         raise SpecError([f"--horizon: must be > 0, got {horizon:g} s"])
     if warmup >= horizon:
@@ -296,8 +310,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise SpecError([f"{origin}: warm-up ({warmup:g} s) must be shorter than the horizon ({horizon:g} s);"
                          " pass a shorter --warmup or a longer --horizon"])
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
-                   progress=not (args.json or args.quiet))
-    found, method = mser_warmup(res, spec)
+                   progress=not (args.json or args.quiet), state=state)
+    found, method = mser_warmup(res, spec) if state is None else (0.0, "")
     if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
         warmup = found
         res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
@@ -305,18 +319,24 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     elif found > warmup:
         _warn(f"warning: {path}: the warm-up ({format_duration(warmup)}) is shorter than the {format_duration(found)} that MSER finds "
               "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
+    seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
     if args.event_log:
-        seed0 = replication_seed(spec.run.seed if args.seed is None else args.seed, 0)
-        traced = run_once(spec, horizon, warmup, seed0, trace=True)  # replication 0 again, with its trace
+        traced = run_once(spec, horizon, warmup, seed0, trace=True, state=state)  # replication 0 again, with its trace
         assert traced.record is not None  # run_once keeps the record
         write_log(traced.record, args.event_log)
+    if args.write_state:  # replication 0 again, stopped at its end, its state written
+        model = Model(spec, seed0, t0 + horizon, state=state, state_source=str(args.from_state))
+        model.run(t0 + horizon, t0 + warmup)
+        atomic_write_text(args.write_state, model.snapshot().to_json())
     summary = summarize(res)
     summary["currency"] = spec.costs.currency
-    shifting = shifting_table(res.states, warmup, horizon)
+    shifting = shifting_table(res.states, t0 + warmup, t0 + horizon)
     summary["bottleneck_shifting"] = {str(n): {"sole": float(r["sole"]), "shifting": float(r["shifting"])}
                                       for n, r in shifting.iterrows()}
     summary["warmup"] = warmup
-    summary["warmup_method"] = ("measured: " + method) if auto else "given"
+    summary["warmup_method"] = ("measured: " + method) if auto else ("a state start" if state is not None else "given")
+    if state is not None:
+        summary["from_state"] = {"file": str(args.from_state), "time": state.time}
     nothing = why_nothing(spec, summary)
     if nothing is not None:
         summary["nothing_made"] = nothing
@@ -858,8 +878,10 @@ def format_table(summary: dict[str, Any]) -> str:
                if key in k and k[key]["mean"] > 0]
     lines = [
         f"{summary.get('spec', '')}: {summary['replications']} replications, horizon "
-        f"{format_duration(summary['horizon'])}, warm-up {format_duration(summary['warmup'])}, seed {summary['seed']} "
-        "(mean ± 95 % CI)",
+        f"{format_duration(summary['horizon'])}, "
+        + (f"from the state at t = {format_duration(summary['from_state']['time'])} ({summary['from_state']['file']})"
+           if "from_state" in summary else f"warm-up {format_duration(summary['warmup'])}")
+        + f", seed {summary['seed']} (mean ± 95 % CI)",
         f"  throughput      {_pm(k['throughput_per_hour'], fmt='{:.2f}')} units/h",
         f"  good units      {_pm(k['good_units'], fmt='{:,.0f}')}" if "good_units" in k else "",
         _lost_line(k),

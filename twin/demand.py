@@ -182,6 +182,11 @@ class ArrivalClock:
         """No shift changes the rate: calendar time is operational time."""
         return len(self.polys) == 1 and self.polys[0].degree() == 0 and float(self.polys[0].coef[0]) == 1.0
 
+    def op_at(self, t: float) -> float:
+        """Operational time reached at calendar time ``t`` (s): ``F(t)``, the inverse of :meth:`time_at`."""
+        k = bisect_right(self.edges, t) - 1
+        return self.cum[k] + float(self.integrals[k](t - self.edges[k]))
+
     def time_at(self, s: float) -> float:
         """Calendar time (s) at which operational time ``s`` is reached; ``inf`` if never (the
         rate stays 0 from some time on)."""

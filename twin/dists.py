@@ -505,3 +505,75 @@ def _make_block(d: _DistBase, rng: np.random.Generator):
 def constant(seconds: float) -> Constant:
     """A constant distribution of ``seconds``."""
     return Constant(value=seconds)
+
+
+# --------------------------------------------------------------------------- residual lives
+def residual(dist: _DistBase, elapsed: float, rng: np.random.Generator, qty: int = 1) -> float:
+    """A draw of the time left (s) of a duration that has already lasted ``elapsed`` s: from the
+    law of ``X - elapsed`` given ``X > elapsed``, where ``X`` is ``dist`` (``qty`` = 1) or the
+    engine's law of a lot of ``qty`` units (:meth:`Sampler.lot`: ``qty`` times a constant, else a
+    gamma with the lot's mean and variance). Exact for every distribution: inverse survival,
+    ``X = S⁻¹(V S(elapsed))`` with ``V`` uniform on (0, 1], in closed form or on scipy's
+    special functions (log space where tails are thin). One draw from ``rng`` (none for a
+    constant). A duration that has outlasted its law's whole support is done: 0.
+
+    The exponential is memoryless: its residual is a fresh draw, whatever ``elapsed``."""
+    e = max(float(elapsed), 0.0)
+    if qty != 1 and not (isinstance(dist, Constant) or dist.var == 0.0):
+        m, v = dist.mean * qty, dist.var * qty
+        return _residual_gamma(m * m / v, v / m, e, rng)
+    if isinstance(dist, Constant) or dist.var == 0.0:
+        return max(dist.mean * qty - e, 0.0)
+    if isinstance(dist, Exponential):
+        return float(rng.exponential(dist.mean))
+    log_v = math.log1p(-float(rng.random()))  # log V, V = 1 - U in (0, 1]
+    from scipy import special  # loaded when first needed, as the normal sampler does
+
+    if isinstance(dist, Normal):
+        params = truncated_normal(dist.mean, dist.cv)
+        if params is None:  # the exponential limit
+            return -dist.mean * log_v
+        mu, sd, _ = params
+        z = float(special.ndtri_exp(log_v + float(special.log_ndtr(-(e - mu) / sd))))
+        return max(mu - sd * z - e, 0.0)
+    if isinstance(dist, Lognormal):
+        s2 = math.log(1 + dist.cv ** 2)
+        mu_l, s = math.log(dist.mean) - s2 / 2, math.sqrt(s2)
+        log_s = float(special.log_ndtr(-(math.log(e) - mu_l) / s)) if e > 0 else 0.0
+        z = -float(special.ndtri_exp(log_v + log_s))
+        return max(math.exp(mu_l + s * z) - e, 0.0)
+    if isinstance(dist, Gamma):
+        k = 1 / dist.cv ** 2
+        return _residual_gamma(k, dist.mean / k, e, rng, log_v)
+    if isinstance(dist, Weibull):
+        k, lam = dist.shape, dist.scale
+        return max(lam * ((e / lam) ** k - log_v) ** (1 / k) - e, 0.0)
+    if isinstance(dist, Uniform):
+        lo = max(e, dist.low)
+        return max(dist.high - math.exp(log_v) * (dist.high - lo), e) - e if e < dist.high else 0.0
+    if isinstance(dist, Triangular):
+        a, c, b = dist.low, dist.mode, dist.high
+        if e >= b:
+            return 0.0
+        surv = 1.0 if e <= a else (1 - (e - a) ** 2 / ((b - a) * (c - a)) if e < c else (b - e) ** 2 / ((b - a) * (b - c)))
+        p = 1.0 - math.exp(log_v) * surv  # the CDF value the draw lands on, F(x) = p
+        x = a + math.sqrt(p * (b - a) * (c - a)) if p < (c - a) / (b - a) else b - math.sqrt((1 - p) * (b - a) * (b - c))
+        return max(x - e, 0.0)
+    if isinstance(dist, Empirical):
+        later = [x for x in dist.values if x > e]
+        if not later:
+            return 0.0
+        return later[min(int(-math.expm1(log_v) * len(later)), len(later) - 1)] - e
+    raise TypeError(f"no residual law for {type(dist).__name__}")  # pragma: no cover
+
+
+def _residual_gamma(k: float, theta: float, e: float, rng: np.random.Generator, log_v: float | None = None) -> float:
+    """Residual of a gamma(shape ``k``, scale ``theta``) that has lasted ``e`` s (see :func:`residual`)."""
+    from scipy import special
+
+    if log_v is None:
+        log_v = math.log1p(-float(rng.random()))
+    tail = float(special.gammaincc(k, e / theta))
+    if tail <= 1e-300:  # far beyond the bulk the gamma's hazard is 1/theta: an exponential residual
+        return -theta * log_v
+    return max(theta * float(special.gammainccinv(k, math.exp(log_v) * tail)) - e, 0.0)

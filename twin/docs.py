@@ -1,7 +1,8 @@
 """Generate the spec reference and the JSON Schema from the pydantic models, so the
 documentation cannot drift from the code: ``python -m twin.docs [DIR]`` (default ``docs``)
-writes ``DIR/reference.md`` and ``DIR/spec.schema.json``; a test checks the committed
-files equal a fresh generation.
+writes ``DIR/reference.md`` and ``DIR/spec.schema.json``, and the snapshot format's
+``DIR/snapshot.md`` and ``DIR/snapshot.schema.json``; a test checks the committed files equal a
+fresh generation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import twin
 from . import spec as spec_mod
 from .calendar import CalendarSpec, Window
 from .io import atomic_write_text
+from .snapshot import BufferState, LotState, ServerState, Snapshot
 from .spec import Spec
 
 SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Degradation", "MinorStops", "Maintenance", "Quality",
@@ -143,12 +145,62 @@ def reference() -> str:
     return "\n".join(lines)
 
 
+SNAPSHOT_SECTIONS: list[type[BaseModel]] = [Snapshot, ServerState, LotState, BufferState]
+SNAPSHOT_WHERE = {"Snapshot": "the top level of a snapshot file", "ServerState": "an item of `servers`",
+                  "LotState": "`servers[].lot` and an item of `buffers[].lots`",
+                  "BufferState": "an item of `buffers`"}
+
+
+def snapshot_schema() -> dict[str, Any]:
+    s = Snapshot.model_json_schema(by_alias=True)
+    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    s["title"] = "twin line snapshot"
+    return s
+
+
+def snapshot_reference() -> str:
+    """docs/snapshot.md: the snapshot format, from the same models that read it."""
+    sch = snapshot_schema()
+    lines = [
+        "# Snapshot reference",
+        "",
+        "Generated from the pydantic schema by `python -m twin.docs`; do not edit by hand. A snapshot is the",
+        "state of a line at one instant, as JSON: what `twin run --from-state` and `twin.simulate(..., state=...)`",
+        "start from, what `twin run --write-state` and `Model.snapshot()` write, and what `twin live` keeps current",
+        "from the line's events. Times are seconds of the line's clock. Unknown keys are errors. The JSON Schema",
+        "is [`snapshot.schema.json`](snapshot.schema.json).",
+        "",
+        "The job, changeover, repair and maintenance under way, and the machine's life, go on from their elapsed",
+        "time: what is left is drawn from each law given that it has lasted so long (exact for every distribution",
+        "twin has; the exponential is memoryless, so its draw does not depend on the elapsed time).",
+        "",
+    ]
+    for cls in SNAPSHOT_SECTIONS:
+        name = cls.__name__
+        props = (sch if cls is Snapshot else sch["$defs"].get(name, {})).get("properties", {})
+        lines += [f"## {name}", "", f"Where: {SNAPSHOT_WHERE[name]}.", ""]
+        doc = (cls.__doc__ or "").strip()
+        if doc:
+            lines += [" ".join(doc.split("\n\n")[0].split()), ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for fname, f in cls.model_fields.items():
+            key = f.alias or fname
+            p = props.get(key, {})
+            desc = " ".join((f.description or "").split()).replace("|", "\\|")
+            lines.append(f"| `{key}` | {_type(p)} | {_default(f)} | {desc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     ref, js = folder / "reference.md", folder / "spec.schema.json"
+    sref, sjs = folder / "snapshot.md", folder / "snapshot.schema.json"
     atomic_write_text(ref, reference())
     atomic_write_text(js, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
-    return [ref, js]
+    atomic_write_text(sref, snapshot_reference())
+    atomic_write_text(sjs, json.dumps(snapshot_schema(), indent=2, sort_keys=True) + "\n")
+    return [ref, js, sref, sjs]
 
 
 if __name__ == "__main__":

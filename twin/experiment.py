@@ -17,6 +17,8 @@ from .model import PROGRESS_STEPS
 from .results import Results
 from .limits import MAX_SWEEP_RUNS
 from .shards import JobStore, share_of
+from .snapshot import Snapshot
+from .snapshot import load as load_snapshot
 from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar, replication_seed, run_once
 from .spec import MAX_REPLICATIONS, MAX_SEED, Spec, SpecError, load, validate
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
@@ -76,15 +78,20 @@ def mser_warmup(res: Results, spec: Spec) -> tuple[float, str]:
 
 
 def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str | None = None,
-             seed: int | None = None, replications: int | None = None, progress: bool = False) -> Results:
+             seed: int | None = None, replications: int | None = None, progress: bool = False,
+             state: Snapshot | str | None = None) -> Results:
     """Run ``replications`` independent replications and stack their tables.
 
     Durations are seconds or strings with units; ``None`` takes the spec's ``[run]`` value.
-    Each table gains a ``replication`` column.
+    Each table gains a ``replication`` column. ``state``: start every replication from this
+    snapshot of the line (:mod:`twin.snapshot`, a :class:`~twin.snapshot.Snapshot` or the path of
+    its JSON file) at its time, with no warm-up; ``horizon`` then counts from the snapshot's time.
     """
+    if state is not None and not isinstance(state, Snapshot):
+        state = load_snapshot(state)
     spec = checked_spec(spec)
     h = spec.run.horizon if horizon is None else parse_duration(horizon)
-    w = spec.run.warmup if warmup is None else parse_duration(warmup)
+    w = (spec.run.warmup if state is None else 0.0) if warmup is None else parse_duration(warmup)
     s = spec.run.seed if seed is None else checked_count("seed", seed, 0, MAX_SEED)
     n = spec.run.replications if replications is None else checked_count("replications", replications, 1,
                                                                            MAX_REPLICATIONS)
@@ -97,7 +104,7 @@ def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str
             def tick(frac: float, done: int = done) -> None:
                 bar.update(done + round(frac * PROGRESS_STEPS) - bar.n)
 
-            parts.append(run_once(spec, h, w, replication_seed(s, r), progress=tick if bar.on else None))
+            parts.append(run_once(spec, h, w, replication_seed(s, r), progress=tick if bar.on else None, state=state))
     return stack(parts, extra={"horizon": h, "warmup": w, "seed": s, "replications": n, "spec": spec.name})
 
 

@@ -18,6 +18,8 @@ from . import policies
 from .flow import Sink
 from .record import Record
 from .release import Release
+from .restore import capture, restore
+from .snapshot import Snapshot
 from .spec import SimulationError, Spec, SpecError
 from .station import StationRuntime
 from .streams import Streams
@@ -40,7 +42,7 @@ class Model(Release):
 
     def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False,
                  trace: bool = False, replay: list[tuple[float, int, int]] | None = None, general: bool = False,
-                 replay_lossy: bool = False):
+                 replay_lossy: bool = False, state: Snapshot | None = None, state_source: str = "<snapshot>"):
         """``horizon``: s (default the spec's). ``unit_sampling``: draw a lot's processing time
         as the sum of its units' times instead of one moment-matched draw (slower; validates
         lot-level runs). ``trace``: record every lot's start/end/setup/blocking/leave events
@@ -49,6 +51,9 @@ class Model(Release):
         first buffer full waits at the entrance, or with ``replay_lossy`` is turned away (a log
         that records its ``lost`` arrivals). ``general``: take
         no shortcut in the server loop (for the test that the shortcuts change nothing).
+        ``state``: start from this snapshot of the line (:mod:`twin.snapshot`), the clock at its
+        ``time`` (s); ``horizon`` then counts from time 0 of the line's clock, like the snapshot's
+        time (run it to ``state.time`` plus the time to look ahead).
 
         The spec is checked as a loaded one is (a spec built or edited in Python too):
         :class:`~twin.spec.SpecError` lists its problems before anything is built."""
@@ -62,7 +67,7 @@ class Model(Release):
         self.replay_lossy = replay_lossy
         self.general = general
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
-        self.env = simpy.Environment()
+        self.env = simpy.Environment(initial_time=state.time if state is not None else 0.0)
         # time factor of manual work now (a capacity policy's learning curve for new crews), or None
         self.pace: Any = None
         self.streams = Streams(seed)
@@ -79,6 +84,8 @@ class Model(Release):
         self.detours = any(s.routing or (s.quality is not None and s.quality.rework_at) for s in spec.stations)
         self.stores, self.takes = build_stores(self)
         self.in_transit: set = set()  # lots on a vehicle
+        self.plant_lots: list[int] = []  # a state start's lots: the line's own number of lot i
+        self.plant_shift = 0  # and of later lots: their number here plus this
         self.stations: dict[str, StationRuntime] = {}
         for i, s in enumerate(spec.stations):
             st = StationRuntime(self, s, i)
@@ -91,6 +98,8 @@ class Model(Release):
         self.fleets, self._fleet_pairs, self._fleet_every = build_fleets(self)
         self._station_of = {id(st.input): st for st in self.stations.values()}
         self._moves: dict[tuple[int, int], tuple[Any, Any, bool]] = {}  # see moved_by
+        if state is not None:  # before the servers' processes are made: they read what it sets
+            restore(self, state, state_source)
         for f in self.fleets:
             f.start()
         for st in self.stations.values():
@@ -100,6 +109,10 @@ class Model(Release):
             self._build_orders()
         self.capacity = policies.get("capacity", spec.capacity.policy)(self)
         self.capacity.start()
+
+    def snapshot(self) -> Snapshot:
+        """The line's state now (its clock), as :meth:`Model(..., state=...)` starts from it."""
+        return capture(self)
 
     def moved_by(self, st: StationRuntime, srv: Any, lot: Any, nxt: Any) -> tuple[Any, Any]:
         """The input ``lot`` is put into on its way from ``st`` to ``nxt`` (a lane's buffer when
@@ -146,14 +159,15 @@ class Model(Release):
         if not 0 < warmup < until:
             self.rec.counters_at_warmup = self.counters()
         marks = [warmup] if 0 < warmup < until else []
+        start = self.env.now  # 0, or a snapshot's time
         if progress is not None:
-            marks = sorted(set(marks + [until * k / PROGRESS_STEPS for k in range(1, PROGRESS_STEPS)]))
+            marks = sorted(set(marks + [start + (until - start) * k / PROGRESS_STEPS for k in range(1, PROGRESS_STEPS)]))
         for t in marks:
             self._advance(t)
             if t == warmup and 0 < warmup:
                 self.rec.counters_at_warmup = self.counters()
             if progress is not None:
-                progress(t / until)
+                progress((t - start) / (until - start))
         self._advance(until)
         if progress is not None:
             progress(1.0)

@@ -249,8 +249,9 @@ class Release:
             while True:
                 yield env.timeout(draw())
                 self._arrive()
-        # under rate shifts the gaps are drawn as without them, in operational time
-        s_op = 0.0
+        # under rate shifts the gaps are drawn as without them, in operational time (from the
+        # clock's own time: a state start begins later than 0)
+        s_op = clock.op_at(env.now) if env.now > 0.0 else 0.0
         while True:
             s_op += draw()
             t = clock.time_at(s_op)

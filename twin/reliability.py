@@ -16,7 +16,7 @@ import numpy as np
 import simpy
 
 from . import policies
-from .dists import Sampler
+from .dists import Sampler, residual
 from .learn import StopDurations
 from .record import MaintKind
 from .state import State
@@ -165,14 +165,43 @@ class Reliability:
         """Planned maintenance now (its policy said so)."""
         yield from self._stop(srv, self.pm_time, _MAINT, _PLANNED)  # type: ignore[arg-type]
 
-    def _stop(self, srv: "Server", duration: Sampler, state: int, kind: int):
-        """A stop of a drawn duration in ``state``, logged as ``kind``; the machine is renewed after it."""
+    def resume_stop(self, srv: "Server", state: int, left: float):
+        """A repair (``state`` down) or planned maintenance under way at a state start, with
+        ``left`` s of it to go (drawn by the caller from its law given the elapsed time)."""
+        if state == _DOWN:
+            yield from self._stop(srv, self.ttr, _DOWN, _REPAIR, left)  # type: ignore[arg-type]
+        else:
+            yield from self._stop(srv, self.pm_time, _MAINT, _PLANNED, left)  # type: ignore[arg-type]
+
+    def resume_life(self, srv: "Server", age: float, rng: np.random.Generator) -> None:
+        """Set ``srv``'s failure clock at a state start for a machine ``age`` s old (operating or
+        calendar seconds since its last renewal, as the station's basis counts): the life left is
+        drawn from the life law given that it has lasted ``age``, and a maintenance plan counts
+        from the renewal. Nothing changes on a station without failures."""
+        if self.failures is None:
+            return
+        left = residual(self.failures.ttf, age, rng)
+        now = self.env.now
+        if self.operating_basis:
+            srv.life0 = age + left
+            srv.ttf_left = left
+            srv.view = MachineView(None, 0.0, srv.life0 if self._truth else None)
+            if self.policy is not None:
+                srv.pm_left = self.policy.plan(srv.view) - age
+        else:
+            srv.next_fail = now + left
+            srv.renewed = now - age
+
+    def _stop(self, srv: "Server", duration: Sampler, state: int, kind: int, d: float | None = None):
+        """A stop of a drawn duration (or of ``d`` s) in ``state``, logged as ``kind``; the machine
+        is renewed after it."""
         env = self.env
         self.station.set_state(srv, state)
         t0 = env.now
         # the life the stop cut short (operating s; 0 for a failure): what a warning's lead was
         left = 0.0 if kind == _REPAIR else (srv.ttf_left if self.operating_basis else srv.next_fail - t0)
-        d = duration.one()
+        if d is None:
+            d = duration.one()
         srv.down_until = t0 + d
         srv.est_left = max(srv.est_end - t0, 0.0)  # the work in hand waits out the stop
         srv.stop_since, srv.stop_kind = t0, kind
@@ -222,4 +251,5 @@ class Reliability:
         if self.operating_basis:
             self._new_life(srv)
         elif self.calendar_basis:
+            srv.renewed = self.env.now
             srv.next_fail = self.env.now + self.ttf.one()  # type: ignore[union-attr]

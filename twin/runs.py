@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .units import WEEK
 from .model import Model
+from .snapshot import Snapshot
 from .results import Results, build
 from .shards import JobStore
 from .spec import MAX_HORIZON, Spec, SpecError
@@ -30,16 +31,20 @@ def replication_seed(seed: int, replication: int) -> int:
 
 def run_once(spec: Spec, horizon: float, warmup: float, seed: int, *, trace: bool = False,
              replay: list[tuple[float, int, int]] | None = None, replay_lossy: bool = False,
-             unit_sampling: bool = False, progress: Callable[[float], None] | None = None) -> Results:
+             unit_sampling: bool = False, progress: Callable[[float], None] | None = None,
+             state: Snapshot | None = None) -> Results:
     """Build, run and tabulate one replication: the one way every command runs a spec.
 
     ``horizon``/``warmup`` in s; ``trace``, ``replay``, ``replay_lossy`` and ``unit_sampling`` as for
     :class:`~twin.model.Model`; ``progress(fraction)`` follows simulated time.
-    ``Results.record`` keeps the run's plain record."""
+    ``state``: start from this snapshot (:mod:`twin.snapshot`) at its time ``T``; ``horizon`` and
+    ``warmup`` then count from ``T`` (the run covers ``T`` to ``T + horizon``, KPIs from
+    ``T + warmup``). ``Results.record`` keeps the run's plain record."""
     check_run_times(horizon, warmup)
-    model = Model(spec, seed, horizon, unit_sampling=unit_sampling, trace=trace, replay=replay,
-                  replay_lossy=replay_lossy)
-    return build(model.run(horizon, warmup, progress=progress))
+    t0 = state.time if state is not None else 0.0
+    model = Model(spec, seed, t0 + horizon, unit_sampling=unit_sampling, trace=trace, replay=replay,
+                  replay_lossy=replay_lossy, state=state)
+    return build(model.run(t0 + horizon, t0 + warmup, progress=progress))
 
 
 def check_run_times(horizon: float, warmup: float, source: str = "") -> None:

@@ -19,7 +19,7 @@ results both ways (hand-built lines and the three reference factories).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import simpy
 
@@ -49,7 +49,7 @@ class Server:
     __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
                  "units", "ideal", "state", "life0", "view", "est_end", "est_left", "stop_since", "stop_kind",
                  "down_until", "lot",
-                 "held", "ms_left")
+                 "held", "ms_left", "t_job", "renewed", "resume", "carried")
 
     def __init__(self, station: "StationRuntime", lane: "Lane", index: int, sid: int):
         self.station = station
@@ -76,6 +76,27 @@ class Server:
         self.lot: Lot | None = None  # the lot in hand, from taking it until it is handed on
         self.held: list[Lot] = []  # a batch station's other lots in hand
         self.ms_left = INF  # operating seconds to the next minor stop
+        self.t_job = 0.0  # when the work of the job in hand began (after its changeover), s
+        self.renewed = 0.0  # when the machine was last renewed (calendar-basis failure clock), s
+        self.resume: Any = None  # a state start's job in hand (twin.snapshot), done before the loop
+        self.carried = (-1.0, 0.0)  # (t_job, s): work done before a state start on the job begun then
+
+
+class Resume(NamedTuple):
+    """What a server does first after a state start (see :meth:`StationRuntime._resume`)."""
+
+    state: int
+    """Its state at the snapshot (a :class:`~twin.state.State` value)."""
+    lot: Lot | None
+    """The lot it holds."""
+    job: float
+    """Work left on the lot, s at the lane's nominal speed (0 when blocked)."""
+    stop: float = 0.0
+    """Repair or maintenance left, s."""
+    setup: float = 0.0
+    """Changeover left, s."""
+    worked: float = 0.0
+    """Busy time already spent on the job before the start, s (a later snapshot counts it)."""
 
 
 class Lane:
@@ -273,7 +294,7 @@ class StationRuntime:
     # ------------------------------------------------------------------ the server loop
     def serve(self, srv: Server):
         """The server's process: take a lot, set up, work, inspect, hand it on; forever."""
-        if not self.has_extras() and self.reliability.failures is None:
+        if not self.has_extras() and self.reliability.failures is None and srv.resume is None:
             return self._serve_plain(srv)
         return self._serve(srv)
 
@@ -316,6 +337,7 @@ class StationRuntime:
             if state != _BUSY:
                 states((env.now, sid, _BUSY))
                 state = srv.state = _BUSY
+            srv.t_job = env.now
             yield timeout(d)
             srv.units += lot.qty
             srv.ideal += means[p] * lot.qty
@@ -360,76 +382,88 @@ class StationRuntime:
         dispatched = len(self.lanes) > 1  # only a dispatcher over lanes reads est_end
         buf = lane.buffer  # bound now: a saturated source has replaced it by the time the process starts
         try_get = buf.try_get
+        resume, srv.resume = srv.resume, None
         while True:
-            lot = try_get()
-            if lot is None:
-                w = _IDLE if lane.active else _MODULE_OFF
-                if watch:
-                    lot = yield from rel.wait(srv, buf.get_event(), w)
-                else:
-                    if srv.state != w:
-                        states((env.now, sid, w))
-                        srv.state = w
-                    lot = yield buf.get_event()
-            srv.lot = lot
-            lots = [lot]
-            if batch is not None:
-                yield from self._fill_batch(srv, buf, lots)
-            if extras:
-                if watch and srv.next_fail <= env.now:  # struck during a wait that could not watch it
-                    yield from rel.repair(srv)
-                if srv.pm_left <= 0.0:
-                    yield from rel.planned_maintenance(srv)
-                if self.stop_until > env.now:  # a disruption stops the station
-                    srv.down_until = self.stop_until
-                    yield from rel.wait(srv, timeout(self.stop_until - env.now), _DOWN)
-                if takes is not None:
-                    for q in lots:
-                        for store, per in takes[q.product]:
-                            ev = store.take(per * q.qty)
-                            if ev is not None:
-                                yield from rel.wait(srv, ev, _STARVED)
-            p = lot.product
-            units = sum(q.qty for q in lots) if batch is not None else lot.qty
-            if batch is not None:
-                d = lot_time[p](1)  # type: ignore[misc]  # one time for the whole batch
-            elif lot.planned is not None and lot.planned[0] == self.index:  # drawn by its queue (spt, lpt)
-                d = lot.planned[1]
-                lot.planned = None
-                units = lot.rework or lot.retest or lot.qty
-            elif lot.rework:  # at a rework station: only the units to rework are worked on
-                d = lot_time[p](lot.rework)  # type: ignore[misc]
-                units = lot.rework
-            elif lot.retest:  # back at its inspecting station: only the repaired units are tested again
-                d = lot_time[p](lot.retest)  # type: ignore[misc]
-                units = lot.retest
+            if resume is not None:  # a state start: the job in hand at the snapshot goes first
+                got = yield from self._resume(srv, resume)
+                resume = None
+                if got is None:
+                    continue
+                lot, d = got
+                lots = [lot]
+                p = lot.product
+                units = lot.qty
+                su = 0.0
             else:
-                d = lot_time[p](lot.qty)  # type: ignore[misc]
-            su = 0.0
-            if setup is not None and srv.last_product is not None and srv.last_product != p:
-                s = setup[srv.last_product][p]
-                if s is not None:
-                    su = s.lot(1)
-            if extras:
-                ideal_d = d
-                if speed_loss is not None:
-                    d *= speed_loss.one()
-                if self.minor is not None:
-                    d = self._with_minor_stops(srv, d, ideal_d)
-                d /= lane.speed
-                if pace is not None and pool is not None:
-                    d *= pace(env.now)
-                if dispatched:  # what a dispatcher may know of the job: its expected end
-                    est = measured.est[p] if measured is not None else means[p]
-                    last = srv.last_product
-                    su_est = (self.setup_means[last][p] if self.setup_means is not None and last is not None
-                              and last != p else 0.0)
-                    srv.est_end = env.now + (su_est + est * units) / lane.speed
-                if pool is not None:
-                    if cal is not None and cal.open_until(env.now) is None:
-                        yield from rel.wait_open(srv, cal)
-                    if not pool.try_get(crew):
-                        yield from rel.wait(srv, pool.get_event(crew), _IDLE)
+                lot = try_get()
+                if lot is None:
+                    w = _IDLE if lane.active else _MODULE_OFF
+                    if watch:
+                        lot = yield from rel.wait(srv, buf.get_event(), w)
+                    else:
+                        if srv.state != w:
+                            states((env.now, sid, w))
+                            srv.state = w
+                        lot = yield buf.get_event()
+                srv.lot = lot
+                lots = [lot]
+                if batch is not None:
+                    yield from self._fill_batch(srv, buf, lots)
+                if extras:
+                    if watch and srv.next_fail <= env.now:  # struck during a wait that could not watch it
+                        yield from rel.repair(srv)
+                    if srv.pm_left <= 0.0:
+                        yield from rel.planned_maintenance(srv)
+                    if self.stop_until > env.now:  # a disruption stops the station
+                        srv.down_until = self.stop_until
+                        yield from rel.wait(srv, timeout(self.stop_until - env.now), _DOWN)
+                    if takes is not None:
+                        for q in lots:
+                            for store, per in takes[q.product]:
+                                ev = store.take(per * q.qty)
+                                if ev is not None:
+                                    yield from rel.wait(srv, ev, _STARVED)
+                p = lot.product
+                units = sum(q.qty for q in lots) if batch is not None else lot.qty
+                if batch is not None:
+                    d = lot_time[p](1)  # type: ignore[misc]  # one time for the whole batch
+                elif lot.planned is not None and lot.planned[0] == self.index:  # drawn by its queue (spt, lpt)
+                    d = lot.planned[1]
+                    lot.planned = None
+                    units = lot.rework or lot.retest or lot.qty
+                elif lot.rework:  # at a rework station: only the units to rework are worked on
+                    d = lot_time[p](lot.rework)  # type: ignore[misc]
+                    units = lot.rework
+                elif lot.retest:  # back at its inspecting station: only the repaired units are tested again
+                    d = lot_time[p](lot.retest)  # type: ignore[misc]
+                    units = lot.retest
+                else:
+                    d = lot_time[p](lot.qty)  # type: ignore[misc]
+                su = 0.0
+                if setup is not None and srv.last_product is not None and srv.last_product != p:
+                    s = setup[srv.last_product][p]
+                    if s is not None:
+                        su = s.lot(1)
+                if extras:
+                    ideal_d = d
+                    if speed_loss is not None:
+                        d *= speed_loss.one()
+                    if self.minor is not None:
+                        d = self._with_minor_stops(srv, d, ideal_d)
+                    d /= lane.speed
+                    if pace is not None and pool is not None:
+                        d *= pace(env.now)
+                    if dispatched:  # what a dispatcher may know of the job: its expected end
+                        est = measured.est[p] if measured is not None else means[p]
+                        last = srv.last_product
+                        su_est = (self.setup_means[last][p] if self.setup_means is not None and last is not None
+                                  and last != p else 0.0)
+                        srv.est_end = env.now + (su_est + est * units) / lane.speed
+                    if pool is not None:
+                        if cal is not None and cal.open_until(env.now) is None:
+                            yield from rel.wait_open(srv, cal)
+                        if not pool.try_get(crew):
+                            yield from rel.wait(srv, pool.get_event(crew), _IDLE)
             if su > 0.0:
                 if tr:
                     tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_START))
@@ -443,6 +477,7 @@ class StationRuntime:
                 if tr:
                     tr((env.now, sid, lot.id, p, lot.qty, _T_SETUP_END))
             srv.last_product = p
+            srv.t_job = env.now
             if plain:
                 if srv.state != _BUSY:
                     states((env.now, sid, _BUSY))
@@ -521,6 +556,34 @@ class StationRuntime:
                     tr((env.now, sid, q.id, q.product, q.qty, _T_LEAVE))
             srv.lot = None
             srv.held = []
+
+    def _resume(self, srv: Server, r: "Resume"):
+        """The first steps of a server started from a snapshot: the stop under way, the
+        changeover under way, or the hand-on a blocked server waits for. Returns ``(lot, work
+        left s)`` for the loop to work on, or None when the server is then free."""
+        lot = r.lot
+        srv.lot = lot
+        srv.t_job = self.model.env.now
+        srv.carried = (srv.t_job, r.worked)  # (a snapshot during the stop counts the work done before)
+        if r.state in (_DOWN, _MAINT):
+            yield from self.reliability.resume_stop(srv, r.state, r.stop)
+        if lot is None:
+            return None
+        if r.state == _BLOCKED:  # done here: it waits for room downstream
+            if self.flow_extras:
+                nxt, _ = self._destination(srv, lot)  # (no fleet: a state start refuses transport)
+            else:
+                lot.step += 1
+                nxt = lot.route[lot.step]
+            if not nxt.try_put(lot):
+                yield from self.reliability.wait(srv, nxt.put_event(lot), _BLOCKED)
+            srv.lot = None
+            return None
+        if r.state == _SETUP:
+            yield from self.work(srv, r.setup, _SETUP, ages=False)
+        srv.last_product = lot.product
+        srv.carried = (self.model.env.now, r.worked)  # the loop's t_job is this instant
+        return lot, r.job / srv.lane.speed
 
     def _fill_batch(self, srv: Server, buf: Any, lots: list[Lot]):
         """Add lots from ``buf`` to the batch ``lots`` (up to ``batch.size`` units); wait for
