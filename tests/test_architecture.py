@@ -25,7 +25,7 @@ LAYERS = {
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
     "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
-                 "policycheck", "completion", "gate", "studies", "shards"},
+                 "policycheck", "completion", "gate", "studies", "shards", "tracker"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},

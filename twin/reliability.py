@@ -142,7 +142,9 @@ class Reliability:
                 yield ev | env.timeout(dt)
                 if ev.triggered:
                     break
+            srv.waiting = ev  # (a snapshot during the repair finds a lot it brought)
             yield from self.repair(srv)
+            srv.waiting = None
             if not ev.triggered:
                 self.station.set_state(srv, state)
         if not ev.processed:

@@ -63,7 +63,10 @@ def restore(model: "Model", snap: Snapshot, source: str = "<snapshot>") -> None:
             if rng is None:
                 rng = model.streams.get(f"state:{name}")
             if ss.age is not None:
-                st.reliability.resume_life(srv, ss.age, rng)
+                if ss.state == _DOWN and st.reliability.operating_basis:
+                    srv.life0, srv.ttf_left = ss.age, 0.0  # it failed at this age: the repair renews it
+                else:
+                    st.reliability.resume_life(srv, ss.age, rng)
             if ss.last_product is not None:
                 srv.last_product = model.product_names.index(ss.last_product)
             lot = _lot(model, ss.lot, name, t) if ss.lot is not None else None
@@ -126,8 +129,11 @@ def capture(model: "Model") -> Snapshot:
             state = State(hist[-1][1]) if hist else State.IDLE
             last_change = hist[-1][0] if hist else now
             lot = srv.lot
+            w = srv.waiting
+            if w is not None and w.triggered:  # a failure struck during a wait, and the wait is over
+                lot = w.value if isinstance(w.value, Lot) else None  # a lot arrived, or the blocked one left
             job_elapsed = None
-            if lot is not None and state not in (State.BLOCKED, State.SETUP):
+            if lot is not None and srv.t_job >= 0.0 and state not in (State.BLOCKED, State.SETUP):
                 job_elapsed = _busy_since(hist, srv.t_job, now)
                 if srv.carried[0] == srv.t_job:  # begun before a state start
                     job_elapsed += srv.carried[1]
@@ -135,7 +141,9 @@ def capture(model: "Model") -> Snapshot:
             rel = st.reliability
             if rel.operating_basis:
                 age = srv.life0 - srv.ttf_left
-                if state == State.BUSY:  # the chunk of work under way has aged it too
+                if state == State.DOWN:  # it failed at the end of its life (the clock is not wound down then)
+                    age = srv.life0
+                elif state == State.BUSY:  # the chunk of work under way has aged it too
                     age += (now - max(srv.t_job, last_change)) * srv.lane.wear
             elif rel.calendar_basis:
                 age = now - srv.renewed

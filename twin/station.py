@@ -49,7 +49,7 @@ class Server:
     __slots__ = ("station", "lane", "index", "sid", "last_product", "ttf_left", "next_fail", "pm_left",
                  "units", "ideal", "state", "life0", "view", "est_end", "est_left", "stop_since", "stop_kind",
                  "down_until", "lot",
-                 "held", "ms_left", "t_job", "renewed", "resume", "carried")
+                 "held", "ms_left", "t_job", "renewed", "resume", "carried", "waiting")
 
     def __init__(self, station: "StationRuntime", lane: "Lane", index: int, sid: int):
         self.station = station
@@ -76,10 +76,11 @@ class Server:
         self.lot: Lot | None = None  # the lot in hand, from taking it until it is handed on
         self.held: list[Lot] = []  # a batch station's other lots in hand
         self.ms_left = INF  # operating seconds to the next minor stop
-        self.t_job = 0.0  # when the work of the job in hand began (after its changeover), s
+        self.t_job = -1.0  # when the work of the job in hand began (after its changeover), s; -1: none yet
         self.renewed = 0.0  # when the machine was last renewed (calendar-basis failure clock), s
         self.resume: Any = None  # a state start's job in hand (twin.snapshot), done before the loop
         self.carried = (-1.0, 0.0)  # (t_job, s): work done before a state start on the job begun then
+        self.waiting: Any = None  # the event a failure interrupted a wait for (a lot may arrive meanwhile)
 
 
 class Resume(NamedTuple):
@@ -350,6 +351,7 @@ class StationRuntime:
                     state = srv.state = _BLOCKED
                 yield nxt.put_event(lot)
             srv.lot = None
+            srv.t_job = -1.0  # no job begun
 
     def _serve(self, srv: Server):
         """The full server loop (see the module doc)."""
@@ -555,6 +557,7 @@ class StationRuntime:
                 if tr:
                     tr((env.now, sid, q.id, q.product, q.qty, _T_LEAVE))
             srv.lot = None
+            srv.t_job = -1.0  # no job begun
             srv.held = []
 
     def _resume(self, srv: Server, r: "Resume"):
@@ -578,6 +581,7 @@ class StationRuntime:
             if not nxt.try_put(lot):
                 yield from self.reliability.wait(srv, nxt.put_event(lot), _BLOCKED)
             srv.lot = None
+            srv.t_job = -1.0  # no job begun
             return None
         if r.state == _SETUP:
             yield from self.work(srv, r.setup, _SETUP, ages=False)
