@@ -25,7 +25,7 @@ LAYERS = {
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
     "figures": {"report"},
     "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
-                 "policycheck", "completion", "gate", "studies", "shards", "tracker"},
+                 "policycheck", "completion", "gate", "studies", "shards", "tracker", "live", "livepage"},
 }
 MAY_IMPORT = {
     "spec": {"spec"},
@@ -37,7 +37,7 @@ MAY_IMPORT = {
     "commands": set(LAYERS),
 }
 NO_SIMPY = {"spec", "record", "results", "figures"}
-OPTIONAL = {"distributed"}  # an optional extra, imported where it is used
+OPTIONAL = {"distributed", "paho.mqtt.client"}  # optional extras, imported where they are used
 # heavy to import (statsmodels about 1 s): loaded by the first forecast fit, so commands that never
 # forecast (validate, docs, most runs) start as fast as before
 DEFERRED = {"statsmodels.tsa.holtwinters",

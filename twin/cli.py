@@ -133,6 +133,47 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=_seed, default=1, help="base seed of the replications (default 1)")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    lv = sub.add_parser("live", help="mirror a running line from its MQTT event stream and publish forecasts")
+    lv.add_argument("spec", help="spec file (TOML) of the line, e.g. from twin calibrate")
+    lv.add_argument("--broker", required=True, help="the MQTT broker, mqtt://HOST:PORT")
+    lv.add_argument("--topic-prefix", required=True, metavar="P",
+                    help="events on P/events, orders on P/orders, forecasts published on P/forecast")
+    lv.add_argument("--every", type=_duration_arg("--every"), default=900.0,
+                    help="forecast cadence in the line's own time (default 15min)")
+    lv.add_argument("--horizon", type=_duration_arg("--horizon"), default=8 * 3600.0,
+                    help="how far each forecast looks ahead (default 8h)")
+    lv.add_argument("--replications", type=_positive_int("--replications"), default=20,
+                    help="simulated runs per forecast (default 20)")
+    lv.add_argument("--seed", type=_seed, default=1, help="base seed of the forecasts (default 1)")
+    lv.add_argument("--heartbeat", type=_duration_arg("--heartbeat"), default=3600.0,
+                    help="a station with no event for longer than this (line time) is listed as stale (default 1h)")
+    lv.add_argument("--until-idle", type=_duration_arg("--until-idle"),
+                    help="stop when no message has come for this long of wall time (default: run until stopped)")
+    lv.add_argument("--forecasts", metavar="FILE", help="also append every forecast to FILE (JSON lines)")
+    lv.add_argument("--score", action="store_true",
+                    help="at the end, score the forecasts whose horizon has passed (P10-P90 coverage, CRPS)")
+    lv.add_argument("--serve", metavar="HOST:PORT", help="serve the live page (state and latest forecast) there")
+
+    rp = sub.add_parser("replay", help="publish an event log on MQTT as a running line would")
+    rp.add_argument("log", help="event log (CSV or .parquet)")
+    rp.add_argument("--broker", required=True, help="the MQTT broker, mqtt://HOST:PORT")
+    rp.add_argument("--topic-prefix", required=True, metavar="P", help="publish on P/events")
+    rp.add_argument("--speed", default="3600x", help="how much faster than the line: e.g. 3600x (an hour a "
+                    "second), 1x (real time) or max (as fast as the broker takes them; default 3600x)")
+    rp.add_argument("--map", help="your column names: ours=theirs,...")
+
+    bt = sub.add_parser("backtest", help="forecast along a recorded event log and score the forecasts")
+    bt.add_argument("log", help="event log (CSV or .parquet)")
+    bt.add_argument("spec", help="spec file (TOML) of the line")
+    bt.add_argument("--map", help="your column names: ours=theirs,...")
+    bt.add_argument("--every", type=_duration_arg("--every"), default=3600.0, help="forecast cadence (default 1h)")
+    bt.add_argument("--horizon", action="append", type=_duration_arg("--horizon"), metavar="DURATION",
+                    help="a horizon to score (repeatable; default 1h, 4h and 8h)")
+    bt.add_argument("--replications", type=_positive_int("--replications"), default=20,
+                    help="simulated runs per forecast (default 20)")
+    bt.add_argument("--seed", type=_seed, default=1, help="base seed (default 1)")
+    bt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     w = sub.add_parser("sweep", help="run a spec over a grid of parameter values (what-if study)")
     w.add_argument("spec", help="spec file (TOML) or built-in factory name")
     w.add_argument("--vary", action="append", default=[], metavar="PATH=V1,V2,...", required=True,
@@ -467,7 +508,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
            "check": lambda: c.cmd_check(args), "sweep": lambda: c.cmd_sweep(args, argv), "init": lambda: c.cmd_init(args),
            "ablate": lambda: c.cmd_ablate(args, argv), "optimize": lambda: c.cmd_optimize(args, argv),
            "completion": lambda: _print_completion(args.shell), "gate": lambda: c.cmd_gate(args),
-           "merge": lambda: c.cmd_merge(args, _parse_recorded)}
+           "merge": lambda: c.cmd_merge(args, _parse_recorded), "live": lambda: c.cmd_live(args),
+           "replay": lambda: c.cmd_replay(args), "backtest": lambda: c.cmd_backtest(args)}
     return run[args.command]()
 
 

@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ablate, builtins, optimize, serial, shards, snapshot, studies
+from . import __version__, ablate, builtins, live, livepage, optimize, serial, shards, snapshot, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
@@ -828,6 +828,88 @@ def cmd_check(args: argparse.Namespace) -> int:
     if differs:
         _warn(f"{len(differs)} of {len(res['rows'])} measures differ ({', '.join(differs)}): exit 1\n")
     return 1 if differs else 0
+
+
+def _speed(text: str) -> float | None:
+    """``--speed``: ``3600x`` (or ``3600``) times faster than the line, ``max``: no waiting."""
+    t = text.strip().lower()
+    if t == "max":
+        return None
+    try:
+        v = float(t[:-1] if t.endswith("x") else t)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise SpecError([f"--speed: {text!r} is not a speed-up like 3600x, 1x or max"])
+    return v
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    df = read_log(args.log, parse_map(args.map))
+    speed = _speed(args.speed)
+    n = live.replay(df, args.broker, args.topic_prefix, speed)
+    _warn(f"published {n:,} events of {args.log} on {args.topic_prefix}/events\n")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    spec = load(args.spec)
+    errors = snapshot.problems(snapshot.Snapshot(), spec, args.spec)
+    if errors:  # a line the snapshot cannot carry cannot be mirrored
+        raise SpecError(errors)
+    live.parse_broker(args.broker)
+    if args.forecasts:
+        check_output_file(args.forecasts, "--forecasts")
+    twin = live.LiveTwin(spec, args.every, args.horizon, args.replications, args.seed, args.heartbeat)
+    page = livepage.serve(args.serve, spec) if args.serve else None
+    out = open(args.forecasts, "a", encoding="utf-8") if args.forecasts else None  # noqa: SIM115 - appended as it goes
+    try:
+        rc = live.run_live(twin, args.broker, args.topic_prefix, args.until_idle, out,
+                           on_state=page.update if page is not None else None)
+    finally:
+        if out is not None:
+            out.close()
+        if page is not None:
+            page.close()
+    if args.score:
+        scored = live.score_live(twin)
+        if scored is None:
+            _warn("no forecast's horizon has passed yet: nothing to score\n")
+        else:
+            _say(_scores_text([scored]))
+    return rc
+
+
+def _scores_text(scores: list[Any]) -> str:
+    lines = [f"  {'horizon':<10}{'forecasts':>10}{'P10-P90 coverage':>20}{'95 % CI':>18}{'PIT coverage':>15}{'CRPS':>10}"]
+    for s in scores:
+        lines.append(f"  {format_duration(s.horizon):<10}{s.n:>10}{s.coverage:>19.1%} "
+                     f"{'[' + format(s.coverage_ci[0], '.0%') + ', ' + format(s.coverage_ci[1], '.0%') + ']':>17}"
+                     f"{s.pit_coverage:>15.1%}{s.crps:>10.2f}")
+    lines.append("  nominal coverage 80 %; PIT coverage counts an outcome equal to a band edge by the randomised PIT "
+                 "(integer counts tie with the band's edges); CRPS in good units, lower is better")
+    return "\n".join(lines)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    spec = load(args.spec)
+    errors = snapshot.problems(snapshot.Snapshot(), spec, args.spec)
+    if errors:
+        raise SpecError(errors)
+    df = read_log(args.log, parse_map(args.map))
+    horizons = args.horizon or [3600.0, 4 * 3600.0, 8 * 3600.0]
+    try:
+        scores = live.backtest(spec, df, args.every, horizons, args.replications, args.seed)
+    except live.EventError as e:
+        raise SpecError([f"{args.log}: {e}"]) from None
+    if args.json:
+        sys.stdout.write(dumps({"log": str(args.log), "spec": str(args.spec), "every": args.every,
+                                "scores": [s.as_dict() for s in scores]}))
+        return 0
+    _say(f"{args.spec} forecasting {args.log} every {format_duration(args.every)} "
+         f"({args.replications} runs per forecast, seed {args.seed}):")
+    _say(_scores_text(scores))
+    return 0
 
 
 def _shifting_text(summary: dict[str, Any]) -> str:

@@ -80,6 +80,24 @@ class StateTracker:
     def apply(self, ev: dict[str, Any]) -> None:
         """Fold one event (a mapping with the event-log columns; ``timestamp`` in seconds of the
         line's clock). :class:`EventError` says what is wrong with a bad one; nothing changes then."""
+        srv, station, kind, lot, t = self.check(ev)
+        self.now = t
+        self.events += 1
+        self.last_seen[station] = t
+        if srv is None:
+            if kind == "arrive":
+                self._released.setdefault(lot, t)  # type: ignore[arg-type]
+                ls = self._lot(lot, ev["product"], ev["qty"], station)  # type: ignore[arg-type]
+                broken = self._waiting_broken(station)
+                if broken is not None:  # it waits at the machine that failed while waiting for it
+                    broken.lot = ls
+                else:
+                    self._buffers[station][lot] = ls  # type: ignore[index]
+            return
+        getattr(self, "_" + kind)(srv, t, ev, station)
+
+    def check(self, ev: dict[str, Any]) -> tuple[Any, str, str, int | None, float]:
+        """What :meth:`apply` would fold, or :class:`EventError` saying what is wrong with ``ev``."""
         kind = ev.get("event")
         if kind not in EVENTS:
             raise EventError(f"unknown event {kind!r} (known: {', '.join(EVENTS)})")
@@ -113,20 +131,7 @@ class StateTracker:
                 qty = ev.get("qty")
                 if not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
                     raise EventError(f"{kind} of lot {lot}: qty {qty!r} is not a number of units >= 1")
-        self.now = t
-        self.events += 1
-        self.last_seen[station] = t
-        if srv is None:
-            if kind == "arrive":
-                self._released.setdefault(lot, t)  # type: ignore[arg-type]
-                ls = self._lot(lot, ev["product"], ev["qty"], station)  # type: ignore[arg-type]
-                broken = self._waiting_broken(station)
-                if broken is not None:  # it waits at the machine that failed while waiting for it
-                    broken.lot = ls
-                else:
-                    self._buffers[station][lot] = ls  # type: ignore[index]
-            return
-        getattr(self, "_" + kind)(srv, t, ev, station)
+        return srv, station, kind, lot, t  # type: ignore[return-value]
 
     def _lot(self, lot: int, product: str, qty: int, station: str) -> LotState:
         step = self._steps.get(lot, 0)
@@ -274,10 +279,14 @@ class StateTracker:
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """An event row with pandas' missing values as None and its integers as Python ints."""
+    """An event row with pandas' missing values (and empty text) as None and its integers as Python
+    ints; a row of :func:`twin.eventlog.read_log` (its time in ``t``, its source ``line``) as the
+    event-log columns."""
     out: dict[str, Any] = {}
+    if "t" in row and "timestamp" not in row:
+        row = {("timestamp" if k == "t" else k): v for k, v in row.items() if k != "line"}
     for k, v in row.items():
-        if v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType"):
+        if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType"):
             out[k] = None
         elif hasattr(v, "item") and not isinstance(v, (str, bytes)):
             out[k] = v.item()
