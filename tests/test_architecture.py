@@ -37,7 +37,7 @@ MAY_IMPORT = {
     "commands": set(LAYERS),
 }
 NO_SIMPY = {"spec", "record", "results", "figures"}
-OPTIONAL = {"distributed", "paho.mqtt.client"}  # optional extras, imported where they are used
+OPTIONAL = {"distributed", "paho.mqtt.client", "paho.mqtt.packettypes", "paho.mqtt.properties"}  # optional extras, imported where they are used
 # heavy to import (statsmodels about 1 s): loaded by the first forecast fit, so commands that never
 # forecast (validate, docs, most runs) start as fast as before
 DEFERRED = {"statsmodels.tsa.holtwinters",

@@ -22,7 +22,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from . import __version__
 from .limits import MAX_HORIZON, MAX_REPLICATIONS, MAX_SEED, MAX_SHARDS
 from .names import safe_text
-from .units import WEEK, parse_duration
+from .units import HOUR, MINUTE, WEEK, parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,14 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--broker", required=True, help="the MQTT broker, mqtt://HOST:PORT")
     lv.add_argument("--topic-prefix", required=True, metavar="P",
                     help="events on P/events, orders on P/orders, forecasts published on P/forecast")
-    lv.add_argument("--every", type=_duration_arg("--every"), default=900.0,
+    lv.add_argument("--every", type=_duration_arg("--every"), default=15 * MINUTE,
                     help="forecast cadence in the line's own time (default 15min)")
-    lv.add_argument("--horizon", type=_duration_arg("--horizon"), default=8 * 3600.0,
+    lv.add_argument("--horizon", type=_duration_arg("--horizon"), default=8 * HOUR,
                     help="how far each forecast looks ahead (default 8h)")
     lv.add_argument("--replications", type=_positive_int("--replications"), default=20,
                     help="simulated runs per forecast (default 20)")
     lv.add_argument("--seed", type=_seed, default=1, help="base seed of the forecasts (default 1)")
-    lv.add_argument("--heartbeat", type=_duration_arg("--heartbeat"), default=3600.0,
+    lv.add_argument("--heartbeat", type=_duration_arg("--heartbeat"), default=HOUR,
                     help="a station with no event for longer than this (line time) is listed as stale (default 1h)")
     lv.add_argument("--until-idle", type=_duration_arg("--until-idle"),
                     help="stop when no message has come for this long of wall time (default: run until stopped)")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("log", help="event log (CSV or .parquet)")
     bt.add_argument("spec", help="spec file (TOML) of the line")
     bt.add_argument("--map", help="your column names: ours=theirs,...")
-    bt.add_argument("--every", type=_duration_arg("--every"), default=3600.0, help="forecast cadence (default 1h)")
+    bt.add_argument("--every", type=_duration_arg("--every"), default=HOUR, help="forecast cadence (default 1h)")
     bt.add_argument("--horizon", action="append", type=_duration_arg("--horizon"), metavar="DURATION",
                     help="a horizon to score (repeatable; default 1h, 4h and 8h)")
     bt.add_argument("--replications", type=_positive_int("--replications"), default=20,

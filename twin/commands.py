@@ -897,7 +897,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if errors:
         raise SpecError(errors)
     df = read_log(args.log, parse_map(args.map))
-    horizons = args.horizon or [3600.0, 4 * 3600.0, 8 * 3600.0]
+    horizons = args.horizon or [HOUR, 4 * HOUR, 8 * HOUR]
     try:
         scores = live.backtest(spec, df, args.every, horizons, args.replications, args.seed)
     except live.EventError as e:

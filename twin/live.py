@@ -66,7 +66,8 @@ def spec_hash(spec: Spec) -> str:
 
 def forecast(spec: Spec, snap: Snapshot, horizon: float, replications: int, seed: int,
              orders: list[Order] | None = None, stale: list[str] | None = None) -> dict[str, Any]:
-    """Simulate ``replications`` runs of ``horizon`` s from ``snap`` and say what they give: good
+    """Simulate ``replications`` runs of ``horizon`` s from ``snap`` (seeds from ``seed`` and the
+    snapshot's time, :func:`forecast_seed`) and say what they give: good
     units from the snapshot's time to ``horizon`` later (P10, P50, P90), the station that most
     often holds the line up, each open order's expected completion and the chance it is late, and
     when each lot in the line now is expected to leave it."""
@@ -78,9 +79,10 @@ def forecast(spec: Spec, snap: Snapshot, horizon: float, replications: int, seed
     products = [p.name for p in spec.products]
     in_line = [lot.id for lot in snap.lots()]
     end = t0 + horizon
+    base = forecast_seed(seed, t0)
     for r in range(replications):
         # the record read directly (results.build's tables are four fifths of a short run's cost)
-        rec = Model(spec, replication_seed(seed, r), end, state=snap).run(end, t0)
+        rec = Model(spec, replication_seed(base, r), end, state=snap).run(end, t0)
         fin = rec.array("finishes")
         ok = (fin["fate"] == int(Fate.GOOD)) & (fin["t"] >= t0)
         good.append(float(fin["units"][ok].sum()))
@@ -115,6 +117,15 @@ def forecast(spec: Spec, snap: Snapshot, horizon: float, replications: int, seed
         out["assumed"] = (f"no events from {', '.join(sorted(stale))} for longer than the heartbeat: "
                           "the forecast assumed their last known state")
     return out
+
+
+def forecast_seed(seed: int, as_of: float) -> int:
+    """The base seed of the forecast made as of ``as_of`` (s): fixed by the seed and the time, so
+    the same events give the same forecasts, and different for each forecast. With one set of
+    seeds for all, every forecast's runs would share their arrivals and failures (common random
+    numbers): a set that happened to scatter little would make every band too narrow at once, and
+    the forecasts' misses would not be independent (the band's coverage could not be judged)."""
+    return int(np.random.SeedSequence([seed, round(as_of * 1000)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def _bottleneck(rec: Any, t0: float, t1: float) -> str:
