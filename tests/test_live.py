@@ -174,9 +174,21 @@ def test_a_replayed_log_gives_the_forecasts_of_the_offline_twin_retained_on_the_
     finally:
         proc.kill()
     assert proc.returncode == 0, "".join(lines) + err
-    published = [json.loads(x) for x in fc.read_text().splitlines()]
+    logged = [json.loads(x) for x in fc.read_text().splitlines()]
+    published = [x for x in logged if "as_of" in x]
     # the cadence counts in the line's time: the same forecasts as the twin fed the log directly
     assert published == _offline(spec, log, 3600.0, 7200.0, 5, 3)
+    # beside them, what then happened to each forecast whose horizon the log covers, in its turn
+    outcomes = {x["outcome_of"]: x for x in logged if "outcome_of" in x}
+    ended = [f for f in published if f["as_of"] + 7200.0 < published[-1]["as_of"]]
+    assert ended and set(outcomes) >= {f["as_of"] for f in ended}
+    finished = read_log(log)  # (its clock starts at the log's first event, as the replay's does)
+    last_leave = finished[(finished.event == "leave") & (finished.station == "test") & (finished.qty > 0)]
+    for f in ended:
+        made = last_leave[(last_leave.t > f["as_of"]) & (last_leave.t <= f["as_of"] + 7200.0)]
+        o = outcomes[f["as_of"]]
+        assert o["good_units"] == made.qty.sum()
+        assert o["in_band"] == (f["output"]["p10"] <= o["good_units"] <= f["output"]["p90"])
     assert [f["as_of"] for f in published if f["as_of"] % 3600 == 0] == [3600.0 * k for k in range(1, 6)]
     last = _retained(broker.url, "plant/forecast")
     assert last == published[-1]

@@ -195,12 +195,14 @@ class LiveTwin:
     heartbeat: float = math.inf
     publish: Callable[[dict[str, Any]], None] = lambda f: None
     warn: Callable[[str], None] = lambda text: None
+    outcome: Callable[[dict[str, Any]], None] = lambda o: None
     tracker: StateTracker = field(init=False)
     orders: list[Order] = field(default_factory=list)
     forecasts: list[dict[str, Any]] = field(default_factory=list)
     _next_due: float | None = None
     _pending: float | None = None  # a significant event's time: forecast once its instant is complete
     _finishes: list[tuple[float, str, int]] = field(default_factory=list)  # (t, product, good units) seen
+    _awaiting: list[dict[str, Any]] = field(default_factory=list)  # forecasts whose outcome is not known yet
 
     def __post_init__(self) -> None:
         self.tracker = StateTracker(self.spec)
@@ -252,9 +254,20 @@ class LiveTwin:
                 units -= take
         self.orders = [o for o in self.orders if o.filled < o.qty]
 
+    def _outcomes_before(self, t: float) -> None:
+        """Say what happened to each forecast whose horizon ended before ``t`` (every event up to
+        its end is in): the good units made, whether they fell in the band, the PIT and the CRPS."""
+        while self._awaiting and self._awaiting[0]["as_of"] + self._awaiting[0]["horizon"] < t:
+            f = self._awaiting.pop(0)
+            y = float(self.actual_output(f["as_of"], f["as_of"] + f["horizon"]))
+            self.outcome({"outcome_of": f["as_of"], "horizon": f["horizon"], "good_units": y,
+                          "in_band": f["output"]["p10"] <= y <= f["output"]["p90"],
+                          "pit": pit(f["ensemble"], y, 0.5), "crps": crps(f["ensemble"], y)})
+
     def _due_before(self, t: float) -> list[dict[str, Any]]:
         """The forecasts whose instant an event at ``t`` closes: the pending significant event's
         (at an earlier time) and each cadence point before ``t``, in time order."""
+        self._outcomes_before(t)
         made: list[dict[str, Any]] = []
         while True:
             due = []
@@ -296,6 +309,7 @@ class LiveTwin:
                       + "; ".join(p.split(": ", 1)[-1] for p in e.problems[:3]))
             return None
         self.forecasts.append(f)
+        self._awaiting.append(f)
         self.publish(f)
         return f
 
@@ -565,7 +579,13 @@ def run_live(twin: LiveTwin, broker: str, prefix: str, until_idle: float | None 
              f"bottleneck {f['bottleneck']}" + (f"; stale: {', '.join(f['stale'])}" if f["stale"] else ""))
         del info
 
+    def outcome(o: dict[str, Any]) -> None:  # what then happened, beside the forecasts in the log
+        if forecasts_out is not None:
+            forecasts_out.write(json.dumps(o, allow_nan=False) + "\n")
+            forecasts_out.flush()
+
     twin.publish = publish
+    twin.outcome = outcome
     twin.warn = lambda text: _say("twin live: " + text)
     c.connect_async(host, port, keepalive=30, properties=_connect_properties())
     c.loop_start()
