@@ -128,6 +128,12 @@ def test_deterministic_times_give_hand_computed_completions():
     assert lots.loc[3, "t_release"] == 900.0 and lots.loc[0, "t_release"] == 1000.0
     maint = res.record.array("maint")
     assert maint["t"].tolist() == pytest.approx([1017.0]) and maint["duration"].tolist() == pytest.approx([600.0])
+    # the hourly series begins at the snapshot: 4 lots in the line at 1000 s, all 4 out by 1653 s
+    ts = res.timeseries
+    assert ts.t_start.iloc[0] == 1000.0 and ts.t_end.iloc[-1] == 4600.0
+    assert ts.good.tolist() == [4.0] and ts.wip.tolist() == [0.0]
+    res2 = run_once(_spec(DET), 600.0, 0.0, 1, state=snap)  # to 1600: lot 41 is still in the line
+    assert res2.timeseries.wip.tolist() == [1.0] and res2.kpis.good_units.iloc[0] == 3
 
 
 def test_a_down_server_resumes_its_repair_and_then_its_job():

@@ -67,7 +67,8 @@ class Model(Release):
         self.replay_lossy = replay_lossy
         self.general = general
         self.horizon = float(horizon if horizon is not None else spec.run.horizon)
-        self.env = simpy.Environment(initial_time=state.time if state is not None else 0.0)
+        self.t_start = state.time if state is not None else 0.0
+        self.env = simpy.Environment(initial_time=self.t_start)
         # time factor of manual work now (a capacity policy's learning curve for new crews), or None
         self.pace: Any = None
         self.streams = Streams(seed)
@@ -216,6 +217,7 @@ class Model(Release):
         rec.horizon = float(horizon)
         rec.warmup = float(warmup)
         rec.end_time = float(self.env.now)
+        rec.start = self.t_start
         return rec
 
     def lots_in_line(self) -> list:

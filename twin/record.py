@@ -56,7 +56,8 @@ class Record:
 
     __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
                  "minor", "stock", "demands", "purchases", "forecasts", "fleets", "history_lives", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
-                 "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time")
+                 "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time",
+                 "start")
 
     def __init__(self, spec: Spec, seed: int, trace: bool = False):
         self.states: list[tuple[float, int, int]] = []
@@ -91,6 +92,7 @@ class Record:
         self.counters_at_warmup: list[tuple[int, float]] = []
         self.counters_at_end: list[tuple[int, float]] = []
         self.end_time = 0.0  # the simulated time the run reached (s)
+        self.start = 0.0  # the simulated time the run began at (s): 0, or a snapshot's time
 
     def array(self, name: str) -> np.ndarray:
         """One list as a structured array with the named fields of :data:`LAYOUTS`."""

@@ -1000,8 +1000,11 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     parts = [
         page_head("twin run", 1200),
         f"<h1>{esc(title)}</h1>",
-        f"<p>{summary['replications']} replications, horizon {format_duration(summary['horizon'])}, warm-up "
-        f"{format_duration(summary['warmup'])}, seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
+        f"<p>{summary['replications']} replications, horizon {format_duration(summary['horizon'])}, "
+        + (f"from the line's state at {format_duration(summary['from_state']['time'])} "
+           f"({esc(summary['from_state']['file'])})" if "from_state" in summary
+           else f"warm-up {format_duration(summary['warmup'])}")
+        + f", seed {summary['seed']}; mean ± 95 % CI. Bottleneck: "
         f"<b>{esc(str(summary['bottleneck']))}</b>.</p>",
         "<table class='nums'><tr><th>measure</th><th>value</th></tr>",
     ]

@@ -115,9 +115,12 @@ def station_table(rec: Record, states: pd.DataFrame, warmup: float, horizon: flo
     return out
 
 
-def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = HOUR) -> pd.DataFrame:
-    """Per time bin of ``step`` s: units released, good units out, units scrapped, WIP at bin end."""
-    edges = np.append(np.arange(0.0, horizon, step), horizon)
+def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, step: float = HOUR,
+                     start: float = 0.0) -> pd.DataFrame:
+    """Per time bin of ``step`` s from ``start`` (a run from a snapshot begins there): units
+    released, good units out, units scrapped, WIP at bin end (the lots in the line at the start
+    included)."""
+    edges = np.append(np.arange(start, horizon, step), horizon)
     qty = lots["qty"].to_numpy(dtype=float)
     rel = lots["t_release"].to_numpy()
     done = lots["t_done"].to_numpy()
@@ -129,6 +132,12 @@ def timeseries_frame(lots: pd.DataFrame, scraps: pd.DataFrame, horizon: float, s
     out_good = np.histogram(done[fin], bins=edges, weights=good_units[fin])[0]
     out_scrap = np.histogram(scraps["t"].to_numpy(), bins=edges, weights=scraps["units"].to_numpy(dtype=float))[0]
     wip = np.cumsum(released) - np.cumsum(out_good) - np.cumsum(out_scrap)
+    if start > 0.0:  # the units in the line at the start (released before it, not out by then)
+        before = rel[~lost] < start
+        gone = fin & (done < start)
+        sc_t = scraps["t"].to_numpy()
+        wip = wip + (qty[~lost][before].sum() - good_units[gone].sum()
+                     - scraps["units"].to_numpy(dtype=float)[sc_t < start].sum())
     return pd.DataFrame(
         {
             "t_start": edges[:-1][:nb],
@@ -327,7 +336,7 @@ def build(rec: Record, warmup: float | None = None, horizon: float | None = None
             stations[col] = [outcomes.get(n, {}).get(col, np.nan) for n in stations.index]
     rework_units = float(rw["units"].sum())
     kpis = line_kpis(lots, scraps, stations, warmup, horizon, rework_units)
-    ts = timeseries_frame(lots, scraps, horizon)
+    ts = timeseries_frame(lots, scraps, horizon, start=rec.start)
     extra: dict[str, Any] = {"scraps": scraps}
     cost_table, cost_kpis = costs(rec, states, lots, scraps, warmup, horizon, kpis["wip_mean"], closed)
     bases: dict[str, Any] = {"window": cost_kpis.pop("cost_basis")}
