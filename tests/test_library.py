@@ -161,6 +161,7 @@ def test_buffer_objects_and_default_distribution_names():
         twin.validate({"name": "x", "stations": [{"name": "s", "process_time": {"mean": 5}}]})
 
 
+@pytest.mark.slow  # a week of the dark factory, twice: 6-7 s (the default run is held to 4 min on 2 cores)
 def test_results_carry_orders_and_scraps_per_replication():
     res = twin.simulate(twin.load("static-line"), horizon="2w", warmup="1w", replications=2, seed=3)
     o = res.orders

@@ -84,6 +84,7 @@ def test_recall_is_not_an_input_of_the_learned_policy():
            "maintenance": {"policy": "oracle", "recall": 0.9, "duration": 1.0}}])
 
 
+@pytest.mark.slow  # the dark factory over weeks: 8-9 s (the default run is held to 4 min on 2 cores)
 def test_the_dark_factory_reports_measured_recall_per_station():
     spec = factory_spec("dark-factory", None)
     for st in spec.stations:

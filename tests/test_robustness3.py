@@ -309,6 +309,7 @@ def test_an_arrival_rate_slower_than_any_duration_is_refused(rate):
     assert any("source.rate_per_hour" in p for p in e.value.problems), e.value.problems
 
 
+@pytest.mark.slow  # the reference factories run through the CLI: 7 s (the default run is held to 4 min)
 def test_a_run_that_makes_something_gives_no_reason_and_the_cli_shows_one(tmp_path):
     assert _nothing_reason(_base()) is None
     data = _base()
