@@ -126,23 +126,28 @@ def reference() -> str:
     classes: dict[str, Any] = {c: getattr(twin, c, None) or getattr(spec_mod, c, None) for c in SECTIONS}
     classes["CalendarSpec"], classes["Window"] = CalendarSpec, Window
     for name in SECTIONS:
-        cls = classes[name]
         props = (sch if name == "Spec" else defs.get(name, {})).get("properties", {})
-        lines += [f"## {name}", ""]
-        if name in WHERE:
-            lines += [f"Where: {WHERE[name]}.", ""]
-        doc = (cls.__doc__ or "").strip()
-        if doc:
-            lines += [" ".join(doc.split("\n\n")[0].split()), ""]
-        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        for fname, f in cls.model_fields.items():
-            key = f.alias or fname
-            p = props.get(key, {})
-            desc = " ".join((f.description or "").split()).replace("|", "\\|")
-            default = "required" if key == "dist" and "const" in p else _default(f)
-            lines.append(f"| `{key}` | {_type(p)} | {default} | {desc} |")
-        lines.append("")
+        lines += _section(name, classes[name], props, WHERE.get(name))
     return "\n".join(lines)
+
+
+def _section(name: str, cls: Any, props: dict[str, Any], where: str | None) -> list[str]:
+    """One class's section of a reference page: where it goes, its doc, a table of its keys."""
+    lines = [f"## {name}", ""]
+    if where:
+        lines += [f"Where: {where}.", ""]
+    doc = (cls.__doc__ or "").strip()
+    if doc:
+        lines += [" ".join(doc.split("\n\n")[0].split()), ""]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for fname, f in cls.model_fields.items():
+        key = f.alias or fname
+        p = props.get(key, {})
+        desc = " ".join((f.description or "").split()).replace("|", "\\|")
+        default = "required" if key == "dist" and "const" in p else _default(f)
+        lines.append(f"| `{key}` | {_type(p)} | {default} | {desc} |")
+    lines.append("")
+    return lines
 
 
 SNAPSHOT_SECTIONS: list[type[BaseModel]] = [Snapshot, ServerState, LotState, BufferState]
@@ -178,17 +183,7 @@ def snapshot_reference() -> str:
     for cls in SNAPSHOT_SECTIONS:
         name = cls.__name__
         props = (sch if cls is Snapshot else sch["$defs"].get(name, {})).get("properties", {})
-        lines += [f"## {name}", "", f"Where: {SNAPSHOT_WHERE[name]}.", ""]
-        doc = (cls.__doc__ or "").strip()
-        if doc:
-            lines += [" ".join(doc.split("\n\n")[0].split()), ""]
-        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        for fname, f in cls.model_fields.items():
-            key = f.alias or fname
-            p = props.get(key, {})
-            desc = " ".join((f.description or "").split()).replace("|", "\\|")
-            lines.append(f"| `{key}` | {_type(p)} | {_default(f)} | {desc} |")
-        lines.append("")
+        lines += _section(name, cls, props, SNAPSHOT_WHERE[name])
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ from .runs import replication_seed
 from .snapshot import Snapshot
 from .spec import Spec, SpecError
 from .state import State
+from .tables import spells
 from .tracker import EventError, StateTracker, _plain
 from .units import format_duration
 
@@ -131,18 +132,9 @@ def forecast_seed(seed: int, as_of: float) -> int:
 def _bottleneck(rec: Any, t0: float, t1: float) -> str:
     """The station with the highest active share (busy, setup, down) in [t0, t1]: the KPI
     ``bottleneck`` of :func:`twin.results.build`, from the record alone."""
-    arr = rec.array("states")
-    sid = arr["server"]
-    order = np.lexsort((arr["t"], sid))
-    arr, sid = arr[order], sid[order]
-    start = arr["t"]
-    end = np.empty_like(start)
-    end[:-1] = start[1:]
-    last = np.ones(len(sid), dtype=bool)
-    last[:-1] = sid[1:] != sid[:-1]
-    end[last] = t1
+    sid, state, start, end = spells(rec, t1)
     dur = np.clip(end, t0, t1) - np.clip(start, t0, t1)
-    active = np.isin(arr["state"], [int(State.BUSY), int(State.SETUP), int(State.DOWN)])
+    active = np.isin(state, [int(State.BUSY), int(State.SETUP), int(State.DOWN)])
     per_server = np.bincount(sid[active], weights=dur[active], minlength=len(rec.servers))
     share = {n: 0.0 for n in rec.stations}
     for (name, _), a in zip(rec.servers, per_server.tolist()):
@@ -459,14 +451,20 @@ class Clock:
         raise EventError(f"timestamp {v!r} is neither seconds nor an ISO 8601 date-time")
 
 
-def parse_event(payload: bytes, clock: Clock) -> dict[str, Any]:
-    """One event message (a JSON object with the event-log columns) as the tracker reads it."""
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    """A message's JSON object, or :class:`EventError` (``what``: how the message is named)."""
     try:
         msg = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EventError(f"not a JSON object ({e})") from None
+        raise EventError(f"{what}not a JSON object ({e})") from None
     if not isinstance(msg, dict):
-        raise EventError("not a JSON object")
+        raise EventError(f"{what}not a JSON object")
+    return msg
+
+
+def parse_event(payload: bytes, clock: Clock) -> dict[str, Any]:
+    """One event message (a JSON object with the event-log columns) as the tracker reads it."""
+    msg = _json_object(payload, "")
     unknown = sorted(set(msg) - set(COLUMNS))
     if unknown:
         raise EventError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
@@ -488,12 +486,7 @@ def parse_event(payload: bytes, clock: Clock) -> dict[str, Any]:
 
 def parse_order(payload: bytes, clock: Clock) -> dict[str, Any]:
     """One order message ``{"id", "product", "qty", "due"}`` (``due``: seconds or ISO 8601)."""
-    try:
-        msg = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EventError(f"order: not a JSON object ({e})") from None
-    if not isinstance(msg, dict):
-        raise EventError("order: not a JSON object")
+    msg = _json_object(payload, "order: ")
     if "due" in msg:
         msg["due"] = clock.seconds(msg["due"])
     return msg

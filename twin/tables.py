@@ -86,12 +86,10 @@ def scraps_frame(rec: Record) -> pd.DataFrame:
     })
 
 
-def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
-    """State spells per server: station, server, state, start, end (s), up to ``horizon``
-    (default the run's); ``station`` and ``state`` are categorical."""
+def spells(rec: Record, horizon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The record's state spells as arrays (server, state, start, end s), by server then time; each
+    server's last spell ends at ``horizon``."""
     arr = rec.array("states")
-    if len(arr) == 0:
-        return pd.DataFrame(columns=["station", "server", "state", "start", "end"])
     sid = arr["server"]
     order = np.lexsort((arr["t"], sid))  # stable by time within each server
     arr, sid = arr[order], sid[order]
@@ -100,7 +98,16 @@ def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
     end[:-1] = start[1:]
     last = np.ones(len(sid), dtype=bool)
     last[:-1] = sid[1:] != sid[:-1]
-    end[last] = rec.horizon if horizon is None else horizon
+    end[last] = horizon
+    return sid, arr["state"], start, end
+
+
+def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
+    """State spells per server: station, server, state, start, end (s), up to ``horizon``
+    (default the run's); ``station`` and ``state`` are categorical."""
+    if len(rec.states) == 0:
+        return pd.DataFrame(columns=["station", "server", "state", "start", "end"])
+    sid, state, start, end = spells(rec, rec.horizon if horizon is None else horizon)
     keep = end > start
     # categories (sorted, so that they sort and group as the names do): the tables built on this
     # one select and group by station and state many times
@@ -112,7 +119,7 @@ def states_frame(rec: Record, horizon: float | None = None) -> pd.DataFrame:
         {
             "station": pd.Categorical.from_codes(station_of[sid[keep]], categories=stations),
             "server": nums[sid[keep]],
-            "state": pd.Categorical.from_codes(_STATE_CODE[arr["state"][keep]], categories=_STATE_NAMES),
+            "state": pd.Categorical.from_codes(_STATE_CODE[state[keep]], categories=_STATE_NAMES),
             "start": start[keep],
             "end": end[keep],
         }
