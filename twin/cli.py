@@ -53,6 +53,23 @@ def _duration_arg(name: str):
     return conv
 
 
+def _window_arg(v: str) -> tuple[float, float]:
+    """``FROM..TO`` or ``FROM+LENGTH`` (durations from the run's start), e.g. ``1d..1d8h`` or ``30h+6h``."""
+    conv = _duration_arg("--animate")
+    if ".." in v:
+        a, _, b = v.partition("..")
+        lo, hi = conv(a), conv(b)
+    elif "+" in v:
+        a, _, b = v.partition("+")
+        lo = conv(a)
+        hi = lo + conv(b)
+    else:
+        raise argparse.ArgumentTypeError(f"{v!r} is not FROM..TO or FROM+LENGTH (e.g. 1d..1d8h or 30h+6h)")
+    if not hi > lo:
+        raise argparse.ArgumentTypeError(f"{v!r}: the window ends before it begins")
+    return lo, hi
+
+
 def _warmup_arg(v: str) -> float | str:
     return "auto" if v.strip().lower() == "auto" else _duration_arg("--warmup")(v)
 
@@ -115,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "of the run as a snapshot (JSON)")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a spec value, e.g. stations.smt.servers=3 (TOML value; repeatable)")
+    anim = r.add_mutually_exclusive_group()
+    anim.add_argument("--animate", type=_window_arg, metavar="WINDOW",
+                      help="the replay's window in report.html, FROM..TO or FROM+LENGTH from the run's start "
+                      "(default: the first day after the warm-up)")
+    anim.add_argument("--no-animate", action="store_true", help="leave the replay out of report.html")
 
     k = sub.add_parser("calibrate", help="infer a spec from a line's event log")
     k.add_argument("log", help="event log (CSV or .parquet)")

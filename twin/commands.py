@@ -18,11 +18,17 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ablate, builtins, live, livepage, optimize, serial, shards, snapshot, studies
+import numpy as np
+import pandas as pd
+
+from . import __version__, ablate, builtins, floorplan, live, livepage, optimize, serial, shards, snapshot, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
-from .units import HOUR, WEEK, format_duration, reading_unit
+from .floorview import floor_model, replay_section
+from .frames import buffer_table, flow_table, frames
+from .units import DAY, HOUR, WEEK, format_duration, reading_unit
+from .watch import Watch
 from .compare import (
     FACTORIES,
     SCENARIOS,
@@ -309,13 +315,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         origin = "--warmup" if args.warmup is not None else f"{path}: run.warmup"
         raise SpecError([f"{origin}: warm-up ({warmup:g} s) must be shorter than the horizon ({horizon:g} s);"
                          " pass a shorter --warmup or a longer --horizon"])
+    animate = bool(args.out) and not args.no_animate
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
-                   progress=not (args.json or args.quiet), state=state)
+                   progress=not (args.json or args.quiet), state=state,
+                   watch=_replay_window(args.animate, horizon, warmup, t0) if animate and not auto else None)
     found, method = mser_warmup(res, spec) if state is None else (0.0, "")
     if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
         warmup = found
         res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
-                       progress=not (args.json or args.quiet))
+                       progress=not (args.json or args.quiet),
+                       watch=_replay_window(args.animate, horizon, warmup, t0) if animate else None)
     elif found > warmup:
         _warn(f"warning: {path}: the warm-up ({format_duration(warmup)}) is shorter than the {format_duration(found)} that MSER finds "
               "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
@@ -349,9 +358,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             rs.add_csv("lots.csv", res.lots)
             rs.add_csv("states.csv", res.states)
             rs.add_csv("timeseries.csv", res.timeseries)
+            replay, flows = None, None
+            if res.record is not None and res.record.window is not None:
+                replay, flows, buffers = _replay(spec, res)
+                rs.add_csv("buffers.csv", buffers)
+                rs.add_csv("flows.csv", flows)
             rs.add_text("report.html", run_page(summary, res, f"twin run: {spec.name}",
                                                 routes=[p.route for p in spec.products], shifting=shifting,
-                                                edges=flow_edges(spec)))
+                                                edges=flow_edges(spec), replay=replay, flows=flows,
+                                                stations=[st.name for st in spec.stations]))
             rs.add_json("kpis.json", summary)
             written = rs.publish()
         if not args.json:
@@ -361,6 +376,28 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         _say(format_table(summary))
     return 0
+
+
+def _replay_window(given: tuple[float, float] | None, horizon: float, warmup: float, t0: float) -> Watch:
+    """What the first replication watches for the replay: ``--animate``'s window (from the run's
+    start ``t0``) or the first day after the warm-up, and the flows over the observation window."""
+    lo, hi = given if given is not None else (warmup, min(horizon, warmup + DAY))
+    if hi > horizon:
+        raise SpecError([f"--animate: the window ends at {format_duration(hi)}, after the horizon "
+                         f"({format_duration(horizon)})"])
+    return Watch(t0 + lo, t0 + hi, t0 + warmup)
+
+
+def _replay(spec: Any, res: Any) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The replay section of a run's report, its flows and its buffer levels (``flows.csv``,
+    ``buffers.csv``), from the first replication's watched record."""
+    rec = res.record
+    plan = floorplan.plan(spec)
+    states = res.states[res.states["replication"] == 0].drop(columns="replication")
+    data = frames(rec, states, plan, rec.window[0], rec.window[1])
+    peak = np.max(np.asarray(data["levels"]), axis=0) if data["levels"] else []
+    model = floor_model(spec, plan, bufmax={n: int(v) for n, v in zip(data["stations"], peak)})
+    return replay_section(data, model), flow_table(rec), buffer_table(rec)
 
 
 def _name_list(values: list[str] | None, flag: str) -> list[str]:

@@ -23,6 +23,7 @@ from .runs import EXECUTORS, _progress, check_run_times, map_jobs, progress_bar,
 from .spec import MAX_REPLICATIONS, MAX_SEED, Spec, SpecError, load, validate
 from .stats import STATION_FIELDS, mean_ci, mser, select_best, summarize, t975
 from .units import HOUR
+from .watch import Watch
 
 
 
@@ -79,13 +80,15 @@ def mser_warmup(res: Results, spec: Spec) -> tuple[float, str]:
 
 def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str | None = None,
              seed: int | None = None, replications: int | None = None, progress: bool = False,
-             state: Snapshot | str | None = None) -> Results:
+             state: Snapshot | str | None = None, watch: Watch | None = None) -> Results:
     """Run ``replications`` independent replications and stack their tables.
 
     Durations are seconds or strings with units; ``None`` takes the spec's ``[run]`` value.
     Each table gains a ``replication`` column. ``state``: start every replication from this
     snapshot of the line (:mod:`twin.snapshot`, a :class:`~twin.snapshot.Snapshot` or the path of
     its JSON file) at its time, with no warm-up; ``horizon`` then counts from the snapshot's time.
+    ``watch``: the first replication also records what a replay draws (:mod:`twin.watch`, the same
+    results), and its record is the stacked results' ``record``.
     """
     if state is not None and not isinstance(state, Snapshot):
         state = load_snapshot(state)
@@ -104,8 +107,14 @@ def simulate(spec: Spec, horizon: float | str | None = None, warmup: float | str
             def tick(frac: float, done: int = done) -> None:
                 bar.update(done + round(frac * PROGRESS_STEPS) - bar.n)
 
-            parts.append(run_once(spec, h, w, replication_seed(s, r), progress=tick if bar.on else None, state=state))
-    return stack(parts, extra={"horizon": h, "warmup": w, "seed": s, "replications": n, "spec": spec.name})
+            parts.append(run_once(spec, h, w, replication_seed(s, r), progress=tick if bar.on else None, state=state,
+                                  watch=watch if r == 0 else None))
+            if r > 0:
+                parts[-1].record = None  # only the watched replication's record is kept
+    out = stack(parts, extra={"horizon": h, "warmup": w, "seed": s, "replications": n, "spec": spec.name})
+    if watch is not None:
+        out.record = parts[0].record
+    return out
 
 
 def stack(parts: list[Results], extra: dict[str, Any] | None = None) -> Results:

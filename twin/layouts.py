@@ -22,6 +22,14 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "purchases": [("t", "f8"), ("component", "i8"), ("units", "i8"), ("due", "f8")],
     "forecasts": [("t", "f8"), ("span", "f8"), ("units", "f8")],
     "trace": [("t", "f8"), ("server", "i8"), ("lot", "i8"), ("product", "i8"), ("qty", "i8"), ("event", "i8")],
+    # a watched run's (twin.watch): levels of lanes' buffers, vehicle trips (load from ``t_load``,
+    # leave ``t_leave``, arrive ``t_arrive``, unloaded ``t_unloaded``, back ``t_back``; stations by
+    # index), units that moved between stations (``source``/``target`` -1 released, -2 good, -3 scrapped)
+    "levels": [("t", "f8"), ("buffer", "i8"), ("level", "i8")],
+    "legs": [("t_load", "f8"), ("t_leave", "f8"), ("t_arrive", "f8"), ("t_unloaded", "f8"), ("t_back", "f8"),
+             ("server", "i8"), ("source", "i8"), ("target", "i8")],
+    "flows": [("source", "i8"), ("target", "i8"), ("units", "i8")],
+    "ends": [("source", "i8"), ("target", "i8"), ("units", "i8")],
 }
 
 

@@ -25,6 +25,7 @@ from .station import StationRuntime
 from .streams import Streams
 from .supply import build_stores
 from .transport import build_fleets
+from .watch import Watch, Watcher
 from .workforce import Calendar, Pool
 
 PROGRESS_STEPS = 100
@@ -42,7 +43,8 @@ class Model(Release):
 
     def __init__(self, spec: Spec, seed: int, horizon: float | None = None, unit_sampling: bool = False,
                  trace: bool = False, replay: list[tuple[float, int, int]] | None = None, general: bool = False,
-                 replay_lossy: bool = False, state: Snapshot | None = None, state_source: str = "<snapshot>"):
+                 replay_lossy: bool = False, state: Snapshot | None = None, state_source: str = "<snapshot>",
+                 watch: Watch | None = None):
         """``horizon``: s (default the spec's). ``unit_sampling``: draw a lot's processing time
         as the sum of its units' times instead of one moment-matched draw (slower; validates
         lot-level runs). ``trace``: record every lot's start/end/setup/blocking/leave events
@@ -53,7 +55,9 @@ class Model(Release):
         no shortcut in the server loop (for the test that the shortcuts change nothing).
         ``state``: start from this snapshot of the line (:mod:`twin.snapshot`), the clock at its
         ``time`` (s); ``horizon`` then counts from time 0 of the line's clock, like the snapshot's
-        time (run it to ``state.time`` plus the time to look ahead).
+        time (run it to ``state.time`` plus the time to look ahead). ``watch``: also record buffer
+        levels, vehicle trips and unit flows for a replay (:mod:`twin.watch`; the record is otherwise
+        the same).
 
         The spec is checked as a loaded one is (a spec built or edited in Python too):
         :class:`~twin.spec.SpecError` lists its problems before anything is built."""
@@ -99,6 +103,7 @@ class Model(Release):
         self.fleets, self._fleet_pairs, self._fleet_every = build_fleets(self)
         self._station_of = {id(st.input): st for st in self.stations.values()}
         self._moves: dict[tuple[int, int], tuple[Any, Any, bool]] = {}  # see moved_by
+        self.watcher = Watcher(self, watch) if watch is not None else None
         if state is not None:  # before the servers' processes are made: they read what it sets
             restore(self, state, state_source)
         for f in self.fleets:
@@ -218,6 +223,8 @@ class Model(Release):
         rec.warmup = float(warmup)
         rec.end_time = float(self.env.now)
         rec.start = self.t_start
+        if self.watcher is not None:
+            self.watcher.close()
         return rec
 
     def lots_in_line(self) -> list:

@@ -48,7 +48,10 @@ class Record:
     ``filled`` 1 when served from stock at once), ``purchases`` (orders placed with suppliers,
     with the delivery time), ``forecasts`` (a planner's forecast, made at ``t``, of the units
     ordered in the next ``span`` s) and ``trace`` (lot events per server, a
-    :class:`~twin.state.TraceEvent`; ``None`` unless the run was traced).
+    :class:`~twin.state.TraceEvent`; ``None`` unless the run was traced). A watched run
+    (:mod:`twin.watch`) also fills ``levels``, ``legs``, ``flows`` and ``ends``, names its lanes'
+    buffers in ``buffers`` (``(station, lane)``) and its window in ``window``
+    (``(start, end, flows_from)`` s; ``None`` for a run not watched).
 
     Set when the run ends: ``horizon``/``warmup`` (s), per-server counters at the warm-up
     and at the end (``(units, ideal seconds)``), and the calendars' histories.
@@ -57,7 +60,7 @@ class Record:
     __slots__ = ("states", "releases", "finishes", "scraps", "reworks", "maint", "orders", "deliveries", "events",
                  "minor", "stock", "demands", "purchases", "forecasts", "fleets", "history_lives", "components", "trace", "spec", "seed", "servers", "products", "stations", "station_calendar", "calendars",
                  "orders_mode", "horizon", "warmup", "counters_at_warmup", "counters_at_end", "end_time",
-                 "start")
+                 "start", "levels", "legs", "flows", "ends", "buffers", "window")
 
     def __init__(self, spec: Spec, seed: int, trace: bool = False):
         self.states: list[tuple[float, int, int]] = []
@@ -93,6 +96,12 @@ class Record:
         self.counters_at_end: list[tuple[int, float]] = []
         self.end_time = 0.0  # the simulated time the run reached (s)
         self.start = 0.0  # the simulated time the run began at (s): 0, or a snapshot's time
+        self.levels: list[tuple[float, int, int]] = []
+        self.legs: list[tuple[float, float, float, float, float, int, int, int]] = []
+        self.flows: list[tuple[int, int, int]] = []
+        self.ends: list[tuple[int, int, int]] = []
+        self.buffers: list[tuple[str, int]] = []
+        self.window: tuple[float, float, float] | None = None
 
     def array(self, name: str) -> np.ndarray:
         """One list as a structured array with the named fields of :data:`LAYOUTS`."""

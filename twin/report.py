@@ -973,11 +973,54 @@ def fig_flow(summary: dict[str, Any], routes: list[list[str]], shifting: pd.Data
     return fig
 
 
+def fig_sankey(flows: pd.DataFrame, edges: list[tuple[str, str, str, float | None]], stations: list[str],
+               title: str = "Material flow") -> go.Figure:
+    """Units through the line as a Sankey diagram: from release through each station to good or
+    scrapped, every route leg, detour, loop back and rework a link with its units (coloured as
+    in the flow view); units tested again at the same station go to a node of their own (a
+    Sankey link cannot start and end at one node). ``flows``: :func:`twin.frames.flow_table`."""
+    kind = {(a, b): k for a, b, k, _ in edges}
+    nodes = ["released", *stations, "good", "scrapped"]
+    again = [f"{n}: tested again" for n in stations
+             if ((flows["source"] == n) & (flows["target"] == n)).any()]
+    nodes += again
+    at = {n: i for i, n in enumerate(nodes)}
+    src, tgt, val, col, hover = [], [], [], [], []
+    for a, b, n in flows.itertuples(index=False):
+        if n <= 0:
+            continue
+        k = kind.get((a, b), "retest" if a == b else None)
+        b2 = f"{a}: tested again" if a == b else b
+        src.append(at[a])
+        tgt.append(at[b2])
+        val.append(int(n))
+        c = FLOW_ARCS.get(k or "", "#999999") if b != "scrapped" else "#d62728"
+        col.append(_rgba(c, 0.45))
+        hover.append(html.escape(f"{a} → {b}: {int(n):,} units" + (f" ({k})" if k else "")))
+    fig = go.Figure(go.Sankey(
+        arrangement="snap",
+        node={"label": [html.escape(n) for n in nodes], "pad": 14, "thickness": 14,
+              "color": ["#555"] + ["#1f77b4"] * len(stations) + ["#2ca02c", "#d62728"] + ["#6a3d9a"] * len(again)},
+        link={"source": src, "target": tgt, "value": val, "color": col, "customdata": hover,
+              "hovertemplate": "%{customdata}<extra></extra>"}))
+    fig.update_layout(title=title + ": units from release to good or scrapped over the observation window "
+                                    "(first replication; grey: route legs, coloured: loops, red: scrap)", height=460)
+    return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[str]] | None = None,
              shifting: pd.DataFrame | None = None,
-             edges: list[tuple[str, str, str, float | None]] | None = None) -> str:
+             edges: list[tuple[str, str, str, float | None]] | None = None,
+             replay: str | None = None, flows: pd.DataFrame | None = None, stations: list[str] | None = None) -> str:
     """One self-contained HTML page for ``twin run --out``: the KPI and station tables
-    (mean ± 95 % CI) and the station-state and output figures; works offline."""
+    (mean ± 95 % CI), the station-state and output figures, the replay section ``replay``
+    (:func:`twin.floorview.replay_section`) and the Sankey diagram of ``flows``; works offline."""
     esc = html.escape
 
     def cell(d: dict[str, Any] | None, digits: int = 3) -> str:
@@ -1047,6 +1090,10 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     if routes:
         figs.append(fig_flow(summary, routes, shifting, edges))
     figs.append(fig_gantt(res, float(summary["warmup"])))
+    if flows is not None and len(flows):
+        figs.append(fig_sankey(flows, edges or [], stations or []))
+    if replay:
+        parts.append(replay)
     for k, fig in enumerate(figs):
         parts.append(fig_html(fig, k))
     parts.append("</body></html>")

@@ -20,6 +20,7 @@ from .snapshot import Snapshot
 from .results import Results, build
 from .shards import JobStore
 from .spec import MAX_HORIZON, Spec, SpecError
+from .watch import Watch
 
 __all__ = ["run_once", "replication_seed", "check_run_times", "map_jobs", "progress_bar", "EXECUTORS"]
 
@@ -32,18 +33,19 @@ def replication_seed(seed: int, replication: int) -> int:
 def run_once(spec: Spec, horizon: float, warmup: float, seed: int, *, trace: bool = False,
              replay: list[tuple[float, int, int]] | None = None, replay_lossy: bool = False,
              unit_sampling: bool = False, progress: Callable[[float], None] | None = None,
-             state: Snapshot | None = None) -> Results:
+             state: Snapshot | None = None, watch: Watch | None = None) -> Results:
     """Build, run and tabulate one replication: the one way every command runs a spec.
 
     ``horizon``/``warmup`` in s; ``trace``, ``replay``, ``replay_lossy`` and ``unit_sampling`` as for
     :class:`~twin.model.Model`; ``progress(fraction)`` follows simulated time.
     ``state``: start from this snapshot (:mod:`twin.snapshot`) at its time ``T``; ``horizon`` and
     ``warmup`` then count from ``T`` (the run covers ``T`` to ``T + horizon``, KPIs from
-    ``T + warmup``). ``Results.record`` keeps the run's plain record."""
+    ``T + warmup``). ``watch``: record a replay's levels, trips and flows too (:mod:`twin.watch`;
+    the results are the same). ``Results.record`` keeps the run's plain record."""
     check_run_times(horizon, warmup)
     t0 = state.time if state is not None else 0.0
     model = Model(spec, seed, t0 + horizon, unit_sampling=unit_sampling, trace=trace, replay=replay,
-                  replay_lossy=replay_lossy, state=state)
+                  replay_lossy=replay_lossy, state=state, watch=watch)
     return build(model.run(t0 + horizon, t0 + warmup, progress=progress))
 
 

@@ -19,9 +19,10 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
-from . import builtins, toml_text
+from . import builtins, floorplan, toml_text
 from .calendar import CalendarSpec
 from .dists import DIST_CLASSES, Constant, Dist, Duration, Factor, PositiveDuration, _DistBase
 from .names import NAME_PATTERN, Name, name_problem
@@ -704,6 +705,30 @@ class Costs(_M):
     due date (lost margin, a penalty); 0 prices service not at all."""
 
 
+class Layout(_M):
+    """Where stations, their buffers and the vehicles' paths stand on the floor (the replay and
+    the live page draw it; a fleet without ``distance_m`` measures its trips on it). Without it
+    the line is laid out automatically, in layers along its routes."""
+
+    unit: Literal["m", "grid"] = "m"
+    """Coordinates in metres, or in grid cells of ``cell_m``."""
+    cell_m: float = Field(default=5.0, gt=0.0, le=1e4)
+    """Side of a grid cell, m (with ``unit = "grid"``)."""
+    metric: Literal["rectilinear", "euclidean"] = "rectilinear"
+    """How a move's distance between two stations is measured: along the aisles (|dx| + |dy|) or straight."""
+    stations: dict[Name, Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]], Field(min_length=2, max_length=2)]] = \
+        Field(default_factory=dict)
+    """Place of each station, ``name = [x, y]``; give every station one, or none for the automatic layout."""
+    buffers: dict[Name, Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]], Field(min_length=2, max_length=2)]] = \
+        Field(default_factory=dict)
+    """Place of a station's buffer, ``station = [x, y]``; default just upstream (left) of the station."""
+    paths: dict[Name, Annotated[list[Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]],
+                                               Field(min_length=2, max_length=2)]], Field(min_length=2)]] = \
+        Field(default_factory=dict)
+    """A fleet's drawn path, ``fleet = [[x, y], ...]``; its length is the fleet's trip when it has
+    no ``distance_m``. Default: through the stations of its moves."""
+
+
 class Run(_M):
     """Default run settings; the CLI and :func:`twin.simulate` may override them."""
 
@@ -780,9 +805,11 @@ class Transport(_M):
     """Only moves that change line or cell (a lot dispatched to another lane) use the fleet;
     the others ride the line's own conveyor."""
     travel_time: Dist | None = None
-    """Time of one trip (loaded or empty), s; or give ``distance_m`` and ``speed_m_per_s``."""
+    """Time of one trip (loaded or empty), s; or give ``speed_m_per_s`` and ``distance_m`` (or a
+    ``[layout]`` the distance is taken from)."""
     distance_m: float | None = Field(default=None, gt=0.0, le=1e6)
-    """Length of one trip, m (with ``speed_m_per_s``)."""
+    """Length of one trip, m (with ``speed_m_per_s``); omitted with a ``[layout]``: the length of
+    the fleet's path there, or the mean distance between the two stations of each of its moves."""
     speed_m_per_s: float | None = Field(default=None, gt=0.0, le=100.0)
     """Travel speed, m/s."""
     load_time: Duration = 0.0
@@ -790,22 +817,32 @@ class Transport(_M):
     unload_time: Duration = 0.0
     """Time to unload a lot, s."""
 
+    _layout_m: float | None = PrivateAttr(default=None)  # the trip's length read from the spec's layout
+
     @model_validator(mode="after")
     def _needs(self) -> "Transport":
-        if self.travel_time is None and (self.distance_m is None or self.speed_m_per_s is None):
-            raise ValueError("a transport fleet needs travel_time, or distance_m and speed_m_per_s")
-        if self.travel_time is None:
-            trip = self.distance_m / self.speed_m_per_s  # type: ignore[operator]
-            if trip > MAX_DURATION:
-                raise ValueError(f"a trip of distance_m / speed_m_per_s = {trip:g} s is longer than "
-                                 f"{MAX_DURATION:g} s (about 317 years): check the speed's unit (m/s)")
+        if self.travel_time is None and self.speed_m_per_s is None:
+            raise ValueError("a transport fleet needs travel_time, or speed_m_per_s with distance_m (or a [layout])")
+        if self.travel_time is None and self.distance_m is not None:
+            self._check_trip(self.distance_m)
         return self
+
+    def _check_trip(self, metres: float) -> None:
+        trip = metres / self.speed_m_per_s  # type: ignore[operator]
+        if trip > MAX_DURATION:
+            raise ValueError(f"a trip of distance_m / speed_m_per_s = {trip:g} s is longer than "
+                             f"{MAX_DURATION:g} s (about 317 years): check the speed's unit (m/s)")
+
+    @property
+    def trip_m(self) -> float | None:
+        """Length of one trip, m: ``distance_m``, or as the spec's layout gives it (None: timed)."""
+        return self.distance_m if self.distance_m is not None else self._layout_m
 
     def trip_time(self) -> Any:
         """The travel time of one trip as a distribution, s."""
         if self.travel_time is not None:
             return self.travel_time
-        return Constant(value=self.distance_m / self.speed_m_per_s)  # type: ignore[operator]
+        return Constant(value=self.trip_m / self.speed_m_per_s)  # type: ignore[operator]
 
 
 ABLATION_FULL = "full"
@@ -863,6 +900,8 @@ class Spec(_M):
     """Default run settings."""
     capabilities: list[Capability] = Field(default_factory=list)
     """Capabilities `twin ablate` switches off one at a time to measure what each is worth."""
+    layout: Layout | None = None
+    """Places on the floor (optional; without it an automatic layout from the routes)."""
 
     def _check_built(self) -> None:
         # a spec built in Python gets the checks a loaded one gets (duplicate names, unknown
@@ -875,6 +914,10 @@ class Spec(_M):
     def _default_product(self) -> "Spec":
         if not self.products:
             self.products = [Product(name="unit", route=[s.name for s in self.stations])]
+        for t in self.transport:  # a fleet that measures its trips on the layout
+            t._layout_m = floorplan.fleet_distance(self, t) if t.distance_m is None and t.travel_time is None else None
+            if t._layout_m is not None:
+                t._check_trip(t._layout_m)
         return self
 
     def _check_flow(self, errors: list[tuple[str, str]], names: set[str], products: set[str]) -> None:
@@ -951,6 +994,34 @@ class Spec(_M):
                                    + ("listed twice" if other == t.name else f"already served by fleet {other!r}")
                                    + "; one fleet serves a move"))
                 served.setdefault(pair, t.name)
+            if t.travel_time is None and t.trip_m is None:
+                errors.append((f"transport.{t.name}.distance_m", "missing: give distance_m, or a [layout] that places "
+                               "the stations of the fleet's moves (or draws its path in layout.paths)"
+                               + ("; a fleet that serves every move needs distance_m or a path" if not t.moves else "")))
+        self._check_layout(errors, names)
+
+    def _check_layout(self, errors: list[tuple[str, str]], names: set[str]) -> None:
+        lay = self.layout
+        if lay is None:
+            return
+        fleets = {t.name for t in self.transport}
+        for what, known, kind in (("stations", names, "station"), ("buffers", names, "station"),
+                                  ("paths", fleets, "transport fleet")):
+            for n in getattr(lay, what):
+                if n not in known:
+                    errors.append((f"layout.{what}.{n}", f"unknown {kind} {n!r}{_hint(n, known)}"))
+        if lay.stations:
+            missing = [s.name for s in self.stations if s.name not in lay.stations]
+            if missing:
+                errors.append(("layout.stations", f"no place for {', '.join(map(repr, missing))}: place every station, "
+                               "or leave layout.stations out for the automatic layout"))
+            where: dict[tuple[float, float], str] = {}
+            for n, xy in lay.stations.items():
+                other = where.setdefault((xy[0], xy[1]), n)
+                if other != n:
+                    errors.append((f"layout.stations.{n}", f"stands where {other!r} stands ({xy[0]:g}, {xy[1]:g})"))
+        elif lay.buffers:
+            errors.append(("layout.buffers", "places buffers of stations that have no place: give layout.stations too"))
 
     def _route(self, product: str) -> list[str]:
         return next(p.route for p in self.products if p.name == product)

@@ -74,6 +74,8 @@ COLOURS = {info.key: info.colour for info in TABLE.values()}
 """Each state's colour in every chart, by key, in stacking order."""
 STATE_KEYS: tuple[str, ...] = tuple(s.key for s in State)
 """State names in enum order (the columns of state tables)."""
+LETTERS: dict[str, str] = {k: chr(97 + i) for i, k in enumerate(STATE_KEYS)}
+"""One letter per state (``a`` idle, ``b`` setup, ...: enum order), a replay frame's string of servers."""
 
 # sums over these run in this order (off shift, module off, maintenance) as they always have, so
 # tables stay identical to the last digit

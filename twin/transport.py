@@ -28,7 +28,7 @@ _IDLE, _BUSY, _BLOCKED = int(State.IDLE), int(State.BUSY), int(State.BLOCKED)
 class Fleet:
     """A transport fleet: its vehicles and the queue of moves waiting for one."""
 
-    __slots__ = ("model", "spec", "name", "queue", "free", "trip", "load", "unload", "sids")
+    __slots__ = ("model", "spec", "name", "queue", "free", "trip", "load", "unload", "sids", "legs", "watch")
 
     def __init__(self, model: "Model", spec: Any):
         self.model = model
@@ -41,6 +41,8 @@ class Fleet:
         self.load = float(spec.load_time)
         self.unload = float(spec.unload_time)
         self.sids: list[int] = []
+        self.legs: list[tuple[float, float, float, float, float, int, int, int]] | None = None  # a watched run's
+        self.watch: Any = None  # the watcher of a watched run (it knows where a lot was and buffers are)
         for k in range(spec.vehicles):
             sid = len(model.rec.servers)
             model.rec.servers.append((self.name, k))
@@ -110,11 +112,14 @@ class Fleet:
             if state != _BUSY:
                 states((env.now, sid, _BUSY))
                 state = _BUSY
+            t_load = env.now
             if self.load > 0.0:
                 yield env.timeout(self.load)
             in_transit.add(lot)
             loaded.succeed()
-            yield env.timeout(self.trip.lot(1) + self.unload)
+            t_leave = env.now
+            trip = self.trip.lot(1)
+            yield env.timeout(trip + self.unload)
             if dest.capacity > 0:
                 dest.reserved -= 1
             if not dest.try_put(lot):  # only a hand-off (capacity 0) whose taker has gone waits
@@ -124,7 +129,18 @@ class Fleet:
                 states((env.now, sid, _BUSY))
                 state = _BUSY
             in_transit.discard(lot)
-            yield env.timeout(self.trip.lot(1))  # back empty
+            back = self.trip.lot(1)
+            if self.legs is not None:
+                self._leg(t_load, t_leave, trip, back, sid, lot, dest)
+            yield env.timeout(back)  # back empty
+
+    def _leg(self, t_load: float, t_leave: float, trip: float, back: float, sid: int, lot: Lot, dest: Any) -> None:
+        """Log a trip of a watched run that overlaps its window."""
+        now = self.model.env.now
+        w = self.watch
+        if t_load <= w.window.end and now + back >= w.window.start:
+            self.legs.append((t_load, t_leave, t_leave + trip, now, now + back, sid,  # type: ignore[union-attr]
+                              w.station_at(lot), w.station_of_buffer.get(id(dest), -1)))
 
 
 def build_fleets(model: "Model") -> tuple[list[Fleet], dict[tuple[str, str], Fleet], list[Fleet]]:
