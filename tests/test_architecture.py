@@ -16,14 +16,15 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"units", "limits", "state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "toml_text", "snapshot",
+             "toml_text", "snapshot", "floorplan",
              "learn", "wear", "scenario", "policies.registry", "contracts"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
-    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "restore", "model"},
+    "runtime": {"flow", "workforce", "quality", "reliability", "supply", "transport", "station", "release", "restore", "model",
+                "watch"},
     "record": {"record"},
-    "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results"},
-    "figures": {"report"},
+    "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results", "frames"},
+    "figures": {"report", "floorview"},
     "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "docs", "commands", "cli",
                  "policycheck", "completion", "gate", "studies", "shards", "tracker", "live", "livepage"},
 }
@@ -33,7 +34,7 @@ MAY_IMPORT = {
     "runtime": {"spec", "policies", "runtime", "record"},
     "record": {"spec"},
     "results": {"spec", "record", "results"},
-    "figures": {"spec"},
+    "figures": {"spec", "figures"},
     "commands": set(LAYERS),
 }
 NO_SIMPY = {"spec", "record", "results", "figures"}

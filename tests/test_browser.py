@@ -41,14 +41,16 @@ def console_errors(log: str) -> list[str]:
                                                                    or "Uncaught" in ln or "Error" in ln)]
 
 
-def check_plots(dom: str, expected: int) -> None:
+def check_plots(dom: str, expected: int, axes: int | None = None) -> None:
+    """``expected`` plots drawn, ``axes`` of them (default all) with both axis titles."""
+    axes = expected if axes is None else axes
     dom = re.sub(r"(?s)<script.*?</script>", " ", dom)
     plots = re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom)
     assert len(plots) == expected
     ytitles = re.findall(r'class="ytitle[^"]*"[^>]*>([^<]*)<', dom)
     xtitles = re.findall(r'class="xtitle[^"]*"[^>]*>([^<]*)<', dom)
-    assert len([t for t in ytitles if t.strip()]) >= expected, ytitles
-    assert len([t for t in xtitles if t.strip()]) >= expected, xtitles
+    assert len([t for t in ytitles if t.strip()]) >= axes, ytitles
+    assert len([t for t in xtitles if t.strip()]) >= axes, xtitles
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_the_run_report_renders(tmp_path):
                      "--replications", "2", "--out", str(out), "-q"]) == 0
     dom, log = render(out / "report.html", tmp_path)
     assert not console_errors(log), console_errors(log)
-    check_plots(dom, 4)  # states, output, flow, Gantt
+    check_plots(dom, 5, axes=4)  # states, output, flow, Gantt, and the Sankey (no axes)
     text = visible_text(dom)
     assert not re.search(r"(?i)\bnan\b|undefined", text)
 
@@ -192,3 +194,91 @@ def test_the_compare_report_has_one_scenario_selector_set_to_a_scenario_with_a_s
     assert re.search(r"<option value=\"surge\" selected", body.replace("'", '"'))
     # the output chart shows the surge after load: its shift line is a legend entry only there
     assert re.search(r'class="legendtext"[^>]*>the shift<', dom)
+
+
+def _replay_page(tmp_path: Path, spec: Path, *args: str) -> Path:
+    out = tmp_path / "replay"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", str(spec), *args, "--out", str(out), "-q"]) == 0
+    return out
+
+
+def _shown(dom: str) -> tuple[dict[str, str], dict[str, int], int]:
+    """What the replay shows: each server's state, each station's buffer level, the frame."""
+    svg = dom[dom.index('id="replay-floor"'):]
+    servers = dict(re.findall(r'data-server="([^"]+)" data-state="([^"]+)"', svg))
+    levels = {n: int(v) for n, v in re.findall(r'class="fill" data-station="([^"]+)" data-level="(\d+)"', svg)}
+    frame = int(re.search(r'data-frame="(\d+)"', dom).group(1))
+    return servers, levels, frame
+
+
+def _fits(page: Path, tmp: Path) -> Path:
+    """A copy of ``page`` that says on its body whether it is wider than the window."""
+    copy = tmp / f"fit-{page.parent.name}.html"
+    copy.write_text(page.read_text().replace("</body>", "<script>addEventListener('load', () => "
+                    "document.body.setAttribute('data-fits', document.documentElement.scrollWidth <= innerWidth));"
+                    "</script></body>"))
+    return copy
+
+
+@pytest.mark.slow  # six page loads (~25 s); the default run renders a replay in test_the_run_report_renders
+def test_the_replay_plays_and_shows_exactly_the_runs_state_tables(tmp_path):
+    """At three frame times, every server's colour on the page is its state in states.csv and
+    every buffer's bar its level in buffers.csv (lanes summed); playing advances the frames;
+    no console errors, and the page fits from 900 to 1,600 px."""
+    import pandas as pd
+    from test_replay import LINE
+
+    spec = tmp_path / "cell.toml"
+    spec.write_text(LINE + '[layout]\nstations = {cut = [0, 0], weld = [12, 0], pack = [30, 8], '
+                           'bench = [12, -10], fix = [20, -10]}\n')
+    out = _replay_page(tmp_path, spec, "--horizon", "1d", "--warmup", "2h", "--replications", "2",
+                       "--animate", "3h..9h")
+    page = out / "report.html"
+    states = pd.read_csv(out / "states.csv")
+    states = states[states["replication"] == 0]
+    buffers = pd.read_csv(out / "buffers.csv")
+    seen = set()
+    for t in (3 * 3600 + 17 * 60, 5 * 3600 + 42 * 60, 8 * 3600 + 59 * 60):  # frame times (one a minute)
+        dom, log = render_at(page, tmp_path, f"#t={t}")
+        servers, levels, frame = _shown(dom)
+        assert frame == (t - 3 * 3600) // 60
+        for key, shown in servers.items():
+            name, k = key.rsplit("/", 1)
+            row = states[(states["station"] == name) & (states["server"] == int(k)) & (states["start"] <= t)
+                         & (states["end"] > t)]
+            assert shown == (row["state"].iloc[0] if len(row) else "idle"), (t, key)
+            seen.add(shown)
+        for name, shown in levels.items():
+            b = buffers[(buffers["station"] == name) & (buffers["start"] <= t) & (buffers["end"] > t)]
+            assert shown == int(b["level"].sum()), (t, name)
+        assert len(servers) == 1 + 2 + 1 + 1 + 1 and set(levels) == {"cut", "weld", "bench", "fix", "pack"}
+        assert not console_errors(log), console_errors(log)
+    assert {"busy", "idle"} <= seen
+    dom, log = render_at(page, tmp_path, "#play")
+    assert _shown(dom)[2] > 5, "the frames did not advance"
+    assert not console_errors(log)
+    for width in (900, 1600):
+        dom, _ = render(_fits(page, tmp_path), tmp_path, width)
+        assert 'data-fits="true"' in dom, width
+
+
+def render_at(page: Path, tmp: Path, fragment: str) -> tuple[str, str]:
+    """:func:`render` of ``page`` opened at ``fragment`` (``#t=...``, ``#play``)."""
+    r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0",
+                        "--window-size=1400,1600", "--virtual-time-budget=15000", "--dump-dom",
+                        page.as_uri() + fragment], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout, r.stderr
+
+
+@pytest.mark.slow  # a 3-day dark-factory run (~15 s) and its page
+def test_the_dark_factorys_replay_stays_small_and_renders(tmp_path):
+    out = _replay_page(tmp_path, Path("dark-factory"), "--horizon", "3d", "--warmup", "1d", "--replications", "1")
+    page = (out / "report.html").read_text()
+    section = page[page.index("<section id='replay'>"):page.index("</section>")]
+    assert len(section.encode()) < 400_000  # the replay's own data and script (plotly.js is the page's 4.6 MB)
+    dom, log = render(out / "report.html", tmp_path, 900)
+    assert not console_errors(log), console_errors(log)
+    servers, levels, frame = _shown(dom)
+    assert frame == 0 and len(levels) == 7 and len(servers) > 60

@@ -24,7 +24,7 @@ from .snapshot import BufferState, LotState, ServerState, Snapshot
 from .spec import Spec
 
 SECTIONS = ["Spec", "Source", "Product", "Station", "Setup", "Failures", "Degradation", "MinorStops", "Maintenance", "Quality",
-            "Batch", "Component", "Supplier", "Transport", "CalendarSpec", "Window", "WorkerPool", "Demand", "Shift",
+            "Batch", "Component", "Supplier", "Transport", "Layout", "CalendarSpec", "Window", "WorkerPool", "Demand", "Shift",
             "Planning", "Capacity", "Capability", "Costs", "Run", "Constant",
             "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical"]
 """Every section of the reference, in reading order: each table the schema defines (a test checks none is left out)."""
@@ -33,7 +33,7 @@ WHERE = {"Spec": "the top level of a spec file", "Source": "`[source]`", "Produc
          "Degradation": "`stations[].failures.degradation`",
          "Maintenance": "`stations[].maintenance`", "Quality": "`stations[].quality`",
          "MinorStops": "`stations[].minor_stops`", "Batch": "`stations[].batch`", "Component": "`[[components]]`",
-         "Supplier": "`components[].supplier`", "Transport": "`[[transport]]`", "Capability": "`[[capabilities]]`",
+         "Supplier": "`components[].supplier`", "Transport": "`[[transport]]`", "Layout": "`[layout]`", "Capability": "`[[capabilities]]`",
          "CalendarSpec": "`[[calendars]]`", "Window": "an item of `calendars[].shifts`, `breaks`, `overtime`, "
          "`extra_shift`", "WorkerPool": "`[[workers]]`", "Demand": "`[demand]`",
          "Shift": "`[[demand.shifts]]` (and a scenario's `[[shifts]]`)", "Planning": "`[planning]`",

@@ -182,5 +182,10 @@ btn.addEventListener('click', () => {
 });
 slider.addEventListener('input', () => show(+slider.value));
 window.twinReplay = {show: show, frames: D.t.length, t: D.t, step: D.step};
-show(0);
+// a link to a moment: #t=SECONDS shows the last frame at or before it, #play starts playing
+const want = /[#&]t=([0-9.]+)/.exec(location.hash);
+let first = 0;
+if (want) { const t = +want[1]; while (first + 1 < D.t.length && D.t[first + 1] <= t) first++; }
+show(first);
+if (/[#&]play\b/.test(location.hash)) btn.click();
 """

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from .floorplan import Plan
+from .layouts import GOOD, RELEASED, SCRAPPED
 from .record import Fate, Record
 from .state import LETTERS
 from .units import DAY, HOUR, MINUTE
-from .watch import GOOD, RELEASED, SCRAPPED
 
 MAX_FRAMES = 400
 """At most this many frames (the step grows to fit the window): the page stays small."""

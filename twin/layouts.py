@@ -33,6 +33,13 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+RELEASED = -1
+"""A watched run's ``flows`` source for a lot's first station: it came from the release."""
+GOOD = -2
+"""A watched run's ``ends`` target: finished good."""
+SCRAPPED = -3
+"""A watched run's ``ends`` target: scrapped (found defective)."""
+
 FIELD: dict[str, dict[str, int]] = {name: {f: i for i, (f, _) in enumerate(layout)} for name, layout in LAYOUTS.items()}
 """Position of each named field in its list's tuples, for code that reads a list during the run
 (``rec.orders[-1][FIELD["orders"]["t"]]``); after the run, read :meth:`Record.array` by name."""

@@ -1071,11 +1071,13 @@ def run_page(summary: dict[str, Any], res: Any, title: str, routes: list[list[st
     # a state no station was ever in is a column of zeros: left out (the terminal table keeps them all)
     used = [f for f in STACK_ORDER if any(float((st.get(f) or {}).get("mean") or 0.0) > 0 for st in summary["stations"].values())]
     fields = [*used, "availability", "technical_availability", "oee"]
-    parts.append("<table class='nums'><tr><th>station</th>" + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
+    # many state columns: the table scrolls inside its box rather than widening the page
+    parts.append("<div style='overflow-x:auto'><table class='nums'><tr><th>station</th>"
+                 + "".join(f"<th>{f}</th>" for f in fields) + "</tr>")
     for name, st in summary["stations"].items():
         parts.append(f"<tr><td>{esc(str(name))}</td>" + "".join(f"<td>{esc(cell(st.get(f)))}</td>" for f in fields)
                      + "</tr>")
-    parts.append("</table><p><b>availability</b>: ISO 22400-2's APT/PBT, producing time over planned busy time, "
+    parts.append("</table></div><p><b>availability</b>: ISO 22400-2's APT/PBT, producing time over planned busy time, "
                  "so idle, blocked and starved time count against it; <b>technical_availability</b>: time not down "
                  "over planned busy time, the machine's own reliability (MTBF/(MTBF+MTTR)).</p>")
     if shifting is not None:

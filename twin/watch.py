@@ -9,7 +9,7 @@ in the same order, the same draws: its record is the unwatched run's, tested):
   them ``(station, lane)``). A lot handed straight to a waiting server never waits: no change.
 - ``legs``: one row per vehicle trip that overlaps the window (:data:`twin.layouts.LAYOUTS`).
 - ``flows``: units that started work at a station, by the station they came from
-  (:data:`RELEASED` for a lot's first station), counted from ``flows_from`` on; and
+  (:data:`twin.layouts.RELEASED` for a lot's first station), counted from ``flows_from`` on; and
   ``ends``: units that finished good or were scrapped, by the station they left from.
 
 It is the run's trace (the server loop's lot events) read as it happens instead of stored, so
@@ -27,18 +27,15 @@ from simpy.core import URGENT
 from simpy.events import Event
 
 from .flow import SortedQueue
+from .layouts import GOOD, RELEASED, SCRAPPED
+from .record import Fate
 from .state import TraceEvent
 
 if TYPE_CHECKING:
     from .model import Model
 
-RELEASED = -1
-"""``flows`` source of a lot's first station: it came from the release."""
-GOOD = -2
-"""``ends`` destination: finished good."""
-SCRAPPED = -3
-"""``ends`` destination: scrapped (found defective)."""
 _START = int(TraceEvent.START)
+_GOOD_FATE = int(Fate.GOOD)
 
 
 @dataclass(frozen=True)
@@ -171,10 +168,10 @@ class Watcher:
         ends: dict[tuple[int, int], int] = {}
         t0 = self.window.flows_from
         for lot, t, units, _, fate in rec.finishes:
-            if t >= t0 and units > 0:
+            if t >= t0 and fate == _GOOD_FATE and units > 0:
                 key = (self.last.get(lot, RELEASED), GOOD)
                 ends[key] = ends.get(key, 0) + units
-        for lot, t, station, units, _ in rec.scraps:
+        for _lot, t, station, units, _ in rec.scraps:
             if t >= t0:
                 key = (station, SCRAPPED)
                 ends[key] = ends.get(key, 0) + units
