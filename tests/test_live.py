@@ -295,9 +295,13 @@ def test_the_live_page_shows_a_failure(broker, line, tmp_path):
     down = re.search(r'<tr class="downrow"><td>weld</td><td>1</td><td>down</td><td>([^<]+)</td><td>([^<]+)</td>', dom)
     assert down and down.group(1) == "21 min" and down.group(2) == "60 s"  # down at 1250 s, 60 s before the last event
     assert re.search(r'data-station="test".*?data-level="1"', dom, re.S)
+    floor = dom[dom.index('id="floor"'):dom.index('id="line"')]  # the same state on the floor plan
+    assert 'data-server="weld/1" data-state="down"' in floor and 'data-server="weld/0" data-state="idle"' in floor
+    assert 'class="fill" data-station="test" data-level="1"' in floor
     assert "line time 22 min (1310 s), 4 events" in dom
     assert not [ln for ln in r.stderr.splitlines() if "CONSOLE" in ln and "rror" in ln]
-    assert "http://" not in re.sub(r"http://127\.0\.0\.1", "", dom.split("<script>")[0])  # no external resources
+    # no external resources (the SVG namespace is a name, never fetched)
+    assert "http://" not in re.sub(r"http://127\.0\.0\.1|http://www\.w3\.org/2000/svg", "", dom.split("<script>")[0])
 
 
 # --------------------------------------------------------------------------- scores

@@ -2,7 +2,8 @@
 latest forecast, updated as they change.
 
 One self-contained HTML page (no external resources: it works on a plant network with no
-internet) polls ``/state`` once a second. Stations are drawn in route order, each server a
+internet) polls ``/state`` once a second. The line is drawn on its floor plan
+(:mod:`twin.floorview`, the replay's drawing) and, below it, station by station in route order, each server a
 square in its state's colour (the colours of every chart, :data:`twin.state.COLOURS`) with what
 it holds and since when, each buffer a bar with its level; what is down is listed with the line
 time it went down; the latest forecast's output band, bottleneck, orders and stale stations sit
@@ -17,6 +18,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .floorplan import plan
+from .floorview import FLOOR_CSS, FLOOR_JS, floor_model, legend, model_json
 from .spec import Spec, SpecError
 from .state import COLOURS, LABELS, STATE_KEYS
 
@@ -108,13 +111,14 @@ def state_view(twin: Any) -> dict[str, Any]:
 
 
 def page(spec: Spec) -> str:
-    """The page's HTML: self-contained, its script draws ``/state``."""
+    """The page's HTML: self-contained, its script draws ``/state`` on the line's floor plan (the
+    spec's ``[layout]`` or the automatic one, as the replay draws it) and as cards per station."""
     colours = {k: COLOURS[k] for k in STATE_KEYS}
     labels = {k: LABELS[k] for k in STATE_KEYS}
-    legend = "".join(f'<span class="key"><i style="background:{colours[k]}"></i>{html.escape(labels[k])}</span>'
-                     for k in STATE_KEYS)
-    return _PAGE.replace("__TITLE__", html.escape(spec.name)).replace("__LEGEND__", legend).replace(
-        "__COLOURS__", json.dumps(colours)).replace("__LABELS__", json.dumps(labels))
+    return _PAGE.replace("__TITLE__", html.escape(spec.name)).replace("__LEGEND__", legend()).replace(
+        "__COLOURS__", json.dumps(colours)).replace("__LABELS__", json.dumps(labels)).replace(
+        "__FLOOR_CSS__", FLOOR_CSS).replace("__FLOOR_JS__", FLOOR_JS).replace(
+        "__FLOOR__", model_json(floor_model(spec, plan(spec))))
 
 
 _PAGE = """<!DOCTYPE html>
@@ -139,9 +143,11 @@ h1{font-size:1.3rem;margin:0 0 .3rem}
 .key{margin-right:.8rem;font-size:.8rem;white-space:nowrap}.key i{display:inline-block;width:.8rem;height:.8rem;margin-right:.25rem;border:1px solid #888}
 table{border-collapse:collapse;font-size:.85rem}td,th{padding:.15rem .5rem;text-align:left}
 .stale{color:#b00}
+__FLOOR_CSS__
 </style></head><body>
 <h1>twin live: __TITLE__</h1>
 <div id="clock">waiting for the line's first event…</div>
+<svg id="floor" class="floor" xmlns="http://www.w3.org/2000/svg"></svg>
 <div id="line"></div>
 <div id="side">
 <div class="panel"><h3>Down now</h3><div id="down">nothing is down</div></div>
@@ -149,7 +155,9 @@ table{border-collapse:collapse;font-size:.85rem}td,th{padding:.15rem .5rem;text-
 </div>
 <p>__LEGEND__</p>
 <script>
+__FLOOR_JS__
 const COLOURS = __COLOURS__, LABELS = __LABELS__;
+const FLOOR = floorBuild(document.getElementById('floor'), __FLOOR__);
 function dur(s) { if (s < 120) return s.toFixed(0) + ' s'; if (s < 7200) return (s / 60).toFixed(0) + ' min';
   return (s / 3600).toFixed(1) + ' h'; }
 function esc(t) { return String(t).replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c])); }
@@ -157,6 +165,10 @@ function draw(s) {
   if (s.as_of === null) return;
   document.getElementById('clock').textContent = 'line time ' + dur(s.as_of) + ' (' + s.as_of.toFixed(0) + ' s), '
     + s.events + ' events';
+  const st = {}, lv = {};
+  for (const x of s.stations) { lv[x.name] = x.buffers.reduce((a, b) => a + b.level, 0);
+    for (const v of x.servers) st[x.name + '/' + v.server] = v.state; }
+  floorPaint(FLOOR, st, lv, []);
   const line = document.getElementById('line');
   line.innerHTML = s.stations.map((st, i) => (i ? '<span class="arrow">→</span>' : '') +
     '<div class="station" data-station="' + esc(st.name) + '"><h2>' + esc(st.name) + '</h2>' +
