@@ -70,7 +70,10 @@ def test_the_compare_report_renders_with_the_verdict_first(compare_page, tmp_pat
     body = re.sub(r"(?s)<script.*?</script>", " ", dom)  # plotly.js itself names its classes
     verdict = body.index('id="verdict"')
     assert verdict < body.index("<table") and verdict < body.index("js-plotly-plot")
-    check_plots(dom, 6)  # the iso-cost map of the two most decisive prices, then output, backlog, cost, states, OEE
+    # the iso-cost map of the two most decisive prices, then output, backlog, cost, states, OEE, and a Sankey per factory
+    check_plots(dom, 9, axes=6)
+    assert dom.count("class=\"replay-pick\"") == 6  # a replay per factory and scenario, one shown at a time
+    assert "id=\"replay-0-floor\"" in dom and "data-frame=\"0\"" in dom
     text = visible_text(dom)
     assert not re.search(r"(?i)\bnan\b|undefined", text)
     assert "2 replications separate nothing smaller than" in text
@@ -276,7 +279,7 @@ def render_at(page: Path, tmp: Path, fragment: str) -> tuple[str, str]:
 def test_the_dark_factorys_replay_stays_small_and_renders(tmp_path):
     out = _replay_page(tmp_path, Path("dark-factory"), "--horizon", "3d", "--warmup", "1d", "--replications", "1")
     page = (out / "report.html").read_text()
-    section = page[page.index("<section id='replay'>"):page.index("</section>")]
+    section = page[page.index("<section id='replay'"):page.index("</section>")]
     assert len(section.encode()) < 400_000  # the replay's own data and script (plotly.js is the page's 4.6 MB)
     dom, log = render(out / "report.html", tmp_path, 900)
     assert not console_errors(log), console_errors(log)

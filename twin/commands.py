@@ -18,15 +18,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import __version__, ablate, builtins, floorplan, live, livepage, optimize, serial, shards, snapshot, studies
+from . import __version__, ablate, builtins, live, livepage, optimize, serial, shards, snapshot, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
-from .floorview import floor_model, replay_section
-from .frames import buffer_table, flow_table, frames
+from .floorview import replay_script, replay_section
 from .units import DAY, HOUR, WEEK, format_duration, reading_unit
 from .watch import Watch
 from .compare import (
@@ -40,6 +38,7 @@ from .compare import (
     measure_warmup,
     nominal_labels,
     prepare_uncertainty,
+    replay_payload,
     run_designs,
     run_grid,
     run_uncertainty,
@@ -391,13 +390,8 @@ def _replay_window(given: tuple[float, float] | None, horizon: float, warmup: fl
 def _replay(spec: Any, res: Any) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """The replay section of a run's report, its flows and its buffer levels (``flows.csv``,
     ``buffers.csv``), from the first replication's watched record."""
-    rec = res.record
-    plan = floorplan.plan(spec)
-    states = res.states[res.states["replication"] == 0].drop(columns="replication")
-    data = frames(rec, states, plan, rec.window[0], rec.window[1])
-    peak = np.max(np.asarray(data["levels"]), axis=0) if data["levels"] else []
-    model = floor_model(spec, plan, bufmax={n: int(v) for n, v in zip(data["stations"], peak)})
-    return replay_section(data, model), flow_table(rec), buffer_table(rec)
+    r = replay_payload(spec, res)
+    return replay_script() + replay_section(r["data"], r["model"]), pd.DataFrame(r["flows"]), r["buffers"]
 
 
 def _name_list(values: list[str] | None, flag: str) -> list[str]:

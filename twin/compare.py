@@ -25,12 +25,15 @@ import pandas as pd
 from scipy.stats import t as scipy_t
 
 from . import designs as designs_mod
+from . import floorplan
 from . import uncertainty
 from .adapt import daily
 from .cost import BASIS_KEYS, prices_of, reprice
 from .experiment import mser_warmup, simulate
+from .floorview import floor_model
+from .frames import buffer_table, flow_table, frames
 from .io import dumps, remove_stale_temporaries, write_json
-from .report import RANKED, SIGNIFICANCE
+from .report import RANKED, SIGNIFICANCE, flow_edges
 from .runs import map_jobs, progress_bar, replication_seed, run_once
 from .shards import JobStore, share_of
 from .scenario import Scenario, apply, load_scenario, scenario_path
@@ -43,8 +46,9 @@ from .spec import (
     resolve,
 )
 from .state import STATE_KEYS
+from .watch import Watch
 from .stats import holm, holm_levels, kaplan_meier, mean_ci, paired_diff, select_best, share_by, tost
-from .units import DAY
+from .units import DAY, HOUR
 
 FACTORIES = ["static-line", "dark-factory", "microfactory"]
 SCENARIOS = ["baseline", "surge", "slump", "mix_shift", "new_product", "disruption", "supply_shortage", "festival",
@@ -89,12 +93,49 @@ def factory_spec(path: str, overrides: dict[str, Any] | None) -> Spec:
     return spec.with_overrides(overrides, source=f"{path} --set") if overrides else spec
 
 
+REPLAY_BEFORE = 6 * HOUR
+"""A scenario's replay starts this long before its first shift ..."""
+REPLAY_AFTER = 18 * HOUR
+"""... and ends this long after it (a scenario without shifts: the first day after the warm-up)."""
+
+
+def replay_window(scenario: Scenario, warmup: float, horizon: float) -> Watch:
+    """What a compare job's first replication watches: the hours around the scenario's first
+    shift (the first day after the warm-up without one), flows over the observation window (s)."""
+    if scenario.shifts:
+        t = warmup + min(sh.at for sh in scenario.shifts)
+        lo, hi = max(warmup, t - REPLAY_BEFORE), min(horizon, t + REPLAY_AFTER)
+    else:
+        lo, hi = warmup, min(horizon, warmup + DAY)
+    return Watch(lo, hi, warmup)
+
+
+def replay_payload(spec: Spec, res: Any) -> dict[str, Any]:
+    """A watched run's replay as plain data: ``data`` (:func:`twin.frames.frames` over its window),
+    ``model`` (:func:`twin.floorview.floor_model`), ``flows`` and ``buffers`` (records of
+    :func:`twin.frames.flow_table` and :func:`twin.frames.buffer_table`)."""
+    rec = res.record
+    plan = floorplan.plan(spec)
+    states = res.states  # one run's, or the first replication's of several
+    if "replication" in states.columns:
+        states = states[states["replication"] == 0].drop(columns="replication")
+    data = frames(rec, states, plan, rec.window[0], rec.window[1])
+    peak = np.max(np.asarray(data["levels"]), axis=0).tolist() if data["levels"] else []
+    model = floor_model(spec, plan, bufmax={n: int(v) for n, v in zip(data["stations"], peak)})
+    return {"data": data, "model": model, "flows": flow_table(rec).to_dict(orient="list"),
+            "edges": [list(e) for e in flow_edges(spec)], "stations": [s.name for s in spec.stations],
+            "buffers": buffer_table(rec)}
+
+
 def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replication: int, seed: int,
-            weeks: float, warmup: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one (factory, scenario, replication); return plain data (picklable, JSON-able)."""
-    spec = apply(factory_spec(factory_path, overrides), Scenario.model_validate(scenario), weeks, warmup)
+            weeks: float, warmup: float, overrides: dict[str, Any] | None = None,
+            replay: bool = False) -> dict[str, Any]:
+    """Run one (factory, scenario, replication); return plain data (picklable, JSON-able).
+    ``replay``: watch the run (the same results) and return its replay (:func:`replay_payload`)."""
+    sc = Scenario.model_validate(scenario)
+    spec = apply(factory_spec(factory_path, overrides), sc, weeks, warmup)
     horizon = spec.run.horizon
-    res = run_once(spec, horizon, warmup, seed)
+    res = run_once(spec, horizon, warmup, seed, watch=replay_window(sc, warmup, horizon) if replay else None)
     k = res.kpis.iloc[0].to_dict()
     k["conversion_cost"] = k["unit_cost"] - k["cost_material"]
     assert res.record is not None  # run_once keeps it
@@ -112,6 +153,7 @@ def run_job(factory_path: str, factory: str, scenario: dict[str, Any], replicati
         # what the run counted and the prices it was charged: the job can be priced again
         "cost_basis": res.cost_basis,
         "prices": prices_of(spec),
+        **({"replay": {k: v for k, v in replay_payload(spec, res).items() if k != "buffers"}} if replay else {}),
     }
 
 
@@ -497,8 +539,8 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
         write_json(sig_path, grid.signature())
     pending = [j for j in todo if j.key not in done]
     args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
-             j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None)
-            for j in pending]
+             j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None,
+             j.replication == 0) for j in pending]
     bar = JobsBar(share_of(store, len(todo)), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:

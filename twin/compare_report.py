@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from . import __version__
 from .units import WEEK
 from .compare import (
@@ -21,6 +23,7 @@ from .compare import (
 )
 from . import uncertainty as uncertainty_mod
 from .decision import breakevens, decisive, iso_cost, set_path_key
+from .floorview import replays_section
 from .io import ResultSet
 from .report import (
     COLUMNS,
@@ -31,6 +34,7 @@ from .report import (
     fig_fronts,
     fig_iso_cost,
     fig_oee,
+    fig_sankey,
     fig_output,
     fig_states,
     fig_tornado,
@@ -268,8 +272,15 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
         figs.insert(0, iso)
     if uncertainty is not None:
         figs.insert(0, fig_tornado(uncertainty["tornado"], uncertainty["probabilities"], base, "conversion_cost"))
+    replays = {(r["factory"], r["scenario"]): r["replay"] for r in results if "replay" in r}
+    for f in grid.factories:  # each factory's units through its line in the first scenario
+        r = replays.get((f, base))
+        if r is not None:
+            figs.append(fig_sankey(pd.DataFrame(r["flows"]), [tuple(e) for e in r["edges"]], r["stations"],
+                                   title=f"Material flow of the {f} ({base})"))
     page = html_page(summ, descriptions, meta, read, figs,
-                     default_scenario=next((s for s, t in shifts.items() if t is not None), None))
+                     default_scenario=next((s for s, t in shifts.items() if t is not None), None),
+                     extra=replays_section(replays) if replays else "")
     with ResultSet(out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete report
         rs.add_csv("runs.csv", runs)
         rs.add_csv("daily.csv", daily)

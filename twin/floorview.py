@@ -133,24 +133,54 @@ function floorPaint(F, states, levels, vehicles) {
 """
 
 
-def replay_section(data: dict[str, Any], model: dict[str, Any], note: str = "") -> str:
+def replay_section(data: dict[str, Any], model: dict[str, Any], key: str = "", heading: str = "Replay") -> str:
     """The animated replay as a ``<section>``: the floor drawing, play/pause, a time slider, the
-    clock and the output and WIP counters, over the frames of :func:`twin.frames.frames`.
-    ``window.twinReplay.show(i)`` shows frame ``i`` (what the slider does)."""
+    clock and the output and WIP counters, over the frames of :func:`twin.frames.frames`. Its
+    elements' ids begin ``replay`` (``replay-KEY`` with a ``key``: several on one page), and
+    ``window.twinReplays[key].show(i)`` shows frame ``i`` (what the slider does)."""
     step = data["step"]
-    return (f"<style>{FLOOR_CSS}</style><section id='replay'><h2>Replay</h2><p>The line as the first replication ran it, "
-            f"{len(data['t'])} frames, one every {_dur(step)}{html.escape(note)}: each server in its state at "
-            "the frame's time (as in <code>states.csv</code>), each buffer's bar its lots waiting then, vehicles on "
-            "their trips. " + ("Places: the spec's <code>[layout]</code>." if not model["plan"]["auto"] else
-                               "Places: laid out automatically along the routes (no <code>[layout]</code>).")
-            + "</p><div class='controls'><button id='replay-play' type='button'>play</button> "
-            "<input id='replay-slider' type='range' min='0' max='" + str(len(data["t"]) - 1) + "' value='0' "
-            "style='width:50%;vertical-align:middle'> <span id='replay-clock'></span> · good units out "
-            "<b id='replay-out'>0</b> · WIP <b id='replay-wip'>0</b></div>"
-            "<svg id='replay-floor' class='floor' xmlns='http://www.w3.org/2000/svg'></svg>"
+    p = "replay" + (f"-{key}" if key else "")
+    return (f"<section id='{p}' class='replay'>" + (f"<h2>{html.escape(heading)}</h2>" if heading else "")
+            + f"<p>The line as the first replication ran it, {len(data['t'])} frames, one every {_dur(step)}: each "
+            "server in its state at the frame's time (as in <code>states.csv</code>), each buffer's bar its lots "
+            "waiting then, vehicles on their trips. "
+            + ("Places: the spec's <code>[layout]</code>." if not model["plan"]["auto"] else
+               "Places: laid out automatically along the routes (no <code>[layout]</code>).")
+            + f"</p><div class='controls'><button id='{p}-play' type='button'>play</button> "
+            f"<input id='{p}-slider' type='range' min='0' max='" + str(len(data["t"]) - 1) + "' value='0' "
+            f"style='width:50%;vertical-align:middle'> <span id='{p}-clock'></span> · good units out "
+            f"<b id='{p}-out'>0</b> · WIP <b id='{p}-wip'>0</b></div>"
+            f"<svg id='{p}-floor' class='floor' xmlns='http://www.w3.org/2000/svg'></svg>"
             f"<p>{legend()}</p>"
-            f"<script>{FLOOR_JS}\n(function() {{\nconst M = {model_json(model)}, D = {model_json(data)};\n"
-            + _REPLAY_JS + "})();</script></section>")
+            f"<script>(function() {{\nconst P = {json.dumps(p)}, KEY = {json.dumps(key)}, M = {model_json(model)}, "
+            f"D = {model_json(data)};\n" + _REPLAY_JS + "})();</script></section>")
+
+
+def replay_script() -> str:
+    """What a page with replay sections loads once, before them: the styles and the drawing."""
+    return f"<style>{FLOOR_CSS}</style><script>{FLOOR_JS}</script>"
+
+
+def replays_section(replays: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """``twin compare``'s replays: one per factory and scenario (``{(factory, scenario): payload}``
+    of :func:`twin.compare.replay_payload`), one shown at a time by two selectors."""
+    factories = list(dict.fromkeys(f for f, _ in replays))
+    scenarios = list(dict.fromkeys(s for _, s in replays))
+    opts = lambda xs: "".join(f"<option>{html.escape(x)}</option>" for x in xs)  # noqa: E731
+    parts = [replay_script(), "<section id='replays'><h2>Replays</h2><p>Each factory's first replication under "
+             "each scenario, over the hours around its shift (6 h before to 18 h after; the first day after the "
+             "warm-up without one). Factory <select id='replay-factory'>" + opts(factories) + "</select> scenario "
+             "<select id='replay-scenario'>" + opts(scenarios) + "</select></p>"]
+    for i, ((f, sc), r) in enumerate(replays.items()):
+        parts.append(f"<div class='replay-pick' data-factory='{html.escape(f)}' data-scenario='{html.escape(sc)}'"
+                     + ("" if i == 0 else " style='display:none'") + ">"
+                     + replay_section(r["data"], r["model"], key=str(i), heading="") + "</div>")
+    parts.append("<script>(function() { const f = document.getElementById('replay-factory'), "
+                 "s = document.getElementById('replay-scenario');\nfunction pick() { document.querySelectorAll("
+                 "'.replay-pick').forEach(d => { d.style.display = d.dataset.factory === f.value && "
+                 "d.dataset.scenario === s.value ? '' : 'none'; }); }\nf.addEventListener('change', pick); "
+                 "s.addEventListener('change', pick); pick(); })();</script></section>")
+    return "".join(parts)
 
 
 def _dur(s: float) -> str:
@@ -158,8 +188,8 @@ def _dur(s: float) -> str:
 
 
 _REPLAY_JS = r"""
-const svg = document.getElementById('replay-floor'), F = floorBuild(svg, M);
-const slider = document.getElementById('replay-slider'), btn = document.getElementById('replay-play');
+const $ = id => document.getElementById(P + '-' + id);
+const svg = $('floor'), F = floorBuild(svg, M), slider = $('slider'), btn = $('play');
 function clock(t) { const d = Math.floor(t / 86400), r = t - 86400 * d, h = Math.floor(r / 3600), m = Math.floor((r - 3600 * h) / 60);
   return 'day ' + (d + 1) + ' ' + String(h).padStart(2, '0') + ':' + String(m).padStart(2, '0') + ' (t = ' + Math.round(t) + ' s)'; }
 function show(i) {
@@ -168,9 +198,9 @@ function show(i) {
   D.stations.forEach((name, k) => { lv[name] = D.levels[i][k]; });
   floorPaint(F, st, lv, D.vehicles[i]);
   slider.value = i; svg.setAttribute('data-frame', i); svg.setAttribute('data-t', D.t[i]);
-  document.getElementById('replay-clock').textContent = clock(D.t[i]);
-  document.getElementById('replay-out').textContent = D.out[i].toLocaleString('en');
-  document.getElementById('replay-wip').textContent = D.wip[i].toLocaleString('en');
+  $('clock').textContent = clock(D.t[i]);
+  $('out').textContent = D.out[i].toLocaleString('en');
+  $('wip').textContent = D.wip[i].toLocaleString('en');
 }
 let timer = null;
 function stop() { clearInterval(timer); timer = null; btn.textContent = 'play'; }
@@ -181,11 +211,11 @@ btn.addEventListener('click', () => {
   timer = setInterval(() => { const i = +slider.value + 1; if (i >= D.t.length) stop(); else show(i); }, 120);
 });
 slider.addEventListener('input', () => show(+slider.value));
-window.twinReplay = {show: show, frames: D.t.length, t: D.t, step: D.step};
+(window.twinReplays = window.twinReplays || {})[KEY] = {show: show, frames: D.t.length, t: D.t, step: D.step};
 // a link to a moment: #t=SECONDS shows the last frame at or before it, #play starts playing
 const want = /[#&]t=([0-9.]+)/.exec(location.hash);
 let first = 0;
-if (want) { const t = +want[1]; while (first + 1 < D.t.length && D.t[first + 1] <= t) first++; }
+if (want && !KEY) { const t = +want[1]; while (first + 1 < D.t.length && D.t[first + 1] <= t) first++; }
 show(first);
-if (/[#&]play\b/.test(location.hash)) btn.click();
+if (!KEY && /[#&]play\b/.test(location.hash)) btn.click();
 """

@@ -713,10 +713,11 @@ def page_head(title: str, width: int) -> str:
 
 
 def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str, Any], reading_lines: list[str],
-              figures: list[go.Figure], default_scenario: str | None = None) -> str:
+              figures: list[go.Figure], default_scenario: str | None = None, extra: str = "") -> str:
     """One self-contained page: plotly.js is embedded once, no external resources. The charts
     that show one scenario at a time follow one selector above them, set at first to
-    ``default_scenario`` (the compare report's first scenario with a shift)."""
+    ``default_scenario`` (the compare report's first scenario with a shift); ``extra`` (HTML, the
+    replays) closes the page."""
     esc = html.escape
     parts = [
         page_head("twin compare", 1400),
@@ -794,6 +795,7 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
         parts.append(fig_html(fig, number))
     if menus:
         parts.append(SCENARIO_PICKER)
+    parts.append(extra)  # the replays
     parts.append("</body></html>")
     return "\n".join(parts)
 
