@@ -322,3 +322,31 @@ def test_a_bad_window_is_refused(tmp_path, window, words, capsys):
     err = capsys.readouterr().err
     assert "--animate" in err and words in err and "Traceback" not in err
     assert not (tmp_path / "o" / "report.html").exists()
+
+
+def test_the_howto_runs_as_written(tmp_path, monkeypatch):
+    """The how-to's layout is the example's, and its commands run as written."""
+    import re
+    import shlex
+    import shutil
+
+    page = (ROOT / "docs" / "howto" / "12_lay_out_a_line_and_watch_it.md").read_text()
+    example = (ROOT / "examples" / "laid_out_line.toml").read_text()
+    layout = re.search(r"```toml\n(.*?)```", page, re.S).group(1)
+    assert layout.strip() in example
+    spec = twin.load(ROOT / "examples" / "laid_out_line.toml")
+    assert spec.transport[0].trip_m == pytest.approx(40.0)  # "the 40 m of its drawn path"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "laid_out_line.toml", tmp_path / "examples")
+    commands = [shlex.split(ln.split("#")[0])[1:] for block in re.findall(r"```bash\n(.*?)```", page, re.S)
+                for ln in block.splitlines() if ln.startswith("twin ")]
+    assert [c[0] for c in commands] == ["validate", "run"]
+    for c in commands:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(c) == 0, c
+    html = (tmp_path / "laid-out" / "report.html").read_text()
+    assert "361 frames, one every 2 min" in html and "the spec's <code>[layout]</code>" in html
+    flows = pd.read_csv(tmp_path / "laid-out" / "flows.csv")
+    pairs = set(zip(flows["source"], flows["target"]))
+    assert {("weld", "bench"), ("bench", "weld"), ("weld", "touch_up")} <= pairs

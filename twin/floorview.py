@@ -95,9 +95,13 @@ function floorBuild(svg, M) {
   for (const s of M.stations) {
     const [cx, cy] = at(s.name), g = el('g', {'data-station': s.name});
     el('rect', {x: cx - box / 2, y: cy - box / 2, width: box, height: box, rx: box * .08, class: 'box'}, g);
-    const rows = s.lanes, cols = s.servers, cell = Math.min((box * .86) / cols, (box * .86) / rows);
+    // a row of servers per lane; lanes of one server each (lines, cells) fill a near-square grid
+    const one = s.servers === 1 && s.lanes > 1, n = s.lanes * s.servers;
+    const cols = one ? Math.ceil(Math.sqrt(n)) : s.servers, rows = one ? Math.ceil(n / cols) : s.lanes;
+    const cell = Math.min((box * .86) / cols, (box * .86) / rows);
     const gx = cx - cell * cols / 2, gy = cy - cell * rows / 2;
     for (let j = 0; j < rows; j++) for (let k = 0; k < cols; k++) {
+      if (j * cols + k >= n) break;
       const key = s.name + '/' + (j * cols + k);
       const r = el('rect', {x: gx + k * cell + cell * .06, y: gy + j * cell + cell * .06, width: cell * .88, height: cell * .88,
         class: 'srv', 'data-server': key, 'data-state': 'idle', fill: M.colours.idle}, g);
