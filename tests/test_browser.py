@@ -275,13 +275,18 @@ def render_at(page: Path, tmp: Path, fragment: str) -> tuple[str, str]:
     return r.stdout, r.stderr
 
 
-@pytest.mark.slow  # a 3-day dark-factory run (~15 s) and its page
-def test_the_dark_factorys_replay_stays_small_and_renders(tmp_path):
-    out = _replay_page(tmp_path, Path("dark-factory"), "--horizon", "3d", "--warmup", "1d", "--replications", "1")
+@pytest.mark.slow  # a 3-day run of each reference factory (~10 s each) and its page
+@pytest.mark.parametrize("factory", ["static-line", "dark-factory", "microfactory"])
+def test_a_reference_factorys_replay_stays_small_and_renders(tmp_path, factory):
+    import twin
+
+    spec = twin.load(twin.builtins.factories()[factory])
+    out = _replay_page(tmp_path, Path(factory), "--horizon", "3d", "--warmup", "1d", "--replications", "1")
     page = (out / "report.html").read_text()
     section = page[page.index("<section id='replay'"):page.index("</section>")]
     assert len(section.encode()) < 400_000  # the replay's own data and script (plotly.js is the page's 4.6 MB)
     dom, log = render(out / "report.html", tmp_path, 900)
     assert not console_errors(log), console_errors(log)
     servers, levels, frame = _shown(dom)
-    assert frame == 0 and len(levels) == 7 and len(servers) > 60
+    assert frame == 0 and set(levels) == {s.name for s in spec.stations}
+    assert len(servers) == sum(s.servers * s.lanes for s in spec.stations)
