@@ -350,3 +350,14 @@ def test_the_howto_runs_as_written(tmp_path, monkeypatch):
     flows = pd.read_csv(tmp_path / "laid-out" / "flows.csv")
     pairs = set(zip(flows["source"], flows["target"]))
     assert {("weld", "bench"), ("bench", "weld"), ("weld", "touch_up")} <= pairs
+
+
+def test_a_run_with_a_shift_replays_the_hours_around_it(tmp_path):
+    spec = tmp_path / "cell.toml"
+    spec.write_text(LINE.replace("speed_m_per_s = 1.5", "speed_m_per_s = 1.5\ndistance_m = 20").replace(
+        'rate_per_hour = 50\n', 'rate_per_hour = 50\nshifts = [{kind = "step", at = "30h", factor = 1.3}]\n'))
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", str(spec), "--horizon", "3d", "--warmup", "2h", "--replications", "1", "--out", str(out)]) == 0
+    bt = pd.read_csv(out / "buffers.csv")
+    assert bt["start"].min() == 24 * 3600.0 and bt["end"].max() == 48 * 3600.0  # 6 h before to 18 h after

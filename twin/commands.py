@@ -37,6 +37,8 @@ from .compare import (
     factory_spec,
     measure_warmup,
     nominal_labels,
+    REPLAY_AFTER,
+    REPLAY_BEFORE,
     prepare_uncertainty,
     replay_payload,
     run_designs,
@@ -317,13 +319,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     animate = bool(args.out) and not args.no_animate
     res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                    progress=not (args.json or args.quiet), state=state,
-                   watch=_replay_window(args.animate, horizon, warmup, t0) if animate and not auto else None)
+                   watch=_replay_window(args.animate, horizon, warmup, t0, spec) if animate and not auto else None)
     found, method = mser_warmup(res, spec) if state is None else (0.0, "")
     if auto:  # the same seeds again with the measured warm-up: the same runs, KPIs from its end
         warmup = found
         res = simulate(spec, horizon=horizon, warmup=warmup, seed=args.seed, replications=args.replications,
                        progress=not (args.json or args.quiet),
-                       watch=_replay_window(args.animate, horizon, warmup, t0) if animate else None)
+                       watch=_replay_window(args.animate, horizon, warmup, t0, spec) if animate else None)
     elif found > warmup:
         _warn(f"warning: {path}: the warm-up ({format_duration(warmup)}) is shorter than the {format_duration(found)} that MSER finds "
               "in the WIP series; KPIs may carry the start-up transient (try --warmup auto)\n")
@@ -377,10 +379,20 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _replay_window(given: tuple[float, float] | None, horizon: float, warmup: float, t0: float) -> Watch:
+def _replay_window(given: tuple[float, float] | None, horizon: float, warmup: float, t0: float,
+                   spec: Any = None) -> Watch:
     """What the first replication watches for the replay: ``--animate``'s window (from the run's
-    start ``t0``) or the first day after the warm-up, and the flows over the observation window."""
-    lo, hi = given if given is not None else (warmup, min(horizon, warmup + DAY))
+    start ``t0``); else the hours around the spec's first scenario shift when it falls in the
+    observation (as ``twin compare`` shows a scenario), or the first day after the warm-up; and
+    the flows over the observation window."""
+    at = [sh.at - t0 for sh in spec.shifts] if spec is not None else []
+    at = [t for t in at if warmup <= t < horizon]
+    if given is not None:
+        lo, hi = given
+    elif at:
+        lo, hi = max(warmup, min(at) - REPLAY_BEFORE), min(horizon, min(at) + REPLAY_AFTER)
+    else:
+        lo, hi = warmup, min(horizon, warmup + DAY)
     if hi > horizon:
         raise SpecError([f"--animate: the window ends at {format_duration(hi)}, after the horizon "
                          f"({format_duration(horizon)})"])
