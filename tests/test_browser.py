@@ -79,6 +79,8 @@ def test_the_compare_report_renders_with_the_verdict_first(compare_page, tmp_pat
     assert "2 replications separate nothing smaller than" in text
     assert "Where the cost ranking flips" in text and "is cheapest unless" in text
     assert "Cheapest conversion cost in 'baseline'" in text
+    dom, _ = render(_fits(compare_page, tmp_path), tmp_path, width)
+    assert 'data-fits="true"' in dom, width
 
 
 def test_the_run_report_renders(tmp_path):

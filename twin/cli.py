@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=_positive_int("--jobs"), help="parallel local processes (default: all cores)")
     c.add_argument("--out", default="compare-out", help="output folder (default compare-out/)")
     c.add_argument("--resume", action="store_true", help="reuse the finished jobs stored in OUT/jobs")
+    c.add_argument("--no-animate", action="store_true", help="leave the replays out of report.html "
+                   "(each factory's and scenario's first replication is otherwise watched for one)")
     c.add_argument("--set", action="append", default=[], metavar="[FACTORY:]PATH=VALUE",
                    help="override a factory's spec value before the scenarios, e.g. "
                         "dark-factory:costs.energy_per_kwh=0.2, or demand.base_per_week=230000 for every factory; "

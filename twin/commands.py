@@ -502,6 +502,7 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         weeks=args.weeks or (quick_weeks(scenarios) if quick else 26.0),
         warmup=(args.warmup if args.warmup not in (None, "auto") else (WEEK if quick else 2 * WEEK)),
         seed=args.seed,
+        animate=not args.no_animate,
     )
     for item in args.set:  # [FACTORY:]PATH=VALUE; the factory part ends before the path's '='
         factory, colon, _ = item.partition("=")[0].partition(":")

@@ -417,6 +417,9 @@ class Grid:
     """Per factory name, spec overrides (dotted path -> value) applied before the scenarios."""
     warmup_method: str = "given"
     """How the warm-up was chosen ("given", or the measurement of :func:`measure_warmup`)."""
+    animate: bool = False
+    """Watch each factory's and scenario's first replication for the report's replay (the same
+    results; :func:`replay_window`)."""
 
     def signature(self) -> dict[str, Any]:
         """What the jobs' results depend on: the options and the content of every input file
@@ -540,7 +543,7 @@ def run_grid(grid: Grid, jobs: int = 1, out: Path | None = None, resume: bool = 
     pending = [j for j in todo if j.key not in done]
     args = [(paths[j.factory], j.factory, {**scen[j.scenario].model_dump(mode="python"), "name": j.scenario},
              j.replication, j.seed, grid.weeks, grid.warmup, grid.overrides.get(j.factory) or None,
-             j.replication == 0) for j in pending]
+             grid.animate and j.replication == 0) for j in pending]
     bar = JobsBar(share_of(store, len(todo)), len(done), enabled=progress)
 
     def finish(j: Job, r: dict[str, Any]) -> None:
