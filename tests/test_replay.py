@@ -361,3 +361,33 @@ def test_a_run_with_a_shift_replays_the_hours_around_it(tmp_path):
         assert main(["run", str(spec), "--horizon", "3d", "--warmup", "2h", "--replications", "1", "--out", str(out)]) == 0
     bt = pd.read_csv(out / "buffers.csv")
     assert bt["start"].min() == 24 * 3600.0 and bt["end"].max() == 48 * 3600.0  # 6 h before to 18 h after
+
+
+def test_a_vehicle_follows_its_fleets_drawn_path(tmp_path):
+    text = """
+name = "shuttle"
+[source]
+kind = "saturated"
+[[stations]]
+name = "a"
+process_time = 100
+buffer = 1
+[[stations]]
+name = "b"
+process_time = 100
+[[transport]]
+name = "cart"
+moves = [["a", "b"]]
+speed_m_per_s = 1
+[layout]
+stations = {a = [0, 0], b = [40, 0]}
+paths = {cart = [[0, 0], [0, 10], [40, 10], [40, 0]]}
+"""
+    spec = _spec(tmp_path, text, "path.toml")
+    assert spec.transport[0].trip_m == pytest.approx(60.0)
+    rec = Model(spec, 1, 1000.0, watch=Watch(0.0, 500.0)).run(1000.0)
+    data = frames(rec, build(rec).states, floorplan.plan(spec), 0.0, 500.0, step=5.0)
+    at = dict(zip(data["t"], (v[0] for v in data["vehicles"])))
+    # leaves a at 100 s, 60 m at 1 m/s: up the first 10 m, along 40 m, down 10 m; back the same way
+    assert at[105.0] == pytest.approx([0.0, 5.0]) and at[130.0] == pytest.approx([20.0, 10.0])
+    assert at[155.0] == pytest.approx([40.0, 5.0]) and at[190.0] == pytest.approx([20.0, 10.0])

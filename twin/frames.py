@@ -136,10 +136,35 @@ def _wip(rec: Record, t: np.ndarray) -> np.ndarray:
     return upto(entered["t"], entered["qty"]) - upto(good["t"], good["units"]) - upto(sc["t"], sc["units"])
 
 
+def _route(plan: Plan, fleet: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The points a vehicle of ``fleet`` passes from ``a`` to ``b``: along its drawn path between
+    the path's points nearest the two stations (and straight from and to the stations themselves),
+    or straight when the fleet has no path."""
+    path = np.asarray(plan.paths.get(fleet) or [], dtype=float)
+    if len(path) < 2:
+        return np.array([a, b])
+    ia = int(np.argmin(np.abs(path - a).sum(axis=1)))
+    ib = int(np.argmin(np.abs(path - b).sum(axis=1)))
+    mid = path[ia:ib + 1] if ia <= ib else path[ib:ia + 1][::-1]
+    return np.vstack([a, mid, b])
+
+
+def _along(points: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Positions at shares ``f`` (0-1) of the length of the polyline ``points``."""
+    seg = np.sqrt((np.diff(points, axis=0) ** 2).sum(axis=1))
+    total = float(seg.sum())
+    if total <= 0.0:
+        return np.tile(points[0], (len(f), 1))
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    d = np.clip(f, 0.0, 1.0) * total
+    return np.column_stack([np.interp(d, cum, points[:, 0]), np.interp(d, cum, points[:, 1])])
+
+
 def _vehicles(rec: Record, plan: Plan, t: np.ndarray) -> list[list[list[float]]]:
     """Each vehicle's ``[x, y]`` at each frame time, m: at its trip's source while loading, moving
-    in a straight line to the target, there while it unloads (or waits for room), back again
-    empty; between trips where its last trip began (a fleet's first point before any)."""
+    to the target (along its fleet's drawn path, at an even pace), there while it unloads (or
+    waits for room), back again empty; between trips where its last trip began (its path's first
+    point before any)."""
     legs = rec.array("legs")
     stations = [s.name for s in rec.spec.stations]
     fleets = set(rec.fleets)
@@ -156,15 +181,14 @@ def _vehicles(rec: Record, plan: Plan, t: np.ndarray) -> list[list[list[float]]]
                 continue
             a = np.array(plan.stations[stations[leg["source"]]], dtype=float)
             b = np.array(plan.stations[stations[leg["target"]]], dtype=float)
+            way = _route(plan, fleet, a, b)
             t0, t1, t2, t3, t4 = (float(leg[f]) for f in ("t_load", "t_leave", "t_arrive", "t_unloaded", "t_back"))
             xy[t >= t0] = a
             go = (t >= t1) & (t < t2)
-            f = ((t[go] - t1) / max(t2 - t1, 1e-9))[:, None]
-            xy[go] = a + (b - a) * f
+            xy[go] = _along(way, (t[go] - t1) / max(t2 - t1, 1e-9))
             xy[(t >= t2) & (t < t3)] = b
             back = (t >= t3) & (t < t4)
-            f = ((t[back] - t3) / max(t4 - t3, 1e-9))[:, None]
-            xy[back] = b + (a - b) * f
+            xy[back] = _along(way[::-1], (t[back] - t3) / max(t4 - t3, 1e-9))
             xy[t >= t4] = a
         for j in range(len(t)):
             out[j].append([round(float(xy[j, 0]), 2), round(float(xy[j, 1]), 2)])
