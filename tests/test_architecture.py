@@ -16,7 +16,7 @@ PKG = ROOT / "twin"
 
 LAYERS = {
     "spec": {"units", "limits", "state", "names", "layouts", "dists", "calendar", "streams", "demand", "fit", "io", "builtins", "spec",
-             "toml_text", "snapshot", "floorplan",
+             "toml_text", "snapshot", "floorplan", "objectives",
              "learn", "wear", "scenario", "policies.registry", "contracts"},
     "policies": {"policies", "policies.capacity", "policies.dispatch", "policies.maintenance", "policies.planning",
                  "policies.queue"},
