@@ -14,7 +14,8 @@ import pytest
 
 import twin
 from twin.cli import main
-from twin.eventlog import calibrate, read_log, write_log
+from twin.calibrate import calibrate
+from twin.eventlog import read_log, write_log
 from twin.model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,7 +221,7 @@ def test_planned_maintenance_round_trip(tmp_path):
     # the failures alone gave a Weibull of scale 1.7 h, and 4x the downtime, in the first try)
     assert "censored MLE" in text and st.failures.ttf.dist == "weibull"
     # and the calibrated spec reproduces the shares of time seen in the log
-    from twin.eventlog import check
+    from twin.logcheck import check
 
     rows = {r["metric"]: r for r in check(cal, df, replications=5)["rows"]}
     for state in ("busy", "down", "maintenance"):
@@ -374,7 +375,8 @@ def test_a_right_model_fails_the_check_in_about_five_percent_of_logs(tmp_path):
     """The exit code's family-wise error: 40 one-day logs of the spec itself, each checked on 10
     replications. With every row at its own 95 % a third of them failed (measured: 7 of 20);
     Holm over the rows holds it at 5 %: 2 expected, and 7 or more has probability 0.4 % at 5 %."""
-    from twin.eventlog import check, read_log
+    from twin.eventlog import read_log
+    from twin.logcheck import check
 
     failed = 0
     for seed in range(100, 140):

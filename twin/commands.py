@@ -47,7 +47,9 @@ from .compare import (
     runs_frame,
 )
 from .compare_report import write_report
-from .eventlog import calibrate, check, check_log_path, parse_map, read_log, write_log
+from .calibrate import calibrate
+from .eventlog import check_log_path, parse_map, read_log, write_log
+from .logcheck import check
 from .experiment import (
     mser_warmup,
     simulate,
