@@ -19,6 +19,7 @@ from typing import Any
 from .floorplan import Plan
 from .report import FLOW_ARCS, flow_edges
 from .state import COLOURS, LABELS, LETTERS, STATE_KEYS
+from .units import HOUR, MINUTE
 
 
 def floor_model(spec: Any, plan: Plan, bufmax: dict[str, int] | None = None) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def replays_section(replays: dict[tuple[str, str], dict[str, Any]]) -> str:
 
 
 def _dur(s: float) -> str:
-    return f"{s / 3600:g} h" if s >= 3600 else (f"{s / 60:g} min" if s >= 60 else f"{s:g} s")
+    return f"{s / HOUR:g} h" if s >= HOUR else (f"{s / MINUTE:g} min" if s >= MINUTE else f"{s:g} s")
 
 
 _REPLAY_JS = r"""

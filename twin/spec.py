@@ -822,7 +822,8 @@ class Transport(_M):
     @model_validator(mode="after")
     def _needs(self) -> "Transport":
         if self.travel_time is None and self.speed_m_per_s is None:
-            raise ValueError("a transport fleet needs travel_time, or speed_m_per_s with distance_m (or a [layout])")
+            raise ValueError("a transport fleet needs travel_time, or distance_m and speed_m_per_s (or speed_m_per_s "
+                             "and a [layout] its trips are measured on)")
         if self.travel_time is None and self.distance_m is not None:
             self._check_trip(self.distance_m)
         return self
