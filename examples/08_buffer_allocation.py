@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import twin
-from twin import optimize
+from twin import optimize, optimize_report
 
 # a saturated four-station line with exponential times; the third station is the slowest
 LINE = {
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         [f"stations.b.buffer + stations.c.buffer + stations.d.buffer <= {places}"],
         trials=12 if args.quick else 40, replications=2 if args.quick else 3,
         horizon=5000.0 if args.quick else 30000.0, warmup=200.0, seed=1, jobs=1 if args.quick else 2)
-    print(optimize.describe(result))
+    print(optimize_report.describe(result))
     best = result["best"]
     print("best:", best["params"], f"{best['kpis']['throughput_per_hour']['mean']:.1f} units/h")
     for r in result["runners_up"]:
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print("then:", r["params"], f"best - this {d['diff_mean']:+.1f} ± {d['ci95']:.1f} units/h")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "08_buffer_allocation.html").write_text(optimize.html_page(result, "Buffer allocation"))
-    (out / "08_best.toml").write_text(optimize.best_spec(spec, result).to_toml())
+    (out / "08_buffer_allocation.html").write_text(optimize_report.html_page(result, "Buffer allocation"))
+    (out / "08_best.toml").write_text(optimize_report.best_spec(spec, result).to_toml())
     return 0
 
 

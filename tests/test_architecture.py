@@ -25,7 +25,7 @@ LAYERS = {
     "record": {"record"},
     "results": {"tables", "stats", "cost", "adapt", "bottleneck", "results", "frames"},
     "figures": {"report", "floorview"},
-    "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "eventlog", "calibrate", "logcheck", "docs", "commands", "cli",
+    "commands": {"runs", "serial", "experiment", "compare", "compare_report", "ablate", "optimize", "uncertainty", "decision", "designs", "optimize_report", "eventlog", "calibrate", "logcheck", "docs", "commands", "cli",
                  "policycheck", "completion", "gate", "studies", "shards", "tracker", "live", "livepage"},
 }
 MAY_IMPORT = {

@@ -13,7 +13,7 @@ import pytest
 from helpers import expo, line
 
 import twin
-from twin import optimize
+from twin import optimize, optimize_report
 from twin.units import WEEK
 from twin.cli import build_parser, main
 from twin.commands import _name_list
@@ -271,7 +271,7 @@ def test_scenarios_and_linked_paths_design_a_line_count():
                               4 * 86400 / WEEK, 0.0)
     k = twin.runs.run_once(one, 4 * 86400.0, 0.0, twin.runs.replication_seed(4, 0)).kpis.iloc[0]
     assert row["kpi.pulse.good_units"] == k["good_units"] and row["kpi.pulse.unit_cost"] == k["unit_cost"]
-    best = optimize.best_spec(spec, res)
+    best = optimize_report.best_spec(spec, res)
     assert best.planning.lanes == best.station("a").lanes == 2
 
 
@@ -328,7 +328,7 @@ def test_the_design_protocol_commands_are_valid_searches_of_the_reference_factor
     assert {c.text: c.kind for c in p.constraints}["baseline.fill_rate >= 0.98"] == "outcome"
     if factory == "static-line":
         assert all(d["workers.operators.size"] == 261 * d["planning.lanes"] for d in p.grid)
-        best = optimize.best_spec(p.spec, {"best": {"params": p.grid[-1]}, "meta": {"space": [
+        best = optimize_report.best_spec(p.spec, {"best": {"params": p.grid[-1]}, "meta": {"space": [
             {"path": d.path, "also": list(d.also)} for d in p.space]}})
         assert {s.lanes for s in best.stations if s.lanes > 1} == {12}
 

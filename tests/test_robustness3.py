@@ -893,7 +893,8 @@ def test_a_line_that_loses_nothing_shows_no_lost_row(tmp_path):
 
 
 def test_optimize_says_when_the_best_sits_on_a_bound_and_how_big_a_difference_is(tmp_path):
-    from twin.optimize import _relative, on_bound, parse_dimension
+    from twin.optimize import on_bound, parse_dimension
+    from twin.optimize_report import _relative
 
     space = [parse_dimension("stations.smt.servers=1..4"), parse_dimension("stations.b.buffer=0.5..2.5"),
              parse_dimension("stations.c.x=a,b")]
@@ -983,13 +984,14 @@ def test_an_upstream_tester_finds_defects_made_before_it_under_either_name(name)
 
 def test_the_optimize_history_counts_designs_run_and_marks_the_reported_best():
     from twin import optimize as opt
+    from twin import optimize_report
 
     spec = twin.validate(_base(), source="s.toml")
     # a design constraint that skips suggestions: optuna's trial numbers then run ahead of the designs
     res = opt.optimize(spec, [opt.parse_dimension("stations.smt.servers=1..3"), opt.parse_dimension("stations.assembly.buffer=0..3")],
                        [("throughput_per_hour", "maximize")], constraints=["stations.assembly.buffer <= 2"], trials=8,
                        replications=1, horizon=4 * 3600.0, warmup=600.0)
-    hist = opt.figures(res)[0]
+    hist = optimize_report.figures(res)[0]
     xs = [list(t.x) for t in hist.data if t.name in ("feasible", "infeasible")]
     assert sorted(x for xx in xs for x in xx) == list(range(1, len(res["trials"]) + 1))
     star = [t for t in hist.data if t.name == "the reported best"]

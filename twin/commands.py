@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, ablate, builtins, live, livepage, optimize, serial, shards, snapshot, studies
+from . import __version__, ablate, builtins, live, livepage, optimize, optimize_report, serial, shards, snapshot, studies
 from . import gate as gate_mod
 from . import designs as designs_mod
 from .bottleneck import shifting_table
@@ -630,27 +630,27 @@ def cmd_optimize(args: argparse.Namespace, argv: list[str]) -> int:
     body = {"best": result["best"], "runners_up": result["runners_up"], "trials": result["trials"],
             "pareto": result["pareto"],
             "meta": {**result["meta"], "twin_version": __version__, "spec": str(path), "spec_sha256": spec_hash(path),
-                     "command": "twin " + shlex.join(argv), "description": optimize.describe(result)}}
+                     "command": "twin " + shlex.join(argv), "description": optimize_report.describe(result)}}
     if out is not None:
         with ResultSet(out, summary="kpis.json") as rs:
-            rs.add_csv("trials.csv", optimize.trials_frame(result))
+            rs.add_csv("trials.csv", optimize_report.trials_frame(result))
             rs.add_text("best.toml", f"# the best design of: {body['meta']['command']}\n"
-                        + optimize.best_spec(spec, result).to_toml())
-            rs.add_text("report.html", optimize.html_page(result, f"twin optimize {spec.name}"))
+                        + optimize_report.best_spec(spec, result).to_toml())
+            rs.add_text("report.html", optimize_report.html_page(result, f"twin optimize {spec.name}"))
             rs.add_json("kpis.json", body)
             rs.publish()
     if args.json:
         sys.stdout.write(dumps(body))
         return 0
     kpi0 = objectives[0][0]
-    _say(optimize.describe(result))
+    _say(optimize_report.describe(result))
     _say(f"  best: {', '.join(f'{k} = {v}' for k, v in result['best']['params'].items())}   "
          f"{kpi0} {_pm(result['best']['kpis'][kpi0], fmt='{:.4g}')}")
     for r in result["runners_up"]:
         d = r["vs_best"]
         _say(f"  then: {', '.join(f'{k} = {v}' for k, v in r['params'].items())}   {kpi0} "
              f"{_pm(r['kpis'][kpi0], fmt='{:.4g}')}   best − this {d['diff_mean']:+.3g} ± {d['ci95']:.2g}"
-             f"{optimize._relative(d)}{'' if d['best_significantly_better'] else ' (not significant)'}")
+             f"{optimize_report._relative(d)}{'' if d['best_significantly_better'] else ' (not significant)'}")
     for note in result["meta"]["on_bound"]:
         _say(f"  note: {note}")
     if out is not None:
