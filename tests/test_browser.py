@@ -195,10 +195,16 @@ def test_the_compare_report_has_one_scenario_selector_set_to_a_scenario_with_a_s
     dom, log = render(compare_page, tmp_path, 1400)
     assert not console_errors(log), console_errors(log)
     body = re.sub(r"(?s)<script.*?</script>", " ", dom)
-    assert body.count("<select") == 1 and "updatemenu" not in body  # no per-chart dropdowns left
+    # one scenario selector for the page (the replays follow it too, beside their factory selector);
+    # no per-chart dropdowns left
+    assert body.count("<select") == 2 and 'id="replay-factory"' in body and "replay-scenario" not in body
+    assert "updatemenu" not in body
     assert re.search(r"<option value=\"surge\" selected", body.replace("'", '"'))
     # the output chart shows the surge after load: its shift line is a legend entry only there
     assert re.search(r'class="legendtext"[^>]*>the shift<', dom)
+    shown = re.findall(r"<div class=\"replay-pick\" data-factory=\"([^\"]+)\" data-scenario=\"([^\"]+)\"(?: style=\"\")?>",
+                       body)
+    assert shown == [("static-line", "surge")], shown  # the first factory, in the scenario the charts show
 
 
 def _replay_page(tmp_path: Path, spec: Path, *args: str) -> Path:

@@ -38,6 +38,7 @@ from .report import (
     fig_output,
     fig_states,
     fig_tornado,
+    SCENARIO_PICK,
     html_page,
     markdown,
     overrides_text,
@@ -280,7 +281,7 @@ def write_report(results: list[dict[str, Any]], grid: Grid, out: Path, command: 
                                    title=f"Material flow of the {f} ({base})"))
     page = html_page(summ, descriptions, meta, read, figs,
                      default_scenario=next((s for s, t in shifts.items() if t is not None), None),
-                     extra=replays_section(replays) if replays else "")
+                     extra=replays_section(replays, follow=SCENARIO_PICK) if replays else "")
     with ResultSet(out, summary="kpis.json") as rs:  # kpis.json last: it marks a complete report
         rs.add_csv("runs.csv", runs)
         rs.add_csv("daily.csv", daily)

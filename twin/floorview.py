@@ -166,25 +166,30 @@ def replay_script() -> str:
     return f"<style>{FLOOR_CSS}</style><script>{FLOOR_JS}</script>"
 
 
-def replays_section(replays: dict[tuple[str, str], dict[str, Any]]) -> str:
+def replays_section(replays: dict[tuple[str, str], dict[str, Any]], follow: str | None = None) -> str:
     """``twin compare``'s replays: one per factory and scenario (``{(factory, scenario): payload}``
-    of :func:`twin.compare.replay_payload`), one shown at a time by two selectors."""
+    of :func:`twin.compare.replay_payload`), one shown at a time: the factory by a selector of its
+    own, the scenario by the page's scenario selector (the ``<select>`` whose id is ``follow``; without
+    one, a selector here)."""
     factories = list(dict.fromkeys(f for f, _ in replays))
     scenarios = list(dict.fromkeys(s for _, s in replays))
     opts = lambda xs: "".join(f"<option>{html.escape(x)}</option>" for x in xs)  # noqa: E731
+    pick = (f"the scenario chosen above ({html.escape(follow)})" if follow else
+            "scenario <select id='replay-scenario'>" + opts(scenarios) + "</select>")
     parts = [replay_script(), "<section id='replays'><h2>Replays</h2><p>Each factory's first replication under "
              "each scenario, over the hours around its shift (6 h before to 18 h after; the first day after the "
-             "warm-up without one). Factory <select id='replay-factory'>" + opts(factories) + "</select> scenario "
-             "<select id='replay-scenario'>" + opts(scenarios) + "</select></p>"]
+             "warm-up without one). Factory <select id='replay-factory'>" + opts(factories) + "</select>, "
+             + pick + ".</p>"]
     for i, ((f, sc), r) in enumerate(replays.items()):
         parts.append(f"<div class='replay-pick' data-factory='{html.escape(f)}' data-scenario='{html.escape(sc)}'"
                      + ("" if i == 0 else " style='display:none'") + ">"
                      + replay_section(r["data"], r["model"], key=str(i), heading="") + "</div>")
     parts.append("<script>(function() { const f = document.getElementById('replay-factory'), "
-                 "s = document.getElementById('replay-scenario');\nfunction pick() { document.querySelectorAll("
-                 "'.replay-pick').forEach(d => { d.style.display = d.dataset.factory === f.value && "
-                 "d.dataset.scenario === s.value ? '' : 'none'; }); }\nf.addEventListener('change', pick); "
-                 "s.addEventListener('change', pick); pick(); })();</script></section>")
+                 f"s = document.getElementById({json.dumps(follow or 'replay-scenario')});\n"
+                 "function pick() { document.querySelectorAll('.replay-pick').forEach(d => { d.style.display = "
+                 "d.dataset.factory === f.value && (!s || d.dataset.scenario === s.value) ? '' : 'none'; }); }\n"
+                 "f.addEventListener('change', pick); if (s) s.addEventListener('change', pick); pick(); })();</script>"
+                 "</section>")
     return "".join(parts)
 
 

@@ -478,6 +478,8 @@ def _scenario_menu(fig: go.Figure, scenarios: list[str], owner: list[int]) -> No
     fig.update_layout(meta={"scenarios": list(scenarios), "owner": list(owner)})
 
 
+SCENARIO_PICK = "scenario-pick"
+"""The id of the compare page's one scenario selector (the charts and the replays follow it)."""
 SCENARIO_PICKER = """<script>
 (function () {
   // one selector for the whole page: every chart marked with its traces' scenarios shows the one picked
@@ -788,7 +790,7 @@ def html_page(summary: dict[str, Any], scenarios: dict[str, str], meta: dict[str
     if menus:
         names = list(dict.fromkeys(n for m in menus for n in m))
         first = default_scenario if default_scenario in names else names[0]
-        parts.append("<h2>Charts</h2><p class='picker'><label>Scenario shown in the charts: <select id='scenario-pick'>"
+        parts.append(f"<h2>Charts</h2><p class='picker'><label>Scenario shown in the charts: <select id='{SCENARIO_PICK}'>"
                      + "".join(f"<option value='{esc(n)}'{' selected' if n == first else ''}>{esc(n)}</option>"
                                for n in names) + "</select></label></p>")
     for number, fig in enumerate(figures):
