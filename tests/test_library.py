@@ -22,7 +22,7 @@ def test_public_surface_is_exactly_the_documented_one():
     documented = {
         "load", "validate", "simulate", "run_once", "summarize", "mean_ci", "Results", "Model", "Record", "State",
         "SpecError",
-        "parse_duration", "Streams", "Snapshot", "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance",
+        "parse_duration", "Streams", "Snapshot", "Watch", "Layout", "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance",
         "Quality", "WorkerPool", "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
         "MinorStops", "Batch", "Component", "Supplier", "Transport",
         "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",

@@ -10,7 +10,8 @@ Start with :func:`load` and :func:`simulate`::
 
 Build a spec in Python from the classes below (``Spec``, ``Station``, ``Product``, …),
 edit one with ``spec.with_overrides({...})``, write it with ``spec.to_toml()``. Grids of
-runs are in :mod:`twin.experiment` and :mod:`twin.compare`, figures in :mod:`twin.report`,
+runs are in :mod:`twin.experiment` and :mod:`twin.compare`, figures in :mod:`twin.report`, a
+replay's data from a run watched with ``Model(..., watch=twin.Watch(start, end))`` in :mod:`twin.frames`,
 and your own dispatch rules, maintenance policies, planners and capacity policies
 register with :func:`twin.policies.register` (and check with :func:`twin.check_policy`).
 """
@@ -32,8 +33,8 @@ _LAZY: dict[str, str] = {
     "Model": "model", "register": "policies", "check_policy": "policycheck", "Record": "record", "Results": "results",
     **{n: "spec" for n in ("Batch", "Buffer", "Capacity", "Component", "Costs", "Demand", "Failures", "Maintenance",
                            "MinorStops", "Planning", "Product", "Quality", "Run", "Setup", "Shift", "Source", "Spec",
-                           "SpecError", "Station", "Supplier", "Transport", "WorkerPool", "load", "validate")},
-    "State": "state", "Streams": "streams", "Snapshot": "snapshot",
+                           "SpecError", "Station", "Supplier", "Transport", "WorkerPool", "load", "validate", "Layout")},
+    "State": "state", "Streams": "streams", "Snapshot": "snapshot", "Watch": "watch",
 }
 
 if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, imported eagerly
@@ -49,8 +50,9 @@ if TYPE_CHECKING:  # what a type checker and an IDE see: the same names, importe
     from .results import Results  # noqa: F401
     from .spec import (Batch, Buffer, Capacity, Component, Costs, Demand, Failures, Maintenance,  # noqa: F401
                        MinorStops, Planning, Product, Quality, Run, Setup, Shift, Source, Spec, SpecError,
-                       Station, Supplier, Transport, WorkerPool, load, validate)
+                       Station, Supplier, Transport, WorkerPool, load, validate, Layout)
     from .snapshot import Snapshot  # noqa: F401
+    from .watch import Watch  # noqa: F401
     from .state import State  # noqa: F401
     from .streams import Streams  # noqa: F401
 
@@ -75,11 +77,11 @@ __version__ = "0.1.0"
 __all__ = [
     # loading, running, results
     "load", "validate", "simulate", "run_once", "summarize", "mean_ci", "Results", "Model", "Record", "State", "SpecError",
-    "parse_duration", "Streams", "Snapshot",
+    "parse_duration", "Streams", "Snapshot", "Watch",
     # spec classes
     "Spec", "Station", "Buffer", "Product", "Source", "Setup", "Failures", "Maintenance", "Quality", "WorkerPool",
     "CalendarSpec", "Window", "Demand", "Shift", "Planning", "Capacity", "Costs", "Run",
-    "MinorStops", "Batch", "Component", "Supplier", "Transport",
+    "MinorStops", "Batch", "Component", "Supplier", "Transport", "Layout",
     # distributions (durations in seconds)
     "Constant", "Exponential", "Normal", "Lognormal", "Gamma", "Weibull", "Triangular", "Uniform", "Empirical",
     # modules and extension

@@ -54,11 +54,15 @@ def buffer_table(rec: Record) -> pd.DataFrame:
     rows: list[pd.DataFrame] = []
     for b, (station, lane) in enumerate(rec.buffers):
         g = lv[lv["buffer"] == b]
+        if len(g) == 0:  # the run ended before the window began
+            continue
         starts = g["t"]
         ends = np.append(starts[1:], max(end, float(starts[-1])))
         keep = ends > starts
         rows.append(pd.DataFrame({"station": station, "lane": lane, "start": starts[keep], "end": ends[keep],
                                   "level": g["level"][keep]}))
+    if not rows:
+        return pd.DataFrame(columns=["station", "lane", "start", "end", "level"])
     return pd.concat(rows, ignore_index=True)
 
 
