@@ -82,30 +82,45 @@ class Model(Release):
         self.rec.calendars = {n: c.history for n, c in self.calendars.items()}
         # a pool counts free workers so a station can hold a crew of several at once
         self.pools = {w.name: Pool(self.env, w.size) for w in spec.workers}
+        self._build(state, state_source, watch)
+
+    def _build(self, state: Snapshot | None, state_source: str, watch: Watch | None) -> None:
+        """Build the run's parts in the one order they depend on each other: what each step reads
+        is made by a step above it. No process runs during the build (SimPy starts them when the run
+        advances), but the order processes are created in fixes the order of same-time events, so
+        it is part of the results: a reordering here is a change of results, not a refactor."""
+        spec = self.spec
+        # 1. release state (lot numbers, sizes, WIP counters) and what the stations' steps ask of it
         self._build_release()
         self.rec.orders_mode = self.orders_mode
         self._disrupted = {sh.target for sh in spec.shifts if sh.kind == "disruption" and sh.target}
         self.route_names = [list(p.route) for p in spec.products]
         self.detours = any(s.routing or (s.quality is not None and s.quality.rework_at) for s in spec.stations)
+        # 2. component stores (a station's material step reads them)
         self.stores, self.takes = build_stores(self)
         self.in_transit: set = set()  # lots on a vehicle
         self.plant_lots: list[int] = []  # a state start's lots: the line's own number of lot i
         self.plant_shift = 0  # and of later lots: their number here plus this
+        # 3. stations: lanes, buffers, servers (server numbers are the record's server order)
         self.stations: dict[str, StationRuntime] = {}
         for i, s in enumerate(spec.stations):
             st = StationRuntime(self, s, i)
             self.stations[s.name] = st
             if st.calendar is not None:
                 self.rec.station_calendar[s.name] = st.calendar.name
+        # 4. the sink and the source (a saturated source replaces the first station's buffer)
         self.sink = Sink(self._finish)
         self._build_source()
         self.routes = [tuple(self.stations[nm].input for nm in p.route) + (self.sink,) for p in spec.products]
+        # 5. fleets (their vehicles follow the stations' servers in the record)
         self.fleets, self._fleet_pairs, self._fleet_every = build_fleets(self)
         self._station_of = {id(st.input): st for st in self.stations.values()}
         self._moves: dict[tuple[int, int], tuple[Any, Any, bool]] = {}  # see moved_by
+        # 6. a watch (it swaps the buffers' queues, final since step 4) and a state start's lots
         self.watcher = Watcher(self, watch) if watch is not None else None
         if state is not None:  # before the servers' processes are made: they read what it sets
             restore(self, state, state_source)
+        # 7. processes: vehicles, servers, the order book, the capacity policy
         for f in self.fleets:
             f.start()
         for st in self.stations.values():
