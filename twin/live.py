@@ -540,6 +540,14 @@ def run_live(twin: LiveTwin, broker: str, prefix: str, until_idle: float | None 
             return
         status["connected"] = status["ever"] = True
         client.subscribe([(f"{prefix}/events", 1), (f"{prefix}/orders", 1)])
+
+    def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # said once the broker has taken the subscription (SUBACK), not at CONNACK: a line that
+        # starts publishing when it reads this loses nothing to the gap between the two
+        bad = [str(r) for r in reasons or [] if getattr(r, "is_failure", False)]
+        if bad:
+            _say(f"twin live: the broker at {host}:{port} refused the subscription ({', '.join(bad)})")
+            return
         _say(f"twin live: connected to {host}:{port}, listening on {prefix}/events and {prefix}/orders")
 
     def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -557,6 +565,7 @@ def run_live(twin: LiveTwin, broker: str, prefix: str, until_idle: float | None 
             _say(f"twin live: cannot reach the broker at {host}:{port} (attempt {status['fails']}); retrying with backoff")
 
     c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
+    c.on_subscribe = on_subscribe
     c.on_connect_fail = on_connect_fail
     clock = Clock()
     topic = f"{prefix}/forecast"
