@@ -243,8 +243,7 @@ def test_flows_balance_against_what_the_line_released_made_and_scrapped(tmp_path
     assert {("weld", "weld"), ("weld", "bench"), ("bench", "weld"), ("weld", "fix")} <= kinds
 
 
-def test_frames_sample_the_state_table_and_move_vehicles_on_their_trips(tmp_path):
-    text = """
+SHUTTLE = """
 name = "shuttle"
 [source]
 kind = "saturated"
@@ -259,7 +258,12 @@ process_time = 100
 name = "cart"
 moves = [["a", "b"]]
 speed_m_per_s = 1
-load_time = 10
+"""
+"""Two constant-time stations and a cart between them (1 m/s): trips that can be timed by hand."""
+
+
+def test_frames_sample_the_state_table_and_move_vehicles_on_their_trips(tmp_path):
+    text = SHUTTLE + """load_time = 10
 unload_time = 10
 [layout]
 stations = {a = [0, 0], b = [40, 0]}
@@ -364,22 +368,7 @@ def test_a_run_with_a_shift_replays_the_hours_around_it(tmp_path):
 
 
 def test_a_vehicle_follows_its_fleets_drawn_path(tmp_path):
-    text = """
-name = "shuttle"
-[source]
-kind = "saturated"
-[[stations]]
-name = "a"
-process_time = 100
-buffer = 1
-[[stations]]
-name = "b"
-process_time = 100
-[[transport]]
-name = "cart"
-moves = [["a", "b"]]
-speed_m_per_s = 1
-[layout]
+    text = SHUTTLE + """[layout]
 stations = {a = [0, 0], b = [40, 0]}
 paths = {cart = [[0, 0], [0, 10], [40, 10], [40, 0]]}
 """

@@ -97,6 +97,7 @@ class Fleet:
         env = self.model.env
         states = self.model.rec.states.append
         in_transit = self.model.in_transit
+        legs = self.legs  # a watched run's trip log, else None: bound once, not looked up per trip
         state = -1
         while True:
             move = self._next_move()
@@ -130,7 +131,7 @@ class Fleet:
                 state = _BUSY
             in_transit.discard(lot)
             back = self.trip.lot(1)
-            if self.legs is not None:
+            if legs is not None:
                 self._leg(t_load, t_leave, trip, back, sid, lot, dest)
             yield env.timeout(back)  # back empty
 
